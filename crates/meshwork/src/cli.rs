@@ -1,0 +1,94 @@
+//! The command line: `meshwork up|gateway|users|products|orders`, each
+//! subcommand's help listing the environment variables it reads.
+
+use clap::{Parser, Subcommand};
+use platform::config::{CONFIG_FILE_VAR, Setting};
+use platform::settings as s;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshwork",
+    version,
+    about = "A gRPC-first microservices platform: an API gateway and the users, products and orders services",
+    after_help = env_help(&[]),
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway and the three services in one process on embedded
+    /// backends (SQLite files, an in-process event bus): nothing to install.
+    #[command(after_help = env_help(UP))]
+    Up {
+        /// The gateway's port; users, products and orders take the next
+        /// three. 0 lets the system choose each port.
+        #[arg(long, default_value_t = 8000)]
+        base_port: u16,
+    },
+    /// Run the API gateway (REST/JSON, gRPC and gRPC-Web in front of the services).
+    #[command(after_help = env_help(GATEWAY))]
+    Gateway,
+    /// Run the users service (accounts and sign-in) on PostgreSQL.
+    #[command(after_help = env_help(USERS))]
+    Users,
+    /// Run the products service (catalog and inventory) on MongoDB.
+    #[command(after_help = env_help(PRODUCTS))]
+    Products,
+    /// Run the orders service (orders, outbox relay) on PostgreSQL and RabbitMQ.
+    #[command(after_help = env_help(ORDERS))]
+    Orders,
+}
+
+/// Settings every component reads.
+const COMMON: &[Setting] = &[
+    s::HOST,
+    s::SHUTDOWN_GRACE,
+    s::READINESS_INTERVAL,
+    s::LOG_FORMAT,
+    s::RUST_LOG,
+    s::OTEL_EXPORTER_OTLP_ENDPOINT,
+    s::OTEL_SERVICE_NAME,
+    s::OTEL_SDK_DISABLED,
+    s::JAEGER_AGENT_HOST,
+];
+const UP: &[Setting] = &[s::DATA_DIR];
+const GATEWAY: &[Setting] = &[s::PORT, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL, s::ORDER_SERVICE_URL];
+const USERS: &[Setting] = &[s::PORT, s::DATABASE_URL];
+const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL];
+const ORDERS: &[Setting] = &[s::PORT, s::DATABASE_URL, s::RABBITMQ_URL, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL];
+
+/// The "Environment:" section of a subcommand's help.
+fn env_help(own: &[Setting]) -> String {
+    let mut text = String::from("Environment (also settable, lowercase, in the TOML file named by ");
+    text.push_str(CONFIG_FILE_VAR);
+    text.push_str("):\n");
+    for setting in own.iter().chain(COMMON) {
+        text.push_str(&format!("  {:<29} {}\n", setting.name, setting.help));
+    }
+    text.push_str(&format!("  {CONFIG_FILE_VAR:<29} path of an optional TOML file; the environment overrides it\n"));
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_setting_is_documented_somewhere() {
+        for setting in s::ALL {
+            let documented = [COMMON, UP, GATEWAY, USERS, PRODUCTS, ORDERS]
+                .iter()
+                .any(|list| list.iter().any(|listed| listed.name == setting.name));
+            assert!(documented, "{} is in no subcommand's help", setting.name);
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `meshwork`: the one binary. `up` runs everything in one process on
+//! embedded backends; `gateway|users|products|orders` run one component on
+//! its production backends, as docker-compose and Kubernetes do.
+
+mod cli;
+mod components;
+mod up;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command};
+use components::Component;
+use platform::{CancellationToken, EXIT_INVALID_CONFIG, Env, Settings};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Configuration is checked before the runtime starts and before any port
+    // is bound, so a bad deployment fails at once and says why.
+    let settings = match Settings::load(&Env::from_process(), &[]) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("meshwork: invalid configuration: {error}");
+            return ExitCode::from(EXIT_INVALID_CONFIG as u8);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("the Tokio runtime starts");
+    match runtime.block_on(run(cli.command, settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("meshwork: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    let service_name = match &command {
+        Command::Up { .. } => "meshwork",
+        Command::Gateway => "gateway",
+        Command::Users => "users",
+        Command::Products => "products",
+        Command::Orders => "orders",
+    };
+    let _telemetry = platform::telemetry::init(&settings.telemetry, service_name)?;
+    let shutdown = CancellationToken::new();
+    platform::shutdown::cancel_on_signal(shutdown.clone());
+    match command {
+        Command::Up { base_port } => up::run(settings, base_port, shutdown).await,
+        Command::Gateway => serve_one(Component::Gateway, settings, shutdown).await,
+        Command::Users => serve_one(Component::Users, settings, shutdown).await,
+        Command::Products => serve_one(Component::Products, settings, shutdown).await,
+        Command::Orders => serve_one(Component::Orders, settings, shutdown).await,
+    }
+}
+
+async fn serve_one(component: Component, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let host = settings.host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let address = SocketAddr::new(host, settings.port.unwrap_or(component.default_port()));
+    let server = component.server(&settings);
+    let listener = bind(address).await?;
+    println!("{} listening on {}", component.name(), listener.local_addr()?);
+    server.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+pub(crate) async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
+}

@@ -1,0 +1,21 @@
+//! Process plumbing shared by every meshwork binary: layered configuration,
+//! telemetry (logs, OTLP traces, W3C propagation), Prometheus metrics, health
+//! and readiness, the one-port gRPC + HTTP server with reflection, graceful
+//! shutdown, and the error-code table.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error_code;
+pub mod health;
+pub mod metrics;
+pub mod rpc_telemetry;
+pub mod server;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{ConfigError, EXIT_INVALID_CONFIG, Env};
+pub use error_code::ErrorCode;
+pub use server::{ServeError, Server};
+pub use settings::Settings;
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,284 @@
+//! The one bootstrap every meshwork component serves through: its gRPC
+//! services plus `grpc.health.v1` and server reflection (v1 and v1alpha) over
+//! HTTP/2, and `/health/live`, `/health/ready` and `/metrics` over HTTP/1.1,
+//! all on one listener, with graceful shutdown.
+//!
+//! The caller binds the listener and passes it in, so tests serve on
+//! `127.0.0.1:0` and `meshwork up` can report every address before serving.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+
+use crate::health::{HealthSync, Readiness};
+use crate::rpc_telemetry::RpcTelemetryLayer;
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid file descriptor set for reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The services every server adds to the ones it is given.
+const PLATFORM_SERVICES: [&str; 3] =
+    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
+/// Builds and runs one component's server; see the module docs.
+pub struct Server {
+    component: &'static str,
+    routes: Routes,
+    services: Vec<&'static str>,
+    descriptor_sets: Vec<&'static [u8]>,
+    readiness: Readiness,
+    http: Router,
+    grace: Duration,
+    readiness_interval: Duration,
+}
+
+impl Server {
+    pub fn new(component: &'static str) -> Self {
+        Self {
+            component,
+            routes: Routes::default(),
+            services: Vec::new(),
+            descriptor_sets: Vec::new(),
+            readiness: Readiness::default(),
+            http: Router::new(),
+            grace: Duration::from_secs(10),
+            readiness_interval: Duration::from_secs(5),
+        }
+    }
+
+    /// Takes the shutdown grace period and the readiness interval from settings.
+    pub fn with_settings(self, settings: &Settings) -> Self {
+        self.grace_period(settings.shutdown_grace).readiness_interval(settings.readiness_interval)
+    }
+
+    /// Serves a generated tonic service; gRPC health reports it by name.
+    pub fn grpc_service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<Body>, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
+        S::Response: IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.routes = self.routes.add_service(service);
+        self.services.push(S::NAME);
+        self
+    }
+
+    /// Adds an encoded `FileDescriptorSet` for reflection to serve.
+    pub fn descriptor_set(mut self, encoded: &'static [u8]) -> Self {
+        self.descriptor_sets.push(encoded);
+        self
+    }
+
+    /// Adds a dependency check to readiness; see [`Readiness::add`].
+    pub fn readiness_check<F, Fut>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.readiness.add(name, check);
+        self
+    }
+
+    /// Adds plain HTTP routes (they must not use the health or metrics paths).
+    pub fn http_routes(mut self, router: Router) -> Self {
+        self.http = self.http.merge(router);
+        self
+    }
+
+    /// How long in-flight calls may run on after shutdown starts.
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// How often the dependency checks refresh `grpc.health.v1`.
+    pub fn readiness_interval(mut self, interval: Duration) -> Self {
+        self.readiness_interval = interval;
+        self
+    }
+
+    /// Serves until `shutdown` is cancelled, then reports NOT_SERVING, stops
+    /// accepting, and lets in-flight calls finish for at most the grace period.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
+        crate::metrics::install();
+        let component = self.component;
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let health = Arc::new(HealthSync { reporter, services: self.services.clone() });
+        health.apply(&self.readiness.evaluate().await).await;
+
+        // Both reflection versions advertise exactly the services served here,
+        // each other included, so any grpcurl version lists the same services
+        // (the contract's descriptor set also describes other components').
+        let advertised: Vec<&str> = self.services.iter().copied().chain(PLATFORM_SERVICES).collect();
+        let reflection = || {
+            let builder = tonic_reflection::server::Builder::configure()
+                .include_reflection_service(false)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            let builder = advertised.iter().fold(builder, |builder, name| builder.with_service_name(*name));
+            self.descriptor_sets.iter().fold(builder, |builder, set| builder.register_encoded_file_descriptor_set(set))
+        };
+        let grpc = self
+            .routes
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .into_axum_router()
+            // route_layer: the fallback (unknown paths) stays out of the per-RPC metrics.
+            .route_layer(RpcTelemetryLayer)
+            .fallback(not_found);
+
+        let draining = Arc::new(AtomicBool::new(false));
+        let probes = Router::new()
+            .route("/health/live", get(crate::health::live))
+            .route("/health/ready", get(ready))
+            .route("/metrics", get(metrics))
+            .with_state(ProbeState { readiness: self.readiness.clone(), draining: draining.clone() });
+        let app = grpc.merge(probes).merge(self.http);
+
+        let refresher =
+            tokio::spawn(refresh_health(self.readiness, health.clone(), self.readiness_interval, shutdown.clone()));
+
+        let address = listener.local_addr()?;
+        tracing::info!(%component, %address, "serving gRPC and HTTP");
+        let connections = accept_until(listener, app, &shutdown).await;
+        draining.store(true, Ordering::SeqCst);
+        health.set(ServingStatus::NotServing).await;
+        tracing::info!(%component, "stopped accepting; draining in-flight calls");
+        refresher.abort();
+        connections.drain(self.grace, component).await;
+        tracing::info!(%component, "stopped");
+        Ok(())
+    }
+}
+
+/// The open connections of a server, for a bounded drain.
+struct Connections {
+    graceful: GracefulShutdown,
+    tasks: JoinSet<()>,
+}
+
+impl Connections {
+    /// Asks every connection to finish (HTTP/2 GOAWAY, HTTP/1 close after the
+    /// current response) and cuts those still open after `grace`.
+    async fn drain(mut self, grace: Duration, component: &'static str) {
+        let open = self.tasks.len();
+        tokio::select! {
+            () = self.graceful.shutdown() => {}
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!(%component, ?grace, "grace period over; closing calls still in flight");
+            }
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        tracing::debug!(%component, connections = open, "connections closed");
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled, then drops the
+/// listener so new connections are refused while old ones drain.
+async fn accept_until(listener: TcpListener, app: Router, shutdown: &CancellationToken) -> Connections {
+    // HTTP/1.1 for probes and curl, HTTP/2 (prior knowledge, as gRPC speaks
+    // it) for gRPC: both on this one port.
+    let builder = AutoBuilder::new(TokioExecutor::new());
+    let mut connections = Connections { graceful: GracefulShutdown::new(), tasks: JoinSet::new() };
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return connections,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = app.clone().layer(axum::Extension(ConnectInfo(remote)));
+        let connection =
+            builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = connections.graceful.watch(connection.into_owned());
+        connections.tasks.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%remote, %error, "connection ended with an error");
+            }
+        });
+        while connections.tasks.try_join_next().is_some() {}
+    }
+}
+
+#[derive(Clone)]
+struct ProbeState {
+    readiness: Readiness,
+    draining: Arc<AtomicBool>,
+}
+
+async fn ready(State(state): State<ProbeState>) -> impl IntoResponse {
+    let report = state.readiness.evaluate().await;
+    crate::health::ready_response(&report, state.draining.load(Ordering::SeqCst))
+}
+
+async fn metrics() -> impl IntoResponse {
+    ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render())
+}
+
+/// Unknown paths: UNIMPLEMENTED for gRPC clients, a JSON 404 for the rest.
+async fn not_found(request: http::Request<axum::body::Body>) -> axum::response::Response {
+    let is_grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if is_grpc {
+        let message = format!("unknown method {}", request.uri().path());
+        return tonic::Status::unimplemented(message).into_http();
+    }
+    let body = serde_json::json!({ "code": tonic::Code::NotFound as i32, "message": format!("no route for {}", request.uri().path()), "details": [] });
+    (http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+async fn refresh_health(
+    readiness: Readiness,
+    health: Arc<HealthSync>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let report = readiness.evaluate().await;
+        if shutdown.is_cancelled() {
+            return;
+        }
+        health.apply(&report).await;
+    }
+}

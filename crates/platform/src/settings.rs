@@ -1,0 +1,181 @@
+//! The settings every meshwork process understands, under the template's
+//! names (`PORT`, `DATABASE_URL`, ...), parsed and checked in one place.
+//!
+//! Components read the typed fields they need; settings that belong to one
+//! component only are parsed by that component from [`Settings::layers`] with
+//! the same error reporting.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{ConfigError, Env, Layers, Secret, Setting};
+use crate::telemetry::{LogFormat, TelemetrySettings};
+
+macro_rules! settings {
+    ($($ident:ident = $name:literal: $help:literal;)*) => {
+        $(#[doc = $help] pub const $ident: Setting = Setting { name: $name, help: $help };)*
+        /// Every setting in this module, for `--help` and for checking file keys.
+        pub const ALL: &[Setting] = &[$($ident),*];
+    };
+}
+
+settings! {
+    PORT = "PORT": "port to serve gRPC and HTTP on (default: the component's, 8000-8003)";
+    HOST = "MESHWORK_HOST": "address to bind (default 0.0.0.0; 127.0.0.1 for `up`)";
+    DATA_DIR = "MESHWORK_DATA_DIR": "directory for `up`'s embedded stores and keys (default ./meshwork-data)";
+    DATABASE_URL = "DATABASE_URL": "PostgreSQL URL (postgres://user:pass@host/db)";
+    MONGO_URL = "MONGO_URL": "MongoDB URL (mongodb://host:27017/db)";
+    RABBITMQ_URL = "RABBITMQ_URL": "RabbitMQ URL (amqp://user:pass@host:5672/vhost)";
+    USER_SERVICE_URL = "USER_SERVICE_URL": "users service address (http://users:8001)";
+    PRODUCT_SERVICE_URL = "PRODUCT_SERVICE_URL": "products service address (http://products:8002)";
+    ORDER_SERVICE_URL = "ORDER_SERVICE_URL": "orders service address (http://orders:8003)";
+    SHUTDOWN_GRACE = "MESHWORK_SHUTDOWN_GRACE": "how long in-flight calls may finish after SIGTERM (default 10s)";
+    READINESS_INTERVAL = "MESHWORK_READINESS_INTERVAL": "how often dependency checks refresh gRPC health (default 5s)";
+    LOG_FORMAT = "MESHWORK_LOG_FORMAT": "log format: auto (pretty on a terminal, else json), pretty or json";
+    RUST_LOG = "RUST_LOG": "log filter (default info)";
+    OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP/gRPC endpoint for traces (http://jaeger:4317)";
+    OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME": "service name on exported traces (default: the component)";
+    OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED": "true disables trace export";
+    JAEGER_AGENT_HOST = "JAEGER_AGENT_HOST": "Jaeger host; traces go to its OTLP port 4317 when no OTLP endpoint is set";
+}
+
+/// Checked settings shared by every component.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<Secret<String>>,
+    pub mongo_url: Option<Secret<String>>,
+    pub rabbitmq_url: Option<Secret<String>>,
+    pub user_service_url: Option<String>,
+    pub product_service_url: Option<String>,
+    pub order_service_url: Option<String>,
+    pub shutdown_grace: Duration,
+    pub readiness_interval: Duration,
+    pub telemetry: TelemetrySettings,
+    /// The raw layers, for component-specific settings.
+    pub layers: Layers,
+}
+
+impl Settings {
+    /// Loads and checks every setting in [`ALL`] plus `extra` (settings that
+    /// components parse themselves from [`Settings::layers`]).
+    pub fn load(env: &Env, extra: &[Setting]) -> Result<Self, ConfigError> {
+        let known: Vec<Setting> = ALL.iter().chain(extra).copied().collect();
+        let layers = Layers::load(env, &known)?;
+        let service_url = |setting: Setting| {
+            layers.parse_with(setting.name, |value| {
+                let uri: http::Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
+                match (uri.scheme_str(), uri.authority()) {
+                    (Some("http" | "https"), Some(_)) => Ok(value.trim_end_matches('/').to_owned()),
+                    _ => Err("expected http://host:port".to_owned()),
+                }
+            })
+        };
+        let otlp_endpoint = match layers.url(OTEL_EXPORTER_OTLP_ENDPOINT.name, &["http", "https"])? {
+            Some(url) => Some(url.expose().clone()),
+            None => layers.parse_with(JAEGER_AGENT_HOST.name, |host| {
+                if host.contains(['/', ' ']) {
+                    Err("expected a host name, such as jaeger".to_owned())
+                } else {
+                    Ok(format!("http://{host}:4317"))
+                }
+            })?,
+        };
+        let export_disabled = layers.parse_or(OTEL_SDK_DISABLED.name, false)?;
+        Ok(Self {
+            host: layers.parse_with(HOST.name, |v| v.parse().map_err(|e| format!("not an IP address: {e}")))?,
+            port: layers.parse_with(PORT.name, |v| v.parse().map_err(|e| format!("not a port number: {e}")))?,
+            data_dir: layers.string(DATA_DIR.name).unwrap_or_else(|| "meshwork-data".to_owned()).into(),
+            database_url: layers.url(DATABASE_URL.name, &["postgres", "postgresql"])?,
+            mongo_url: layers.url(MONGO_URL.name, &["mongodb", "mongodb+srv"])?,
+            rabbitmq_url: layers.url(RABBITMQ_URL.name, &["amqp", "amqps"])?,
+            user_service_url: service_url(USER_SERVICE_URL)?,
+            product_service_url: service_url(PRODUCT_SERVICE_URL)?,
+            order_service_url: service_url(ORDER_SERVICE_URL)?,
+            shutdown_grace: layers.duration_or(SHUTDOWN_GRACE.name, Duration::from_secs(10))?,
+            readiness_interval: layers.duration_or(READINESS_INTERVAL.name, Duration::from_secs(5))?,
+            telemetry: TelemetrySettings {
+                service_name: layers.string(OTEL_SERVICE_NAME.name),
+                log_format: layers.parse_or(LOG_FORMAT.name, LogFormat::Auto)?,
+                log_filter: layers.string(RUST_LOG.name).unwrap_or_else(|| "info".to_owned()),
+                otlp_endpoint: otlp_endpoint.filter(|_| !export_disabled),
+            },
+            layers,
+        })
+    }
+
+    /// Fails unless `setting` is set: for what a component cannot run without.
+    pub fn require<T: Clone>(value: &Option<T>, setting: Setting, why: &str) -> Result<T, ConfigError> {
+        value.clone().ok_or_else(|| ConfigError::Missing { name: setting.name.to_owned(), reason: why.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::load(&Env::from_pairs(pairs.iter().copied()), &[])
+    }
+
+    #[test]
+    fn template_variables_are_read() {
+        let settings = load(&[
+            ("PORT", "9001"),
+            ("DATABASE_URL", "postgres://localhost/test"),
+            ("MONGO_URL", "mongodb://localhost:27017/shop"),
+            ("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f"),
+            ("USER_SERVICE_URL", "http://users:8001/"),
+            ("PRODUCT_SERVICE_URL", "http://products:8002"),
+            ("ORDER_SERVICE_URL", "https://orders:8003"),
+            ("JAEGER_AGENT_HOST", "jaeger"),
+        ])
+        .unwrap();
+        assert_eq!(settings.port, Some(9001));
+        assert_eq!(settings.database_url.unwrap().expose(), "postgres://localhost/test");
+        assert_eq!(settings.user_service_url.as_deref(), Some("http://users:8001"));
+        assert_eq!(settings.telemetry.otlp_endpoint.as_deref(), Some("http://jaeger:4317"));
+    }
+
+    #[test]
+    fn otlp_endpoint_wins_over_jaeger_host_and_can_be_disabled() {
+        let settings =
+            load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"), ("JAEGER_AGENT_HOST", "jaeger")]).unwrap();
+        assert_eq!(settings.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
+        let settings = load(&[("JAEGER_AGENT_HOST", "jaeger"), ("OTEL_SDK_DISABLED", "true")]).unwrap();
+        assert_eq!(settings.telemetry.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn each_invalid_setting_is_named() {
+        for (name, value) in [
+            ("PORT", "http"),
+            ("MESHWORK_HOST", "localhost:80"),
+            ("DATABASE_URL", "mysql://db"),
+            ("MONGO_URL", "postgres://db"),
+            ("RABBITMQ_URL", "localhost"),
+            ("USER_SERVICE_URL", "users:8001"),
+            ("PRODUCT_SERVICE_URL", "ftp://products"),
+            ("ORDER_SERVICE_URL", "not a url"),
+            ("MESHWORK_SHUTDOWN_GRACE", "forever"),
+            ("MESHWORK_READINESS_INTERVAL", "-5"),
+            ("MESHWORK_LOG_FORMAT", "xml"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
+            ("OTEL_SDK_DISABLED", "maybe"),
+            ("JAEGER_AGENT_HOST", "http://jaeger/"),
+        ] {
+            let message = load(&[(name, value)]).unwrap_err().to_string();
+            assert!(message.contains(name), "{name}={value}: {message}");
+        }
+    }
+
+    #[test]
+    fn missing_required_setting_is_named() {
+        let settings = load(&[]).unwrap();
+        let message = Settings::require(&settings.database_url, DATABASE_URL, "the users store").unwrap_err();
+        assert!(message.to_string().contains("DATABASE_URL"), "{message}");
+    }
+}

@@ -1,0 +1,226 @@
+//! One telemetry init per process: logs (pretty on a terminal, JSON
+//! otherwise), spans exported over OTLP when an endpoint is configured, and
+//! W3C trace context carried across gRPC metadata in both directions.
+
+use std::io::IsTerminal;
+use std::str::FromStr;
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Pretty when stderr is a terminal, JSON otherwise (containers, CI).
+    Auto,
+    Pretty,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "pretty" | "text" => Ok(Self::Pretty),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected auto, pretty or json, not `{other}`")),
+        }
+    }
+}
+
+/// What [`init`] needs; part of [`crate::settings::Settings`].
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// `service.name` on exported spans; the component name when unset.
+    pub service_name: Option<String>,
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive such as `info,meshwork=debug`.
+    pub log_filter: String,
+    /// OTLP/gRPC collector endpoint; no export when unset.
+    pub otlp_endpoint: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("invalid RUST_LOG filter: {0}")]
+    Filter(String),
+    #[error("cannot build the OTLP exporter for {endpoint}: {reason}")]
+    Exporter { endpoint: String, reason: String },
+    #[error("telemetry is already initialised in this process")]
+    AlreadyInitialised,
+}
+
+/// Flushes and stops span export when dropped: keep it alive in `main`.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(error) = self.provider.shutdown() {
+            eprintln!("trace export did not shut down cleanly: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber, tracer provider and W3C propagator.
+///
+/// The OpenTelemetry layer is installed even without an exporter, so trace
+/// ids are still created, logged and propagated to downstream services.
+/// Must run inside the Tokio runtime (the OTLP exporter is a tonic client).
+pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
+    let filter = EnvFilter::try_new(&settings.log_filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let service_name = settings.service_name.clone().unwrap_or_else(|| default_service_name.to_owned());
+
+    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
+    let mut provider = SdkTracerProvider::builder().with_resource(resource);
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(endpoint)
+            .build()
+            .map_err(|e| TelemetryError::Exporter { endpoint: endpoint.clone(), reason: e.to_string() })?;
+        provider = provider.with_batch_exporter(exporter);
+    }
+    let provider = provider.build();
+    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("meshwork"));
+
+    let json = match settings.log_format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let fmt_layer = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+    };
+
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt_layer)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(TelemetryGuard { provider })
+}
+
+/// For tests: logs to the test writer when `TEST_LOG` is set, and installs the
+/// W3C propagator either way. Safe to call from every test.
+pub fn init_for_tests() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let provider = SdkTracerProvider::builder().build();
+        let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("meshwork-test"));
+        let fmt_layer = std::env::var_os("TEST_LOG").map(|_| tracing_subscriber::fmt::layer().with_test_writer());
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init();
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        opentelemetry::global::set_tracer_provider(provider);
+    });
+}
+
+/// Reads W3C trace context from HTTP headers (gRPC metadata is HTTP/2 headers).
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::from_str(key), http::HeaderValue::from_str(&value)) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Makes the caller's trace (from `traceparent`/`tracestate`) the parent of `span`.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
+    let _ = span.set_parent(parent);
+}
+
+/// Writes the current span's trace context into outgoing headers.
+pub fn inject_current_context(headers: &mut http::HeaderMap) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers))
+    });
+}
+
+/// A tonic client interceptor that propagates the current trace to the
+/// callee: `UserServiceClient::with_interceptor(channel, TracePropagation)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracePropagation;
+
+impl tonic::service::Interceptor for TracePropagation {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let mut headers = std::mem::take(request.metadata_mut()).into_headers();
+        inject_current_context(&mut headers);
+        *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceContextExt;
+    use tonic::service::Interceptor;
+
+    #[test]
+    fn log_formats_parse() {
+        assert_eq!("JSON".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!("pretty".parse::<LogFormat>(), Ok(LogFormat::Pretty));
+        assert_eq!("auto".parse::<LogFormat>(), Ok(LogFormat::Auto));
+        assert!("xml".parse::<LogFormat>().is_err());
+    }
+
+    #[test]
+    fn incoming_trace_context_becomes_the_parent_and_is_passed_on() {
+        init_for_tests();
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut incoming = http::HeaderMap::new();
+        incoming.insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().unwrap());
+
+        let span = tracing::info_span!("handler");
+        set_parent_from_headers(&span, &incoming);
+        let seen = span.context().span().span_context().trace_id().to_string();
+        assert_eq!(seen, trace_id);
+
+        let mut request = tonic::Request::new(());
+        span.in_scope(|| {
+            request = TracePropagation.call(std::mem::replace(&mut request, tonic::Request::new(()))).unwrap();
+        });
+        let outgoing = request.metadata().get("traceparent").expect("traceparent injected").to_str().unwrap();
+        assert!(outgoing.starts_with(&format!("00-{trace_id}-")), "{outgoing}");
+        assert!(!outgoing.contains("00f067aa0ba902b7"), "the child span id is sent, not the caller's");
+    }
+}

@@ -1,0 +1,261 @@
+//! The platform server as its users see it: a real server on 127.0.0.1:0,
+//! driven by real gRPC and HTTP clients.
+
+mod slow_service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use platform::{CancellationToken, Server};
+use slow_service::SlowService;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+struct TestServer {
+    address: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<Result<(), platform::ServeError>>,
+}
+
+impl TestServer {
+    async fn start(server: Server) -> Self {
+        platform::telemetry::init_for_tests();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(server.serve(listener, shutdown.clone()));
+        Self { address, shutdown, handle }
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address)).unwrap().connect().await.unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+}
+
+/// A plain HTTP/1.1 GET, the way curl or a kubelet probe asks.
+async fn http_get(url: &str) -> (u16, String) {
+    let uri: http::Uri = url.parse().unwrap();
+    let stream = tokio::net::TcpStream::connect(uri.authority().unwrap().as_str()).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(uri.path())
+        .header(http::header::HOST, uri.authority().unwrap().as_str())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn health_check(channel: Channel, service: &str) -> Result<HealthCheckResponse, tonic::Status> {
+    let request = HealthCheckRequest { service: service.to_owned() };
+    HealthClient::new(channel).check(request).await.map(tonic::Response::into_inner)
+}
+
+fn slow_server(service: SlowService) -> Server {
+    Server::new("test").grpc_service(service).grace_period(Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn health_check_reports_serving_for_the_server_and_each_service() {
+    let server = TestServer::start(slow_server(SlowService::new(Duration::ZERO))).await;
+    for service in ["", "test.v1.SlowService"] {
+        let response = health_check(server.channel().await, service).await.unwrap();
+        assert_eq!(response.status(), ServingStatus::Serving, "service {service:?}");
+    }
+    let unknown = health_check(server.channel().await, "nope.Service").await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn reflection_lists_every_service_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let server = TestServer::start(slow_server(SlowService::new(Duration::ZERO))).await;
+    let expected = [
+        "test.v1.SlowService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) = response.message_response
+    else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for name in expected {
+        assert!(names.iter().any(|n| n == name), "v1 lists {names:?}, missing {name}");
+    }
+
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1alpha::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.message().await.unwrap().unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected reflection response {response:?}");
+    };
+    let names: Vec<_> = list.service.into_iter().map(|s| s.name).collect();
+    for name in expected {
+        assert!(names.iter().any(|n| n == name), "v1alpha lists {names:?}, missing {name}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_count_each_rpc() {
+    let server = TestServer::start(slow_server(SlowService::new(Duration::ZERO))).await;
+    let channel = server.channel().await;
+    slow_service::call(channel.clone()).await.unwrap();
+    slow_service::call(channel.clone()).await.unwrap();
+    let _ = health_check(channel, "nope.Service").await;
+
+    let (status, text) = http_get(&server.url("/metrics")).await;
+    assert_eq!(status, 200);
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+
+    let handled = |method: &str, code: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "grpc_server_handled_total")
+            .filter(|s| s.labels.get("grpc_method") == Some(method) && s.labels.get("grpc_code") == Some(code))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("unexpected value {other:?}"),
+            })
+            .sum()
+    };
+    // Other tests in this binary share the process-wide registry: at least.
+    assert!(handled("Call", "Ok") >= 2.0, "{text}");
+    assert!(handled("Check", "NotFound") >= 1.0, "{text}");
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "grpc_server_handling_seconds"
+                && matches!(s.value, prometheus_parse::Value::Histogram(_))),
+        "latency is a histogram: {text}"
+    );
+}
+
+#[tokio::test]
+async fn liveness_and_readiness_answer_over_http1() {
+    let database_up = Arc::new(AtomicBool::new(true));
+    let flag = database_up.clone();
+    let server = TestServer::start(
+        slow_server(SlowService::new(Duration::ZERO)).readiness_interval(Duration::from_millis(50)).readiness_check(
+            "database",
+            move || {
+                let up = flag.load(Ordering::SeqCst);
+                async move { if up { Ok(()) } else { Err("connection refused".to_owned()) } }
+            },
+        ),
+    )
+    .await;
+
+    let (status, body) = http_get(&server.url("/health/live")).await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"live"}"#));
+    let (status, body) = http_get(&server.url("/health/ready")).await;
+    assert_eq!(status, 200, "{body}");
+
+    database_up.store(false, Ordering::SeqCst);
+    let (status, body) = http_get(&server.url("/health/ready")).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("connection refused"), "{body}");
+    wait_for_health(&server, ServingStatus::NotServing).await;
+
+    database_up.store(true, Ordering::SeqCst);
+    wait_for_health(&server, ServingStatus::Serving).await;
+    assert_eq!(http_get(&server.url("/health/ready")).await.0, 200);
+}
+
+/// Polls gRPC health until it reports `expected` (the refresher runs every 50 ms).
+async fn wait_for_health(server: &TestServer, expected: ServingStatus) {
+    let channel = server.channel().await;
+    for _ in 0..100 {
+        if health_check(channel.clone(), "").await.unwrap().status() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gRPC health never became {expected:?}");
+}
+
+#[tokio::test]
+async fn unknown_paths_get_404_over_http_and_unimplemented_over_grpc() {
+    let server = TestServer::start(slow_server(SlowService::new(Duration::ZERO))).await;
+    let (status, body) = http_get(&server.url("/nope")).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("/nope"), "{body}");
+
+    let status = slow_service::call_path(server.channel().await, "/test.v1.SlowService/Missing").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_call_finish_and_reports_not_serving() {
+    let service = SlowService::new(Duration::from_millis(300));
+    let started = service.started();
+    let server = TestServer::start(slow_server(service)).await;
+    let channel = server.channel().await;
+
+    let mut watch = HealthClient::new(channel.clone())
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::Serving);
+
+    let in_flight = tokio::spawn(slow_service::call(channel.clone()));
+    started.notified().await;
+    server.shutdown.cancel();
+
+    let not_serving = watch.message().await.unwrap().expect("a status update");
+    assert_eq!(not_serving.status(), ServingStatus::NotServing);
+    drop(watch);
+
+    in_flight.await.unwrap().expect("the in-flight call completes");
+    let served = tokio::time::timeout(Duration::from_secs(5), server.handle).await;
+    served.expect("server stops after draining").unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(server.address).await.is_err(), "listener is closed");
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_grace_period() {
+    let service = SlowService::new(Duration::from_secs(60));
+    let started = service.started();
+    let server =
+        TestServer::start(Server::new("test").grpc_service(service).grace_period(Duration::from_millis(200))).await;
+    let in_flight = tokio::spawn(slow_service::call(server.channel().await));
+    started.notified().await;
+    server.shutdown.cancel();
+
+    let served = tokio::time::timeout(Duration::from_secs(5), server.handle).await;
+    served.expect("serve returns after the grace period").unwrap().unwrap();
+    assert!(in_flight.await.unwrap().is_err(), "the call that outlived the grace period was cut");
+}

@@ -1,0 +1,86 @@
+//! A hand-written gRPC service (`test.v1.SlowService/Call`, empty messages)
+//! whose one method takes a set time, for drain and metrics tests. It is what
+//! tonic's codegen would produce, without needing a proto in this crate.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::Notify;
+use tonic::body::Body;
+use tonic::codegen::http;
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use tonic_prost::ProstCodec;
+
+#[derive(Clone)]
+pub struct SlowService {
+    delay: Duration,
+    started: Arc<Notify>,
+}
+
+impl SlowService {
+    pub fn new(delay: Duration) -> Self {
+        Self { delay, started: Arc::new(Notify::new()) }
+    }
+
+    /// Notified when a call has reached the handler.
+    pub fn started(&self) -> Arc<Notify> {
+        self.started.clone()
+    }
+}
+
+impl NamedService for SlowService {
+    const NAME: &'static str = "test.v1.SlowService";
+}
+
+struct Call(SlowService);
+
+impl UnaryService<()> for Call {
+    type Response = ();
+    type Future = BoxFuture<'static, Result<Response<()>, Status>>;
+
+    fn call(&mut self, _request: Request<()>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move {
+            service.started.notify_one();
+            tokio::time::sleep(service.delay).await;
+            Ok(Response::new(()))
+        })
+    }
+}
+
+impl tower::Service<http::Request<Body>> for SlowService {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            if request.uri().path() != "/test.v1.SlowService/Call" {
+                return Ok(Status::unimplemented("no such method").into_http());
+            }
+            let mut grpc = Grpc::new(ProstCodec::<(), ()>::default());
+            Ok(grpc.unary(Call(service), request).await)
+        })
+    }
+}
+
+pub async fn call(channel: Channel) -> Result<(), Status> {
+    call_path(channel, "/test.v1.SlowService/Call").await
+}
+
+pub async fn call_path(channel: Channel, path: &'static str) -> Result<(), Status> {
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static(path);
+    client.unary(Request::new(()), path, ProstCodec::<(), ()>::default()).await.map(|_| ())
+}

@@ -1,0 +1,94 @@
+//! The contract crate's descriptor set: what reflection and the gateway read.
+
+use prost_reflect::{DescriptorPool, ExtensionDescriptor, Value};
+
+fn pool() -> DescriptorPool {
+    DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).expect("descriptor set decodes")
+}
+
+fn http_extension(pool: &DescriptorPool) -> ExtensionDescriptor {
+    pool.get_extension_by_name("google.api.http").expect("google.api.http is in the descriptor set")
+}
+
+fn http_rule(pool: &DescriptorPool, method: &str) -> prost_reflect::DynamicMessage {
+    let (service, method) = method.rsplit_once('.').expect("qualified method");
+    let service = pool.get_service_by_name(service).expect("service exists");
+    let method = service.methods().find(|m| m.name() == method).expect("method exists");
+    let options = method.options();
+    let ext = http_extension(pool);
+    assert!(options.has_extension(&ext), "{} has no google.api.http rule", method.full_name());
+    match options.get_extension(&ext).into_owned() {
+        Value::Message(rule) => rule,
+        other => panic!("unexpected http rule value {other:?}"),
+    }
+}
+
+fn string_field(rule: &prost_reflect::DynamicMessage, name: &str) -> String {
+    rule.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+#[test]
+fn descriptor_set_keeps_google_api_http_rules() {
+    let pool = pool();
+    let create = http_rule(&pool, "shop.users.v1.UserService.CreateUser");
+    assert_eq!(string_field(&create, "post"), "/users");
+    assert_eq!(string_field(&create, "body"), "*");
+    assert_eq!(string_field(&create, "response_body"), "user");
+
+    let get = http_rule(&pool, "shop.products.v1.ProductService.GetProduct");
+    assert_eq!(string_field(&get, "get"), "/products/{id}");
+
+    let by_user = http_rule(&pool, "shop.orders.v1.OrderService.ListUserOrders");
+    assert_eq!(string_field(&by_user, "get"), "/orders/user/{user_id}");
+}
+
+#[test]
+fn template_rest_paths_are_all_bound() {
+    let pool = pool();
+    let ext = http_extension(&pool);
+    let mut bound = Vec::new();
+    for service in pool.services() {
+        for method in service.methods() {
+            let options = method.options();
+            if !options.has_extension(&ext) {
+                continue;
+            }
+            let Value::Message(rule) = options.get_extension(&ext).into_owned() else {
+                continue;
+            };
+            for verb in ["get", "post", "put", "patch", "delete"] {
+                let path = string_field(&rule, verb);
+                if !path.is_empty() {
+                    bound.push(format!("{} {path}", verb.to_uppercase()));
+                }
+            }
+        }
+    }
+    for expected in [
+        "POST /users",
+        "GET /users",
+        "GET /users/{id}",
+        "POST /users/login",
+        "POST /products",
+        "GET /products",
+        "GET /products/{id}",
+        "GET /products/search",
+        "POST /orders",
+        "GET /orders",
+        "GET /orders/{id}",
+        "GET /orders/user/{user_id}",
+    ] {
+        assert!(bound.iter().any(|b| b == expected), "{expected} is not bound; bound: {bound:?}");
+    }
+}
+
+#[test]
+fn stock_reservation_is_grpc_only() {
+    let pool = pool();
+    let ext = http_extension(&pool);
+    let service = pool.get_service_by_name("shop.products.v1.ProductService").unwrap();
+    for name in ["ReserveStock", "ReleaseStock"] {
+        let method = service.methods().find(|m| m.name() == name).unwrap();
+        assert!(!method.options().has_extension(&ext), "{name} must not be reachable over REST");
+    }
+}
