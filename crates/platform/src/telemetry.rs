@@ -11,6 +11,7 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -111,10 +112,11 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
         tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
     };
 
+    // Each layer has its own filter: RUST_LOG=warn quiets the logs but must
+    // not stop the (info-level) RPC spans from being exported.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt_layer)
-        .with(otel_layer)
+        .with(fmt_layer.with_filter(filter))
+        .with(otel_layer.with_filter(LevelFilter::INFO))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
