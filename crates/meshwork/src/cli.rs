@@ -33,13 +33,25 @@ pub enum Command {
     Gateway,
     /// Run the users service (accounts and sign-in) on PostgreSQL.
     #[command(after_help = env_help(USERS))]
-    Users,
+    Users {
+        #[command(subcommand)]
+        action: Option<UsersAction>,
+    },
     /// Run the products service (catalog and inventory) on MongoDB.
     #[command(after_help = env_help(PRODUCTS))]
     Products,
     /// Run the orders service (orders, outbox relay) on PostgreSQL and RabbitMQ.
     #[command(after_help = env_help(ORDERS))]
     Orders,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum UsersAction {
+    /// Apply the database migrations and exit (the service also applies them at start).
+    #[command(after_help = env_help(&[s::DATABASE_URL]))]
+    Migrate,
+    /// Print a new Ed25519 token signing key (PKCS#8 PEM) for JWT_SIGNING_KEY_FILE.
+    Keygen,
 }
 
 /// Settings every component reads.
@@ -54,9 +66,11 @@ const COMMON: &[Setting] = &[
     s::OTEL_SDK_DISABLED,
     s::JAEGER_AGENT_HOST,
 ];
-const UP: &[Setting] = &[s::DATA_DIR];
+const UP: &[Setting] =
+    &[s::DATA_DIR, users::config::JWT_SIGNING_KEY_FILE, users::config::JWT_ISSUER, users::config::JWT_TTL];
 const GATEWAY: &[Setting] = &[s::PORT, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL, s::ORDER_SERVICE_URL];
-const USERS: &[Setting] = &[s::PORT, s::DATABASE_URL];
+const USERS: &[Setting] =
+    &[s::PORT, s::DATABASE_URL, users::config::JWT_SIGNING_KEY_FILE, users::config::JWT_ISSUER, users::config::JWT_TTL];
 const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL];
 const ORDERS: &[Setting] = &[s::PORT, s::DATABASE_URL, s::RABBITMQ_URL, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL];
 
@@ -84,7 +98,7 @@ mod tests {
 
     #[test]
     fn every_setting_is_documented_somewhere() {
-        for setting in s::ALL {
+        for setting in s::ALL.iter().chain(crate::COMPONENT_SETTINGS) {
             let documented = [COMMON, UP, GATEWAY, USERS, PRODUCTS, ORDERS]
                 .iter()
                 .any(|list| list.iter().any(|listed| listed.name == setting.name));

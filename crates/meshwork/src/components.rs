@@ -1,8 +1,19 @@
-//! What each component serves, and its default port. The service crates fill
-//! in their gRPC services as they land; the platform parts (health,
-//! reflection, metrics, graceful shutdown) are already real for all four.
+//! What each component serves, on which backends, and its default port.
+//! Services that have not landed yet serve the platform parts only (health,
+//! reflection, metrics, graceful shutdown).
+
+use std::path::Path;
 
 use platform::{Server, Settings};
+
+/// Where the components keep their data.
+#[derive(Debug, Clone, Copy)]
+pub enum Backends<'a> {
+    /// PostgreSQL, MongoDB and RabbitMQ from configuration.
+    Production,
+    /// SQLite files and an in-process bus under `data_dir` (`meshwork up`).
+    Embedded { data_dir: &'a Path },
+}
 
 /// A runnable part of meshwork.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +56,29 @@ impl Component {
         }
     }
 
-    /// The component's server, ready to serve on a listener.
-    pub fn server(self, settings: &Settings) -> Server {
-        Server::new(self.name()).with_settings(settings).descriptor_set(contract::FILE_DESCRIPTOR_SET)
+    /// The component's server on the given backends. Configuration errors
+    /// come back as [`platform::ConfigError`] (exit code 64).
+    pub async fn server(self, settings: &Settings, backends: Backends<'_>) -> anyhow::Result<Server> {
+        match self {
+            Self::Users => {
+                let users = match backends {
+                    Backends::Production => users::start::production(settings).await,
+                    Backends::Embedded { data_dir } => users::start::embedded(settings, data_dir).await,
+                }
+                .map_err(start_error)?;
+                Ok(users::server(users, settings))
+            }
+            Self::Gateway | Self::Products | Self::Orders => {
+                Ok(Server::new(self.name()).with_settings(settings).descriptor_set(contract::FILE_DESCRIPTOR_SET))
+            }
+        }
+    }
+}
+
+/// Keeps configuration errors recognisable to `main` for their exit code.
+fn start_error(error: users::start::StartError) -> anyhow::Error {
+    match error {
+        users::start::StartError::Config(error) => error.into(),
+        other => other.into(),
     }
 }

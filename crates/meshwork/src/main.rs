@@ -11,37 +11,50 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command};
-use components::Component;
-use platform::{CancellationToken, EXIT_INVALID_CONFIG, Env, Settings};
+use cli::{Cli, Command, UsersAction};
+use components::{Backends, Component};
+use platform::config::Setting;
+use platform::{CancellationToken, ConfigError, EXIT_INVALID_CONFIG, Env, Settings};
 use tokio::net::TcpListener;
+
+/// Settings the components parse themselves, beyond the platform's.
+pub(crate) const COMPONENT_SETTINGS: &[Setting] = users::config::SETTINGS;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Users { action: Some(UsersAction::Keygen) } = cli.command {
+        print!("{}", users::tokens::generate_pem());
+        return ExitCode::SUCCESS;
+    }
     // Configuration is checked before the runtime starts and before any port
     // is bound, so a bad deployment fails at once and says why.
-    let settings = match Settings::load(&Env::from_process(), &[]) {
+    let settings = match Settings::load(&Env::from_process(), COMPONENT_SETTINGS) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("meshwork: invalid configuration: {error}");
-            return ExitCode::from(EXIT_INVALID_CONFIG as u8);
-        }
+        Err(error) => return invalid_configuration(&error),
     };
     let runtime = tokio::runtime::Runtime::new().expect("the Tokio runtime starts");
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("meshwork: {error:#}");
-            ExitCode::FAILURE
-        }
+        Err(error) => match error.downcast_ref::<ConfigError>() {
+            Some(error) => invalid_configuration(error),
+            None => {
+                eprintln!("meshwork: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn invalid_configuration(error: &ConfigError) -> ExitCode {
+    eprintln!("meshwork: invalid configuration: {error}");
+    ExitCode::from(EXIT_INVALID_CONFIG as u8)
 }
 
 async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     let service_name = match &command {
         Command::Up { .. } => "meshwork",
         Command::Gateway => "gateway",
-        Command::Users => "users",
+        Command::Users { .. } => "users",
         Command::Products => "products",
         Command::Orders => "orders",
     };
@@ -51,7 +64,13 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Up { base_port } => up::run(settings, base_port, shutdown).await,
         Command::Gateway => serve_one(Component::Gateway, settings, shutdown).await,
-        Command::Users => serve_one(Component::Users, settings, shutdown).await,
+        Command::Users { action: None } => serve_one(Component::Users, settings, shutdown).await,
+        Command::Users { action: Some(UsersAction::Migrate) } => {
+            users::start::postgres_store(&settings)?.migrate().await?;
+            println!("users database migrated");
+            Ok(())
+        }
+        Command::Users { action: Some(UsersAction::Keygen) } => unreachable!("handled before configuration"),
         Command::Products => serve_one(Component::Products, settings, shutdown).await,
         Command::Orders => serve_one(Component::Orders, settings, shutdown).await,
     }
@@ -60,7 +79,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 async fn serve_one(component: Component, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let host = settings.host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let address = SocketAddr::new(host, settings.port.unwrap_or(component.default_port()));
-    let server = component.server(&settings);
+    let server = component.server(&settings, Backends::Production).await?;
     let listener = bind(address).await?;
     println!("{} listening on {}", component.name(), listener.local_addr()?);
     server.serve(listener, shutdown).await?;

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use platform::{CancellationToken, Settings};
 
-use crate::components::Component;
+use crate::components::{Backends, Component};
 
 pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Loopback unless asked otherwise: `up` is for a developer's machine.
@@ -14,7 +14,13 @@ pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken
         tracing::warn!("PORT is ignored by `meshwork up`; use --base-port");
     }
 
-    // Bind every port first: if one is taken, nothing starts.
+    // Build every component, then bind every port: if anything fails,
+    // nothing starts.
+    let backends = Backends::Embedded { data_dir: &settings.data_dir };
+    let mut servers = Vec::new();
+    for component in Component::ALL {
+        servers.push(component.server(&settings, backends).await?);
+    }
     let mut bound = Vec::new();
     for (offset, component) in (0u16..).zip(Component::ALL) {
         // --base-port 0: every component on a port of the system's choosing.
@@ -32,14 +38,13 @@ pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken
     }
     println!("every port serves /health/live, /health/ready, /metrics, gRPC health and reflection; Ctrl-C stops");
 
-    let mut servers = tokio::task::JoinSet::new();
-    for (component, listener) in bound {
-        let server = component.server(&settings);
+    let mut running = tokio::task::JoinSet::new();
+    for ((component, listener), server) in bound.into_iter().zip(servers) {
         let shutdown = shutdown.clone();
-        servers.spawn(async move { (component, server.serve(listener, shutdown).await) });
+        running.spawn(async move { (component, server.serve(listener, shutdown).await) });
     }
     let mut failure = None;
-    while let Some(joined) = servers.join_next().await {
+    while let Some(joined) = running.join_next().await {
         let (component, result) = joined?;
         if let Err(error) = result {
             tracing::error!(component = component.name(), %error, "server failed; stopping the others");

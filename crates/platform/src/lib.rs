@@ -8,11 +8,13 @@ pub mod config;
 pub mod error_code;
 pub mod health;
 pub mod metrics;
+pub mod pagination;
 pub mod rpc_telemetry;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod validation;
 
 pub use config::{ConfigError, EXIT_INVALID_CONFIG, Env};
 pub use error_code::ErrorCode;

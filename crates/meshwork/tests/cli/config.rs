@@ -1,0 +1,101 @@
+//! Help text and configuration failures: exit code 64, before binding.
+
+use std::net::TcpListener;
+
+use crate::harness::run;
+
+#[test]
+fn help_lists_every_subcommand() {
+    let output = run(&["--help"], &[]);
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for subcommand in ["up", "gateway", "users", "products", "orders"] {
+        assert!(help.contains(subcommand), "--help lacks {subcommand}:\n{help}");
+    }
+}
+
+#[test]
+fn each_subcommand_help_names_its_environment_variables() {
+    for (subcommand, variables) in [
+        ("up", &["MESHWORK_DATA_DIR", "RUST_LOG", "OTEL_EXPORTER_OTLP_ENDPOINT"][..]),
+        ("gateway", &["PORT", "USER_SERVICE_URL", "PRODUCT_SERVICE_URL", "ORDER_SERVICE_URL"][..]),
+        ("users", &["PORT", "DATABASE_URL", "JWT_SIGNING_KEY_FILE", "JWT_TTL", "JAEGER_AGENT_HOST"][..]),
+        ("products", &["PORT", "MONGO_URL", "RABBITMQ_URL"][..]),
+        ("orders", &["PORT", "DATABASE_URL", "RABBITMQ_URL", "USER_SERVICE_URL", "PRODUCT_SERVICE_URL"][..]),
+    ] {
+        let output = run(&[subcommand, "--help"], &[]);
+        assert!(output.status.success(), "{subcommand} --help failed");
+        let help = String::from_utf8(output.stdout).unwrap();
+        for variable in variables {
+            assert!(help.contains(variable), "`{subcommand} --help` does not name {variable}:\n{help}");
+        }
+    }
+}
+
+#[test]
+fn invalid_configuration_exits_64_naming_the_setting() {
+    for (name, value) in [("PORT", "eighty"), ("DATABASE_URL", "mysql://db"), ("MESHWORK_SHUTDOWN_GRACE", "soon")] {
+        let output = run(&["users"], &[(name, value)]);
+        assert_eq!(output.status.code(), Some(64), "{name}={value}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn users_without_its_database_or_key_exits_64_naming_them() {
+    let output = run(&["users"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("DATABASE_URL"));
+
+    let output = run(&["users"], &[("DATABASE_URL", "postgres://127.0.0.1:1/none")]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("JWT_SIGNING_KEY_FILE"));
+
+    let output = run(
+        &["users"],
+        &[("DATABASE_URL", "postgres://127.0.0.1:1/none"), ("JWT_SIGNING_KEY_FILE", "/nonexistent/key.pem")],
+    );
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("JWT_SIGNING_KEY_FILE") && stderr.contains("/nonexistent/key.pem"), "{stderr}");
+}
+
+#[test]
+fn keygen_prints_a_pkcs8_pem_key() {
+    let output = run(&["users", "keygen"], &[]);
+    assert!(output.status.success());
+    let pem = String::from_utf8(output.stdout).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n") && pem.ends_with("-----END PRIVATE KEY-----\n"), "{pem}");
+}
+
+#[test]
+fn unknown_key_in_the_config_file_exits_64() {
+    let path = std::env::temp_dir().join(format!("meshwork-cli-{}.toml", std::process::id()));
+    std::fs::write(&path, "databse_url = \"postgres://localhost/db\"\n").unwrap();
+    let output = run(&["users"], &[("MESHWORK_CONFIG", path.to_str().unwrap())]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("databse_url"));
+}
+
+#[test]
+fn configuration_is_checked_before_any_port_is_bound() {
+    // Hold the port: if meshwork tried to bind before checking its settings,
+    // it would fail with a bind error (exit 1) instead of exit 64.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let output = run(&["users"], &[("PORT", &port), ("MESHWORK_HOST", "127.0.0.1"), ("RABBITMQ_URL", "http://x")]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("RABBITMQ_URL"));
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port().to_string();
+    let output = run(&["gateway"], &[("PORT", &port), ("MESHWORK_HOST", "127.0.0.1")]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}

@@ -1,0 +1,87 @@
+//! The users service through the binary, as a user checks it: on PostgreSQL
+//! (`meshwork users migrate`, then `meshwork users`), and under `meshwork up`
+//! across a restart.
+
+use contract::users::user_service_client::UserServiceClient;
+use contract::users::{CreateUserRequest, GetJwksRequest, GetUserRequest, LoginRequest};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use testkit::postgres::TestDatabase;
+use tonic::transport::Channel;
+
+use crate::harness::{Running, run};
+
+async fn client(address: &str) -> UserServiceClient<Channel> {
+    let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+    UserServiceClient::new(channel)
+}
+
+/// Whether `token` verifies against the keys the service publishes now.
+async fn token_verifies(client: &mut UserServiceClient<Channel>, token: &str) -> bool {
+    let kid = jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    let jwks = client.get_jwks(GetJwksRequest {}).await.unwrap().into_inner();
+    let Some(key) = jwks.keys.iter().find(|key| key.kid == kid) else { return false };
+    let key = DecodingKey::from_ed_components(key.x.as_deref().unwrap()).unwrap();
+    let validation = Validation::new(Algorithm::EdDSA);
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_migrates_and_serves_on_postgres() {
+    let Some(database) = TestDatabase::create("users_migrates_and_serves_on_postgres").await else { return };
+    let key_file = std::env::temp_dir().join(format!("meshwork-key-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&key_file, run(&["users", "keygen"], &[]).stdout).unwrap();
+    let env = [
+        ("DATABASE_URL", database.url()),
+        ("JWT_SIGNING_KEY_FILE", key_file.to_str().unwrap()),
+        ("PORT", "0"),
+        ("MESHWORK_HOST", "127.0.0.1"),
+    ];
+
+    let migrated = run(&["users", "migrate"], &env);
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+
+    let mut running = Running::start(&["users"], &env);
+    let line = running.read_line();
+    let address = line.trim().strip_prefix("users listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let mut users = client(&address).await;
+    let request = CreateUserRequest {
+        email: "user@example.com".to_owned(),
+        name: "John Doe".to_owned(),
+        password: Some("hunter2hunter2".to_owned()),
+    };
+    users.create_user(request).await.unwrap();
+    let login = LoginRequest { email: "user@example.com".to_owned(), password: "hunter2hunter2".to_owned() };
+    let token = users.login(login).await.unwrap().into_inner().access_token;
+    assert!(token_verifies(&mut users, &token).await);
+    assert!(running.terminate().success());
+    std::fs::remove_file(key_file).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_keeps_users_and_token_keys_across_a_restart() {
+    let data_dir = std::env::temp_dir().join(format!("meshwork-up-{}", uuid::Uuid::new_v4()));
+    let env = [("MESHWORK_DATA_DIR", data_dir.to_str().unwrap())];
+
+    let mut first = Running::start(&["up", "--base-port", "0"], &env);
+    let users_address = first.read_up_banner().remove(1).1;
+    let mut users = client(&users_address).await;
+    let request = CreateUserRequest {
+        email: "keep@example.com".to_owned(),
+        name: "Kept".to_owned(),
+        password: Some("long enough".to_owned()),
+    };
+    let created = users.create_user(request).await.unwrap().into_inner().user.unwrap();
+    let login = LoginRequest { email: "keep@example.com".to_owned(), password: "long enough".to_owned() };
+    let token = users.login(login).await.unwrap().into_inner().access_token;
+    assert!(first.terminate().success());
+    drop(users);
+
+    let mut second = Running::start(&["up", "--base-port", "0"], &env);
+    let users_address = second.read_up_banner().remove(1).1;
+    let mut users = client(&users_address).await;
+    let fetched = users.get_user(GetUserRequest { id: created.id.clone() }).await.unwrap().into_inner().user;
+    assert_eq!(fetched, Some(created), "the user survived the restart");
+    assert!(token_verifies(&mut users, &token).await, "the old token still verifies");
+    assert!(second.terminate().success());
+    std::fs::remove_dir_all(data_dir).unwrap();
+}

@@ -1,0 +1,119 @@
+//! Field-level validation errors: every bad field of a request is reported at
+//! once, as INVALID_ARGUMENT with `google.rpc.BadRequest` field violations
+//! (which the gateway renders as the error body's `details`).
+
+use std::fmt;
+
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The problems found in one request, each naming its field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations(Vec<(String, String)>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a violation of `field` (a proto field path such as `email` or
+    /// `items[2].quantity`).
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push((field.into(), description.into()));
+    }
+
+    /// Keeps the value of a check, or records why `field` failed it.
+    pub fn check<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.add(field, error.to_string());
+                None
+            }
+        }
+    }
+
+    /// Like [`Violations::check`] for an optional input: `None` stays `None`.
+    pub fn check_optional<T, E: fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Option<Result<T, E>>,
+    ) -> Option<Option<T>> {
+        match result {
+            None => Some(None),
+            Some(result) => self.check(field, result).map(Some),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded.
+    pub fn into_result(self) -> Result<(), Violations> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(field, description)| (field.as_str(), description.as_str()))
+    }
+
+    /// INVALID_ARGUMENT whose message lists the violations and whose details
+    /// carry them as `google.rpc.BadRequest`.
+    pub fn into_status(self) -> tonic::Status {
+        let message = self.to_string();
+        let mut details = ErrorDetails::new();
+        for (field, description) in self.0 {
+            details.add_bad_request_violation(field, description);
+        }
+        tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
+    }
+}
+
+impl fmt::Display for Violations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("invalid request: ")?;
+        for (i, (field, description)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{field} {description}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Violations {}
+
+/// A single-field violation, for errors found one at a time.
+pub fn violation(field: impl Into<String>, description: impl Into<String>) -> Violations {
+    let mut violations = Violations::new();
+    violations.add(field, description);
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_violation_is_in_the_message_and_the_details() {
+        let mut violations = Violations::new();
+        assert_eq!(violations.check::<u8, _>("email", Err("must contain @")), None);
+        assert_eq!(violations.check::<_, String>("name", Ok(7)), Some(7));
+        violations.add("password", "must be at least 8 characters");
+        let status = violations.into_status();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid request: email must contain @; password must be at least 8 characters");
+        let details = status.get_error_details();
+        let fields: Vec<_> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["email", "password"]);
+    }
+
+    #[test]
+    fn nothing_recorded_is_ok() {
+        assert!(Violations::new().into_result().is_ok());
+        let mut violations = Violations::new();
+        assert_eq!(violations.check_optional::<u8, String>("x", None), Some(None));
+        assert!(violations.into_result().is_ok());
+    }
+}

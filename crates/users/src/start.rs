@@ -1,0 +1,94 @@
+//! Assembling the users component for the two ways meshwork runs: on
+//! PostgreSQL with a configured signing key, or embedded (`meshwork up`) on
+//! SQLite with a key it generates and keeps in its data directory.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use platform::config::ConfigError;
+use platform::settings::{self, Settings};
+
+use crate::Users;
+use crate::config::{JWT_SIGNING_KEY_FILE, UsersConfig};
+use crate::store::{PostgresUserStore, SqliteUserStore, StoreError, UserStore};
+use crate::tokens::TokenIssuer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The production store from `DATABASE_URL` (required), not yet migrated.
+pub fn postgres_store(settings: &Settings) -> Result<PostgresUserStore, StartError> {
+    let url = Settings::require(
+        &settings.database_url,
+        settings::DATABASE_URL,
+        "the users service stores accounts in PostgreSQL",
+    )?;
+    let store = PostgresUserStore::connect_lazy(url.expose())
+        .map_err(|e| invalid(settings::DATABASE_URL.name, settings, e.to_string()))?;
+    Ok(store)
+}
+
+/// The production component: PostgreSQL, migrated before serving (retried
+/// while the database is still starting), and the configured signing key.
+pub async fn production(settings: &Settings) -> Result<Users, StartError> {
+    let config = UsersConfig::from_settings(settings)?;
+    let store = postgres_store(settings)?;
+    let key_file = Settings::require(
+        &config.signing_key_file,
+        JWT_SIGNING_KEY_FILE,
+        "tokens are signed with a configured key (`meshwork users keygen > key.pem` makes one)",
+    )?;
+    let tokens = TokenIssuer::from_file(&key_file, &config.issuer, config.token_ttl)
+        .map_err(|e| invalid(JWT_SIGNING_KEY_FILE.name, settings, e.to_string()))?;
+    migrate_with_retry(&store).await?;
+    Ok(Users::new(Arc::new(store), Arc::new(tokens)))
+}
+
+/// The embedded component for `meshwork up`: `users.db` and the signing key
+/// (generated on first start, so tokens survive restarts) in `data_dir`.
+pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Users, StartError> {
+    let config = UsersConfig::from_settings(settings)?;
+    let tokens = match &config.signing_key_file {
+        Some(path) => TokenIssuer::from_file(path, &config.issuer, config.token_ttl)
+            .map_err(|e| invalid(JWT_SIGNING_KEY_FILE.name, settings, e.to_string()))?,
+        None => {
+            let path = data_dir.join("users").join("token-signing-key.pem");
+            let (tokens, generated) = TokenIssuer::load_or_generate(&path, &config.issuer, config.token_ttl)
+                .map_err(|e| invalid(JWT_SIGNING_KEY_FILE.name, settings, e.to_string()))?;
+            if generated {
+                tracing::info!(path = %path.display(), "generated a token signing key (set JWT_SIGNING_KEY_FILE to use your own)");
+            }
+            tokens
+        }
+    };
+    let store: Arc<dyn UserStore> = Arc::new(SqliteUserStore::open(&data_dir.join("users.db")).await?);
+    Ok(Users::new(store, Arc::new(tokens)))
+}
+
+async fn migrate_with_retry(store: &PostgresUserStore) -> Result<(), StoreError> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match store.migrate().await {
+            Err(StoreError::Unavailable(reason)) if attempt < 10 => {
+                tracing::warn!(attempt, %reason, "database not reachable yet; retrying migrations");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn invalid(name: &str, settings: &Settings, reason: String) -> ConfigError {
+    let origin =
+        settings.layers.raw(name).map(|(_, origin)| origin.clone()).unwrap_or(platform::config::Origin::Environment);
+    ConfigError::Invalid { name: name.to_owned(), origin, reason }
+}

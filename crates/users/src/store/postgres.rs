@@ -1,0 +1,38 @@
+//! The PostgreSQL adapter (sqlx), migrations embedded from
+//! `migrations/postgres`.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+
+use super::StoreError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct PostgresUserStore {
+    pool: PgPool,
+}
+
+impl PostgresUserStore {
+    /// A lazy pool: nothing is connected until first use, so the service
+    /// starts (and reports not ready) while the database is down.
+    pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(url)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(error) => StoreError::from_sqlx(error),
+            other => StoreError::Other(format!("migration failed: {other}")),
+        })
+    }
+}
+
+super::sql::impl_user_store!(PostgresUserStore);

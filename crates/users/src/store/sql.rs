@@ -1,0 +1,112 @@
+//! The SQL both adapters run. PostgreSQL and SQLite accept the same text
+//! here (`$n` parameters; a nil UUID instead of a NULL cursor, since ids are
+//! UUIDv7 and sort after it), so one macro implements [`UserStore`] for each
+//! pool type instead of two copies drifting apart.
+
+/// Implements [`super::UserStore`] for a struct with a sqlx `pool` field.
+macro_rules! impl_user_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::UserStore for $store {
+            async fn insert(&self, record: &$crate::domain::UserRecord) -> Result<(), $crate::store::StoreError> {
+                let user = &record.user;
+                sqlx::query(
+                    "INSERT INTO users (id, email, name, password_hash, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(user.id.as_uuid())
+                .bind(user.email.as_str())
+                .bind(user.name.as_str())
+                .bind(&record.password_hash)
+                .bind(user.created_at)
+                .bind(user.updated_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(())
+            }
+
+            async fn get(
+                &self,
+                id: $crate::domain::UserId,
+            ) -> Result<Option<$crate::domain::UserRecord>, $crate::store::StoreError> {
+                sqlx::query_as::<_, $crate::store::UserRow>(
+                    "SELECT id, email, name, password_hash, created_at, updated_at FROM users WHERE id = $1",
+                )
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?
+                .map($crate::store::UserRow::into_record)
+                .transpose()
+            }
+
+            async fn get_by_email(
+                &self,
+                email: &str,
+            ) -> Result<Option<$crate::domain::UserRecord>, $crate::store::StoreError> {
+                sqlx::query_as::<_, $crate::store::UserRow>(
+                    "SELECT id, email, name, password_hash, created_at, updated_at
+                     FROM users WHERE lower(email) = lower($1)",
+                )
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?
+                .map($crate::store::UserRow::into_record)
+                .transpose()
+            }
+
+            async fn list(
+                &self,
+                after: Option<$crate::domain::UserId>,
+                limit: u32,
+            ) -> Result<Vec<$crate::domain::UserRecord>, $crate::store::StoreError> {
+                sqlx::query_as::<_, $crate::store::UserRow>(
+                    "SELECT id, email, name, password_hash, created_at, updated_at
+                     FROM users WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after.map_or(uuid::Uuid::nil(), |id| id.as_uuid()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?
+                .into_iter()
+                .map($crate::store::UserRow::into_record)
+                .collect()
+            }
+
+            async fn update(&self, record: &$crate::domain::UserRecord) -> Result<bool, $crate::store::StoreError> {
+                let user = &record.user;
+                let result = sqlx::query(
+                    "UPDATE users SET email = $2, name = $3, password_hash = $4, updated_at = $5 WHERE id = $1",
+                )
+                .bind(user.id.as_uuid())
+                .bind(user.email.as_str())
+                .bind(user.name.as_str())
+                .bind(&record.password_hash)
+                .bind(user.updated_at)
+                .execute(&self.pool)
+                .await
+                .map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn delete(&self, id: $crate::domain::UserId) -> Result<bool, $crate::store::StoreError> {
+                let result = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(id.as_uuid())
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_user_store;
