@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 const PROTO_ROOT: &str = "proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The shop's contract, and google.rpc's error details so that reflection
+    // clients and the gateway can decode the details of an error status.
     let mut files = Vec::new();
     collect_protos(&Path::new(PROTO_ROOT).join("shop"), &mut files)?;
+    collect_protos(&Path::new(PROTO_ROOT).join("google").join("rpc"), &mut files)?;
     files.sort();
 
     let mut compiler = protox::Compiler::new([PROTO_ROOT])?;

@@ -92,3 +92,11 @@ fn stock_reservation_is_grpc_only() {
         assert!(!method.options().has_extension(&ext), "{name} must not be reachable over REST");
     }
 }
+
+#[test]
+fn error_detail_types_are_described_for_reflection_and_the_gateway() {
+    let pool = pool();
+    for name in ["google.rpc.Status", "google.rpc.BadRequest", "google.rpc.ErrorInfo", "google.rpc.RetryInfo"] {
+        assert!(pool.get_message_by_name(name).is_some(), "{name} is missing from the descriptor set");
+    }
+}
