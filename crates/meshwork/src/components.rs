@@ -68,7 +68,15 @@ impl Component {
                 .map_err(start_error)?;
                 Ok(users::server(users, settings))
             }
-            Self::Gateway | Self::Products | Self::Orders => {
+            Self::Products => {
+                let products = match backends {
+                    Backends::Production => products::start::production(settings).await,
+                    Backends::Embedded { data_dir } => products::start::embedded(data_dir).await,
+                }
+                .map_err(start_error)?;
+                Ok(products::server(products, settings))
+            }
+            Self::Gateway | Self::Orders => {
                 Ok(Server::new(self.name()).with_settings(settings).descriptor_set(contract::FILE_DESCRIPTOR_SET))
             }
         }
@@ -76,9 +84,9 @@ impl Component {
 }
 
 /// Keeps configuration errors recognisable to `main` for their exit code.
-fn start_error(error: users::start::StartError) -> anyhow::Error {
+fn start_error(error: platform::StartError) -> anyhow::Error {
     match error {
-        users::start::StartError::Config(error) => error.into(),
-        other => other.into(),
+        platform::StartError::Config(error) => error.into(),
+        platform::StartError::Other(error) => anyhow::anyhow!(error),
     }
 }

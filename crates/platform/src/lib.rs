@@ -13,6 +13,7 @@ pub mod rpc_telemetry;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+pub mod start;
 pub mod telemetry;
 pub mod validation;
 
@@ -20,4 +21,5 @@ pub use config::{ConfigError, EXIT_INVALID_CONFIG, Env};
 pub use error_code::ErrorCode;
 pub use server::{ServeError, Server};
 pub use settings::Settings;
+pub use start::StartError;
 pub use tokio_util::sync::CancellationToken;

@@ -107,6 +107,13 @@ impl Settings {
         })
     }
 
+    /// An error about `setting`'s value found when using it (a key file that
+    /// does not parse, a URL the driver refuses), naming where it was set.
+    pub fn invalid(&self, setting: Setting, reason: impl Into<String>) -> ConfigError {
+        let origin = self.layers.raw(setting.name).map_or(crate::config::Origin::Environment, |(_, o)| o.clone());
+        ConfigError::Invalid { name: setting.name.to_owned(), origin, reason: reason.into() }
+    }
+
     /// Fails unless `setting` is set: for what a component cannot run without.
     pub fn require<T: Clone>(value: &Option<T>, setting: Setting, why: &str) -> Result<T, ConfigError> {
         value.clone().ok_or_else(|| ConfigError::Missing { name: setting.name.to_owned(), reason: why.to_owned() })

@@ -3,6 +3,7 @@
 //! own database), and a TCP proxy a test can cut to simulate an outage.
 #![forbid(unsafe_code)]
 
+pub mod mongo;
 pub mod postgres;
 pub mod proxy;
 
@@ -34,4 +35,32 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// Runs each test function once per backend, in one module per backend:
+///
+/// ```text
+/// testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, postgres => Postgres }: [
+///     inserted_record_reads_back,
+///     duplicate_email_is_refused,
+/// ]);
+/// ```
+///
+/// Each `async fn test(backend: Backend, test: &str)` gets the backend and
+/// its own name (for naming the test's database and its skip message).
+#[macro_export]
+macro_rules! backend_tests {
+    ($backend:path { $($module:ident => $variant:ident),+ $(,)? }: $tests:tt) => {
+        $( $crate::backend_tests!(@module $backend, $module, $variant, $tests); )+
+    };
+    (@module $backend:path, $module:ident, $variant:ident, [$($test:ident),* $(,)?]) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $test() {
+                    super::$test(<$backend>::$variant, stringify!($test)).await
+                }
+            )*
+        }
+    };
 }

@@ -29,11 +29,7 @@ impl UsersConfig {
         let layers = &settings.layers;
         let token_ttl = layers.duration_or(JWT_TTL.name, Duration::from_secs(15 * 60))?;
         if token_ttl.is_zero() {
-            return Err(ConfigError::Invalid {
-                name: JWT_TTL.name.to_owned(),
-                origin: layers.raw(JWT_TTL.name).expect("set, since not the default").1.clone(),
-                reason: "must be longer than zero".to_owned(),
-            });
+            return Err(settings.invalid(JWT_TTL, "must be longer than zero"));
         }
         Ok(Self {
             signing_key_file: layers.string(JWT_SIGNING_KEY_FILE.name).map(PathBuf::from),

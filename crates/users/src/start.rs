@@ -6,21 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::config::ConfigError;
+use platform::StartError;
 use platform::settings::{self, Settings};
 
 use crate::Users;
 use crate::config::{JWT_SIGNING_KEY_FILE, UsersConfig};
 use crate::store::{PostgresUserStore, SqliteUserStore, StoreError, UserStore};
 use crate::tokens::TokenIssuer;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
 
 /// The production store from `DATABASE_URL` (required), not yet migrated.
 pub fn postgres_store(settings: &Settings) -> Result<PostgresUserStore, StartError> {
@@ -30,7 +22,7 @@ pub fn postgres_store(settings: &Settings) -> Result<PostgresUserStore, StartErr
         "the users service stores accounts in PostgreSQL",
     )?;
     let store = PostgresUserStore::connect_lazy(url.expose())
-        .map_err(|e| invalid(settings::DATABASE_URL.name, settings, e.to_string()))?;
+        .map_err(|e| settings.invalid(settings::DATABASE_URL, e.to_string()))?;
     Ok(store)
 }
 
@@ -45,8 +37,8 @@ pub async fn production(settings: &Settings) -> Result<Users, StartError> {
         "tokens are signed with a configured key (`meshwork users keygen > key.pem` makes one)",
     )?;
     let tokens = TokenIssuer::from_file(&key_file, &config.issuer, config.token_ttl)
-        .map_err(|e| invalid(JWT_SIGNING_KEY_FILE.name, settings, e.to_string()))?;
-    migrate_with_retry(&store).await?;
+        .map_err(|e| settings.invalid(JWT_SIGNING_KEY_FILE, e.to_string()))?;
+    migrate_with_retry(&store).await.map_err(StartError::other)?;
     Ok(Users::new(Arc::new(store), Arc::new(tokens)))
 }
 
@@ -56,18 +48,19 @@ pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Users, Sta
     let config = UsersConfig::from_settings(settings)?;
     let tokens = match &config.signing_key_file {
         Some(path) => TokenIssuer::from_file(path, &config.issuer, config.token_ttl)
-            .map_err(|e| invalid(JWT_SIGNING_KEY_FILE.name, settings, e.to_string()))?,
+            .map_err(|e| settings.invalid(JWT_SIGNING_KEY_FILE, e.to_string()))?,
         None => {
             let path = data_dir.join("users").join("token-signing-key.pem");
             let (tokens, generated) = TokenIssuer::load_or_generate(&path, &config.issuer, config.token_ttl)
-                .map_err(|e| invalid(JWT_SIGNING_KEY_FILE.name, settings, e.to_string()))?;
+                .map_err(|e| settings.invalid(JWT_SIGNING_KEY_FILE, e.to_string()))?;
             if generated {
                 tracing::info!(path = %path.display(), "generated a token signing key (set JWT_SIGNING_KEY_FILE to use your own)");
             }
             tokens
         }
     };
-    let store: Arc<dyn UserStore> = Arc::new(SqliteUserStore::open(&data_dir.join("users.db")).await?);
+    let store = SqliteUserStore::open(&data_dir.join("users.db")).await.map_err(StartError::other)?;
+    let store: Arc<dyn UserStore> = Arc::new(store);
     Ok(Users::new(store, Arc::new(tokens)))
 }
 
@@ -85,10 +78,4 @@ async fn migrate_with_retry(store: &PostgresUserStore) -> Result<(), StoreError>
             result => return result,
         }
     }
-}
-
-fn invalid(name: &str, settings: &Settings, reason: String) -> ConfigError {
-    let origin =
-        settings.layers.raw(name).map(|(_, origin)| origin.clone()).unwrap_or(platform::config::Origin::Environment);
-    ConfigError::Invalid { name: name.to_owned(), origin, reason }
 }

@@ -62,6 +62,13 @@ fn users_without_its_database_or_key_exits_64_naming_them() {
 }
 
 #[test]
+fn products_without_its_database_exits_64_naming_it() {
+    let output = run(&["products"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("MONGO_URL"));
+}
+
+#[test]
 fn keygen_prints_a_pkcs8_pem_key() {
     let output = run(&["users", "keygen"], &[]);
     assert!(output.status.success());

@@ -3,5 +3,6 @@
 
 mod config;
 mod harness;
+mod products;
 mod serving;
 mod users;

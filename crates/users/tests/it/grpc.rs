@@ -11,7 +11,6 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use users::tokens::Claims;
 
-use crate::for_each_backend;
 use crate::helpers::{Backend, ISSUER, TestApp, spawn_app};
 
 fn create(email: &str, name: &str, password: Option<&str>) -> CreateUserRequest {
@@ -262,7 +261,7 @@ async fn concurrent_creates_with_one_email_give_exactly_one_account(backend: Bac
     assert_eq!(codes.iter().filter(|c| **c == Code::AlreadyExists).count(), 19, "{codes:?}");
 }
 
-for_each_backend!(
+testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, postgres => Postgres }: [
     account_lifecycle_create_get_update_delete,
     invalid_fields_are_all_reported_as_field_violations,
     duplicate_email_in_any_case_already_exists,
@@ -273,4 +272,4 @@ for_each_backend!(
     pagination_walk_returns_every_user_exactly_once,
     bad_page_requests_are_invalid_arguments,
     concurrent_creates_with_one_email_give_exactly_one_account,
-);
+]);

@@ -74,27 +74,3 @@ impl TestApp {
         Channel::from_shared(format!("http://{}", self.address)).unwrap().connect().await.unwrap()
     }
 }
-
-/// Runs each named test function once per backend: `mod sqlite` always,
-/// `mod postgres` against MESHWORK_TEST_POSTGRES_URL.
-#[macro_export]
-macro_rules! for_each_backend {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $test() {
-                    super::$test($crate::helpers::Backend::Sqlite, stringify!($test)).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread")]
-                async fn $test() {
-                    super::$test($crate::helpers::Backend::Postgres, stringify!($test)).await
-                }
-            )*
-        }
-    };
-}

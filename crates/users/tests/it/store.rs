@@ -4,7 +4,6 @@ use chrono::{Duration as ChronoDuration, Utc};
 use users::domain::{Email, User, UserId, UserName, UserRecord};
 use users::store::StoreError;
 
-use crate::for_each_backend;
 use crate::helpers::{Backend, store};
 
 fn record(email: &str) -> UserRecord {
@@ -92,11 +91,11 @@ async fn ping_answers_while_the_database_is_up(backend: Backend, test: &str) {
     store.ping().await.unwrap();
 }
 
-for_each_backend!(
+testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, postgres => Postgres }: [
     inserted_record_reads_back_by_id_and_email,
     second_account_with_an_email_is_refused,
     list_pages_through_every_account_in_id_order,
     update_replaces_the_account_and_reports_a_missing_one,
     delete_removes_the_account_once,
     ping_answers_while_the_database_is_up,
-);
+]);

@@ -1,0 +1,218 @@
+//! The products service's use cases over the store port: validation, ids,
+//! money conversion, reservations. Transport-free.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use platform::pagination::PageRequest;
+use platform::validation::{Violations, violation};
+
+use crate::domain::{
+    Description, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation, ReservationId,
+    now, parse_stock, search_words,
+};
+use crate::error::ProductError;
+use crate::store::{ProductStore, ReserveOutcome, StoreError};
+
+/// A new product as received; an empty id means "generate one".
+#[derive(Debug, Default)]
+pub struct NewProduct {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub price: f64,
+    pub stock: i32,
+}
+
+/// Changes as received; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ChangesInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<f64>,
+    pub stock: Option<i32>,
+}
+
+/// List filters as received (field paths are reported under `filter.`).
+#[derive(Debug, Default, Clone)]
+pub struct FilterInput {
+    pub min_price: Option<f64>,
+    pub max_price: Option<f64>,
+    pub in_stock: Option<bool>,
+}
+
+/// The most units one line of a reservation may ask for.
+const MAX_RESERVE_QUANTITY: i32 = 1_000_000;
+
+#[derive(Clone)]
+pub struct Products {
+    store: Arc<dyn ProductStore>,
+}
+
+impl Products {
+    pub fn new(store: Arc<dyn ProductStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ProductStore> {
+        &self.store
+    }
+
+    pub async fn create(&self, input: NewProduct) -> Result<Product, ProductError> {
+        let mut violations = Violations::new();
+        let id = if input.id.is_empty() {
+            Some(ProductId::generate())
+        } else {
+            violations.check("id", ProductId::parse(&input.id))
+        };
+        let name = violations.check("name", ProductName::parse(&input.name));
+        let description = violations.check("description", Description::parse(&input.description));
+        let price = violations.check("price", Price::from_decimal(input.price));
+        let stock = violations.check("stock", parse_stock(input.stock));
+        violations.into_result()?;
+        let at = now();
+        let product = Product {
+            id: id.expect("validated"),
+            name: name.expect("validated"),
+            description: description.expect("validated"),
+            price: price.expect("validated"),
+            stock: stock.expect("validated"),
+            units_sold: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        match self.store.insert(&product).await {
+            Ok(()) => {
+                tracing::info!(product_id = %product.id.as_str(), "product created");
+                Ok(product)
+            }
+            Err(StoreError::DuplicateId) => Err(ProductError::DuplicateId(product.id.as_str().to_owned())),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Product, ProductError> {
+        let id = parse_id("id", id)?;
+        self.store.get(&id).await?.ok_or_else(|| ProductError::NotFound(id.as_str().to_owned()))
+    }
+
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        filter: FilterInput,
+    ) -> Result<(Vec<Product>, String), ProductError> {
+        let filter = parse_filter(filter, Vec::new())?;
+        self.page(page_size, page_token, filter).await
+    }
+
+    pub async fn search(
+        &self,
+        query: &str,
+        page_size: i32,
+        page_token: &str,
+        filter: FilterInput,
+    ) -> Result<(Vec<Product>, String), ProductError> {
+        let words = search_words(query);
+        if words.is_empty() {
+            return Err(violation("q", "is required: the words to search for").into());
+        }
+        if query.chars().count() > 200 {
+            return Err(violation("q", "must be at most 200 characters").into());
+        }
+        let filter = parse_filter(filter, words)?;
+        self.page(page_size, page_token, filter).await
+    }
+
+    async fn page(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        filter: ProductFilter,
+    ) -> Result<(Vec<Product>, String), ProductError> {
+        let page = PageRequest::parse(page_size, page_token)?;
+        let after = match &page.after {
+            Some(cursor) => Some(
+                ProductId::parse(cursor).map_err(|_| violation("page_token", "is not a token from a previous page"))?,
+            ),
+            None => None,
+        };
+        let products = self.store.list(&filter, after.as_ref(), page.fetch_limit()).await?;
+        Ok(page.finish(products, |product: &Product| product.id.as_str().to_owned()))
+    }
+
+    pub async fn update(&self, id: &str, input: ChangesInput) -> Result<Product, ProductError> {
+        let mut violations = Violations::new();
+        let id = violations.check("id", ProductId::parse(id));
+        let changes = ProductChanges {
+            name: violations.check_optional("name", input.name.as_deref().map(ProductName::parse)).flatten(),
+            description: violations
+                .check_optional("description", input.description.as_deref().map(Description::parse))
+                .flatten(),
+            price: violations.check_optional("price", input.price.map(Price::from_decimal)).flatten(),
+            stock: violations.check_optional("stock", input.stock.map(parse_stock)).flatten(),
+        };
+        violations.into_result()?;
+        let id = id.expect("validated");
+        self.store.update(&id, &changes).await?.ok_or_else(|| ProductError::NotFound(id.as_str().to_owned()))
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), ProductError> {
+        let id = parse_id("id", id)?;
+        if self.store.delete(&id).await? { Ok(()) } else { Err(ProductError::NotFound(id.as_str().to_owned())) }
+    }
+
+    pub async fn adjust_stock(&self, id: &str, delta: i32) -> Result<Product, ProductError> {
+        let id = parse_id("id", id)?;
+        self.store.adjust_stock(&id, delta).await.map_err(|error| ProductError::from_adjust(id.as_str(), error))
+    }
+
+    /// Reserves every item or none; lines naming one product are merged.
+    pub async fn reserve(&self, reservation_id: &str, items: &[(String, i32)]) -> Result<Reservation, ProductError> {
+        let mut violations = Violations::new();
+        let id = violations.check("reservation_id", ReservationId::parse(reservation_id));
+        if items.is_empty() {
+            violations.add("items", "must name at least one product");
+        }
+        let mut merged: BTreeMap<ProductId, i32> = BTreeMap::new();
+        for (index, (product_id, quantity)) in items.iter().enumerate() {
+            let product = violations.check(&format!("items[{index}].product_id"), ProductId::parse(product_id));
+            if *quantity <= 0 || *quantity > MAX_RESERVE_QUANTITY {
+                violations.add(format!("items[{index}].quantity"), "must be between 1 and 1000000");
+            } else if let Some(product) = product {
+                let total = merged.entry(product).or_default();
+                *total = total.saturating_add(*quantity);
+            }
+        }
+        violations.into_result()?;
+        let id = id.expect("validated");
+        let items: Vec<(ProductId, i32)> = merged.into_iter().collect();
+        match self.store.reserve(&id, &items).await? {
+            ReserveOutcome::Reserved(reservation) => Ok(reservation),
+            ReserveOutcome::Refused(refused) => Err(refused.into()),
+        }
+    }
+
+    /// True if this call released the reservation.
+    pub async fn release(&self, reservation_id: &str) -> Result<bool, ProductError> {
+        let id = ReservationId::parse(reservation_id).map_err(|why| violation("reservation_id", why))?;
+        Ok(self.store.release(&id).await?)
+    }
+}
+
+fn parse_id(field: &str, raw: &str) -> Result<ProductId, ProductError> {
+    ProductId::parse(raw).map_err(|why| violation(field, why).into())
+}
+
+fn parse_filter(input: FilterInput, words: Vec<String>) -> Result<ProductFilter, Violations> {
+    let mut violations = Violations::new();
+    let min_price = violations.check_optional("filter.min_price", input.min_price.map(Price::from_decimal)).flatten();
+    let max_price = violations.check_optional("filter.max_price", input.max_price.map(Price::from_decimal)).flatten();
+    if let (Some(min), Some(max)) = (min_price, max_price)
+        && min > max
+    {
+        violations.add("filter.max_price", "must not be less than filter.min_price");
+    }
+    violations.into_result()?;
+    Ok(ProductFilter { min_price, max_price, in_stock: input.in_stock, words })
+}

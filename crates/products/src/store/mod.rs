@@ -1,0 +1,73 @@
+//! The products store port and its two adapters: MongoDB for production,
+//! SQLite for `meshwork up`. Both pass the same test suite, including the
+//! concurrent reservation tests that prove stock is never oversold.
+
+mod mongo;
+mod sqlite;
+
+pub use mongo::MongoProductStore;
+pub use sqlite::SqliteProductStore;
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Product, ProductChanges, ProductFilter, ProductId, Reservation, ReservationId, ReservationRefused,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a product with this id already exists")]
+    DuplicateId,
+    /// The database cannot be reached right now; worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Another call is reserving or releasing this reservation id right now.
+    #[error("reservation {0} is being processed by another call; retry")]
+    ReservationBusy(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+/// Why an adjustment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AdjustError {
+    #[error("product not found")]
+    NotFound,
+    #[error("stock would go below zero (stock {stock}, change {delta})")]
+    WouldGoNegative { stock: i32, delta: i32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The outcome of a reservation attempt.
+#[derive(Debug)]
+pub enum ReserveOutcome {
+    Reserved(Reservation),
+    Refused(ReservationRefused),
+}
+
+#[async_trait]
+pub trait ProductStore: Send + Sync + 'static {
+    async fn insert(&self, product: &Product) -> Result<(), StoreError>;
+    async fn get(&self, id: &ProductId) -> Result<Option<Product>, StoreError>;
+    /// Up to `limit` products in id order after `after`, passing `filter`.
+    async fn list(
+        &self,
+        filter: &ProductFilter,
+        after: Option<&ProductId>,
+        limit: u32,
+    ) -> Result<Vec<Product>, StoreError>;
+    /// Applies the set fields in one atomic write; `None` if there is no such product.
+    async fn update(&self, id: &ProductId, changes: &ProductChanges) -> Result<Option<Product>, StoreError>;
+    async fn delete(&self, id: &ProductId) -> Result<bool, StoreError>;
+    /// Adds `delta` to the stock atomically, never below zero.
+    async fn adjust_stock(&self, id: &ProductId, delta: i32) -> Result<Product, AdjustError>;
+    /// Takes `quantity` of every item, or nothing; a repeated id returns the
+    /// first outcome and takes nothing more. Items name distinct products.
+    async fn reserve(&self, id: &ReservationId, items: &[(ProductId, i32)]) -> Result<ReserveOutcome, StoreError>;
+    /// Gives back what the reservation took, once. True if this call
+    /// released it; false if it was released before (or never existed, in
+    /// which case a later reserve of this id is refused).
+    async fn release(&self, id: &ReservationId) -> Result<bool, StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+}

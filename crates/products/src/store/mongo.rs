@@ -1,0 +1,552 @@
+//! The MongoDB adapter (official driver). No multi-document transactions,
+//! so it runs on a standalone server too; instead:
+//!
+//! - each product decrement is one conditional update (`stock >= quantity`)
+//!   that also records a hold, `holds.<reservation id>: quantity`, in the
+//!   same document, so a product is never decremented twice for one
+//!   reservation and a release restores exactly what was held, once;
+//! - a reservation document (`_id` = reservation id) is claimed by one caller
+//!   at a time, with a lease a retry may take over if that caller died; a
+//!   reservation refused part-way gives back what it took before answering.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use mongodb::bson::{self, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, ReturnDocument};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
+use crate::domain::{
+    Description, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation, ReservationId,
+    ReservationRefused, ReservedItem,
+};
+
+/// How long a reservation claim is exclusive before a retry may take it over.
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// How long a call waits for another call's claim on the same reservation.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct MongoProductStore {
+    database: Database,
+    products: Collection<ProductDoc>,
+    reservations: Collection<ReservationDoc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ProductDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    name: String,
+    description: String,
+    price_minor: i64,
+    stock: i64,
+    units_sold: i64,
+    search_text: String,
+    created_at: bson::DateTime,
+    updated_at: bson::DateTime,
+    /// Quantities held per reservation id.
+    #[serde(default)]
+    holds: HashMap<String, i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReservationDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    state: ReservationState,
+    #[serde(default)]
+    owner: String,
+    #[serde(default = "epoch")]
+    lease_until: bson::DateTime,
+    #[serde(default)]
+    items: Vec<ReservedItemDoc>,
+}
+
+fn epoch() -> bson::DateTime {
+    bson::DateTime::from_millis(0)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ReservationState {
+    Pending,
+    Reserved,
+    Released,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReservedItemDoc {
+    product_id: String,
+    product_name: String,
+    quantity: i64,
+    unit_price_minor: i64,
+}
+
+impl MongoProductStore {
+    /// Connects lazily (the driver connects on first use) to the database
+    /// named in the URL (default `shop`), and creates the indexes.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(url).await.map_err(from_mongo)?;
+        options.server_selection_timeout = Some(Duration::from_secs(3));
+        options.connect_timeout = Some(Duration::from_secs(2));
+        options.app_name = Some("meshwork-products".to_owned());
+        let database_name = options.default_database.clone().unwrap_or_else(|| "shop".to_owned());
+        let client = Client::with_options(options).map_err(from_mongo)?;
+        Ok(Self::with_database(client.database(&database_name)))
+    }
+
+    pub fn with_database(database: Database) -> Self {
+        Self { products: database.collection("products"), reservations: database.collection("reservations"), database }
+    }
+
+    /// Creates the indexes the queries use (idempotent).
+    pub async fn create_indexes(&self) -> Result<(), StoreError> {
+        for keys in [doc! { "price_minor": 1 }, doc! { "stock": 1 }] {
+            self.products.create_index(IndexModel::builder().keys(keys).build()).await.map_err(from_mongo)?;
+        }
+        Ok(())
+    }
+
+    async fn product_doc(&self, id: &str) -> Result<Option<ProductDoc>, StoreError> {
+        self.products.find_one(doc! { "_id": id }).await.map_err(from_mongo)
+    }
+
+    /// Claims `id` for this call, or returns what an earlier call settled.
+    async fn claim(&self, id: &ReservationId, owner: &str) -> Result<Option<ReserveOutcome>, StoreError> {
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
+            let claim = ReservationDoc {
+                id: id.as_str().to_owned(),
+                state: ReservationState::Pending,
+                owner: owner.to_owned(),
+                lease_until: lease_from_now(),
+                items: Vec::new(),
+            };
+            match self.reservations.insert_one(&claim).await {
+                Ok(_) => return Ok(None),
+                Err(error) if !is_duplicate_key(&error) => return Err(from_mongo(error)),
+                Err(_) => {}
+            }
+            let Some(existing) = self.reservations.find_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?
+            else {
+                continue; // a refused attempt removed its claim just now
+            };
+            match existing.state {
+                ReservationState::Reserved => return Ok(Some(ReserveOutcome::Reserved(to_reservation(id, &existing)))),
+                ReservationState::Released => {
+                    let refused = ReservationRefused::AlreadyReleased(id.as_str().to_owned());
+                    return Ok(Some(ReserveOutcome::Refused(refused)));
+                }
+                ReservationState::Pending if existing.lease_until < bson::DateTime::now() => {
+                    // Its owner died mid-way: take over; the holds show what it took.
+                    let takeover = self
+                        .reservations
+                        .update_one(
+                            doc! { "_id": id.as_str(), "state": "pending", "owner": &existing.owner },
+                            doc! { "$set": { "owner": owner, "lease_until": lease_from_now() } },
+                        )
+                        .await
+                        .map_err(from_mongo)?;
+                    if takeover.modified_count == 1 {
+                        return Ok(None);
+                    }
+                }
+                ReservationState::Pending => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::ReservationBusy(id.as_str().to_owned()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Takes `quantity` of one product for `id`, or says why not. A hold
+    /// already present (from a previous owner of the claim) counts as taken.
+    async fn take(
+        &self,
+        id: &ReservationId,
+        product: &ProductId,
+        quantity: i32,
+    ) -> Result<Result<ReservedItem, ReservationRefused>, StoreError> {
+        let hold = format!("holds.{}", id.as_str());
+        let taken = self
+            .products
+            .find_one_and_update(
+                doc! { "_id": product.as_str(), "stock": { "$gte": i64::from(quantity) }, &hold: { "$exists": false } },
+                doc! {
+                    "$inc": { "stock": -i64::from(quantity) },
+                    "$set": { &hold: i64::from(quantity), "updated_at": bson::DateTime::now() },
+                },
+            )
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(from_mongo)?;
+        let doc = match taken {
+            Some(doc) => doc,
+            None => match self.product_doc(product.as_str()).await? {
+                None => return Ok(Err(ReservationRefused::UnknownProduct(product.as_str().to_owned()))),
+                Some(doc) if doc.holds.contains_key(id.as_str()) => doc,
+                Some(doc) => {
+                    return Ok(Err(ReservationRefused::InsufficientStock {
+                        product: product.as_str().to_owned(),
+                        requested: quantity,
+                        available: i32::try_from(doc.stock).unwrap_or(i32::MAX),
+                    }));
+                }
+            },
+        };
+        let quantity = doc.holds.get(id.as_str()).copied().unwrap_or(i64::from(quantity));
+        Ok(Ok(ReservedItem {
+            product_id: product.clone(),
+            product_name: doc.name,
+            quantity: i32::try_from(quantity).unwrap_or(i32::MAX),
+            unit_price: Price::from_minor(doc.price_minor),
+        }))
+    }
+
+    /// Returns a hold to stock; a no-op when the hold is already gone.
+    async fn give_back(&self, id: &ReservationId, product: &str, quantity: i64) -> Result<(), StoreError> {
+        let hold = format!("holds.{}", id.as_str());
+        self.products
+            .update_one(
+                doc! { "_id": product, &hold: { "$exists": true } },
+                doc! { "$inc": { "stock": quantity }, "$unset": { &hold: "" }, "$set": { "updated_at": bson::DateTime::now() } },
+            )
+            .await
+            .map_err(from_mongo)?;
+        Ok(())
+    }
+
+    /// Gives back every hold of `id`, wherever it is: for a reservation whose
+    /// claim died before recording its items.
+    async fn give_back_everywhere(&self, id: &ReservationId) -> Result<(), StoreError> {
+        let hold = format!("holds.{}", id.as_str());
+        let held: Vec<ProductDoc> = self
+            .products
+            .find(doc! { &hold: { "$exists": true } })
+            .await
+            .map_err(from_mongo)?
+            .try_collect()
+            .await
+            .map_err(from_mongo)?;
+        for product in held {
+            let quantity = product.holds.get(id.as_str()).copied().unwrap_or(0);
+            self.give_back(id, &product.id, quantity).await?;
+        }
+        Ok(())
+    }
+}
+
+fn lease_from_now() -> bson::DateTime {
+    bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() + CLAIM_LEASE.as_millis() as i64)
+}
+
+fn to_reservation(id: &ReservationId, doc: &ReservationDoc) -> Reservation {
+    let items = doc
+        .items
+        .iter()
+        .map(|item| ReservedItem {
+            product_id: ProductId::parse(&item.product_id).unwrap_or_else(|_| ProductId::generate()),
+            product_name: item.product_name.clone(),
+            quantity: i32::try_from(item.quantity).unwrap_or(i32::MAX),
+            unit_price: Price::from_minor(item.unit_price_minor),
+        })
+        .collect();
+    Reservation { id: id.clone(), items }
+}
+
+fn to_doc(product: &Product) -> ProductDoc {
+    ProductDoc {
+        id: product.id.as_str().to_owned(),
+        name: product.name.as_str().to_owned(),
+        description: product.description.as_str().to_owned(),
+        price_minor: product.price.minor(),
+        stock: i64::from(product.stock),
+        units_sold: product.units_sold,
+        search_text: product.search_text(),
+        created_at: bson::DateTime::from_millis(product.created_at.timestamp_millis()),
+        updated_at: bson::DateTime::from_millis(product.updated_at.timestamp_millis()),
+        holds: HashMap::new(),
+    }
+}
+
+fn from_doc(doc: ProductDoc) -> Result<Product, StoreError> {
+    let corrupt =
+        |field: &str, why: &str| StoreError::Other(format!("stored product {} has a bad {field}: {why}", doc.id));
+    let time = |at: bson::DateTime| chrono::DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or_default();
+    Ok(Product {
+        id: ProductId::parse(&doc.id).map_err(|why| corrupt("id", why))?,
+        name: ProductName::parse(&doc.name).map_err(|why| corrupt("name", why))?,
+        description: Description::parse(&doc.description).map_err(|why| corrupt("description", why))?,
+        price: Price::from_minor(doc.price_minor),
+        stock: i32::try_from(doc.stock).map_err(|_| corrupt("stock", "out of range"))?,
+        units_sold: doc.units_sold,
+        created_at: time(doc.created_at),
+        updated_at: time(doc.updated_at),
+    })
+}
+
+/// The query for `filter`, after `after` in id order.
+fn filter_doc(filter: &ProductFilter, after: Option<&ProductId>) -> Document {
+    let mut query = Document::new();
+    if let Some(after) = after {
+        query.insert("_id", doc! { "$gt": after.as_str() });
+    }
+    let mut price = Document::new();
+    if let Some(min) = filter.min_price {
+        price.insert("$gte", min.minor());
+    }
+    if let Some(max) = filter.max_price {
+        price.insert("$lte", max.minor());
+    }
+    if !price.is_empty() {
+        query.insert("price_minor", price);
+    }
+    match filter.in_stock {
+        Some(true) => query.insert("stock", doc! { "$gt": 0_i64 }),
+        Some(false) => query.insert("stock", doc! { "$lte": 0_i64 }),
+        None => None,
+    };
+    // Plain substring matches on the stored lowercase text: no text index
+    // needed (SecantusDB has none), and the words are escaped, not patterns.
+    let words: Vec<Document> =
+        filter.words.iter().map(|word| doc! { "search_text": { "$regex": regex_escape(word) } }).collect();
+    if !words.is_empty() {
+        query.insert("$and", words);
+    }
+    query
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}-/".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        _ => false,
+    }
+}
+
+fn from_mongo(error: mongodb::error::Error) -> StoreError {
+    if is_duplicate_key(&error) {
+        return StoreError::DuplicateId;
+    }
+    match &*error.kind {
+        ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Other(error.to_string()),
+    }
+}
+
+#[async_trait]
+impl ProductStore for MongoProductStore {
+    async fn insert(&self, product: &Product) -> Result<(), StoreError> {
+        self.products.insert_one(to_doc(product)).await.map_err(from_mongo)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
+        self.product_doc(id.as_str()).await?.map(from_doc).transpose()
+    }
+
+    async fn list(
+        &self,
+        filter: &ProductFilter,
+        after: Option<&ProductId>,
+        limit: u32,
+    ) -> Result<Vec<Product>, StoreError> {
+        let cursor = self
+            .products
+            .find(filter_doc(filter, after))
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(from_mongo)?;
+        let docs: Vec<ProductDoc> = cursor.try_collect().await.map_err(from_mongo)?;
+        docs.into_iter().map(from_doc).collect()
+    }
+
+    async fn update(&self, id: &ProductId, changes: &ProductChanges) -> Result<Option<Product>, StoreError> {
+        let Some(current) = self.get(id).await? else { return Ok(None) };
+        let mut set = doc! { "updated_at": bson::DateTime::from_millis(crate::domain::now().timestamp_millis()) };
+        if let Some(name) = &changes.name {
+            set.insert("name", name.as_str());
+        }
+        if let Some(description) = &changes.description {
+            set.insert("description", description.as_str());
+        }
+        if changes.name.is_some() || changes.description.is_some() {
+            let mut preview = current.clone();
+            preview.name = changes.name.clone().unwrap_or(current.name);
+            preview.description = changes.description.clone().unwrap_or(current.description);
+            set.insert("search_text", preview.search_text());
+        }
+        if let Some(price) = changes.price {
+            set.insert("price_minor", price.minor());
+        }
+        if let Some(stock) = changes.stock {
+            set.insert("stock", i64::from(stock));
+        }
+        let updated = self
+            .products
+            .find_one_and_update(doc! { "_id": id.as_str() }, doc! { "$set": set })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(from_mongo)?;
+        updated.map(from_doc).transpose()
+    }
+
+    async fn delete(&self, id: &ProductId) -> Result<bool, StoreError> {
+        let result = self.products.delete_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?;
+        Ok(result.deleted_count == 1)
+    }
+
+    async fn adjust_stock(&self, id: &ProductId, delta: i32) -> Result<Product, AdjustError> {
+        let mut filter = doc! { "_id": id.as_str() };
+        if delta < 0 {
+            filter.insert("stock", doc! { "$gte": -i64::from(delta) });
+        }
+        let update = doc! { "$inc": { "stock": i64::from(delta) }, "$set": { "updated_at": bson::DateTime::now() } };
+        let updated = self
+            .products
+            .find_one_and_update(filter, update)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(from_mongo)?;
+        match updated {
+            Some(doc) => Ok(from_doc(doc)?),
+            None => match self.get(id).await? {
+                None => Err(AdjustError::NotFound),
+                Some(product) => Err(AdjustError::WouldGoNegative { stock: product.stock, delta }),
+            },
+        }
+    }
+
+    async fn reserve(&self, id: &ReservationId, items: &[(ProductId, i32)]) -> Result<ReserveOutcome, StoreError> {
+        let owner = uuid::Uuid::new_v4().to_string();
+        if let Some(settled) = self.claim(id, &owner).await? {
+            return Ok(settled);
+        }
+        let mut taken = Vec::with_capacity(items.len());
+        for (product, quantity) in items {
+            match self.take(id, product, *quantity).await? {
+                Ok(item) => taken.push(item),
+                Err(refused) => {
+                    for item in &taken {
+                        self.give_back(id, item.product_id.as_str(), i64::from(item.quantity)).await?;
+                    }
+                    self.reservations
+                        .delete_one(doc! { "_id": id.as_str(), "owner": &owner })
+                        .await
+                        .map_err(from_mongo)?;
+                    return Ok(ReserveOutcome::Refused(refused));
+                }
+            }
+        }
+        let items_doc: Vec<Document> = taken
+            .iter()
+            .map(|item| {
+                doc! {
+                    "product_id": item.product_id.as_str(),
+                    "product_name": &item.product_name,
+                    "quantity": i64::from(item.quantity),
+                    "unit_price_minor": item.unit_price.minor(),
+                }
+            })
+            .collect();
+        let settled = self
+            .reservations
+            .update_one(
+                doc! { "_id": id.as_str(), "owner": &owner, "state": "pending" },
+                doc! { "$set": { "state": "reserved", "items": items_doc } },
+            )
+            .await
+            .map_err(from_mongo)?;
+        if settled.modified_count == 1 {
+            Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items: taken }))
+        } else {
+            // The lease ran out and another call took over; it reports the result.
+            Err(StoreError::ReservationBusy(id.as_str().to_owned()))
+        }
+    }
+
+    async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
+            let Some(existing) = self.reservations.find_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?
+            else {
+                // Never reserved: leave a tombstone so a late reserve is refused.
+                let tombstone = ReservationDoc {
+                    id: id.as_str().to_owned(),
+                    state: ReservationState::Released,
+                    owner: String::new(),
+                    lease_until: epoch(),
+                    items: Vec::new(),
+                };
+                match self.reservations.insert_one(&tombstone).await {
+                    Ok(_) => return Ok(false),
+                    Err(error) if is_duplicate_key(&error) => continue,
+                    Err(error) => return Err(from_mongo(error)),
+                }
+            };
+            match existing.state {
+                ReservationState::Pending if existing.lease_until >= bson::DateTime::now() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::ReservationBusy(id.as_str().to_owned()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ReservationState::Pending => {
+                    // Its reserving call died: release whatever it held.
+                    let released = self
+                        .reservations
+                        .update_one(
+                            doc! { "_id": id.as_str(), "state": "pending", "owner": &existing.owner },
+                            doc! { "$set": { "state": "released" } },
+                        )
+                        .await
+                        .map_err(from_mongo)?;
+                    self.give_back_everywhere(id).await?;
+                    return Ok(released.modified_count == 1);
+                }
+                ReservationState::Reserved | ReservationState::Released => {
+                    let released = self
+                        .reservations
+                        .update_one(
+                            doc! { "_id": id.as_str(), "state": "reserved" },
+                            doc! { "$set": { "state": "released" } },
+                        )
+                        .await
+                        .map_err(from_mongo)?;
+                    // Always give back: holds make this exactly-once, and it
+                    // finishes a release whose caller died half-way.
+                    for item in &existing.items {
+                        self.give_back(id, &item.product_id, item.quantity).await?;
+                    }
+                    return Ok(released.modified_count == 1);
+                }
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.database.run_command(doc! { "ping": 1 }).await.map_err(from_mongo)?;
+        Ok(())
+    }
+}

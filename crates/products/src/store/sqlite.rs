@@ -1,0 +1,378 @@
+//! The embedded SQLite adapter for `meshwork up`. Every reservation runs in
+//! one `BEGIN IMMEDIATE` transaction (SQLite's single writer), so it is
+//! all-or-nothing and serialised with every other write.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+
+use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
+use crate::domain::{
+    Description, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation, ReservationId,
+    ReservationRefused, ReservedItem,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteProductStore {
+    pool: SqlitePool,
+}
+
+#[derive(sqlx::FromRow)]
+struct ProductRow {
+    id: String,
+    name: String,
+    description: String,
+    price_minor: i64,
+    stock: i64,
+    units_sold: i64,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl ProductRow {
+    fn into_product(self) -> Result<Product, StoreError> {
+        let corrupt =
+            |field: &str, why: &str| StoreError::Other(format!("stored product {} has a bad {field}: {why}", self.id));
+        Ok(Product {
+            id: ProductId::parse(&self.id).map_err(|why| corrupt("id", why))?,
+            name: ProductName::parse(&self.name).map_err(|why| corrupt("name", why))?,
+            description: Description::parse(&self.description).map_err(|why| corrupt("description", why))?,
+            price: Price::from_minor(self.price_minor),
+            stock: i32::try_from(self.stock).map_err(|_| corrupt("stock", "out of range"))?,
+            units_sold: self.units_sold,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, name, description, price_minor, stock, units_sold, created_at, updated_at";
+
+impl SqliteProductStore {
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
+        }
+        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    /// A private in-memory database, for tests.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        Self::open_with(SqliteConnectOptions::from_str("sqlite::memory:").map_err(from_sqlx)?).await
+    }
+
+    async fn open_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let in_memory = options.get_filename() == Path::new(":memory:");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(from_sqlx)?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    async fn get_with(connection: &mut SqliteConnection, id: &str) -> Result<Option<Product>, StoreError> {
+        sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = ?1")))
+            .bind(id)
+            .fetch_optional(connection)
+            .await
+            .map_err(from_sqlx)?
+            .map(ProductRow::into_product)
+            .transpose()
+    }
+
+    async fn reservation_items(
+        connection: &mut SqliteConnection,
+        id: &ReservationId,
+    ) -> Result<Vec<ReservedItem>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT product_id, product_name, quantity, unit_price_minor FROM reservation_items
+             WHERE reservation_id = ?1 ORDER BY rowid",
+        )
+        .bind(id.as_str())
+        .fetch_all(connection)
+        .await
+        .map_err(from_sqlx)?;
+        rows.into_iter()
+            .map(|(product_id, product_name, quantity, unit_price_minor)| {
+                Ok(ReservedItem {
+                    product_id: ProductId::parse(&product_id).map_err(|why| StoreError::Other(why.to_owned()))?,
+                    product_name,
+                    quantity: i32::try_from(quantity).map_err(|e| StoreError::Other(e.to_string()))?,
+                    unit_price: Price::from_minor(unit_price_minor),
+                })
+            })
+            .collect()
+    }
+}
+
+fn from_sqlx(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::DuplicateId,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        _ => StoreError::Other(error.to_string()),
+    }
+}
+
+/// Escapes LIKE's wildcards (with `\` as the escape character).
+fn like_pattern(word: &str) -> String {
+    let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+#[async_trait]
+impl ProductStore for SqliteProductStore {
+    async fn insert(&self, product: &Product) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO products (id, name, description, price_minor, stock, units_sold, search_text, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .bind(product.id.as_str())
+        .bind(product.name.as_str())
+        .bind(product.description.as_str())
+        .bind(product.price.minor())
+        .bind(product.stock)
+        .bind(product.units_sold)
+        .bind(product.search_text())
+        .bind(product.created_at)
+        .bind(product.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &ProductId) -> Result<Option<Product>, StoreError> {
+        let mut connection = self.pool.acquire().await.map_err(from_sqlx)?;
+        Self::get_with(&mut connection, id.as_str()).await
+    }
+
+    async fn list(
+        &self,
+        filter: &ProductFilter,
+        after: Option<&ProductId>,
+        limit: u32,
+    ) -> Result<Vec<Product>, StoreError> {
+        let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM products WHERE id > "));
+        query.push_bind(after.map_or("", ProductId::as_str).to_owned());
+        if let Some(min) = filter.min_price {
+            query.push(" AND price_minor >= ").push_bind(min.minor());
+        }
+        if let Some(max) = filter.max_price {
+            query.push(" AND price_minor <= ").push_bind(max.minor());
+        }
+        match filter.in_stock {
+            Some(true) => {
+                query.push(" AND stock > 0");
+            }
+            Some(false) => {
+                query.push(" AND stock <= 0");
+            }
+            None => {}
+        }
+        for word in &filter.words {
+            query.push(" AND search_text LIKE ").push_bind(like_pattern(word)).push(" ESCAPE '\\'");
+        }
+        query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+        query
+            .build_query_as::<ProductRow>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(from_sqlx)?
+            .into_iter()
+            .map(ProductRow::into_product)
+            .collect()
+    }
+
+    async fn update(&self, id: &ProductId, changes: &ProductChanges) -> Result<Option<Product>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let Some(mut product) = Self::get_with(&mut tx, id.as_str()).await? else { return Ok(None) };
+        if let Some(name) = &changes.name {
+            product.name = name.clone();
+        }
+        if let Some(description) = &changes.description {
+            product.description = description.clone();
+        }
+        if let Some(price) = changes.price {
+            product.price = price;
+        }
+        if let Some(stock) = changes.stock {
+            product.stock = stock;
+        }
+        product.updated_at = crate::domain::now();
+        sqlx::query(
+            "UPDATE products SET name = ?2, description = ?3, price_minor = ?4, stock = ?5, search_text = ?6,
+             updated_at = ?7 WHERE id = ?1",
+        )
+        .bind(id.as_str())
+        .bind(product.name.as_str())
+        .bind(product.description.as_str())
+        .bind(product.price.minor())
+        .bind(product.stock)
+        .bind(product.search_text())
+        .bind(product.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(Some(product))
+    }
+
+    async fn delete(&self, id: &ProductId) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM products WHERE id = ?1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn adjust_stock(&self, id: &ProductId, delta: i32) -> Result<Product, AdjustError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let product = Self::get_with(&mut tx, id.as_str()).await?.ok_or(AdjustError::NotFound)?;
+        let stock = i64::from(product.stock) + i64::from(delta);
+        if stock < 0 {
+            return Err(AdjustError::WouldGoNegative { stock: product.stock, delta });
+        }
+        let stock = i32::try_from(stock).map_err(|_| StoreError::Other("stock overflow".to_owned()))?;
+        let updated_at = crate::domain::now();
+        sqlx::query("UPDATE products SET stock = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(id.as_str())
+            .bind(stock)
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(Product { stock, updated_at, ..product })
+    }
+
+    async fn reserve(&self, id: &ReservationId, items: &[(ProductId, i32)]) -> Result<ReserveOutcome, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM reservations WHERE id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        match state.as_deref() {
+            Some("reserved") => {
+                let items = Self::reservation_items(&mut tx, id).await?;
+                return Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items }));
+            }
+            Some(_) => return Ok(ReserveOutcome::Refused(ReservationRefused::AlreadyReleased(id.as_str().to_owned()))),
+            None => {}
+        }
+        let mut taken = Vec::with_capacity(items.len());
+        for (product_id, quantity) in items {
+            let Some(product) = Self::get_with(&mut tx, product_id.as_str()).await? else {
+                return Ok(ReserveOutcome::Refused(ReservationRefused::UnknownProduct(product_id.as_str().to_owned())));
+            };
+            if product.stock < *quantity {
+                return Ok(ReserveOutcome::Refused(ReservationRefused::InsufficientStock {
+                    product: product_id.as_str().to_owned(),
+                    requested: *quantity,
+                    available: product.stock,
+                }));
+            }
+            taken.push(ReservedItem {
+                product_id: product_id.clone(),
+                product_name: product.name.as_str().to_owned(),
+                quantity: *quantity,
+                unit_price: product.price,
+            });
+        }
+        let now = crate::domain::now();
+        sqlx::query("INSERT INTO reservations (id, state, created_at) VALUES (?1, 'reserved', ?2)")
+            .bind(id.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        for item in &taken {
+            sqlx::query("UPDATE products SET stock = stock - ?2, updated_at = ?3 WHERE id = ?1")
+                .bind(item.product_id.as_str())
+                .bind(item.quantity)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+            sqlx::query(
+                "INSERT INTO reservation_items (reservation_id, product_id, product_name, quantity, unit_price_minor)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(id.as_str())
+            .bind(item.product_id.as_str())
+            .bind(&item.product_name)
+            .bind(item.quantity)
+            .bind(item.unit_price.minor())
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        }
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items: taken }))
+    }
+
+    async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM reservations WHERE id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        let now = crate::domain::now();
+        match state.as_deref() {
+            Some("reserved") => {
+                for item in Self::reservation_items(&mut tx, id).await? {
+                    sqlx::query("UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1")
+                        .bind(item.product_id.as_str())
+                        .bind(item.quantity)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                }
+                sqlx::query("UPDATE reservations SET state = 'released' WHERE id = ?1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                tx.commit().await.map_err(from_sqlx)?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => {
+                sqlx::query("INSERT INTO reservations (id, state, created_at) VALUES (?1, 'released', ?2)")
+                    .bind(id.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                tx.commit().await.map_err(from_sqlx)?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(from_sqlx)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! The products server on 127.0.0.1:0 over a real store (SQLite in memory,
+//! or a fresh database on the MongoDB-compatible server), and a client.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contract::products::product_service_client::ProductServiceClient;
+use platform::{CancellationToken, Env, Settings};
+use products::Products;
+use products::domain::{Description, Price, Product, ProductId, ProductName, now};
+use products::store::{MongoProductStore, ProductStore, SqliteProductStore};
+use testkit::mongo::TestMongo;
+use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Mongo,
+}
+
+/// A store of the given kind, and the database that must outlive it.
+pub async fn store(backend: Backend, test: &str) -> Option<(Arc<dyn ProductStore>, Option<TestMongo>)> {
+    platform::telemetry::init_for_tests();
+    match backend {
+        Backend::Sqlite => Some((Arc::new(SqliteProductStore::in_memory().await.unwrap()), None)),
+        Backend::Mongo => {
+            let database = TestMongo::create(test).await?;
+            let store = MongoProductStore::with_database(database.database());
+            store.create_indexes().await.unwrap();
+            Some((Arc::new(store), Some(database)))
+        }
+    }
+}
+
+pub fn product(id: &str, name: &str, price_minor: i64, stock: i32) -> Product {
+    let at = now();
+    Product {
+        id: ProductId::parse(id).unwrap(),
+        name: ProductName::parse(name).unwrap(),
+        description: Description::parse("").unwrap(),
+        price: Price::from_minor(price_minor),
+        stock,
+        units_sold: 0,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: ProductServiceClient<Channel>,
+    shutdown: CancellationToken,
+    _database: Option<TestMongo>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
+    let (store, database) = store(backend, test).await?;
+    Some(serve(store, database, Duration::from_secs(5)).await)
+}
+
+pub async fn serve(store: Arc<dyn ProductStore>, database: Option<TestMongo>, readiness_interval: Duration) -> TestApp {
+    let settings = Settings::load(&Env::default(), &[]).unwrap();
+    let server = products::server(Products::new(store), &settings).readiness_interval(readiness_interval);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(server.serve(listener, shutdown.clone()));
+    let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+    TestApp { address, client: ProductServiceClient::new(channel), shutdown, _database: database }
+}
+
+impl TestApp {
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.address)).unwrap().connect().await.unwrap()
+    }
+}
