@@ -24,7 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("descriptor_set.bin"), compiler.encode_file_descriptor_set())?;
 
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(compiler.file_descriptor_set())?;
+    // Type names (`prost::Name`) give every event its routing key and `Any`
+    // type URL from the contract instead of a string typed by hand.
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds_with_config(compiler.file_descriptor_set(), config)?;
 
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     Ok(())

@@ -1,0 +1,133 @@
+//! Consuming with manual acknowledgements. Each delivery is handled, then:
+//! acknowledged on success; on failure re-published to the delay queue with
+//! its attempt count raised (and only then acknowledged, so it is never
+//! lost); after `max_attempts`, or at once for a permanent failure,
+//! re-published to the dead-letter queue. A failing event therefore never
+//! blocks the ones behind it. The consumer reconnects after any connection
+//! loss until shut down.
+
+use futures::StreamExt;
+use lapin::Confirmation;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use platform::CancellationToken;
+use resilience::Backoff;
+use tracing::Instrument;
+
+use super::{
+    ATTEMPTS_HEADER, ERROR_HEADER, RabbitConfig, attempts, connect, declare_subscription, event_from, unavailable,
+};
+use crate::{BusError, Subscription};
+
+/// Consumes `subscription` until `shutdown` is cancelled, reconnecting with
+/// backoff whenever the broker is unreachable or drops the connection.
+pub async fn run_consumer(config: RabbitConfig, subscription: Subscription, shutdown: CancellationToken) {
+    let backoff = Backoff::default();
+    let mut failures = 0;
+    while !shutdown.is_cancelled() {
+        let session = tokio::select! {
+            outcome = consume(&config, &subscription, &mut failures) => outcome,
+            () = shutdown.cancelled() => return,
+        };
+        if let Err(error) = session {
+            tracing::warn!(subscription = %subscription.name, %error, "consumer lost the broker; reconnecting");
+        }
+        let delay = backoff.ceiling(failures);
+        failures = failures.saturating_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One connection's worth of consuming; returns when the connection ends.
+async fn consume(config: &RabbitConfig, subscription: &Subscription, failures: &mut u32) -> Result<(), BusError> {
+    let (_connection, channel) = connect(config).await?;
+    let delay_ms = subscription.retry_delay.as_millis() as u64;
+    declare_subscription(&channel, config, &subscription.name, &subscription.kinds, delay_ms).await?;
+    channel.basic_qos(config.prefetch, BasicQosOptions::default()).await.map_err(unavailable)?;
+    // Confirms on this channel make re-publishing to the delay and
+    // dead-letter queues safe to acknowledge.
+    channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
+    let mut deliveries = channel
+        .basic_consume(
+            config.queue(&subscription.name).into(),
+            format!("{}-{}", subscription.name, uuid::Uuid::new_v4().simple()).into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)?;
+    tracing::info!(queue = %config.queue(&subscription.name), "consuming");
+    *failures = 0;
+    while let Some(delivery) = deliveries.next().await {
+        let delivery = delivery.map_err(unavailable)?;
+        handle(config, subscription, &channel, delivery).await?;
+    }
+    Err(BusError::Unavailable("the consumer was cancelled by the broker".to_owned()))
+}
+
+async fn handle(
+    config: &RabbitConfig,
+    subscription: &Subscription,
+    channel: &Channel,
+    delivery: Delivery,
+) -> Result<(), BusError> {
+    let attempt = attempts(&delivery.properties);
+    let outcome = match event_from(&delivery.properties, &delivery.data) {
+        None => Err(crate::HandlerError::permanent("message without an event id or type")),
+        Some(event) => {
+            let span = tracing::info_span!("consume", otel.name = %event.kind, otel.kind = "consumer", event_id = %event.id, attempt);
+            if let Some(traceparent) = &event.traceparent
+                && let Ok(value) = traceparent.parse()
+            {
+                let mut headers = http::HeaderMap::new();
+                headers.insert("traceparent", value);
+                platform::telemetry::set_parent_from_headers(&span, &headers);
+            }
+            subscription.handler.handle(&event).instrument(span).await
+        }
+    };
+    if let Err(error) = outcome {
+        let (queue, next_attempt) = if error.permanent || attempt >= subscription.max_attempts {
+            tracing::error!(subscription = %subscription.name, attempt, %error, "event dead-lettered");
+            (config.dead_letter_queue(&subscription.name), attempt)
+        } else {
+            tracing::warn!(subscription = %subscription.name, attempt, %error, "event handler failed; retrying later");
+            (config.retry_queue(&subscription.name), attempt + 1)
+        };
+        republish(channel, &queue, &delivery, next_attempt, &error.message).await?;
+    }
+    delivery.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
+    Ok(())
+}
+
+/// Sends a copy of `delivery` straight to `queue` (through the default
+/// exchange), waiting for the broker's confirm.
+async fn republish(
+    channel: &Channel,
+    queue: &str,
+    delivery: &Delivery,
+    attempt: u32,
+    error: &str,
+) -> Result<(), BusError> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(ATTEMPTS_HEADER.into(), AMQPValue::LongLongInt(i64::from(attempt)));
+    headers.insert(ERROR_HEADER.into(), AMQPValue::LongString(error.into()));
+    let properties: BasicProperties = delivery.properties.clone().with_headers(headers);
+    let confirmation = channel
+        .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), &delivery.data, properties)
+        .await
+        .map_err(unavailable)?
+        .await
+        .map_err(unavailable)?;
+    match confirmation {
+        Confirmation::Ack(_) => Ok(()),
+        other => Err(BusError::Refused(format!("broker did not take the retry copy: {other:?}"))),
+    }
+}

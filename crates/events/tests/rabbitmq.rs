@@ -1,0 +1,257 @@
+//! The RabbitMQ adapter against the real broker at MESHWORK_TEST_AMQP_URL,
+//! each test under its own exchange and queue prefix.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use contract::events::{OrderCancelled, OrderCreated};
+use events::rabbitmq::{RabbitConfig, RabbitPublisher, run_consumer};
+use events::{Event, Handler, HandlerError, Publisher, Subscription};
+use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use platform::CancellationToken;
+use prost::Name;
+use tokio::sync::mpsc;
+
+/// A broker config with a prefix of its own; deletes what it declared on drop.
+struct TestBus {
+    config: RabbitConfig,
+    subscriptions: Vec<String>,
+    shutdown: CancellationToken,
+}
+
+impl TestBus {
+    fn new(test: &str) -> Option<Self> {
+        let url = testkit::service_url("MESHWORK_TEST_AMQP_URL", test)?;
+        platform::telemetry::init_for_tests();
+        let prefix = format!("test.{}.", uuid::Uuid::new_v4().simple());
+        Some(Self {
+            config: RabbitConfig::new(url).with_prefix(prefix),
+            subscriptions: Vec::new(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Starts consuming `subscription` and waits until its queues exist.
+    async fn consume(&mut self, config: RabbitConfig, subscription: Subscription) {
+        self.subscriptions.push(subscription.name.clone());
+        let name = subscription.name.clone();
+        tokio::spawn(run_consumer(config, subscription, self.shutdown.clone()));
+        let connection = Arc::new(self.channel().await.0);
+        testkit::eventually("the consumer's queue to be declared", Duration::from_secs(10), || {
+            let queue = self.config.queue(&name);
+            let connection = connection.clone();
+            // A failed passive declare closes its channel: one channel per check.
+            async move {
+                let Ok(channel) = connection.create_channel().await else { return false };
+                let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+                channel.queue_declare(queue.into(), passive, Default::default()).await.is_ok()
+            }
+        })
+        .await;
+    }
+
+    async fn channel(&self) -> (lapin::Connection, lapin::Channel) {
+        let connection = lapin::Connection::connect(&self.config.url, Default::default()).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        (connection, channel)
+    }
+
+    /// Messages waiting in `queue`, taken off it.
+    async fn drain(&self, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+        let (_connection, channel) = self.channel().await;
+        let mut messages = Vec::new();
+        while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
+            messages.push(message);
+        }
+        messages
+    }
+}
+
+impl Drop for TestBus {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let config = self.config.clone();
+        let subscriptions = self.subscriptions.clone();
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let Ok(connection) = lapin::Connection::connect(&config.url, Default::default()).await else { return };
+                let Ok(channel) = connection.create_channel().await else { return };
+                for name in &subscriptions {
+                    for queue in [config.queue(name), config.retry_queue(name), config.dead_letter_queue(name)] {
+                        let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+                    }
+                }
+                let _ = channel.exchange_delete(config.exchange().into(), ExchangeDeleteOptions::default()).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Records the events it applies; fails the ids it was told to fail, each a
+/// given number of times (or forever).
+#[derive(Default)]
+struct Recorder {
+    applied: Mutex<Vec<Event>>,
+    failures: Mutex<Vec<(uuid::Uuid, u32)>>,
+    seen: Mutex<Vec<uuid::Uuid>>,
+    notify: Mutex<Option<mpsc::UnboundedSender<uuid::Uuid>>>,
+}
+
+impl Recorder {
+    fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<uuid::Uuid>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (Arc::new(Self { notify: Mutex::new(Some(sender)), ..Default::default() }), receiver)
+    }
+
+    fn fail(&self, id: uuid::Uuid, times: u32) {
+        self.failures.lock().unwrap().push((id, times));
+    }
+}
+
+#[async_trait]
+impl Handler for Recorder {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        self.seen.lock().unwrap().push(event.id);
+        if let Some((_, remaining)) = self.failures.lock().unwrap().iter_mut().find(|(id, _)| *id == event.id)
+            && *remaining > 0
+        {
+            *remaining -= 1;
+            return Err(HandlerError::retryable("told to fail"));
+        }
+        self.applied.lock().unwrap().push(event.clone());
+        if let Some(notify) = self.notify.lock().unwrap().as_ref() {
+            let _ = notify.send(event.id);
+        }
+        Ok(())
+    }
+}
+
+async fn next(receiver: &mut mpsc::UnboundedReceiver<uuid::Uuid>) -> uuid::Uuid {
+    tokio::time::timeout(Duration::from_secs(15), receiver.recv()).await.expect("an event in time").unwrap()
+}
+
+fn created(order: &str) -> Event {
+    Event::new(uuid::Uuid::now_v7(), &OrderCreated { order_id: order.to_owned(), ..Default::default() })
+}
+
+fn subscription(name: &str, handler: Arc<Recorder>) -> Subscription {
+    Subscription::new(name, vec![OrderCreated::full_name()], handler)
+        .retry_delay(Duration::from_millis(100))
+        .max_attempts(3)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn published_events_arrive_with_their_id_kind_and_trace_context() {
+    let Some(mut bus) = TestBus::new("published_events_arrive") else { return };
+    let (recorder, mut received) = Recorder::new();
+    bus.consume(bus.config.clone(), subscription("products", recorder.clone())).await;
+
+    let publisher = RabbitPublisher::new(bus.config.clone());
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned();
+    let event = created("o-1").with_traceparent(Some(traceparent.clone()));
+    publisher.publish(&event).await.unwrap();
+    // Not subscribed: routed nowhere, and no error for the publisher.
+    publisher.publish(&Event::new(uuid::Uuid::now_v7(), &OrderCancelled::default())).await.unwrap();
+
+    assert_eq!(next(&mut received).await, event.id);
+    let applied = recorder.applied.lock().unwrap().clone();
+    assert_eq!(applied, [event]);
+    assert_eq!(applied[0].traceparent.as_deref(), Some(traceparent.as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_event_is_retried_through_the_delay_queue() {
+    let Some(mut bus) = TestBus::new("a_failing_event_is_retried") else { return };
+    let (recorder, mut received) = Recorder::new();
+    let event = created("o-1");
+    recorder.fail(event.id, 2);
+    bus.consume(bus.config.clone(), subscription("products", recorder.clone())).await;
+    RabbitPublisher::new(bus.config.clone()).publish(&event).await.unwrap();
+
+    assert_eq!(next(&mut received).await, event.id);
+    assert_eq!(*recorder.seen.lock().unwrap(), [event.id, event.id, event.id], "two failures, then applied");
+    assert!(bus.drain(&bus.config.dead_letter_queue("products")).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_event_is_dead_lettered_without_blocking_the_events_behind_it() {
+    let Some(mut bus) = TestBus::new("a_poison_event_is_dead_lettered") else { return };
+    let (recorder, mut received) = Recorder::new();
+    let poison = created("poison");
+    recorder.fail(poison.id, u32::MAX);
+    bus.consume(bus.config.clone(), subscription("products", recorder.clone())).await;
+    let publisher = RabbitPublisher::new(bus.config.clone());
+    publisher.publish(&poison).await.unwrap();
+    let behind: Vec<Event> = (0..5).map(|i| created(&format!("o-{i}"))).collect();
+    for event in &behind {
+        publisher.publish(event).await.unwrap();
+    }
+
+    // The five behind it are applied while the poison waits in the delay queue.
+    let mut applied = Vec::new();
+    for _ in 0..5 {
+        applied.push(next(&mut received).await);
+    }
+    assert_eq!(applied, behind.iter().map(|e| e.id).collect::<Vec<_>>());
+
+    let dead_letter_queue = bus.config.dead_letter_queue("products");
+    testkit::eventually("the poison event in the dead-letter queue", Duration::from_secs(15), || async {
+        let seen = recorder.seen.lock().unwrap().iter().filter(|id| **id == poison.id).count();
+        seen == 3
+    })
+    .await;
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    testkit::eventually("the dead letter to be readable", Duration::from_secs(10), || async {
+        let drained = bus.drain(&dead_letter_queue).await;
+        dead.lock().unwrap().extend(drained);
+        !dead.lock().unwrap().is_empty()
+    })
+    .await;
+    let dead = dead.lock().unwrap();
+    assert_eq!(dead.len(), 1);
+    let message_id = dead[0].delivery.properties.message_id().as_ref().unwrap().to_string();
+    assert_eq!(message_id, poison.id.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publisher_and_consumer_survive_a_dropped_connection() {
+    let Some(mut bus) = TestBus::new("survive_a_dropped_connection") else { return };
+    let broker: std::net::SocketAddr = {
+        let rest = bus.config.url.split_once('@').map_or(bus.config.url.as_str(), |(_, rest)| rest);
+        let host = rest.split('/').next().unwrap();
+        tokio::net::lookup_host(host).await.unwrap().next().unwrap()
+    };
+    let proxy = testkit::proxy::TcpProxy::start(broker).await;
+    let via_proxy = RabbitConfig {
+        url: bus.config.url.replacen(&broker.to_string(), &proxy.address().to_string(), 1),
+        ..bus.config.clone()
+    };
+    assert_ne!(via_proxy.url, bus.config.url, "the URL names {broker}");
+
+    let (recorder, mut received) = Recorder::new();
+    bus.consume(via_proxy.clone(), subscription("products", recorder.clone())).await;
+    let publisher = RabbitPublisher::new(via_proxy);
+    let first = created("before");
+    publisher.publish(&first).await.unwrap();
+    assert_eq!(next(&mut received).await, first.id);
+
+    proxy.cut();
+    let during = created("during");
+    assert!(publisher.publish(&during).await.is_err(), "no broker, no confirm");
+    proxy.restore();
+
+    // The publisher reconnects on its next publish; the consumer on its own.
+    let mut published = false;
+    for _ in 0..50 {
+        if publisher.publish(&during).await.is_ok() {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(published, "the publisher reconnected");
+    assert_eq!(next(&mut received).await, during.id);
+}
