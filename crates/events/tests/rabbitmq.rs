@@ -8,85 +8,44 @@ use async_trait::async_trait;
 use contract::events::{OrderCancelled, OrderCreated};
 use events::rabbitmq::{RabbitConfig, RabbitPublisher, run_consumer};
 use events::{Event, Handler, HandlerError, Publisher, Subscription};
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use platform::CancellationToken;
 use prost::Name;
+use testkit::amqp::TestBroker;
 use tokio::sync::mpsc;
 
-/// A broker config with a prefix of its own; deletes what it declared on drop.
+/// A broker prefix of the test's own, and the consumers it started.
 struct TestBus {
+    broker: TestBroker,
     config: RabbitConfig,
-    subscriptions: Vec<String>,
     shutdown: CancellationToken,
 }
 
 impl TestBus {
     fn new(test: &str) -> Option<Self> {
-        let url = testkit::service_url("MESHWORK_TEST_AMQP_URL", test)?;
+        let broker = TestBroker::create(test)?;
         platform::telemetry::init_for_tests();
-        let prefix = format!("test.{}.", uuid::Uuid::new_v4().simple());
-        Some(Self {
-            config: RabbitConfig::new(url).with_prefix(prefix),
-            subscriptions: Vec::new(),
-            shutdown: CancellationToken::new(),
-        })
+        let config = RabbitConfig::new(broker.url.clone()).with_prefix(broker.prefix.clone());
+        Some(Self { broker, config, shutdown: CancellationToken::new() })
     }
 
     /// Starts consuming `subscription` and waits until its queues exist.
     async fn consume(&mut self, config: RabbitConfig, subscription: Subscription) {
-        self.subscriptions.push(subscription.name.clone());
         let name = subscription.name.clone();
-        tokio::spawn(run_consumer(config, subscription, self.shutdown.clone()));
-        let connection = Arc::new(self.channel().await.0);
-        testkit::eventually("the consumer's queue to be declared", Duration::from_secs(10), || {
-            let queue = self.config.queue(&name);
-            let connection = connection.clone();
-            // A failed passive declare closes its channel: one channel per check.
-            async move {
-                let Ok(channel) = connection.create_channel().await else { return false };
-                let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
-                channel.queue_declare(queue.into(), passive, Default::default()).await.is_ok()
-            }
-        })
-        .await;
-    }
-
-    async fn channel(&self) -> (lapin::Connection, lapin::Channel) {
-        let connection = lapin::Connection::connect(&self.config.url, Default::default()).await.unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        (connection, channel)
-    }
-
-    /// Messages waiting in `queue`, taken off it.
-    async fn drain(&self, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
-        let (_connection, channel) = self.channel().await;
-        let mut messages = Vec::new();
-        while let Some(message) = channel.basic_get(queue.into(), BasicGetOptions { no_ack: true }).await.unwrap() {
-            messages.push(message);
+        for queue in [self.config.queue(&name), self.config.retry_queue(&name), self.config.dead_letter_queue(&name)] {
+            self.broker.track(queue);
         }
-        messages
+        tokio::spawn(run_consumer(config, subscription, self.shutdown.clone()));
+        self.broker.wait_for_queue(&self.config.queue(&name)).await;
+    }
+
+    async fn drain(&self, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+        self.broker.drain(queue).await
     }
 }
 
 impl Drop for TestBus {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let config = self.config.clone();
-        let subscriptions = self.subscriptions.clone();
-        let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let Ok(connection) = lapin::Connection::connect(&config.url, Default::default()).await else { return };
-                let Ok(channel) = connection.create_channel().await else { return };
-                for name in &subscriptions {
-                    for queue in [config.queue(name), config.retry_queue(name), config.dead_letter_queue(name)] {
-                        let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
-                    }
-                }
-                let _ = channel.exchange_delete(config.exchange().into(), ExchangeDeleteOptions::default()).await;
-            });
-        });
-        let _ = cleanup.join();
     }
 }
 
@@ -219,17 +178,8 @@ async fn a_poison_event_is_dead_lettered_without_blocking_the_events_behind_it()
 #[tokio::test(flavor = "multi_thread")]
 async fn publisher_and_consumer_survive_a_dropped_connection() {
     let Some(mut bus) = TestBus::new("survive_a_dropped_connection") else { return };
-    let broker: std::net::SocketAddr = {
-        let rest = bus.config.url.split_once('@').map_or(bus.config.url.as_str(), |(_, rest)| rest);
-        let host = rest.split('/').next().unwrap();
-        tokio::net::lookup_host(host).await.unwrap().next().unwrap()
-    };
-    let proxy = testkit::proxy::TcpProxy::start(broker).await;
-    let via_proxy = RabbitConfig {
-        url: bus.config.url.replacen(&broker.to_string(), &proxy.address().to_string(), 1),
-        ..bus.config.clone()
-    };
-    assert_ne!(via_proxy.url, bus.config.url, "the URL names {broker}");
+    let proxy = testkit::proxy::TcpProxy::start(bus.broker.address().await).await;
+    let via_proxy = RabbitConfig { url: bus.broker.url_via(proxy.address()), ..bus.config.clone() };
 
     let (recorder, mut received) = Recorder::new();
     bus.consume(via_proxy.clone(), subscription("products", recorder.clone())).await;

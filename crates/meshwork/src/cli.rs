@@ -42,7 +42,10 @@ pub enum Command {
     Products,
     /// Run the orders service (orders, outbox relay) on PostgreSQL and RabbitMQ.
     #[command(after_help = env_help(ORDERS))]
-    Orders,
+    Orders {
+        #[command(subcommand)]
+        action: Option<OrdersAction>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -52,6 +55,13 @@ pub enum UsersAction {
     Migrate,
     /// Print a new Ed25519 token signing key (PKCS#8 PEM) for JWT_SIGNING_KEY_FILE.
     Keygen,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum OrdersAction {
+    /// Apply the database migrations and exit (the service also applies them at start).
+    #[command(after_help = env_help(&[s::DATABASE_URL]))]
+    Migrate,
 }
 
 /// Settings every component reads.
@@ -71,8 +81,9 @@ const UP: &[Setting] =
 const GATEWAY: &[Setting] = &[s::PORT, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL, s::ORDER_SERVICE_URL];
 const USERS: &[Setting] =
     &[s::PORT, s::DATABASE_URL, users::config::JWT_SIGNING_KEY_FILE, users::config::JWT_ISSUER, users::config::JWT_TTL];
-const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL];
-const ORDERS: &[Setting] = &[s::PORT, s::DATABASE_URL, s::RABBITMQ_URL, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL];
+const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX];
+const ORDERS: &[Setting] =
+    &[s::PORT, s::DATABASE_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL];
 
 /// The "Environment:" section of a subcommand's help.
 fn env_help(own: &[Setting]) -> String {

@@ -3,16 +3,21 @@
 //! reflection, metrics, graceful shutdown).
 
 use std::path::Path;
+use std::sync::Arc;
 
-use platform::{Server, Settings};
+use events::InProcessBus;
+use events::rabbitmq::{RabbitConfig, run_consumer};
+use platform::settings::{self, Settings};
+use platform::{CancellationToken, Server, StartError};
 
-/// Where the components keep their data.
-#[derive(Debug, Clone, Copy)]
+/// Where the components keep their data and send their events.
+#[derive(Clone, Copy)]
 pub enum Backends<'a> {
     /// PostgreSQL, MongoDB and RabbitMQ from configuration.
     Production,
-    /// SQLite files and an in-process bus under `data_dir` (`meshwork up`).
-    Embedded { data_dir: &'a Path },
+    /// `meshwork up`: SQLite files under `data_dir`, one in-process bus, and
+    /// the services at the addresses `up` bound for them.
+    Embedded { data_dir: &'a Path, bus: &'a InProcessBus, upstreams: &'a orders::start::Upstreams },
 }
 
 /// A runnable part of meshwork.
@@ -56,37 +61,70 @@ impl Component {
         }
     }
 
-    /// The component's server on the given backends. Configuration errors
-    /// come back as [`platform::ConfigError`] (exit code 64).
-    pub async fn server(self, settings: &Settings, backends: Backends<'_>) -> anyhow::Result<Server> {
-        match self {
+    /// The component's server on the given backends, with its background
+    /// work (outbox relay, event consumers) started and stopping with
+    /// `shutdown`. Configuration errors come back as [`platform::ConfigError`]
+    /// (exit code 64).
+    pub async fn server(
+        self,
+        settings: &Settings,
+        backends: Backends<'_>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Server> {
+        let server = match self {
             Self::Users => {
                 let users = match backends {
                     Backends::Production => users::start::production(settings).await,
-                    Backends::Embedded { data_dir } => users::start::embedded(settings, data_dir).await,
+                    Backends::Embedded { data_dir, .. } => users::start::embedded(settings, data_dir).await,
                 }
                 .map_err(start_error)?;
-                Ok(users::server(users, settings))
+                users::server(users, settings)
             }
             Self::Products => {
                 let products = match backends {
-                    Backends::Production => products::start::production(settings).await,
-                    Backends::Embedded { data_dir } => products::start::embedded(data_dir).await,
+                    Backends::Production => {
+                        let products = products::start::production(settings).await.map_err(start_error)?;
+                        let amqp = Settings::require(
+                            &settings.rabbitmq_url,
+                            settings::RABBITMQ_URL,
+                            "the products service consumes order events from RabbitMQ",
+                        )
+                        .map_err(|e| start_error(e.into()))?;
+                        let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
+                        let subscription = products::consumer::OrderEvents::subscription(products.store().clone());
+                        tokio::spawn(run_consumer(bus, subscription, shutdown.clone()));
+                        products
+                    }
+                    Backends::Embedded { data_dir, bus, .. } => {
+                        let products = products::start::embedded(data_dir).await.map_err(start_error)?;
+                        bus.subscribe(products::consumer::OrderEvents::subscription(products.store().clone()));
+                        products
+                    }
+                };
+                products::server(products, settings)
+            }
+            Self::Orders => {
+                let assembled = match backends {
+                    Backends::Production => orders::start::production(settings).await,
+                    Backends::Embedded { data_dir, bus, upstreams } => {
+                        orders::start::embedded(data_dir, upstreams, Arc::new(bus.clone())).await
+                    }
                 }
                 .map_err(start_error)?;
-                Ok(products::server(products, settings))
+                orders::server(assembled.spawn_relay(shutdown.clone()), settings)
             }
-            Self::Gateway | Self::Orders => {
-                Ok(Server::new(self.name()).with_settings(settings).descriptor_set(contract::FILE_DESCRIPTOR_SET))
+            Self::Gateway => {
+                Server::new(self.name()).with_settings(settings).descriptor_set(contract::FILE_DESCRIPTOR_SET)
             }
-        }
+        };
+        Ok(server)
     }
 }
 
 /// Keeps configuration errors recognisable to `main` for their exit code.
-fn start_error(error: platform::StartError) -> anyhow::Error {
+fn start_error(error: StartError) -> anyhow::Error {
     match error {
-        platform::StartError::Config(error) => error.into(),
-        platform::StartError::Other(error) => anyhow::anyhow!(error),
+        StartError::Config(error) => error.into(),
+        StartError::Other(error) => anyhow::anyhow!(error),
     }
 }

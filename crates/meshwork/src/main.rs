@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, Command, UsersAction};
+use cli::{Cli, Command, OrdersAction, UsersAction};
 use components::{Backends, Component};
 use platform::config::Setting;
 use platform::{CancellationToken, ConfigError, EXIT_INVALID_CONFIG, Env, Settings};
@@ -56,7 +56,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Gateway => "gateway",
         Command::Users { .. } => "users",
         Command::Products => "products",
-        Command::Orders => "orders",
+        Command::Orders { .. } => "orders",
     };
     let _telemetry = platform::telemetry::init(&settings.telemetry, service_name)?;
     let shutdown = CancellationToken::new();
@@ -65,6 +65,11 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Up { base_port } => up::run(settings, base_port, shutdown).await,
         Command::Gateway => serve_one(Component::Gateway, settings, shutdown).await,
         Command::Users { action: None } => serve_one(Component::Users, settings, shutdown).await,
+        Command::Orders { action: Some(OrdersAction::Migrate) } => {
+            orders::start::postgres_store(&settings).map_err(|e| anyhow::anyhow!(e))?.migrate().await?;
+            println!("orders database migrated");
+            Ok(())
+        }
         Command::Users { action: Some(UsersAction::Migrate) } => {
             users::start::postgres_store(&settings)?.migrate().await?;
             println!("users database migrated");
@@ -72,14 +77,14 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Users { action: Some(UsersAction::Keygen) } => unreachable!("handled before configuration"),
         Command::Products => serve_one(Component::Products, settings, shutdown).await,
-        Command::Orders => serve_one(Component::Orders, settings, shutdown).await,
+        Command::Orders { action: None } => serve_one(Component::Orders, settings, shutdown).await,
     }
 }
 
 async fn serve_one(component: Component, settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let host = settings.host.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let address = SocketAddr::new(host, settings.port.unwrap_or(component.default_port()));
-    let server = component.server(&settings, Backends::Production).await?;
+    let server = component.server(&settings, Backends::Production, &shutdown).await?;
     let listener = bind(address).await?;
     println!("{} listening on {}", component.name(), listener.local_addr()?);
     server.serve(listener, shutdown).await?;

@@ -14,13 +14,8 @@ pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken
         tracing::warn!("PORT is ignored by `meshwork up`; use --base-port");
     }
 
-    // Build every component, then bind every port: if anything fails,
-    // nothing starts.
-    let backends = Backends::Embedded { data_dir: &settings.data_dir };
-    let mut servers = Vec::new();
-    for component in Component::ALL {
-        servers.push(component.server(&settings, backends).await?);
-    }
+    // Bind every port, then build every component (orders needs to know
+    // where users and products listen): if anything fails, nothing starts.
     let mut bound = Vec::new();
     for (offset, component) in (0u16..).zip(Component::ALL) {
         // --base-port 0: every component on a port of the system's choosing.
@@ -30,6 +25,19 @@ pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken
         };
         let listener = crate::bind(SocketAddr::new(host, port)).await?;
         bound.push((component, listener));
+    }
+
+    let address_of = |wanted: Component| -> anyhow::Result<String> {
+        let (_, listener) = bound.iter().find(|(component, _)| *component == wanted).expect("every component is bound");
+        Ok(format!("http://{}", listener.local_addr()?))
+    };
+    let upstreams =
+        orders::start::Upstreams { users: address_of(Component::Users)?, products: address_of(Component::Products)? };
+    let bus = events::InProcessBus::new();
+    let backends = Backends::Embedded { data_dir: &settings.data_dir, bus: &bus, upstreams: &upstreams };
+    let mut servers = Vec::new();
+    for component in Component::ALL {
+        servers.push(component.server(&settings, backends, &shutdown).await?);
     }
 
     println!("meshwork is up (data in {}):", settings.data_dir.display());

@@ -27,6 +27,7 @@ settings! {
     DATABASE_URL = "DATABASE_URL": "PostgreSQL URL (postgres://user:pass@host/db)";
     MONGO_URL = "MONGO_URL": "MongoDB URL (mongodb://host:27017/db)";
     RABBITMQ_URL = "RABBITMQ_URL": "RabbitMQ URL (amqp://user:pass@host:5672/vhost)";
+    RABBITMQ_PREFIX = "RABBITMQ_PREFIX": "prefix of the exchange and queue names (default meshwork.)";
     USER_SERVICE_URL = "USER_SERVICE_URL": "users service address (http://users:8001)";
     PRODUCT_SERVICE_URL = "PRODUCT_SERVICE_URL": "products service address (http://products:8002)";
     ORDER_SERVICE_URL = "ORDER_SERVICE_URL": "orders service address (http://orders:8003)";
@@ -49,6 +50,7 @@ pub struct Settings {
     pub database_url: Option<Secret<String>>,
     pub mongo_url: Option<Secret<String>>,
     pub rabbitmq_url: Option<Secret<String>>,
+    pub rabbitmq_prefix: String,
     pub user_service_url: Option<String>,
     pub product_service_url: Option<String>,
     pub order_service_url: Option<String>,
@@ -92,6 +94,15 @@ impl Settings {
             database_url: layers.url(DATABASE_URL.name, &["postgres", "postgresql"])?,
             mongo_url: layers.url(MONGO_URL.name, &["mongodb", "mongodb+srv"])?,
             rabbitmq_url: layers.url(RABBITMQ_URL.name, &["amqp", "amqps"])?,
+            rabbitmq_prefix: layers
+                .parse_with(RABBITMQ_PREFIX.name, |prefix| {
+                    if prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+                        Ok(prefix.to_owned())
+                    } else {
+                        Err("may contain only letters, digits, '.', '_' and '-'".to_owned())
+                    }
+                })?
+                .unwrap_or_else(|| "meshwork.".to_owned()),
             user_service_url: service_url(USER_SERVICE_URL)?,
             product_service_url: service_url(PRODUCT_SERVICE_URL)?,
             order_service_url: service_url(ORDER_SERVICE_URL)?,

@@ -4,6 +4,7 @@
 //! id, and never oversold.
 #![forbid(unsafe_code)]
 
+pub mod consumer;
 pub mod domain;
 pub mod error;
 pub mod grpc;

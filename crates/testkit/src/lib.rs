@@ -3,6 +3,7 @@
 //! own database), and a TCP proxy a test can cut to simulate an outage.
 #![forbid(unsafe_code)]
 
+pub mod amqp;
 pub mod mongo;
 pub mod postgres;
 pub mod proxy;

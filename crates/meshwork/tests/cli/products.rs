@@ -38,8 +38,18 @@ async fn reserve(client: &mut ProductServiceClient<Channel>, reservation: &str, 
 #[tokio::test(flavor = "multi_thread")]
 async fn products_serves_on_mongodb() {
     let Some(database) = TestMongo::create("products_serves_on_mongodb").await else { return };
+    let Some(broker) = testkit::amqp::TestBroker::create("products_serves_on_mongodb") else { return };
+    for suffix in ["", ".retry", ".dlq"] {
+        broker.track(format!("{}products.order-events{suffix}", broker.prefix));
+    }
     let url = database.url();
-    let env = [("MONGO_URL", url.as_str()), ("PORT", "0"), ("MESHWORK_HOST", "127.0.0.1")];
+    let env = [
+        ("MONGO_URL", url.as_str()),
+        ("RABBITMQ_URL", broker.url.as_str()),
+        ("RABBITMQ_PREFIX", broker.prefix.as_str()),
+        ("PORT", "0"),
+        ("MESHWORK_HOST", "127.0.0.1"),
+    ];
     let mut running = Running::start(&["products"], &env);
     let line = running.read_line();
     let address = line.trim().strip_prefix("products listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();

@@ -69,5 +69,13 @@ pub trait ProductStore: Send + Sync + 'static {
     /// released it; false if it was released before (or never existed, in
     /// which case a later reserve of this id is refused).
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError>;
+    /// Counts an order's units as sold, once per order.
+    async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;
+    /// Takes back a counted sale, once; a sale not counted yet never will be.
+    async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;
+    /// Whether `consumer` has applied the event with this id.
+    async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError>;
+    /// Records that `consumer` applied the event (a repeat is a no-op).
+    async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
 }

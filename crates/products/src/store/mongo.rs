@@ -545,6 +545,58 @@ impl ProductStore for MongoProductStore {
         }
     }
 
+    async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
+        let sold = format!("sold.{order_id}");
+        for (product_id, quantity) in items {
+            self.products
+                .update_one(
+                    doc! { "_id": product_id.as_str(), &sold: { "$exists": false } },
+                    doc! { "$inc": { "units_sold": i64::from(*quantity) }, "$set": { &sold: i64::from(*quantity) } },
+                )
+                .await
+                .map_err(from_mongo)?;
+        }
+        Ok(())
+    }
+
+    async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
+        let sold = format!("sold.{order_id}");
+        for (product_id, quantity) in items {
+            // A tombstone first, so that a sale not counted yet never is...
+            self.products
+                .update_one(
+                    doc! { "_id": product_id.as_str(), &sold: { "$exists": false } },
+                    doc! { "$set": { &sold: 0_i64 } },
+                )
+                .await
+                .map_err(from_mongo)?;
+            // ...then take back a counted one, exactly once.
+            self.products
+                .update_one(
+                    doc! { "_id": product_id.as_str(), &sold: { "$gt": 0_i64 } },
+                    doc! { "$inc": { "units_sold": -i64::from(*quantity) }, "$set": { &sold: 0_i64 } },
+                )
+                .await
+                .map_err(from_mongo)?;
+        }
+        Ok(())
+    }
+
+    async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
+        let inbox = self.database.collection::<Document>("inbox");
+        let found = inbox.find_one(doc! { "_id": format!("{consumer}:{event_id}") }).await.map_err(from_mongo)?;
+        Ok(found.is_some())
+    }
+
+    async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError> {
+        let inbox = self.database.collection::<Document>("inbox");
+        match inbox.insert_one(doc! { "_id": format!("{consumer}:{event_id}"), "at": bson::DateTime::now() }).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_duplicate_key(&error) => Ok(()),
+            Err(error) => Err(from_mongo(error)),
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.database.run_command(doc! { "ping": 1 }).await.map_err(from_mongo)?;
         Ok(())

@@ -371,6 +371,81 @@ impl ProductStore for SqliteProductStore {
         }
     }
 
+    async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        for (product_id, quantity) in items {
+            let inserted =
+                sqlx::query("INSERT OR IGNORE INTO sales (order_id, product_id, quantity) VALUES (?1, ?2, ?3)")
+                    .bind(order_id)
+                    .bind(product_id.as_str())
+                    .bind(quantity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            if inserted.rows_affected() == 1 {
+                sqlx::query("UPDATE products SET units_sold = units_sold + ?2 WHERE id = ?1")
+                    .bind(product_id.as_str())
+                    .bind(quantity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            }
+        }
+        tx.commit().await.map_err(from_sqlx)
+    }
+
+    async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        for (product_id, quantity) in items {
+            let cancelled =
+                sqlx::query("UPDATE sales SET cancelled = 1 WHERE order_id = ?1 AND product_id = ?2 AND cancelled = 0")
+                    .bind(order_id)
+                    .bind(product_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            if cancelled.rows_affected() == 1 {
+                sqlx::query("UPDATE products SET units_sold = units_sold - ?2 WHERE id = ?1")
+                    .bind(product_id.as_str())
+                    .bind(quantity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            } else {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO sales (order_id, product_id, quantity, cancelled) VALUES (?1, ?2, ?3, 1)",
+                )
+                .bind(order_id)
+                .bind(product_id.as_str())
+                .bind(quantity)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+            }
+        }
+        tx.commit().await.map_err(from_sqlx)
+    }
+
+    async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM inbox WHERE consumer = ?1 AND event_id = ?2")
+            .bind(consumer)
+            .bind(event_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(found.is_some())
+    }
+
+    async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
+            .bind(consumer)
+            .bind(event_id)
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(from_sqlx)?;
         Ok(())

@@ -6,4 +6,5 @@ mod grpc;
 mod helpers;
 mod readiness;
 mod reservations;
+mod sales;
 mod store;

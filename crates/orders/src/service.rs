@@ -1,0 +1,302 @@
+//! The orders service's use cases. CreateOrder is a small saga: check the
+//! user, reserve the stock (the order id is the reservation id), price the
+//! items from what the products service reserved, then write the order and
+//! its OrderCreated event in one transaction; if that write fails, release
+//! the reservation. Every status change writes its event the same way.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use contract::events::{OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged};
+use events::Event;
+use platform::pagination::PageRequest;
+use platform::validation::{Violations, violation};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::clients::Dependencies;
+use crate::domain::{Order, OrderId, OrderItem, OrderStatus, now, parse_user_id};
+use crate::error::OrderError;
+use crate::store::{OrderQuery, OrderStore, StoreError};
+
+/// A new order as received: the template's single product, a list of
+/// items, or both.
+#[derive(Debug, Default, Clone)]
+pub struct NewOrder {
+    pub user_id: String,
+    pub product_id: String,
+    pub quantity: i32,
+    pub items: Vec<(String, i32)>,
+    pub idempotency_key: Option<String>,
+}
+
+const MAX_QUANTITY: i32 = 1_000_000;
+const MAX_KEY_LEN: usize = 200;
+
+#[derive(Clone)]
+pub struct Orders {
+    store: Arc<dyn OrderStore>,
+    dependencies: Dependencies,
+    relay_wake: Arc<Notify>,
+}
+
+impl Orders {
+    pub fn new(store: Arc<dyn OrderStore>, dependencies: Dependencies, relay_wake: Arc<Notify>) -> Self {
+        Self { store, dependencies, relay_wake }
+    }
+
+    pub fn store(&self) -> &Arc<dyn OrderStore> {
+        &self.store
+    }
+
+    pub async fn create(&self, input: NewOrder) -> Result<Order, OrderError> {
+        let ValidOrder { user_id, items, idempotency_key: key } = validate(&input)?;
+        if let Some(key) = &key
+            && let Some(order) = self.store.find_by_idempotency_key(user_id, key).await?
+        {
+            return Ok(order);
+        }
+        let exists = self
+            .dependencies
+            .user_exists(&user_id.to_string())
+            .await
+            .map_err(|status| OrderError::Dependency { service: "users", status })?;
+        if !exists {
+            return Err(OrderError::UnknownUser(user_id.to_string()));
+        }
+
+        let id = OrderId::generate();
+        let reservation_id = id.to_string();
+        let reserved = match self.dependencies.reserve(&reservation_id, &items).await {
+            Ok(reserved) => reserved,
+            Err(status) if is_refusal(&status) => return Err(OrderError::Reservation(status)),
+            Err(status) => {
+                // The reservation may or may not have happened: undo it.
+                self.release_quietly(&reservation_id).await;
+                return Err(OrderError::Dependency { service: "products", status });
+            }
+        };
+        let mut order_items = Vec::with_capacity(reserved.items.len());
+        for item in reserved.items {
+            let Ok(unit_price_minor) = contract::money::to_minor(item.unit_price) else {
+                self.release_quietly(&reservation_id).await;
+                let status = tonic::Status::internal(format!("product {} has an invalid price", item.product_id));
+                return Err(OrderError::Dependency { service: "products", status });
+            };
+            order_items.push(OrderItem {
+                product_id: item.product_id,
+                product_name: item.product_name,
+                quantity: item.quantity,
+                unit_price_minor,
+            });
+        }
+        let at = now();
+        let order =
+            Order { id, user_id, items: order_items, status: OrderStatus::Pending, created_at: at, updated_at: at };
+        let event = event(|event_id, occurred_at| OrderCreated {
+            event_id,
+            occurred_at,
+            order_id: order.id.to_string(),
+            user_id: order.user_id.to_string(),
+            items: lines(&order),
+            total: contract::money::to_major(order.total_minor()),
+        });
+        match self.store.create(&order, key.as_deref(), &event).await {
+            Ok(()) => {
+                self.relay_wake.notify_one();
+                metrics::counter!("orders_created_total").increment(1);
+                tracing::info!(order_id = %order.id, total_minor = order.total_minor(), "order created");
+                Ok(order)
+            }
+            Err(StoreError::DuplicateKey) => {
+                // A concurrent request with the same key won: answer with its order.
+                self.release_quietly(&reservation_id).await;
+                let key = key.expect("a duplicate needs a key");
+                self.store
+                    .find_by_idempotency_key(user_id, &key)
+                    .await?
+                    .ok_or(OrderError::Store(StoreError::DuplicateKey))
+            }
+            Err(error) => {
+                self.release_quietly(&reservation_id).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Order, OrderError> {
+        let id = OrderId::parse(id).map_err(|why| violation("id", why))?;
+        self.store.get(id).await?.ok_or(OrderError::NotFound(id))
+    }
+
+    /// Newest first, optionally one status or one user.
+    pub async fn list(
+        &self,
+        user_id: Option<&str>,
+        status: Option<OrderStatus>,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<Order>, String), OrderError> {
+        let user_id = match user_id {
+            Some(raw) => Some(parse_user_id(raw).map_err(|why| violation("user_id", why))?),
+            None => None,
+        };
+        let page = PageRequest::parse(page_size, page_token)?;
+        let before = match &page.after {
+            Some(cursor) => Some(
+                OrderId::parse(cursor).map_err(|_| violation("page_token", "is not a token from a previous page"))?,
+            ),
+            None => None,
+        };
+        let orders = self.store.list(&OrderQuery { status, user_id, before, limit: page.fetch_limit() }).await?;
+        Ok(page.finish(orders, |order: &Order| order.id.to_string()))
+    }
+
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Order, OrderError> {
+        self.change_status(id, OrderStatus::Cancelled, |order| {
+            event(|event_id, occurred_at| OrderCancelled {
+                event_id,
+                occurred_at,
+                order_id: order.id.to_string(),
+                user_id: order.user_id.to_string(),
+                reason: reason.to_owned(),
+                items: lines(order),
+            })
+        })
+        .await
+    }
+
+    pub async fn pay(&self, id: &str) -> Result<Order, OrderError> {
+        self.change_status(id, OrderStatus::Paid, |order| status_changed(order, OrderStatus::Paid)).await
+    }
+
+    pub async fn ship(&self, id: &str) -> Result<Order, OrderError> {
+        self.change_status(id, OrderStatus::Shipped, |order| status_changed(order, OrderStatus::Shipped)).await
+    }
+
+    pub async fn deliver(&self, id: &str) -> Result<Order, OrderError> {
+        self.change_status(id, OrderStatus::Delivered, |order| status_changed(order, OrderStatus::Delivered)).await
+    }
+
+    /// Moves an order along the status machine, writing `event_for` the
+    /// order in the same transaction. Compare-and-set: a concurrent change
+    /// makes this one re-read and re-check.
+    async fn change_status(
+        &self,
+        id: &str,
+        to: OrderStatus,
+        event_for: impl Fn(&Order) -> Event,
+    ) -> Result<Order, OrderError> {
+        let id = OrderId::parse(id).map_err(|why| violation("id", why))?;
+        for _ in 0..3 {
+            let mut order = self.store.get(id).await?.ok_or(OrderError::NotFound(id))?;
+            if !order.status.can_become(to) {
+                return Err(OrderError::invalid_transition(id, order.status, to));
+            }
+            let at = now();
+            let event = event_for(&order);
+            if self.store.change_status(id, order.status, to, at, &event).await? {
+                self.relay_wake.notify_one();
+                tracing::info!(order_id = %id, from = order.status.as_str(), to = to.as_str(), "order status changed");
+                order.status = to;
+                order.updated_at = at;
+                return Ok(order);
+            }
+        }
+        Err(OrderError::Store(StoreError::Other(format!("order {id} keeps changing; try again"))))
+    }
+
+    async fn release_quietly(&self, reservation_id: &str) {
+        if let Err(status) = self.dependencies.release(reservation_id).await {
+            // The products service also releases on OrderCancelled; a
+            // reservation without an order is logged for reconciliation.
+            tracing::error!(%reservation_id, %status, "could not release the stock of a failed order");
+        }
+    }
+}
+
+/// A refusal is a definite answer: nothing was reserved.
+fn is_refusal(status: &tonic::Status) -> bool {
+    matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound | tonic::Code::InvalidArgument)
+}
+
+/// A request that passed validation.
+struct ValidOrder {
+    user_id: Uuid,
+    /// One line per product, quantities merged.
+    items: Vec<(String, i32)>,
+    idempotency_key: Option<String>,
+}
+
+fn validate(input: &NewOrder) -> Result<ValidOrder, Violations> {
+    let mut violations = Violations::new();
+    let user_id = violations.check("user_id", parse_user_id(&input.user_id));
+    let mut lines: Vec<(String, String, i32)> = Vec::new();
+    if !input.product_id.is_empty() || input.quantity != 0 {
+        lines.push(("product_id".to_owned(), input.product_id.clone(), input.quantity));
+    }
+    for (index, (product_id, quantity)) in input.items.iter().enumerate() {
+        lines.push((format!("items[{index}]"), product_id.clone(), *quantity));
+    }
+    if lines.is_empty() {
+        violations.add("items", "an order needs product_id and quantity, or items");
+    }
+    let mut merged: BTreeMap<String, i32> = BTreeMap::new();
+    for (field, product_id, quantity) in lines {
+        let (product_field, quantity_field) = if field == "product_id" {
+            ("product_id".to_owned(), "quantity".to_owned())
+        } else {
+            (format!("{field}.product_id"), format!("{field}.quantity"))
+        };
+        if product_id.is_empty() {
+            violations.add(product_field, "is required");
+        }
+        if !(1..=MAX_QUANTITY).contains(&quantity) {
+            violations.add(quantity_field, "must be between 1 and 1000000");
+        } else if !product_id.is_empty() {
+            let total = merged.entry(product_id).or_default();
+            *total = total.saturating_add(quantity);
+        }
+    }
+    let key = input.idempotency_key.clone().filter(|key| !key.is_empty());
+    if key.as_ref().is_some_and(|key| key.len() > MAX_KEY_LEN) {
+        violations.add("idempotency_key", "must be at most 200 characters");
+    }
+    violations.into_result()?;
+    Ok(ValidOrder { user_id: user_id.expect("validated"), items: merged.into_iter().collect(), idempotency_key: key })
+}
+
+fn lines(order: &Order) -> Vec<OrderLine> {
+    order
+        .items
+        .iter()
+        .map(|item| OrderLine {
+            product_id: item.product_id.clone(),
+            quantity: item.quantity,
+            unit_price: contract::money::to_major(item.unit_price_minor),
+        })
+        .collect()
+}
+
+fn status_changed(order: &Order, to: OrderStatus) -> Event {
+    event(|event_id, occurred_at| OrderStatusChanged {
+        event_id,
+        occurred_at,
+        order_id: order.id.to_string(),
+        user_id: order.user_id.to_string(),
+        from_status: order.status.as_str().to_owned(),
+        to_status: to.as_str().to_owned(),
+    })
+}
+
+/// An event with a fresh id (in the envelope and in the message), the
+/// current time, and the current trace context.
+fn event<M: prost::Message + prost::Name>(make: impl FnOnce(String, Option<prost_types::Timestamp>) -> M) -> Event {
+    let id = Uuid::now_v7();
+    let at = now();
+    let occurred_at = prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 };
+    let mut headers = http::HeaderMap::new();
+    platform::telemetry::inject_current_context(&mut headers);
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Event::new(id, &make(id.to_string(), Some(occurred_at))).with_traceparent(traceparent)
+}

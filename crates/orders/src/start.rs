@@ -1,0 +1,115 @@
+//! Assembling the orders component: its store, its clients of the users
+//! and products services, and its outbox relay onto the bus (RabbitMQ in
+//! production, the in-process bus under `meshwork up`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use events::Publisher;
+use events::rabbitmq::{RabbitConfig, RabbitPublisher};
+use platform::settings::{self, Settings};
+use platform::{CancellationToken, StartError};
+use resilience::Retry;
+use tokio::sync::Notify;
+
+use crate::Orders;
+use crate::clients::{Dependencies, channel};
+use crate::relay::OutboxRelay;
+use crate::store::{OrderStore, PostgresOrderStore, SqliteOrderStore, StoreError};
+
+/// Where the users and products services are.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    pub users: String,
+    pub products: String,
+}
+
+impl Upstreams {
+    /// From `USER_SERVICE_URL` and `PRODUCT_SERVICE_URL` (both required).
+    pub fn from_settings(settings: &Settings) -> Result<Self, StartError> {
+        let why = "the orders service checks users and reserves stock through them";
+        Ok(Self {
+            users: Settings::require(&settings.user_service_url, settings::USER_SERVICE_URL, why)?,
+            products: Settings::require(&settings.product_service_url, settings::PRODUCT_SERVICE_URL, why)?,
+        })
+    }
+}
+
+/// The service and its relay, which the caller runs until shutdown.
+pub struct Assembled {
+    pub orders: Orders,
+    pub relay: OutboxRelay,
+}
+
+impl Assembled {
+    /// Starts the relay in the background; it stops with `shutdown`.
+    pub fn spawn_relay(self, shutdown: CancellationToken) -> Orders {
+        tokio::spawn(self.relay.run(shutdown));
+        self.orders
+    }
+}
+
+pub fn assemble(
+    store: Arc<dyn OrderStore>,
+    upstreams: &Upstreams,
+    publisher: Arc<dyn Publisher>,
+) -> Result<Assembled, StartError> {
+    let users = channel(&upstreams.users).map_err(StartError::other)?;
+    let products = channel(&upstreams.products).map_err(StartError::other)?;
+    let wake = Arc::new(Notify::new());
+    let orders = Orders::new(store.clone(), Dependencies::new(users, products, Retry::default()), wake.clone());
+    Ok(Assembled { orders, relay: OutboxRelay::new(store, publisher, wake) })
+}
+
+/// Production: PostgreSQL (`DATABASE_URL`, migrated at start) and RabbitMQ (`RABBITMQ_URL`).
+pub async fn production(settings: &Settings) -> Result<Assembled, StartError> {
+    let store = postgres_store(settings)?;
+    let amqp = Settings::require(
+        &settings.rabbitmq_url,
+        settings::RABBITMQ_URL,
+        "the orders service publishes its events to RabbitMQ",
+    )?;
+    let upstreams = Upstreams::from_settings(settings)?;
+    migrate_with_retry(&store).await.map_err(StartError::other)?;
+    let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
+    let publisher = Arc::new(RabbitPublisher::new(bus));
+    assemble(Arc::new(store), &upstreams, publisher)
+}
+
+/// `meshwork up`: `orders.db` in `data_dir`, the in-process bus.
+pub async fn embedded(
+    data_dir: &Path,
+    upstreams: &Upstreams,
+    publisher: Arc<dyn Publisher>,
+) -> Result<Assembled, StartError> {
+    let store = SqliteOrderStore::open(&data_dir.join("orders.db")).await.map_err(StartError::other)?;
+    assemble(Arc::new(store), upstreams, publisher)
+}
+
+/// The production store from `DATABASE_URL` (required), not yet migrated.
+pub fn postgres_store(settings: &Settings) -> Result<PostgresOrderStore, StartError> {
+    let url = Settings::require(
+        &settings.database_url,
+        settings::DATABASE_URL,
+        "the orders service stores orders in PostgreSQL",
+    )?;
+    Ok(PostgresOrderStore::connect_lazy(url.expose())
+        .map_err(|e| settings.invalid(settings::DATABASE_URL, e.to_string()))?)
+}
+
+async fn migrate_with_retry(store: &PostgresOrderStore) -> Result<(), StoreError> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match store.migrate().await {
+            Err(StoreError::Unavailable(reason)) if attempt < 10 => {
+                tracing::warn!(attempt, %reason, "database not reachable yet; retrying migrations");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The PostgreSQL adapter, migrations embedded from `migrations/postgres`.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgPoolOptions, Postgres};
+
+use super::{RelayLease, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock key of the outbox relay (any fixed number).
+const RELAY_LOCK: i64 = 0x6d65_7368_776f_726b;
+
+#[derive(Debug, Clone)]
+pub struct PostgresOrderStore {
+    pool: PgPool,
+}
+
+/// Holds the relay's advisory lock on a connection taken out of the pool,
+/// so that dropping it closes the session and so releases the lock.
+struct AdvisoryLock(#[allow(dead_code)] sqlx::PgConnection);
+
+impl RelayLease for AdvisoryLock {}
+
+impl PostgresOrderStore {
+    /// A lazy pool: the service starts (not ready) while the database is down.
+    pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(url)
+            .map_err(StoreError::from_sqlx)?;
+        Ok(Self { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
+            sqlx::migrate::MigrateError::Execute(error) => StoreError::from_sqlx(error),
+            other => StoreError::Other(format!("migration failed: {other}")),
+        })
+    }
+
+    async fn relay_lease_impl(&self) -> Result<Option<Box<dyn RelayLease>>, StoreError> {
+        let mut connection = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *connection)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(locked.then(|| Box::new(AdvisoryLock(connection.detach())) as Box<dyn RelayLease>))
+    }
+}
+
+super::sql::impl_order_store!(PostgresOrderStore, Postgres);

@@ -1,0 +1,78 @@
+//! The products service's consumer of order events: OrderCreated counts
+//! the units sold; OrderCancelled releases the order's reservation and
+//! takes the sale back. Both effects are idempotent by order id, and the
+//! inbox skips an event id already applied, so redelivery never applies an
+//! event twice.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use contract::events::{OrderCancelled, OrderCreated, OrderLine};
+use events::{Event, Handler, HandlerError, Subscription};
+use prost::Name;
+
+use crate::domain::{ProductId, ReservationId};
+use crate::store::{ProductStore, StoreError};
+
+/// The durable name of this consumer (its queue, and its inbox entries).
+pub const CONSUMER: &str = "products.order-events";
+
+pub struct OrderEvents {
+    store: Arc<dyn ProductStore>,
+}
+
+impl OrderEvents {
+    pub fn new(store: Arc<dyn ProductStore>) -> Self {
+        Self { store }
+    }
+
+    /// The subscription that delivers order events to this handler.
+    pub fn subscription(store: Arc<dyn ProductStore>) -> Subscription {
+        Subscription::new(
+            CONSUMER,
+            vec![OrderCreated::full_name(), OrderCancelled::full_name()],
+            Arc::new(Self::new(store)),
+        )
+    }
+}
+
+fn items(lines: &[OrderLine]) -> Result<Vec<(ProductId, i32)>, HandlerError> {
+    lines
+        .iter()
+        .map(|line| {
+            let id = ProductId::parse(&line.product_id)
+                .map_err(|why| HandlerError::permanent(format!("product id {:?} {why}", line.product_id)))?;
+            Ok((id, line.quantity))
+        })
+        .collect()
+}
+
+fn retryable(error: StoreError) -> HandlerError {
+    HandlerError::retryable(error.to_string())
+}
+
+#[async_trait]
+impl Handler for OrderEvents {
+    async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let event_id = event.id.to_string();
+        if self.store.inbox_contains(CONSUMER, &event_id).await.map_err(retryable)? {
+            tracing::debug!(%event_id, "event already applied");
+            return Ok(());
+        }
+        if event.is::<OrderCreated>() {
+            let created: OrderCreated = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;
+            self.store.record_sale(&created.order_id, &items(&created.items)?).await.map_err(retryable)?;
+        } else if event.is::<OrderCancelled>() {
+            let cancelled: OrderCancelled = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;
+            let reservation = ReservationId::parse(&cancelled.order_id)
+                .map_err(|why| HandlerError::permanent(format!("order id {:?} {why}", cancelled.order_id)))?;
+            self.store.release(&reservation).await.map_err(retryable)?;
+            self.store.cancel_sale(&cancelled.order_id, &items(&cancelled.items)?).await.map_err(retryable)?;
+        } else {
+            return Ok(());
+        }
+        self.store.inbox_record(CONSUMER, &event_id).await.map_err(retryable)?;
+        tracing::info!(%event_id, kind = %event.kind, "order event applied");
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! The products consumer of order events, against both stores: a sale is
+//! counted once per order, taken back once, a cancellation that arrives
+//! before its order's creation wins, and a redelivered event id is skipped.
+
+use std::sync::Arc;
+
+use contract::events::{OrderCancelled, OrderCreated, OrderLine};
+use events::{Event, Handler};
+use products::consumer::OrderEvents;
+use products::domain::ProductId;
+use products::store::ProductStore;
+
+use crate::helpers::{Backend, product, store};
+
+async fn sold(store: &Arc<dyn ProductStore>, id: &str) -> (i32, i64) {
+    let product = store.get(&ProductId::parse(id).unwrap()).await.unwrap().unwrap();
+    (product.stock, product.units_sold)
+}
+
+fn lines(quantity: i32) -> Vec<OrderLine> {
+    vec![OrderLine { product_id: "a".to_owned(), quantity, unit_price: 1.0 }]
+}
+
+fn created(order: &str, quantity: i32) -> Event {
+    let message = OrderCreated { order_id: order.to_owned(), items: lines(quantity), ..Default::default() };
+    Event::new(uuid::Uuid::now_v7(), &message)
+}
+
+fn cancelled(order: &str, quantity: i32) -> Event {
+    let message = OrderCancelled { order_id: order.to_owned(), items: lines(quantity), ..Default::default() };
+    Event::new(uuid::Uuid::now_v7(), &message)
+}
+
+async fn a_redelivered_event_is_applied_once(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let handler = OrderEvents::new(store.clone());
+    let event = created("order-1", 3);
+    for _ in 0..3 {
+        handler.handle(&event).await.unwrap();
+    }
+    assert_eq!(sold(&store, "a").await.1, 3);
+    // A second event about the same order (a re-published duplicate with a
+    // new id) is not counted either: the effect is idempotent by order.
+    handler.handle(&created("order-1", 3)).await.unwrap();
+    assert_eq!(sold(&store, "a").await.1, 3);
+}
+
+async fn a_cancellation_returns_the_stock_and_the_sale_once(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let items = vec![(ProductId::parse("a").unwrap(), 4)];
+    assert!(matches!(
+        store.reserve(&products::domain::ReservationId::parse("order-1").unwrap(), &items).await.unwrap(),
+        products::store::ReserveOutcome::Reserved(_)
+    ));
+    let handler = OrderEvents::new(store.clone());
+    handler.handle(&created("order-1", 4)).await.unwrap();
+    assert_eq!(sold(&store, "a").await, (6, 4));
+    let cancel = cancelled("order-1", 4);
+    handler.handle(&cancel).await.unwrap();
+    handler.handle(&cancel).await.unwrap();
+    handler.handle(&cancelled("order-1", 4)).await.unwrap();
+    assert_eq!(sold(&store, "a").await, (10, 0));
+}
+
+async fn a_cancellation_before_the_creation_wins(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let handler = OrderEvents::new(store.clone());
+    handler.handle(&cancelled("order-1", 2)).await.unwrap();
+    handler.handle(&created("order-1", 2)).await.unwrap();
+    assert_eq!(sold(&store, "a").await, (10, 0), "a cancelled order is never counted");
+}
+
+async fn an_undecodable_event_is_a_permanent_failure(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    let handler = OrderEvents::new(store);
+    let mut event = created("order-1", 1);
+    event.payload = vec![0xff, 0xff];
+    let error = handler.handle(&event).await.unwrap_err();
+    assert!(error.permanent, "{error:?}");
+}
+
+testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mongo }: [
+    a_redelivered_event_is_applied_once,
+    a_cancellation_returns_the_stock_and_the_sale_once,
+    a_cancellation_before_the_creation_wins,
+    an_undecodable_event_is_a_permanent_failure,
+]);
