@@ -3,6 +3,7 @@
 
 mod config;
 mod harness;
+mod orders;
 mod products;
 mod serving;
 mod users;
