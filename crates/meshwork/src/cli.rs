@@ -76,9 +76,25 @@ const COMMON: &[Setting] = &[
     s::OTEL_SDK_DISABLED,
     s::JAEGER_AGENT_HOST,
 ];
-const UP: &[Setting] =
-    &[s::DATA_DIR, users::config::JWT_SIGNING_KEY_FILE, users::config::JWT_ISSUER, users::config::JWT_TTL];
-const GATEWAY: &[Setting] = &[s::PORT, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL, s::ORDER_SERVICE_URL];
+const UP: &[Setting] = &[
+    s::DATA_DIR,
+    users::config::JWT_SIGNING_KEY_FILE,
+    users::config::JWT_ISSUER,
+    users::config::JWT_TTL,
+    gateway::config::GATEWAY_DESCRIPTOR_SETS,
+    gateway::config::GATEWAY_MAX_BODY_BYTES,
+    gateway::config::GATEWAY_CORS_ORIGINS,
+];
+const GATEWAY: &[Setting] = &[
+    s::PORT,
+    s::USER_SERVICE_URL,
+    s::PRODUCT_SERVICE_URL,
+    s::ORDER_SERVICE_URL,
+    gateway::config::GATEWAY_UPSTREAMS,
+    gateway::config::GATEWAY_DESCRIPTOR_SETS,
+    gateway::config::GATEWAY_MAX_BODY_BYTES,
+    gateway::config::GATEWAY_CORS_ORIGINS,
+];
 const USERS: &[Setting] =
     &[s::PORT, s::DATABASE_URL, users::config::JWT_SIGNING_KEY_FILE, users::config::JWT_ISSUER, users::config::JWT_TTL];
 const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX];

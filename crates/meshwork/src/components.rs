@@ -17,7 +17,15 @@ pub enum Backends<'a> {
     Production,
     /// `meshwork up`: SQLite files under `data_dir`, one in-process bus, and
     /// the services at the addresses `up` bound for them.
-    Embedded { data_dir: &'a Path, bus: &'a InProcessBus, upstreams: &'a orders::start::Upstreams },
+    Embedded { data_dir: &'a Path, bus: &'a InProcessBus, addresses: &'a Addresses },
+}
+
+/// Where `meshwork up` serves each service, as `http://host:port`.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    pub users: String,
+    pub products: String,
+    pub orders: String,
 }
 
 /// A runnable part of meshwork.
@@ -106,15 +114,28 @@ impl Component {
             Self::Orders => {
                 let assembled = match backends {
                     Backends::Production => orders::start::production(settings).await,
-                    Backends::Embedded { data_dir, bus, upstreams } => {
-                        orders::start::embedded(data_dir, upstreams, Arc::new(bus.clone())).await
+                    Backends::Embedded { data_dir, bus, addresses } => {
+                        let upstreams = orders::start::Upstreams {
+                            users: addresses.users.clone(),
+                            products: addresses.products.clone(),
+                        };
+                        orders::start::embedded(data_dir, &upstreams, Arc::new(bus.clone())).await
                     }
                 }
                 .map_err(start_error)?;
                 orders::server(assembled.spawn_relay(shutdown.clone()), settings)
             }
             Self::Gateway => {
-                Server::new(self.name()).with_settings(settings).descriptor_set(contract::FILE_DESCRIPTOR_SET)
+                let config = match backends {
+                    Backends::Production => gateway::GatewayConfig::from_settings(settings),
+                    Backends::Embedded { addresses, .. } => gateway::GatewayConfig::with_shop_urls(
+                        settings,
+                        [addresses.users.clone(), addresses.products.clone(), addresses.orders.clone()],
+                    ),
+                }
+                .map_err(start_error)?;
+                let gateway = gateway::Gateway::new(&config).map_err(start_error)?;
+                gateway::server(gateway, settings, &config.cors)
             }
         };
         Ok(server)

@@ -18,7 +18,15 @@ use platform::{CancellationToken, ConfigError, EXIT_INVALID_CONFIG, Env, Setting
 use tokio::net::TcpListener;
 
 /// Settings the components parse themselves, beyond the platform's.
-pub(crate) const COMPONENT_SETTINGS: &[Setting] = users::config::SETTINGS;
+pub(crate) const COMPONENT_SETTINGS: &[Setting] = &[
+    users::config::JWT_SIGNING_KEY_FILE,
+    users::config::JWT_ISSUER,
+    users::config::JWT_TTL,
+    gateway::config::GATEWAY_UPSTREAMS,
+    gateway::config::GATEWAY_DESCRIPTOR_SETS,
+    gateway::config::GATEWAY_MAX_BODY_BYTES,
+    gateway::config::GATEWAY_CORS_ORIGINS,
+];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

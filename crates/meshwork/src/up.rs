@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use platform::{CancellationToken, Settings};
 
-use crate::components::{Backends, Component};
+use crate::components::{Addresses, Backends, Component};
 
 pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Loopback unless asked otherwise: `up` is for a developer's machine.
@@ -31,10 +31,13 @@ pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken
         let (_, listener) = bound.iter().find(|(component, _)| *component == wanted).expect("every component is bound");
         Ok(format!("http://{}", listener.local_addr()?))
     };
-    let upstreams =
-        orders::start::Upstreams { users: address_of(Component::Users)?, products: address_of(Component::Products)? };
+    let addresses = Addresses {
+        users: address_of(Component::Users)?,
+        products: address_of(Component::Products)?,
+        orders: address_of(Component::Orders)?,
+    };
     let bus = events::InProcessBus::new();
-    let backends = Backends::Embedded { data_dir: &settings.data_dir, bus: &bus, upstreams: &upstreams };
+    let backends = Backends::Embedded { data_dir: &settings.data_dir, bus: &bus, addresses: &addresses };
     let mut servers = Vec::new();
     for component in Component::ALL {
         servers.push(component.server(&settings, backends, &shutdown).await?);

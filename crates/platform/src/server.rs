@@ -52,6 +52,10 @@ pub struct Server {
     descriptor_sets: Vec<&'static [u8]>,
     readiness: Readiness,
     http: Router,
+    /// Serves what nothing else matches (the gateway); a JSON 404 otherwise.
+    fallback: Option<Router>,
+    /// Services reflection lists beyond those served here (the gateway's upstreams).
+    advertised: Vec<String>,
     grace: Duration,
     readiness_interval: Duration,
 }
@@ -65,6 +69,8 @@ impl Server {
             descriptor_sets: Vec::new(),
             readiness: Readiness::default(),
             http: Router::new(),
+            fallback: None,
+            advertised: Vec::new(),
             grace: Duration::from_secs(10),
             readiness_interval: Duration::from_secs(5),
         }
@@ -109,6 +115,19 @@ impl Server {
         self
     }
 
+    /// Serves every request no other route matches (HTTP and gRPC alike).
+    pub fn fallback(mut self, router: Router) -> Self {
+        self.fallback = Some(router);
+        self
+    }
+
+    /// Lists `service` in reflection though it is served elsewhere (by a
+    /// fallback that forwards it); its descriptors must be in a registered set.
+    pub fn advertise(mut self, service: impl Into<String>) -> Self {
+        self.advertised.push(service.into());
+        self
+    }
+
     /// How long in-flight calls may run on after shutdown starts.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
@@ -133,7 +152,13 @@ impl Server {
         // Both reflection versions advertise exactly the services served here,
         // each other included, so any grpcurl version lists the same services
         // (the contract's descriptor set also describes other components').
-        let advertised: Vec<&str> = self.services.iter().copied().chain(PLATFORM_SERVICES).collect();
+        let advertised: Vec<&str> = self
+            .services
+            .iter()
+            .copied()
+            .chain(PLATFORM_SERVICES)
+            .chain(self.advertised.iter().map(String::as_str))
+            .collect();
         let reflection = || {
             let builder = tonic_reflection::server::Builder::configure()
                 .include_reflection_service(false)
@@ -150,8 +175,11 @@ impl Server {
             .add_service(reflection().build_v1alpha()?)
             .into_axum_router()
             // route_layer: the fallback (unknown paths) stays out of the per-RPC metrics.
-            .route_layer(RpcTelemetryLayer)
-            .fallback(not_found);
+            .route_layer(RpcTelemetryLayer);
+        let grpc = match self.fallback {
+            Some(fallback) => grpc.fallback_service(fallback),
+            None => grpc.fallback(not_found),
+        };
 
         let draining = Arc::new(AtomicBool::new(false));
         let probes = Router::new()

@@ -69,6 +69,13 @@ fn products_without_its_database_exits_64_naming_it() {
 }
 
 #[test]
+fn gateway_without_its_upstreams_exits_64_naming_them() {
+    let output = run(&["gateway"], &[]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8(output.stderr).unwrap().contains("USER_SERVICE_URL"));
+}
+
+#[test]
 fn keygen_prints_a_pkcs8_pem_key() {
     let output = run(&["users", "keygen"], &[]);
     assert!(output.status.success());
@@ -101,7 +108,9 @@ fn configuration_is_checked_before_any_port_is_bound() {
 fn a_taken_port_is_a_clear_error() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port().to_string();
-    let output = run(&["gateway"], &[("PORT", &port), ("MESHWORK_HOST", "127.0.0.1")]);
+    let mut env = vec![("PORT", port.as_str()), ("MESHWORK_HOST", "127.0.0.1")];
+    env.extend(crate::harness::UNREACHABLE_UPSTREAMS);
+    let output = run(&["gateway"], &env);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");

@@ -7,6 +7,13 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshwork");
 
+/// Upstream URLs the gateway accepts but never reaches (it connects lazily).
+pub const UNREACHABLE_UPSTREAMS: [(&str, &str); 3] = [
+    ("USER_SERVICE_URL", "http://127.0.0.1:1"),
+    ("PRODUCT_SERVICE_URL", "http://127.0.0.1:1"),
+    ("ORDER_SERVICE_URL", "http://127.0.0.1:1"),
+];
+
 /// A command with a clean environment: only what the test sets is seen.
 pub fn meshwork(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);

@@ -1,0 +1,157 @@
+//! The meshwork API gateway. Its REST routes are built at start from the
+//! `google.api.http` rules of the descriptor sets it loads (the compiled-in
+//! contract, and any others given), and transcoded to gRPC with the proto3
+//! JSON mapping, as grpc-gateway v2 does; native gRPC and gRPC-Web pass
+//! through to the upstream that owns the service. See `gateway-compat` in
+//! the README for the exact behaviour.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod openapi;
+pub mod passthrough;
+pub mod rest;
+pub mod routes;
+pub mod template;
+pub mod transcode;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::response::{IntoResponse, Response};
+use platform::StartError;
+use prost_reflect::DescriptorPool;
+use tower::{Layer, ServiceExt};
+
+pub use config::GatewayConfig;
+
+use crate::config::Cors;
+use crate::passthrough::PassThrough;
+use crate::routes::RouteTable;
+use crate::upstream::Upstreams;
+
+/// Everything a request needs, built once at start.
+pub struct Gateway {
+    routes: RouteTable,
+    pool: DescriptorPool,
+    upstreams: Upstreams,
+    max_body_bytes: usize,
+    openapi: Vec<u8>,
+    /// Every descriptor set loaded, for reflection.
+    descriptor_sets: Vec<&'static [u8]>,
+}
+
+impl Gateway {
+    /// Loads the descriptor sets, builds the routing table and the upstream
+    /// channels. Any error here is a configuration error.
+    pub fn new(config: &GatewayConfig) -> Result<Self, StartError> {
+        let mut sets: Vec<&'static [u8]> = vec![contract::FILE_DESCRIPTOR_SET];
+        for path in &config.descriptor_files {
+            let bytes = std::fs::read(path).map_err(|e| platform::ConfigError::Invalid {
+                name: config::GATEWAY_DESCRIPTOR_SETS.name.to_owned(),
+                origin: platform::config::Origin::Environment,
+                reason: format!("{}: {e}", path.display()),
+            })?;
+            // Loaded once for the life of the process, and reflection wants 'static.
+            sets.push(Box::leak(bytes.into_boxed_slice()));
+        }
+        Self::from_descriptor_sets(sets, config)
+    }
+
+    /// A gateway over these encoded descriptor sets (the first wins on a
+    /// file present in several).
+    pub fn from_descriptor_sets(sets: Vec<&'static [u8]>, config: &GatewayConfig) -> Result<Self, StartError> {
+        let mut pool = DescriptorPool::new();
+        for set in &sets {
+            pool.decode_file_descriptor_set(*set).map_err(StartError::other)?;
+        }
+        let routes = RouteTable::from_pool(&pool).map_err(StartError::other)?;
+        let upstreams = Upstreams::new(&config.upstreams).map_err(StartError::other)?;
+        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes)).map_err(StartError::other)?;
+        tracing::info!(
+            routes = routes.routes().len(),
+            upstreams = config.upstreams.len(),
+            "gateway routing table built"
+        );
+        Ok(Self { routes, pool, upstreams, max_body_bytes: config.max_body_bytes, openapi, descriptor_sets: sets })
+    }
+
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The proto services this gateway fronts (for reflection).
+    pub fn services(&self) -> Vec<String> {
+        self.upstreams.services().map(|(service, _)| service.to_owned()).collect()
+    }
+
+    pub fn descriptor_sets(&self) -> &[&'static [u8]] {
+        &self.descriptor_sets
+    }
+}
+
+/// The gateway's platform server: health, reflection for every fronted
+/// service, metrics, and the gateway itself for every other request.
+pub fn server(gateway: Gateway, settings: &platform::Settings, cors: &Cors) -> platform::Server {
+    let mut server = platform::Server::new("gateway").with_settings(settings);
+    for set in gateway.descriptor_sets() {
+        server = server.descriptor_set(set);
+    }
+    for service in gateway.services() {
+        server = server.advertise(service);
+    }
+    server.fallback(router(Arc::new(gateway), cors))
+}
+
+/// Every request the platform does not answer itself: gRPC and gRPC-Web to
+/// the upstream, `/openapi.json`, and REST through the routing table.
+pub fn router(gateway: Arc<Gateway>, cors: &Cors) -> Router {
+    let router =
+        Router::new().route("/openapi.json", axum::routing::get(openapi_json)).fallback(dispatch).with_state(gateway);
+    match cors_layer(cors) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+async fn openapi_json(State(gateway): State<Arc<Gateway>>) -> Response {
+    ([(http::header::CONTENT_TYPE, "application/json")], gateway.openapi.clone()).into_response()
+}
+
+async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Body>) -> Response {
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
+    let pass_through = PassThrough::new(gateway.upstreams.clone());
+    if passthrough::is_grpc_web(request.headers()) {
+        let service = tonic_web::GrpcWebLayer::new().layer(pass_through);
+        let response = service.oneshot(request.map(tonic::body::Body::new)).await;
+        return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
+    }
+    if passthrough::is_grpc(request.headers()) {
+        let response = pass_through.oneshot(request.map(tonic::body::Body::new)).await;
+        return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
+    }
+    rest::handle(&gateway, request, client).await
+}
+
+fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any).expose_headers([
+        http::HeaderName::from_static("grpc-status"),
+        http::HeaderName::from_static("grpc-message"),
+        http::HeaderName::from_static("grpc-status-details-bin"),
+    ]);
+    match cors {
+        Cors::None => None,
+        Cors::Any => Some(layer.allow_origin(Any)),
+        Cors::Origins(origins) => {
+            let origins = origins.iter().filter_map(|o| o.parse().ok()).collect::<Vec<http::HeaderValue>>();
+            Some(layer.allow_origin(AllowOrigin::list(origins)))
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The REST/JSON side: find the route, build the request message, call the
+//! upstream over gRPC, render the response or the error.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::Instrument;
+
+use crate::Gateway;
+use crate::codec::DynamicCodec;
+use crate::error::{error_response, method_not_allowed, status_response};
+use crate::routes::{Lookup, Route};
+use crate::transcode::{BadRequest, request_message, response_json};
+
+pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Option<SocketAddr>) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let (route, bindings) = match gateway.routes.lookup(&method, &path) {
+        Lookup::Found { route, bindings } => (route, bindings),
+        Lookup::NotFound => {
+            return count(
+                None,
+                &method,
+                error_response(tonic::Code::NotFound, &format!("no route for {method} {path}"), Vec::new()),
+                started,
+            );
+        }
+        Lookup::WrongMethod(allowed) => return count(None, &method, method_not_allowed(&allowed), started),
+        Lookup::BadEscape(error) => return count(None, &method, bad_request(&error.to_string()), started),
+    };
+    let span = tracing::info_span!(
+        "gateway",
+        otel.name = %format!("{method} {}", route.template),
+        otel.kind = "server",
+        http.method = %method,
+        http.route = %route.template,
+        rpc.method = %route.grpc_path(),
+    );
+    platform::telemetry::set_parent_from_headers(&span, request.headers());
+    let response = call(gateway, route, bindings, request, client).instrument(span).await;
+    count(Some(route), &method, response, started)
+}
+
+async fn call(
+    gateway: &Gateway,
+    route: &Route,
+    bindings: Vec<crate::template::Binding>,
+    request: http::Request<Body>,
+    client: Option<SocketAddr>,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !is_json(content_type)
+    {
+        let message = format!("unsupported content type {content_type:?}: send application/json");
+        let mut response = error_response(tonic::Code::InvalidArgument, &message, Vec::new());
+        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return response;
+    }
+    let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            let message = format!("request body larger than {} bytes", gateway.max_body_bytes);
+            let mut response = error_response(tonic::Code::InvalidArgument, &message, Vec::new());
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return response;
+        }
+        Err(error) => return bad_request(&format!("cannot read the request body: {error}")),
+    };
+    let timeout =
+        match parts.headers.get("grpc-timeout").map(|v| v.to_str().ok().and_then(crate::headers::parse_timeout)) {
+            None => None,
+            Some(Some(timeout)) => Some(timeout),
+            Some(None) => {
+                return bad_request("invalid Grpc-Timeout header: expected a number and a unit (H, M, S, m, u, n)");
+            }
+        };
+    let message = match request_message(route, bindings, parts.uri.query(), &body) {
+        Ok(message) => message,
+        Err(BadRequest(message)) => return bad_request(&message),
+    };
+    let service = route.method.parent_service().full_name();
+    let Some(channel) = gateway.upstreams.channel(service) else {
+        return error_response(
+            tonic::Code::Unavailable,
+            &format!("no upstream is configured for {service}"),
+            Vec::new(),
+        );
+    };
+
+    let mut metadata = crate::headers::request_metadata(&parts.headers, client);
+    let mut trace = HeaderMap::new();
+    platform::telemetry::inject_current_context(&mut trace);
+    for (name, value) in &trace {
+        if let (Ok(key), Some(value)) = (
+            name.as_str().parse::<tonic::metadata::AsciiMetadataKey>(),
+            value.to_str().ok().and_then(|v| v.parse().ok()),
+        ) {
+            metadata.insert(key, value);
+        }
+    }
+    let mut grpc_request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
+    if let Some(timeout) = timeout {
+        grpc_request.set_timeout(timeout);
+    }
+    let path = match http::uri::PathAndQuery::try_from(route.grpc_path()) {
+        Ok(path) => path,
+        Err(error) => return error_response(tonic::Code::Internal, &error.to_string(), Vec::new()),
+    };
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let outcome = async {
+        grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("{service} is unavailable: {e}")))?;
+        grpc.unary(grpc_request, path, DynamicCodec::new(route.method.output())).await
+    };
+    let outcome = match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, outcome)
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded(format!("no answer within {timeout:?}")))),
+        None => outcome.await,
+    };
+    match outcome {
+        Ok(response) => {
+            let (metadata, message, _) = response.into_parts();
+            let mut response =
+                ([(header::CONTENT_TYPE, "application/json")], response_json(route, &message)).into_response();
+            crate::headers::response_headers(&metadata, response.headers_mut());
+            response
+        }
+        Err(status) => {
+            let mut response = status_response(&status, &gateway.pool);
+            crate::headers::response_headers(status.metadata(), response.headers_mut());
+            response
+        }
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || essence.ends_with("+json")
+}
+
+fn bad_request(message: &str) -> Response {
+    error_response(tonic::Code::InvalidArgument, message, Vec::new())
+}
+
+/// Records the request in the gateway's metrics and passes the response on.
+fn count(route: Option<&Route>, method: &Method, response: Response, started: Instant) -> Response {
+    let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.template.to_string());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("gateway_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status)
+        .increment(1);
+    metrics::histogram!("gateway_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}

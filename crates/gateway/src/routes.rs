@@ -1,0 +1,251 @@
+//! The routing table, built at start from the `google.api.http` rules in a
+//! descriptor pool: no hand-written route per RPC. Each rule and each of its
+//! `additional_bindings` becomes one route.
+
+use http::Method;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
+
+use crate::template::{Binding, EscapeError, Template, TemplateError};
+
+/// Where the HTTP body goes in the request message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRule {
+    /// No body (GET, DELETE): everything unbound comes from the query.
+    None,
+    /// `body: "*"`: every field not bound by the path; no query parameters.
+    All,
+    /// `body: "field"`: that top-level field; the rest from the query.
+    Field(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub http_method: Method,
+    pub template: Template,
+    pub body: BodyRule,
+    /// `response_body: "field"`: that field is the whole response body.
+    pub response_body: Option<String>,
+    pub method: MethodDescriptor,
+}
+
+impl Route {
+    /// `/pkg.Service/Method`, the gRPC path of the RPC.
+    pub fn grpc_path(&self) -> String {
+        format!("/{}/{}", self.method.parent_service().full_name(), self.method.name())
+    }
+
+    /// Whether a failed call may be repeated: GET bindings, or RPCs the proto
+    /// marks idempotent.
+    pub fn is_idempotent(&self) -> bool {
+        use prost_types::method_options::IdempotencyLevel;
+        let level = self.method.method_descriptor_proto().options.as_ref().map(|o| o.idempotency_level());
+        self.http_method == Method::GET
+            || matches!(level, Some(IdempotencyLevel::NoSideEffects | IdempotencyLevel::Idempotent))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("{method}: {source}")]
+    Template { method: String, source: TemplateError },
+    #[error("{method}: {reason}")]
+    Rule { method: String, reason: String },
+}
+
+/// The outcome of looking a request up.
+pub enum Lookup<'a> {
+    Found {
+        route: &'a Route,
+        bindings: Vec<Binding>,
+    },
+    /// The path is known, not with this method; the methods it has.
+    WrongMethod(Vec<Method>),
+    NotFound,
+    BadEscape(EscapeError),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Every `google.api.http` rule of every service in `pool`.
+    pub fn from_pool(pool: &DescriptorPool) -> Result<Self, RouteError> {
+        let Some(extension) = pool.get_extension_by_name("google.api.http") else {
+            return Ok(Self::default());
+        };
+        let mut routes = Vec::new();
+        for service in pool.services() {
+            for method in service.methods() {
+                let options = method.options();
+                if !options.has_extension(&extension) {
+                    continue;
+                }
+                let Value::Message(rule) = options.get_extension(&extension).into_owned() else { continue };
+                routes.push(route(&method, &rule)?);
+                if let Some(Value::List(extra)) = rule.get_field_by_name("additional_bindings").map(|v| v.into_owned())
+                {
+                    for binding in extra {
+                        if let Value::Message(binding) = binding {
+                            routes.push(route(&method, &binding)?);
+                        }
+                    }
+                }
+            }
+        }
+        // Most specific first: `/products/search` before `/products/{id}`.
+        routes.sort_by_key(|route| std::cmp::Reverse(route.template.specificity()));
+        Ok(Self { routes })
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        let mut allowed = Vec::new();
+        for route in &self.routes {
+            match route.template.matches(path) {
+                None => {}
+                Some(Err(error)) => return Lookup::BadEscape(error),
+                Some(Ok(bindings)) if route.http_method == *method => return Lookup::Found { route, bindings },
+                Some(Ok(_)) if !allowed.contains(&route.http_method) => allowed.push(route.http_method.clone()),
+                Some(Ok(_)) => {}
+            }
+        }
+        if allowed.is_empty() { Lookup::NotFound } else { Lookup::WrongMethod(allowed) }
+    }
+}
+
+fn string_field(rule: &DynamicMessage, name: &str) -> String {
+    rule.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn route(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Route, RouteError> {
+    let name = method.full_name().to_owned();
+    let rule_error = |reason: String| RouteError::Rule { method: name.clone(), reason };
+    let mut pattern = None;
+    for (field, http_method) in [
+        ("get", Method::GET),
+        ("put", Method::PUT),
+        ("post", Method::POST),
+        ("delete", Method::DELETE),
+        ("patch", Method::PATCH),
+    ] {
+        let path = string_field(rule, field);
+        if !path.is_empty() {
+            pattern = Some((http_method, path));
+        }
+    }
+    if pattern.is_none()
+        && let Some(Value::Message(custom)) = rule.get_field_by_name("custom").map(|v| v.into_owned())
+    {
+        let kind = string_field(&custom, "kind");
+        let method =
+            Method::from_bytes(kind.as_bytes()).map_err(|_| rule_error(format!("bad custom method {kind:?}")))?;
+        pattern = Some((method, string_field(&custom, "path")));
+    }
+    let (http_method, path) = pattern.ok_or_else(|| rule_error("the http rule has no pattern".to_owned()))?;
+    let template = Template::parse(&path).map_err(|source| RouteError::Template { method: name.clone(), source })?;
+
+    let input = method.input();
+    for field_path in template.bound_fields() {
+        check_field_path(&input, field_path).map_err(&rule_error)?;
+    }
+    let body = match string_field(rule, "body").as_str() {
+        "" => BodyRule::None,
+        "*" => BodyRule::All,
+        field => {
+            if input.get_field_by_name(field).is_none() {
+                return Err(rule_error(format!("body field {field} is not in {}", input.full_name())));
+            }
+            BodyRule::Field(field.to_owned())
+        }
+    };
+    let response_body = Some(string_field(rule, "response_body")).filter(|f| !f.is_empty());
+    if let Some(field) = &response_body
+        && method.output().get_field_by_name(field).is_none()
+    {
+        return Err(rule_error(format!("response_body field {field} is not in {}", method.output().full_name())));
+    }
+    Ok(Route { http_method, template, body, response_body, method: method.clone() })
+}
+
+/// A path variable must name a singular, non-message field (through
+/// singular message fields).
+fn check_field_path(message: &prost_reflect::MessageDescriptor, path: &[String]) -> Result<(), String> {
+    let mut current = message.clone();
+    for (index, part) in path.iter().enumerate() {
+        let field = current
+            .get_field_by_name(part)
+            .ok_or_else(|| format!("path variable {} is not a field of {}", path.join("."), message.full_name()))?;
+        if field.is_list() || field.is_map() {
+            return Err(format!("path variable {} is repeated", path.join(".")));
+        }
+        let last = index == path.len() - 1;
+        match field.kind() {
+            prost_reflect::Kind::Message(inner) if !last => current = inner,
+            prost_reflect::Kind::Message(_) => return Err(format!("path variable {} is a message", path.join("."))),
+            _ if !last => return Err(format!("{part} in {} is not a message", path.join("."))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        RouteTable::from_pool(&pool).unwrap()
+    }
+
+    fn found(table: &RouteTable, method: Method, path: &str) -> (String, Vec<(String, String)>) {
+        match table.lookup(&method, path) {
+            Lookup::Found { route, bindings } => {
+                (route.grpc_path(), bindings.into_iter().map(|(f, v)| (f.join("."), v)).collect())
+            }
+            _ => panic!("{method} {path} did not match"),
+        }
+    }
+
+    #[test]
+    fn the_shops_rest_paths_route_to_their_rpcs() {
+        let table = table();
+        assert_eq!(found(&table, Method::POST, "/users").0, "/shop.users.v1.UserService/CreateUser");
+        assert_eq!(found(&table, Method::POST, "/users/login").0, "/shop.users.v1.UserService/Login");
+        assert_eq!(found(&table, Method::GET, "/products/search").0, "/shop.products.v1.ProductService/SearchProducts");
+        assert_eq!(
+            found(&table, Method::GET, "/products/prod-123"),
+            ("/shop.products.v1.ProductService/GetProduct".to_owned(), vec![("id".to_owned(), "prod-123".to_owned())])
+        );
+        assert_eq!(found(&table, Method::POST, "/orders/o1:cancel").0, "/shop.orders.v1.OrderService/CancelOrder");
+        assert_eq!(found(&table, Method::GET, "/orders/user/u1").0, "/shop.orders.v1.OrderService/ListUserOrders");
+        assert_eq!(found(&table, Method::GET, "/.well-known/jwks.json").0, "/shop.users.v1.UserService/GetJwks");
+    }
+
+    #[test]
+    fn unknown_paths_and_wrong_methods_are_told_apart() {
+        let table = table();
+        assert!(matches!(table.lookup(&Method::GET, "/nope"), Lookup::NotFound));
+        match table.lookup(&Method::PUT, "/users") {
+            Lookup::WrongMethod(allowed) => assert_eq!(allowed, [Method::POST, Method::GET]),
+            _ => panic!("PUT /users is a known path with the wrong method"),
+        }
+    }
+
+    #[test]
+    fn idempotency_comes_from_the_method_or_the_proto() {
+        let table = table();
+        let route = |method, path| match table.lookup(&method, path) {
+            Lookup::Found { route, .. } => route.is_idempotent(),
+            _ => panic!(),
+        };
+        assert!(route(Method::GET, "/users/1"));
+        assert!(route(Method::DELETE, "/users/1"), "DeleteUser is IDEMPOTENT in the proto");
+        assert!(!route(Method::POST, "/orders"));
+    }
+}

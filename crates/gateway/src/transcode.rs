@@ -1,0 +1,388 @@
+//! REST/JSON <-> protobuf for one route, with the proto3 JSON mapping (as
+//! grpc-gateway v2 does it): the request message is assembled from the path
+//! bindings, the query string and the body; the response is rendered with
+//! unpopulated fields emitted.
+
+use prost_reflect::{
+    DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
+};
+use serde_json::{Map, Value as Json};
+
+use crate::routes::{BodyRule, Route};
+use crate::template::Binding;
+
+/// Why a request could not be turned into a message: always the client's
+/// fault (400), and the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+/// Builds the request message of `route` from the parts of an HTTP request.
+pub fn request_message(
+    route: &Route,
+    bindings: Vec<Binding>,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<DynamicMessage, BadRequest> {
+    let input = route.method.input();
+    let mut root = Map::new();
+    match &route.body {
+        BodyRule::None => {}
+        BodyRule::All => {
+            if let Some(value) = parse_body(body)? {
+                match value {
+                    Json::Object(object) => root = object,
+                    _ => return Err(BadRequest("the request body must be a JSON object".to_owned())),
+                }
+            }
+        }
+        BodyRule::Field(field) => {
+            if let Some(value) = parse_body(body)? {
+                root.insert(field.clone(), value);
+            }
+        }
+    }
+    for (path, raw) in bindings {
+        let field =
+            resolve(&input, &path).ok_or_else(|| BadRequest(format!("unknown path field {}", path.join("."))))?;
+        let value =
+            scalar(&field, &raw).map_err(|why| BadRequest(format!("path parameter {}: {why}", path.join("."))))?;
+        insert(&mut root, &path, value, Join::Replace)
+            .map_err(|why| BadRequest(format!("path parameter {}: {why}", path.join("."))))?;
+    }
+    if route.body != BodyRule::All
+        && let Some(query) = query
+    {
+        apply_query(&mut root, route, &input, query)?;
+    }
+    let options = DeserializeOptions::new().deny_unknown_fields(true);
+    DynamicMessage::deserialize_with_options(input, Json::Object(root), &options)
+        .map_err(|error| BadRequest(format!("invalid request: {error}")))
+}
+
+fn parse_body(body: &[u8]) -> Result<Option<Json>, BadRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|error| BadRequest(format!("malformed JSON body: {error}")))
+}
+
+/// Query parameters: `field=v`, `a.b.c=v` (proto or JSON names), repeated
+/// keys for repeated fields, `map[key]=v`. Unknown keys are ignored (as
+/// grpc-gateway does); fields under the body field are not taken from the query.
+fn apply_query(
+    root: &mut Map<String, Json>,
+    route: &Route,
+    input: &MessageDescriptor,
+    query: &str,
+) -> Result<(), BadRequest> {
+    let bound: Vec<Vec<String>> = route.template.bound_fields().map(<[String]>::to_vec).collect();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = form_decode(key).ok_or_else(|| BadRequest("malformed percent-encoding in the query".to_owned()))?;
+        let raw = form_decode(raw)
+            .ok_or_else(|| BadRequest(format!("malformed percent-encoding in query parameter {key}")))?;
+        let (key, map_key) = match key.split_once('[') {
+            Some((field, rest)) => (field.to_owned(), Some(rest.strip_suffix(']').unwrap_or(rest).to_owned())),
+            None => (key, None),
+        };
+        let Some((field, path)) = resolve_names(input, &key) else { continue };
+        if bound.contains(&path) || matches!(&route.body, BodyRule::Field(body) if *body == path[0]) {
+            continue;
+        }
+        let problem = |why: String| BadRequest(format!("query parameter {key}: {why}"));
+        if field.is_map() {
+            let Kind::Message(entry) = field.kind() else { continue };
+            let value_field = entry.map_entry_value_field();
+            let value = scalar(&value_field, &raw).map_err(problem)?;
+            let map_key = map_key.ok_or_else(|| problem("a map needs field[key]=value".to_owned()))?;
+            let object = entry_object(root, &path).map_err(problem)?;
+            object.insert(map_key, value);
+            continue;
+        }
+        let value = scalar(&field, &raw).map_err(problem)?;
+        let join = if field.is_list() { Join::Append } else { Join::Once };
+        insert(root, &path, value, join).map_err(problem)?;
+    }
+    Ok(())
+}
+
+/// The map object at `path`, created if needed.
+fn entry_object<'a>(root: &'a mut Map<String, Json>, path: &[String]) -> Result<&'a mut Map<String, Json>, String> {
+    let (last, parents) = path.split_last().expect("a field path");
+    let mut current = root;
+    for part in parents {
+        current = match current.entry(part.clone()).or_insert_with(|| Json::Object(Map::new())) {
+            Json::Object(object) => object,
+            _ => return Err(format!("{part} is not a message")),
+        };
+    }
+    match current.entry(last.clone()).or_insert_with(|| Json::Object(Map::new())) {
+        Json::Object(object) => Ok(object),
+        _ => Err("given twice".to_owned()),
+    }
+}
+
+/// How a value joins what the JSON object already holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Join {
+    /// A path value: wins over the body's.
+    Replace,
+    /// A query value of a singular field: a second one is an error.
+    Once,
+    /// A query value of a repeated field: collected.
+    Append,
+}
+
+/// Puts `value` at `path` in the JSON object.
+fn insert(root: &mut Map<String, Json>, path: &[String], value: Json, join: Join) -> Result<(), String> {
+    let (last, parents) = path.split_last().expect("a field path");
+    let mut current = root;
+    for part in parents {
+        current = match current.entry(part.clone()).or_insert_with(|| Json::Object(Map::new())) {
+            Json::Object(object) => object,
+            _ => return Err(format!("{part} is not a message")),
+        };
+    }
+    match join {
+        Join::Append => match current.entry(last.clone()).or_insert_with(|| Json::Array(Vec::new())) {
+            Json::Array(values) => values.push(value),
+            _ => return Err("mixes a list and a single value".to_owned()),
+        },
+        Join::Once if current.contains_key(last) => {
+            return Err("given twice for a field that takes one value".to_owned());
+        }
+        Join::Once | Join::Replace => {
+            current.insert(last.clone(), value);
+        }
+    }
+    Ok(())
+}
+
+/// The field at a dotted path of proto names (path variables).
+fn resolve(message: &MessageDescriptor, path: &[String]) -> Option<FieldDescriptor> {
+    let mut current = message.clone();
+    let mut field = None;
+    for part in path {
+        let found = current.get_field_by_name(part)?;
+        if let Kind::Message(inner) = found.kind() {
+            current = inner;
+        }
+        field = Some(found);
+    }
+    field
+}
+
+/// The field at a dotted path of proto or JSON names, and its proto-name path.
+fn resolve_names(message: &MessageDescriptor, dotted: &str) -> Option<(FieldDescriptor, Vec<String>)> {
+    let mut current = message.clone();
+    let mut field = None;
+    let mut path = Vec::new();
+    for part in dotted.split('.') {
+        let found = current.get_field_by_name(part).or_else(|| current.get_field_by_json_name(part))?;
+        path.push(found.name().to_owned());
+        if let Kind::Message(inner) = found.kind()
+            && !found.is_map()
+        {
+            current = inner;
+        }
+        field = Some(found);
+    }
+    field.map(|field| (field, path))
+}
+
+/// The JSON form of a path or query value for `field`, checked against its type.
+fn scalar(field: &FieldDescriptor, raw: &str) -> Result<Json, String> {
+    fn number<T: std::str::FromStr + Into<serde_json::Number>>(raw: &str, what: &str) -> Result<Json, String> {
+        raw.parse::<T>().map(|n| Json::Number(n.into())).map_err(|_| format!("{raw:?} is not {what}"))
+    }
+    match field.kind() {
+        Kind::Bool => match raw {
+            "true" => Ok(Json::Bool(true)),
+            "false" => Ok(Json::Bool(false)),
+            _ => Err(format!("{raw:?} is not true or false")),
+        },
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => number::<i32>(raw, "a 32-bit integer"),
+        Kind::Uint32 | Kind::Fixed32 => number::<u32>(raw, "an unsigned 32-bit integer"),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            raw.parse::<i64>().map(|_| Json::String(raw.to_owned())).map_err(|_| format!("{raw:?} is not an integer"))
+        }
+        Kind::Uint64 | Kind::Fixed64 => raw
+            .parse::<u64>()
+            .map(|_| Json::String(raw.to_owned()))
+            .map_err(|_| format!("{raw:?} is not an unsigned integer")),
+        Kind::Float | Kind::Double => match raw {
+            "NaN" | "Infinity" | "-Infinity" => Ok(Json::String(raw.to_owned())),
+            _ => raw
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Json::Number)
+                .ok_or_else(|| format!("{raw:?} is not a number")),
+        },
+        Kind::String | Kind::Bytes => Ok(Json::String(raw.to_owned())),
+        Kind::Enum(enumeration) => {
+            if enumeration.get_value_by_name(raw).is_some() {
+                Ok(Json::String(raw.to_owned()))
+            } else if let Some(value) = raw.parse::<i32>().ok().filter(|n| enumeration.get_value(*n).is_some()) {
+                Ok(Json::Number(value.into()))
+            } else {
+                let names: Vec<String> = enumeration.values().map(|v| v.name().to_owned()).collect();
+                Err(format!("{raw:?} is not one of {}", names.join(", ")))
+            }
+        }
+        Kind::Message(message) => match message.full_name() {
+            // Wrappers take their inner type's form; other well-known types
+            // (Timestamp, Duration, FieldMask) their JSON string form.
+            name if name.starts_with("google.protobuf.")
+                && name.ends_with("Value")
+                && name != "google.protobuf.Value" =>
+            {
+                let inner = message.get_field_by_name("value").expect("a wrapper has a value field");
+                scalar(&inner, raw)
+            }
+            _ => Ok(Json::String(raw.to_owned())),
+        },
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+fn form_decode(raw: &str) -> Option<String> {
+    crate::template::percent_decode(&raw.replace('+', " "), false).ok()
+}
+
+/// The HTTP response body for `message` (or its `response_body` field).
+pub fn response_json(route: &Route, message: &DynamicMessage) -> Vec<u8> {
+    let mut json = to_json(message);
+    if let Some(field) = &route.response_body {
+        let key = message.descriptor().get_field_by_name(field).map(|f| f.json_name().to_owned()).unwrap_or_default();
+        json = match json {
+            Json::Object(mut object) => object.remove(&key).unwrap_or(Json::Null),
+            other => other,
+        };
+    }
+    serde_json::to_vec(&json).expect("JSON values serialize")
+}
+
+/// The proto3 JSON of `message` with every unpopulated field emitted, as
+/// grpc-gateway v2's default marshaler does (fields of a oneof, proto3
+/// `optional` included, stay absent when unset).
+pub fn to_json(message: &DynamicMessage) -> Json {
+    let options = SerializeOptions::new().skip_default_fields(true);
+    let mut json = message.serialize_with_options(serde_json::value::Serializer, &options).unwrap_or(Json::Null);
+    emit_unpopulated(&mut json, &message.descriptor());
+    json
+}
+
+fn emit_unpopulated(json: &mut Json, descriptor: &MessageDescriptor) {
+    if descriptor.full_name().starts_with("google.protobuf.") {
+        return; // well-known types have their own JSON forms
+    }
+    let Json::Object(object) = json else { return };
+    for field in descriptor.fields() {
+        let key = field.json_name();
+        match object.get_mut(key) {
+            Some(value) => {
+                if let Kind::Message(inner) = field.kind() {
+                    if field.is_map() {
+                        let value_field = inner.map_entry_value_field();
+                        if let (Json::Object(entries), Kind::Message(value_type)) = (value, value_field.kind()) {
+                            entries.values_mut().for_each(|v| emit_unpopulated(v, &value_type));
+                        }
+                    } else if let Json::Array(items) = value {
+                        items.iter_mut().for_each(|item| emit_unpopulated(item, &inner));
+                    } else {
+                        emit_unpopulated(value, &inner);
+                    }
+                }
+            }
+            None if field.containing_oneof().is_some() => {}
+            None => {
+                object.insert(key.to_owned(), default_json(&field));
+            }
+        }
+    }
+}
+
+fn default_json(field: &FieldDescriptor) -> Json {
+    if field.is_map() {
+        return Json::Object(Map::new());
+    }
+    if field.is_list() {
+        return Json::Array(Vec::new());
+    }
+    match field.kind() {
+        Kind::Message(_) => Json::Null,
+        Kind::Bool => Json::Bool(false),
+        Kind::String | Kind::Bytes => Json::String(String::new()),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => Json::String("0".to_owned()),
+        Kind::Enum(enumeration) => Json::String(enumeration.default_value().name().to_owned()),
+        _ => Json::Number(0.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::{Lookup, RouteTable};
+    use http::Method;
+    use prost_reflect::DescriptorPool;
+
+    fn table() -> RouteTable {
+        RouteTable::from_pool(&DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap()).unwrap()
+    }
+
+    fn build(method: Method, path_and_query: &str, body: &str) -> Result<Json, BadRequest> {
+        let table = table();
+        let (path, query) = path_and_query.split_once('?').map_or((path_and_query, None), |(p, q)| (p, Some(q)));
+        let Lookup::Found { route, bindings } = table.lookup(&method, path) else { panic!("no route") };
+        request_message(route, bindings, query, body.as_bytes()).map(|m| to_json(&m))
+    }
+
+    #[test]
+    fn body_star_takes_the_template_bodies() {
+        let json = build(Method::POST, "/users", r#"{"email":"user@example.com","name":"John Doe"}"#).unwrap();
+        assert_eq!(json["email"], "user@example.com");
+        let json =
+            build(Method::POST, "/products", r#"{"id":"prod-123","name":"Widget","price":29.99,"stock":100}"#).unwrap();
+        assert_eq!((json["price"].as_f64(), json["stock"].as_i64()), (Some(29.99), Some(100)));
+        let json = build(Method::POST, "/orders", r#"{"userId":"u","productId":"prod-123","quantity":2}"#).unwrap();
+        assert_eq!((json["userId"].as_str(), json["quantity"].as_i64()), (Some("u"), Some(2)));
+    }
+
+    #[test]
+    fn path_values_win_and_query_fills_the_rest() {
+        let json = build(Method::PATCH, "/users/abc", r#"{"id":"other","name":"N"}"#).unwrap();
+        assert_eq!(json["id"], "abc");
+        let json = build(Method::GET, "/products?page_size=5&filter.min_price=1.5&filter.inStock=true&pageToken=t", "")
+            .unwrap();
+        assert_eq!((json["pageSize"].as_i64(), json["pageToken"].as_str()), (Some(5), Some("t")));
+        assert_eq!((json["filter"]["minPrice"].as_f64(), json["filter"]["inStock"].as_bool()), (Some(1.5), Some(true)));
+        let json = build(Method::GET, "/orders?status=ORDER_STATUS_PAID", "").unwrap();
+        assert_eq!(json["status"], "ORDER_STATUS_PAID");
+        let json = build(Method::GET, "/orders?status=2&unknown=ignored", "").unwrap();
+        assert_eq!(json["status"], "ORDER_STATUS_PAID");
+        let json = build(Method::GET, "/products/search?q=blue+widget", "").unwrap();
+        assert_eq!(json["q"], "blue widget");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let error = build(Method::GET, "/products?page_size=ten", "").unwrap_err();
+        assert!(error.0.contains("page_size") && error.0.contains("ten"), "{error}");
+        let error = build(Method::GET, "/products?filter.in_stock=maybe", "").unwrap_err();
+        assert!(error.0.contains("filter.in_stock"), "{error}");
+        let error = build(Method::GET, "/orders?status=LOST", "").unwrap_err();
+        assert!(error.0.contains("status") && error.0.contains("ORDER_STATUS_PAID"), "{error}");
+        let error = build(Method::GET, "/products?page_size=1&page_size=2", "").unwrap_err();
+        assert!(error.0.contains("page_size"), "{error}");
+        let error = build(Method::POST, "/users", r#"{"email": 5}"#).unwrap_err();
+        assert!(error.0.contains("invalid"), "{error}");
+        let error = build(Method::POST, "/users", r#"{"emial": "x"}"#).unwrap_err();
+        assert!(error.0.contains("emial"), "{error}");
+        let error = build(Method::POST, "/users", r#"{"email": "#).unwrap_err();
+        assert!(error.0.contains("malformed JSON"), "{error}");
+        let error = build(Method::POST, "/users", "[1]").unwrap_err();
+        assert!(error.0.contains("JSON object"), "{error}");
+    }
+}
