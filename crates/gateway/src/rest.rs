@@ -117,10 +117,16 @@ async fn call(
         grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("{service} is unavailable: {e}")))?;
         grpc.unary(grpc_request, path, DynamicCodec::new(route.method.output())).await
     };
+    let sent = Instant::now();
     let outcome = match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, outcome)
-            .await
-            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded(format!("no answer within {timeout:?}")))),
+        Some(timeout) => match tokio::time::timeout(timeout, outcome).await {
+            // tonic reports its own expired deadline as CANCELLED.
+            Err(_) => Err(deadline_exceeded(timeout)),
+            Ok(Err(status)) if status.code() == tonic::Code::Cancelled && sent.elapsed() >= timeout => {
+                Err(deadline_exceeded(timeout))
+            }
+            Ok(outcome) => outcome,
+        },
         None => outcome.await,
     };
     match outcome {
@@ -137,6 +143,10 @@ async fn call(
             response
         }
     }
+}
+
+fn deadline_exceeded(timeout: std::time::Duration) -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!("no answer within the Grpc-Timeout of {timeout:?}"))
 }
 
 fn is_json(content_type: &str) -> bool {

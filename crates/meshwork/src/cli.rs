@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn every_setting_is_documented_somewhere() {
-        for setting in s::ALL.iter().chain(crate::COMPONENT_SETTINGS) {
+        for setting in s::ALL.iter().chain(meshwork::COMPONENT_SETTINGS) {
             let documented = [COMMON, UP, GATEWAY, USERS, PRODUCTS, ORDERS]
                 .iter()
                 .any(|list| list.iter().any(|listed| listed.name == setting.name));

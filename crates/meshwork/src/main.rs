@@ -3,30 +3,15 @@
 //! its production backends, as docker-compose and Kubernetes do.
 
 mod cli;
-mod components;
-mod up;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use cli::{Cli, Command, OrdersAction, UsersAction};
-use components::{Backends, Component};
-use platform::config::Setting;
+use meshwork::components::{Backends, Component};
+use meshwork::{bind, up};
 use platform::{CancellationToken, ConfigError, EXIT_INVALID_CONFIG, Env, Settings};
-use tokio::net::TcpListener;
-
-/// Settings the components parse themselves, beyond the platform's.
-pub(crate) const COMPONENT_SETTINGS: &[Setting] = &[
-    users::config::JWT_SIGNING_KEY_FILE,
-    users::config::JWT_ISSUER,
-    users::config::JWT_TTL,
-    gateway::config::GATEWAY_UPSTREAMS,
-    gateway::config::GATEWAY_DESCRIPTOR_SETS,
-    gateway::config::GATEWAY_MAX_BODY_BYTES,
-    gateway::config::GATEWAY_CORS_ORIGINS,
-];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -36,7 +21,7 @@ fn main() -> ExitCode {
     }
     // Configuration is checked before the runtime starts and before any port
     // is bound, so a bad deployment fails at once and says why.
-    let settings = match Settings::load(&Env::from_process(), COMPONENT_SETTINGS) {
+    let settings = match Settings::load(&Env::from_process(), meshwork::COMPONENT_SETTINGS) {
         Ok(settings) => settings,
         Err(error) => return invalid_configuration(&error),
     };
@@ -97,8 +82,4 @@ async fn serve_one(component: Component, settings: Settings, shutdown: Cancellat
     println!("{} listening on {}", component.name(), listener.local_addr()?);
     server.serve(listener, shutdown).await?;
     Ok(())
-}
-
-pub(crate) async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
 }

@@ -1,67 +1,92 @@
 //! `meshwork up`: the gateway and the three services in one process, each on
-//! its own port, so a newcomer needs nothing but Rust.
+//! its own port, so a newcomer needs nothing but Rust. The system tests run
+//! the same code in process ([`start`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use platform::{CancellationToken, Settings};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use crate::components::{Addresses, Backends, Component};
 
-pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // Loopback unless asked otherwise: `up` is for a developer's machine.
-    let host = settings.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    if settings.port.is_some() {
-        tracing::warn!("PORT is ignored by `meshwork up`; use --base-port");
+/// The whole platform, serving.
+pub struct Up {
+    /// Each component and where it listens.
+    pub bound: Vec<(Component, SocketAddr)>,
+    running: JoinSet<(Component, Result<(), platform::ServeError>)>,
+    shutdown: CancellationToken,
+}
+
+impl Up {
+    pub fn address(&self, wanted: Component) -> SocketAddr {
+        self.bound.iter().find(|(component, _)| *component == wanted).map(|(_, address)| *address).expect("bound")
     }
 
-    // Bind every port, then build every component (orders needs to know
-    // where users and products listen): if anything fails, nothing starts.
-    let mut bound = Vec::new();
+    /// Waits until every server has stopped; if one fails, stops the others.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut failure = None;
+        while let Some(joined) = self.running.join_next().await {
+            let (component, result) = joined?;
+            if let Err(error) = result {
+                tracing::error!(component = component.name(), %error, "server failed; stopping the others");
+                failure.get_or_insert(anyhow::anyhow!("{} failed: {error}", component.name()));
+                self.shutdown.cancel();
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Binds every port, then builds every component (orders and the gateway
+/// need to know where the others listen), then serves: if anything fails
+/// before serving, nothing starts.
+pub async fn start(settings: &Settings, base_port: u16, shutdown: CancellationToken) -> anyhow::Result<Up> {
+    // Loopback unless asked otherwise: `up` is for a developer's machine.
+    let host = settings.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut listeners: Vec<(Component, TcpListener)> = Vec::new();
     for (offset, component) in (0u16..).zip(Component::ALL) {
         // --base-port 0: every component on a port of the system's choosing.
         let port = match base_port {
             0 => 0,
             base => base.checked_add(offset).ok_or_else(|| anyhow::anyhow!("--base-port {base} is too high"))?,
         };
-        let listener = crate::bind(SocketAddr::new(host, port)).await?;
-        bound.push((component, listener));
+        listeners.push((component, crate::bind(SocketAddr::new(host, port)).await?));
     }
-
-    let address_of = |wanted: Component| -> anyhow::Result<String> {
-        let (_, listener) = bound.iter().find(|(component, _)| *component == wanted).expect("every component is bound");
-        Ok(format!("http://{}", listener.local_addr()?))
+    let mut bound = Vec::new();
+    for (component, listener) in &listeners {
+        bound.push((*component, listener.local_addr()?));
+    }
+    let url = |wanted: Component| {
+        let address = bound.iter().find(|(component, _)| *component == wanted).map(|(_, a)| *a).expect("bound");
+        format!("http://{address}")
     };
-    let addresses = Addresses {
-        users: address_of(Component::Users)?,
-        products: address_of(Component::Products)?,
-        orders: address_of(Component::Orders)?,
-    };
+    let addresses =
+        Addresses { users: url(Component::Users), products: url(Component::Products), orders: url(Component::Orders) };
     let bus = events::InProcessBus::new();
     let backends = Backends::Embedded { data_dir: &settings.data_dir, bus: &bus, addresses: &addresses };
+    let mut running = JoinSet::new();
     let mut servers = Vec::new();
-    for component in Component::ALL {
-        servers.push(component.server(&settings, backends, &shutdown).await?);
+    for (component, _) in &listeners {
+        servers.push(component.server(settings, backends, &shutdown).await?);
     }
-
-    println!("meshwork is up (data in {}):", settings.data_dir.display());
-    for (component, listener) in &bound {
-        println!("  {:<9} http://{}  {}", component.name(), listener.local_addr()?, component.describe());
-    }
-    println!("every port serves /health/live, /health/ready, /metrics, gRPC health and reflection; Ctrl-C stops");
-
-    let mut running = tokio::task::JoinSet::new();
-    for ((component, listener), server) in bound.into_iter().zip(servers) {
+    for ((component, listener), server) in listeners.into_iter().zip(servers) {
         let shutdown = shutdown.clone();
         running.spawn(async move { (component, server.serve(listener, shutdown).await) });
     }
-    let mut failure = None;
-    while let Some(joined) = running.join_next().await {
-        let (component, result) = joined?;
-        if let Err(error) = result {
-            tracing::error!(component = component.name(), %error, "server failed; stopping the others");
-            failure.get_or_insert(anyhow::anyhow!("{} failed: {error}", component.name()));
-            shutdown.cancel();
-        }
+    Ok(Up { bound, running, shutdown })
+}
+
+/// `meshwork up` itself: start, say where everything is, serve until stopped.
+pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if settings.port.is_some() {
+        tracing::warn!("PORT is ignored by `meshwork up`; use --base-port");
     }
-    failure.map_or(Ok(()), Err)
+    let up = start(&settings, base_port, shutdown).await?;
+    println!("meshwork is up (data in {}):", settings.data_dir.display());
+    for (component, address) in &up.bound {
+        println!("  {:<9} http://{address}  {}", component.name(), component.describe());
+    }
+    println!("every port serves /health/live, /health/ready, /metrics, gRPC health and reflection; Ctrl-C stops");
+    up.wait().await
 }

@@ -1,0 +1,124 @@
+//! The echo upstream: answers every `echo.v1.EchoService` method with the
+//! request it received (and the metadata it saw), fails on demand, and
+//! streams for `Repeat`. Built on descriptors, like the gateway.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use gateway::codec::DynamicCodec;
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
+use tonic::body::Body;
+use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
+use tonic::{Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Clone)]
+pub struct Echo {
+    pub pool: DescriptorPool,
+}
+
+impl NamedService for Echo {
+    const NAME: &'static str = "echo.v1.EchoService";
+}
+
+fn answer(method: &MethodDescriptor, request: &Request<DynamicMessage>) -> DynamicMessage {
+    let mut response = DynamicMessage::new(method.output());
+    response.set_field_by_name("request", Value::Message(request.get_ref().clone()));
+    let mut seen: Vec<String> = request
+        .metadata()
+        .iter()
+        .map(|entry| match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                format!("{}={}", key.as_str(), value.to_str().unwrap_or("?"))
+            }
+            tonic::metadata::KeyAndValueRef::Binary(key, value) => {
+                format!("{}={:?}", key.as_str(), value.to_bytes().map(|b| b.to_vec()).unwrap_or_default())
+            }
+        })
+        .filter(|entry| {
+            !entry.starts_with("content-type") && !entry.starts_with("te=") && !entry.starts_with("user-agent")
+        })
+        .collect();
+    seen.sort();
+    response.set_field_by_name("metadata", Value::List(seen.into_iter().map(Value::String).collect()));
+    response
+}
+
+struct Unary(MethodDescriptor);
+
+impl UnaryService<DynamicMessage> for Unary {
+    type Response = DynamicMessage;
+    type Future = BoxFuture<'static, Result<Response<DynamicMessage>, Status>>;
+
+    fn call(&mut self, request: Request<DynamicMessage>) -> Self::Future {
+        let method = self.0.clone();
+        Box::pin(async move {
+            let message = request.get_ref();
+            if method.name() == "Fail" {
+                let code = message.get_field_by_name("code").and_then(|v| v.as_i32()).unwrap_or(2);
+                let text = message
+                    .get_field_by_name("message")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation("code", "was asked to fail");
+                return Err(Status::with_error_details(tonic::Code::from_i32(code), text, details));
+            }
+            let sleep = message.get_field_by_name("sleep_ms").and_then(|v| v.as_u32()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(u64::from(sleep))).await;
+            let mut response = Response::new(answer(&method, &request));
+            response.metadata_mut().insert("x-echoed", "yes".parse().unwrap());
+            Ok(response)
+        })
+    }
+}
+
+struct Streaming(MethodDescriptor);
+
+impl ServerStreamingService<DynamicMessage> for Streaming {
+    type Response = DynamicMessage;
+    type ResponseStream = futures::stream::BoxStream<'static, Result<DynamicMessage, Status>>;
+    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<DynamicMessage>) -> Self::Future {
+        let method = self.0.clone();
+        Box::pin(async move {
+            let count = request
+                .get_ref()
+                .get_field_by_name("sub")
+                .and_then(|sub| sub.as_message().and_then(|m| m.get_field_by_name("count")).and_then(|c| c.as_i32()))
+                .unwrap_or(1);
+            let one = answer(&method, &request);
+            let stream = futures::stream::iter((0..count).map(move |_| Ok(one.clone())));
+            Ok(Response::new(Box::pin(stream) as Self::ResponseStream))
+        })
+    }
+}
+
+impl tower::Service<http::Request<Body>> for Echo {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let name = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+        let method = self.pool.get_service_by_name(Self::NAME).and_then(|s| s.methods().find(|m| m.name() == name));
+        Box::pin(async move {
+            let Some(method) = method else {
+                return Ok(Status::unimplemented(format!("no method {name}")).into_http());
+            };
+            let mut grpc = Grpc::new(DynamicCodec::new(method.input()));
+            Ok(if method.is_server_streaming() {
+                grpc.server_streaming(Streaming(method.clone()), request).await
+            } else {
+                grpc.unary(Unary(method.clone()), request).await
+            })
+        })
+    }
+}

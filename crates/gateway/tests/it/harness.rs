@@ -1,0 +1,115 @@
+//! Starts the echo upstream and a gateway that knows the echo service only
+//! from a descriptor set file, both on 127.0.0.1:0, and talks HTTP/1.1 to it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use gateway::GatewayConfig;
+use gateway::config::Cors;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use platform::{CancellationToken, Env, Settings};
+use prost_reflect::DescriptorPool;
+use serde_json::Value as Json;
+use tokio::net::TcpListener;
+
+use crate::echo::Echo;
+
+/// The echo proto compiled with protox, options intact, as `buf build` would.
+pub fn echo_descriptor_set() -> Vec<u8> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut compiler =
+        protox::Compiler::new([format!("{root}/tests/protos"), format!("{root}/../../proto")]).expect("proto roots");
+    compiler.include_imports(true).open_files(["echo/v1/echo.proto"]).expect("echo.proto compiles");
+    compiler.encode_file_descriptor_set()
+}
+
+pub struct Harness {
+    pub gateway: SocketAddr,
+    pub pool: DescriptorPool,
+    shutdown: CancellationToken,
+    descriptor_file: PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = std::fs::remove_file(&self.descriptor_file);
+    }
+}
+
+async fn serve(server: platform::Server, shutdown: &CancellationToken) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, shutdown.clone()));
+    address
+}
+
+pub async fn start() -> Harness {
+    start_with(1024).await
+}
+
+pub async fn start_with(max_body_bytes: usize) -> Harness {
+    platform::telemetry::init_for_tests();
+    let set = echo_descriptor_set();
+    let descriptor_file = std::env::temp_dir().join(format!("echo-{}.binpb", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&descriptor_file, &set).unwrap();
+    let pool = DescriptorPool::decode(set.as_slice()).unwrap();
+    let shutdown = CancellationToken::new();
+    let settings = Settings::load(&Env::default(), &[]).unwrap();
+
+    let upstream = serve(platform::Server::new("echo").grpc_service(Echo { pool: pool.clone() }), &shutdown).await;
+    let config = GatewayConfig {
+        upstreams: vec![("echo.v1.EchoService".to_owned(), format!("http://{upstream}"))],
+        descriptor_files: vec![descriptor_file.clone()],
+        max_body_bytes,
+        cors: Cors::Origins(vec!["https://app.example".to_owned()]),
+    };
+    let built = gateway::Gateway::new(&config).expect("the gateway starts");
+    let gateway = serve(gateway::server(built, &settings, &config.cors), &shutdown).await;
+    Harness { gateway, pool, shutdown, descriptor_file }
+}
+
+/// An HTTP response, its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Json {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+impl Harness {
+    pub async fn request(&self, method: &str, path: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut builder = http::Request::builder().method(method).uri(format!("http://{}{path}", self.gateway));
+        if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(Bytes::from(body.unwrap_or_default().to_owned()))).unwrap();
+        let response = client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None, &[]).await
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Channel::from_shared(format!("http://{}", self.gateway)).unwrap().connect().await.unwrap()
+    }
+}

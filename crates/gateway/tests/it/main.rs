@@ -1,0 +1,9 @@
+//! The gateway in front of a service it was not compiled with: a test-only
+//! proto, loaded from a descriptor set file, answered by an upstream that
+//! echoes each request back. One table-driven test per rule family.
+
+mod echo;
+mod harness;
+mod openapi;
+mod passthrough;
+mod rules;

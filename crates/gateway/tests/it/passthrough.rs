@@ -1,0 +1,141 @@
+//! Native gRPC (unary and streaming), gRPC-Web and reflection through the
+//! gateway's port, and CORS for browsers.
+
+use gateway::codec::DynamicCodec;
+use prost::Message;
+use prost_reflect::{DynamicMessage, Value};
+
+use crate::harness::start;
+
+fn echo_request(pool: &prost_reflect::DescriptorPool, id: &str, count: i32) -> DynamicMessage {
+    let mut message = DynamicMessage::new(pool.get_message_by_name("echo.v1.EchoRequest").unwrap());
+    message.set_field_by_name("id", Value::String(id.to_owned()));
+    let mut sub = DynamicMessage::new(pool.get_message_by_name("echo.v1.Sub").unwrap());
+    sub.set_field_by_name("count", Value::I32(count));
+    message.set_field_by_name("sub", Value::Message(sub));
+    message
+}
+
+fn echoed_id(response: &DynamicMessage) -> String {
+    let request = response.get_field_by_name("request").unwrap();
+    request.as_message().unwrap().get_field_by_name("id").unwrap().as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_clients_call_through_the_gateway_unary_and_streaming() {
+    let harness = start().await;
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let mut client = tonic::client::Grpc::new(harness.channel().await);
+    client.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/echo.v1.EchoService/Echo");
+    let reply = client
+        .unary(tonic::Request::new(echo_request(&harness.pool, "g1", 1)), path, DynamicCodec::new(output.clone()))
+        .await
+        .unwrap();
+    assert_eq!(echoed_id(reply.get_ref()), "g1");
+
+    client.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/echo.v1.EchoService/Repeat");
+    let mut stream = client
+        .server_streaming(tonic::Request::new(echo_request(&harness.pool, "s1", 3)), path, DynamicCodec::new(output))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut received = 0;
+    while let Some(message) = stream.message().await.unwrap() {
+        assert_eq!(echoed_id(&message), "s1");
+        received += 1;
+    }
+    assert_eq!(received, 3);
+
+    client.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static("/nope.v1.Nothing/Call");
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let status = client
+        .unary(tonic::Request::new(echo_request(&harness.pool, "x", 1)), path, DynamicCodec::new(output))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_web_calls_through_the_gateway() {
+    let harness = start().await;
+    let message = echo_request(&harness.pool, "w1", 1).encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let reply = {
+        use http_body_util::{BodyExt, Full};
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<Full<bytes::Bytes>>();
+        let request = http::Request::post(format!("http://{}/echo.v1.EchoService/Echo", harness.gateway))
+            .header("content-type", "application/grpc-web+proto")
+            .header("x-grpc-web", "1")
+            .body(Full::new(bytes::Bytes::from(frame)))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/grpc-web"));
+        response.into_body().collect().await.unwrap().to_bytes()
+    };
+    // A data frame (flag 0) with the message, then a trailer frame (flag 0x80).
+    assert_eq!(reply[0], 0);
+    let length = u32::from_be_bytes(reply[1..5].try_into().unwrap()) as usize;
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let decoded = DynamicMessage::decode(output, &reply[5..5 + length]).unwrap();
+    assert_eq!(echoed_id(&decoded), "w1");
+    let trailers = String::from_utf8_lossy(&reply[5 + length + 5..]).to_lowercase();
+    assert_eq!(reply[5 + length], 0x80);
+    assert!(trailers.contains("grpc-status:0"), "{trailers}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_get_cors_from_configured_origins() {
+    let harness = start().await;
+    let headers = [
+        ("Origin", "https://app.example"),
+        ("Access-Control-Request-Method", "POST"),
+        ("Access-Control-Request-Headers", "content-type,x-grpc-web"),
+    ];
+    let preflight = harness.request("OPTIONS", "/echo.v1.EchoService/Echo", None, &headers).await;
+    assert_eq!(preflight.headers.get("access-control-allow-origin").unwrap(), "https://app.example");
+    let other = [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")];
+    let refused = harness.request("OPTIONS", "/echo.v1.EchoService/Echo", None, &other).await;
+    assert!(refused.headers.get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reflection_through_the_gateway_lists_the_fronted_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let harness = start().await;
+    let mut client = ServerReflectionClient::new(harness.channel().await);
+    let requests = [
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        },
+        ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol("echo.v1.EchoService".to_owned())),
+        },
+    ];
+    let mut responses = client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"echo.v1.EchoService".to_owned()), "{names:?}");
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected the file of the echo service");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}

@@ -1,0 +1,295 @@
+//! grpc-gateway v2 compatibility, one table per rule family (DESIGN §5,
+//! gateway-compat.md), through a real gateway and a real upstream.
+
+use serde_json::{Value as Json, json};
+
+use crate::harness::{Harness, start};
+
+/// A request and what must be true of the answer.
+struct Case {
+    method: &'static str,
+    path: &'static str,
+    body: Option<&'static str>,
+    headers: &'static [(&'static str, &'static str)],
+    status: u16,
+    /// JSON pointers into the response and the values they must hold.
+    expect: &'static [(&'static str, Json)],
+}
+
+fn case(method: &'static str, path: &'static str, status: u16) -> Case {
+    Case { method, path, body: None, headers: &[], status, expect: &[] }
+}
+
+async fn run(harness: &Harness, cases: Vec<Case>) {
+    for case in cases {
+        let reply = harness.request(case.method, case.path, case.body, case.headers).await;
+        let label = format!("{} {} {:?}", case.method, case.path, case.body);
+        assert_eq!(reply.status, case.status, "{label}: {}", String::from_utf8_lossy(&reply.body));
+        let json = reply.json();
+        for (pointer, expected) in case.expect {
+            let actual = json.pointer(pointer).unwrap_or_else(|| panic!("{label}: no {pointer} in {json}"));
+            assert_eq!(actual, expected, "{label}: {pointer} in {json}");
+        }
+    }
+}
+
+fn with(mut case: Case, expect: &'static [(&'static str, Json)]) -> Case {
+    case.expect = expect;
+    case
+}
+
+/// Leaks a Vec of expectations into the `'static` slice a case holds.
+fn expect(pairs: Vec<(&'static str, Json)>) -> &'static [(&'static str, Json)] {
+    Box::leak(pairs.into_boxed_slice())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_templates_bind_their_fields() {
+    let harness = start().await;
+    run(
+        &harness,
+        vec![
+            with(case("GET", "/v1/echo/abc", 200), expect(vec![("/request/id", json!("abc"))])),
+            with(case("GET", "/v1/echo/a%20b%2Fc", 200), expect(vec![("/request/id", json!("a b/c"))])),
+            with(
+                case("GET", "/v1/shelves/s1/books/b2", 200),
+                expect(vec![("/request/name", json!("shelves/s1/books/b2"))]),
+            ),
+            case("GET", "/v1/shelves/s1/notes/b2", 404),
+            with(case("GET", "/v1/files/a/b/c.txt", 200), expect(vec![("/request/path", json!("a/b/c.txt"))])),
+            with(case("GET", "/v1/nested/deep", 200), expect(vec![("/request/sub/value", json!("deep"))])),
+            with(
+                case("GET", "/v1/users/u7/echo/e1", 200),
+                expect(vec![("/request/user", json!("u7")), ("/request/id", json!("e1"))]),
+            ),
+            case("GET", "/v1/echo/%zz", 400),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_verbs_and_additional_bindings_route_to_the_same_rpc() {
+    let harness = start().await;
+    let shout = Case { body: Some(r#"{"user":"u1","flag":true}"#), ..case("POST", "/v1/echo/e9:shout", 200) };
+    run(
+        &harness,
+        vec![
+            with(
+                shout,
+                expect(vec![
+                    ("/request/id", json!("e9")),
+                    ("/request/user", json!("u1")),
+                    ("/request/flag", json!(true)),
+                ]),
+            ),
+            // An unknown verb is part of the id, and that path is GET-only.
+            with(case("GET", "/v1/echo/e9:whisper", 200), expect(vec![("/request/id", json!("e9:whisper"))])),
+            case("POST", "/v1/echo/e9:whisper", 405),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_star_field_and_none() {
+    let harness = start().await;
+    // body: "*": everything but the path; a body value for a path field loses.
+    let star = Case {
+        body: Some(r#"{"id":"ignored","tags":["a","b"],"big":"9007199254740993"}"#),
+        ..case("POST", "/v1/echo/p1:shout", 200)
+    };
+    // body: "note": the body is the note; the rest comes from the query.
+    let field = Case { body: Some(r#"{"text":"hello"}"#), ..case("POST", "/v1/echo/n1/note?user=u2", 200) };
+    let empty = Case { body: Some(""), ..case("POST", "/v1/echo/e1:shout", 200) };
+    run(
+        &harness,
+        vec![
+            with(
+                star,
+                expect(vec![
+                    ("/request/id", json!("p1")),
+                    ("/request/tags", json!(["a", "b"])),
+                    ("/request/big", json!("9007199254740993")),
+                ]),
+            ),
+            with(field, expect(vec![("/request/note/text", json!("hello")), ("/request/user", json!("u2"))])),
+            with(empty, expect(vec![("/request/id", json!("e1"))])),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_parameters_fill_unbound_fields() {
+    let harness = start().await;
+    let path = "/v1/echo/q1?user=u&sub.value=v&sub.count=3&tags=x&tags=y&big=-12&flag=true&color=COLOR_BLUE\
+                &at=2024-01-01T00:00:00Z&wait=1.5s&limit=7&ratio=0.25&labels[k]=v&unknownKey=ignored";
+    let path: &'static str = Box::leak(path.replace(' ', "").into_boxed_str());
+    run(
+        &harness,
+        vec![
+            with(
+                case("GET", path, 200),
+                expect(vec![
+                    ("/request/user", json!("u")),
+                    ("/request/sub/value", json!("v")),
+                    ("/request/sub/count", json!(3)),
+                    ("/request/tags", json!(["x", "y"])),
+                    ("/request/big", json!("-12")),
+                    ("/request/flag", json!(true)),
+                    ("/request/color", json!("COLOR_BLUE")),
+                    ("/request/at", json!("2024-01-01T00:00:00Z")),
+                    ("/request/wait", json!("1.500s")),
+                    ("/request/limit", json!(7)),
+                    ("/request/ratio", json!(0.25)),
+                    ("/request/labels/k", json!("v")),
+                ]),
+            ),
+            with(
+                case("GET", "/v1/echo/q2?color=2&subCount=1", 200),
+                expect(vec![("/request/color", json!("COLOR_BLUE"))]),
+            ),
+            case("GET", "/v1/echo/q3?big=huge", 400),
+            case("GET", "/v1/echo/q3?flag=yes", 400),
+            case("GET", "/v1/echo/q3?color=COLOR_GREEN", 400),
+            case("GET", "/v1/echo/q3?at=yesterday", 400),
+            case("GET", "/v1/echo/q3?user=a&user=b", 400),
+            case("GET", "/v1/echo/q3?ratio=%zz", 400),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_emit_unpopulated_fields_and_honour_response_body() {
+    let harness = start().await;
+    let reply = harness.get("/v1/echo/bare").await;
+    let request = &reply.json()["request"];
+    for (field, default) in [
+        ("user", json!("")),
+        ("tags", json!([])),
+        ("big", json!("0")),
+        ("flag", json!(false)),
+        ("color", json!("COLOR_UNSPECIFIED")),
+        ("sub", Json::Null),
+        ("at", Json::Null),
+        ("labels", json!({})),
+        ("ratio", json!(0)),
+    ] {
+        assert_eq!(request[field], default, "{field} in {request}");
+    }
+    assert!(request.get("maybe").is_none(), "an unset proto3 optional stays absent: {request}");
+
+    // response_body: "request" makes that field the whole body.
+    let reply = harness.get("/v1/inner/i1").await;
+    assert_eq!(reply.json()["id"], "i1");
+    assert!(reply.json().get("request").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_codes_map_to_http_statuses_with_the_error_body() {
+    let harness = start().await;
+    let table = [
+        (1, 499),
+        (2, 500),
+        (3, 400),
+        (4, 504),
+        (5, 404),
+        (6, 409),
+        (7, 403),
+        (8, 429),
+        (9, 400),
+        (10, 409),
+        (11, 400),
+        (12, 501),
+        (13, 500),
+        (14, 503),
+        (15, 500),
+        (16, 401),
+    ];
+    for (code, status) in table {
+        let body = format!(r#"{{"code":{code},"message":"failure {code}"}}"#);
+        let reply = harness.request("POST", "/v1/fail", Some(&body), &[]).await;
+        assert_eq!(reply.status, status, "grpc code {code}");
+        let json = reply.json();
+        assert_eq!(
+            (json["code"].as_i64(), json["message"].as_str()),
+            (Some(code), Some(format!("failure {code}").as_str()))
+        );
+        let details = json["details"].as_array().unwrap();
+        assert_eq!(details[0]["@type"], "type.googleapis.com/google.rpc.BadRequest", "{json}");
+        assert_eq!(details[0]["fieldViolations"][0]["field"], "code");
+        if code == 16 {
+            assert_eq!(reply.headers.get("www-authenticate").unwrap(), "Bearer");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_travels_as_grpc_metadata_headers_both_ways() {
+    let harness = start().await;
+    let headers = [
+        ("Grpc-Metadata-Tenant", "acme"),
+        ("Authorization", "Bearer token-1"),
+        ("X-Forwarded-For", "10.1.2.3"),
+        ("Grpc-Metadata-Blob-Bin", "AQID"),
+        ("X-Not-Forwarded", "dropped"),
+    ];
+    let reply = harness.request("GET", "/v1/echo/m1", None, &headers).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.headers.get("grpc-metadata-x-echoed").unwrap(), "yes");
+    let seen: Vec<String> = serde_json::from_value(reply.json()["metadata"].clone()).unwrap();
+    for expected in
+        ["tenant=acme", "authorization=Bearer token-1", "x-forwarded-for=10.1.2.3, 127.0.0.1", "blob-bin=[1, 2, 3]"]
+    {
+        assert!(seen.iter().any(|s| s == expected), "{expected} not in {seen:?}");
+    }
+    assert!(!seen.iter().any(|s| s.starts_with("x-not-forwarded")), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_timeout_sets_the_deadline() {
+    let harness = start().await;
+    let slow = harness.request("GET", "/v1/echo/t1?sleepMs=2000", None, &[("Grpc-Timeout", "100m")]).await;
+    assert_eq!(slow.status, 504, "{}", String::from_utf8_lossy(&slow.body));
+    assert_eq!(slow.json()["code"], 4);
+    let fast = harness.request("GET", "/v1/echo/t2?sleepMs=10", None, &[("Grpc-Timeout", "5S")]).await;
+    assert_eq!(fast.status, 200);
+    let bad = harness.request("GET", "/v1/echo/t3", None, &[("Grpc-Timeout", "soon")]).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["message"].as_str().unwrap().contains("Grpc-Timeout"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_the_error_body_naming_the_problem() {
+    let harness = start().await;
+    // (method, path, body, headers, status, what the message must mention)
+    type BadCase =
+        (&'static str, &'static str, Option<&'static str>, &'static [(&'static str, &'static str)], u16, &'static str);
+    let cases: Vec<BadCase> = vec![
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"user": "#), &[], 400, "malformed JSON"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"flag": "yes"}"#), &[], 400, "invalid"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"nope": 1}"#), &[], 400, "nope"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"color": "COLOR_GREEN"}"#), &[], 400, "COLOR_GREEN"),
+        ("POST", "/v1/echo/b1:shout", Some("[]"), &[], 400, "JSON object"),
+        ("POST", "/v1/echo/b1:shout", Some("{}"), &[("content-type", "text/plain")], 415, "text/plain"),
+        ("GET", "/v1/nowhere", None, &[], 404, "/v1/nowhere"),
+        ("DELETE", "/v1/echo/b1", None, &[], 405, "method"),
+    ];
+    for (method, path, body, headers, status, mentions) in cases {
+        let reply = harness.request(method, path, body, headers).await;
+        assert_eq!(reply.status, status, "{method} {path} {body:?}");
+        let json = reply.json();
+        let message = json["message"].as_str().unwrap_or_default();
+        assert!(message.contains(mentions), "{method} {path} {body:?}: {message:?} lacks {mentions:?}");
+        assert!(json["code"].is_number() && json["details"].is_array(), "{json}");
+    }
+    let reply = harness.request("DELETE", "/v1/echo/b1", None, &[]).await;
+    assert_eq!(reply.headers.get("allow").unwrap(), "GET");
+
+    let big = format!(r#"{{"user":"{}"}}"#, "x".repeat(2000));
+    let reply = harness.request("POST", "/v1/echo/b2:shout", Some(&big), &[]).await;
+    assert_eq!(reply.status, 413);
+    assert!(reply.json()["message"].as_str().unwrap().contains("1024"));
+}

@@ -1,0 +1,6 @@
+//! System tests: the whole platform in process (`meshwork up`'s code, on
+//! port 0, embedded backends), driven through its public surfaces.
+
+mod fuzz;
+mod harness;
+mod template;
