@@ -18,7 +18,13 @@ use crate::transcode::{BadRequest, request_message, response_json};
 
 pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Option<SocketAddr>) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    // A client that can only POST may name the method it means.
+    let method = match request.headers().get("x-http-method-override").and_then(|v| v.to_str().ok()) {
+        Some(name) if request.method() == Method::POST => {
+            Method::from_bytes(name.trim().to_ascii_uppercase().as_bytes()).unwrap_or(Method::POST)
+        }
+        _ => request.method().clone(),
+    };
     let path = request.uri().path().to_owned();
     let (route, bindings) = match gateway.routes.lookup(&method, &path) {
         Lookup::Found { route, bindings } => (route, bindings),

@@ -63,6 +63,10 @@ async fn path_templates_bind_their_fields() {
                 expect(vec![("/request/user", json!("u7")), ("/request/id", json!("e1"))]),
             ),
             case("GET", "/v1/echo/%zz", 400),
+            with(
+                Case { headers: &[("X-HTTP-Method-Override", "GET")], ..case("POST", "/v1/echo/o1", 200) },
+                expect(vec![("/request/id", json!("o1"))]),
+            ),
         ],
     )
     .await;
