@@ -197,7 +197,9 @@ fn state_of(inner: &Inner) -> BreakerState {
 mod tests {
     use super::*;
 
-    fn breaker() -> (CircuitBreaker, Arc<Mutex<Vec<(BreakerState, BreakerState)>>>) {
+    type Transitions = Arc<Mutex<Vec<(BreakerState, BreakerState)>>>;
+
+    fn breaker() -> (CircuitBreaker, Transitions) {
         let transitions = Arc::new(Mutex::new(Vec::new()));
         let seen = transitions.clone();
         let breaker = CircuitBreaker::new(BreakerConfig::default())
