@@ -203,5 +203,13 @@ async fn publisher_and_consumer_survive_a_dropped_connection() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(published, "the publisher reconnected");
-    assert_eq!(next(&mut received).await, during.id);
+    // An ack lost with the connection brings the first event back (at least
+    // once): skip redeliveries until the new event arrives.
+    loop {
+        let id = next(&mut received).await;
+        if id == during.id {
+            break;
+        }
+        assert_eq!(id, first.id, "only the first event may come again");
+    }
 }

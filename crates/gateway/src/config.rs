@@ -9,7 +9,7 @@ use platform::settings::{self, Settings};
 
 pub const GATEWAY_UPSTREAMS: Setting = Setting {
     name: "GATEWAY_UPSTREAMS",
-    help: "more upstreams, as pkg.Service=http://host:port pairs separated by commas",
+    help: "more upstreams: pkg.Service=ENDPOINTS pairs separated by ';' (ENDPOINTS as for USER_SERVICE_URL)",
 };
 pub const GATEWAY_DESCRIPTOR_SETS: Setting = Setting {
     name: "GATEWAY_DESCRIPTOR_SETS",
@@ -22,9 +22,46 @@ pub const GATEWAY_CORS_ORIGINS: Setting = Setting {
     help: "origins allowed by CORS (gRPC-Web from browsers), comma-separated, or * (default: none)",
 };
 
+pub const GATEWAY_TIMEOUT: Setting =
+    Setting { name: "GATEWAY_TIMEOUT", help: "deadline of a call, retries included (default 5s)" };
+pub const GATEWAY_CONNECT_TIMEOUT: Setting =
+    Setting { name: "GATEWAY_CONNECT_TIMEOUT", help: "time to connect to an endpoint (default 2s)" };
+pub const GATEWAY_RETRIES: Setting =
+    Setting { name: "GATEWAY_RETRIES", help: "retries of a call safe to repeat (default 3)" };
+pub const GATEWAY_BREAKER_FAILURES: Setting = Setting {
+    name: "GATEWAY_BREAKER_FAILURES",
+    help: "consecutive failures that open an endpoint's breaker (default 5)",
+};
+pub const GATEWAY_BREAKER_OPEN: Setting =
+    Setting { name: "GATEWAY_BREAKER_OPEN", help: "how long an open breaker refuses calls (default 60s)" };
+pub const GATEWAY_BREAKER_TRIALS: Setting =
+    Setting { name: "GATEWAY_BREAKER_TRIALS", help: "trial calls of a half-open breaker (default 3)" };
+pub const GATEWAY_MAX_IN_FLIGHT: Setting =
+    Setting { name: "GATEWAY_MAX_IN_FLIGHT", help: "calls in flight per upstream, the bulkhead (default 256)" };
+pub const GATEWAY_MAX_QUEUED: Setting =
+    Setting { name: "GATEWAY_MAX_QUEUED", help: "calls waiting for the bulkhead per upstream (default 64)" };
+pub const GATEWAY_BALANCER: Setting =
+    Setting { name: "GATEWAY_BALANCER", help: "endpoint choice: round_robin (default) or p2c (least loaded)" };
+pub const GATEWAY_DNS_REFRESH: Setting =
+    Setting { name: "GATEWAY_DNS_REFRESH", help: "how often dns:// endpoints are re-resolved (default 10s)" };
+
 /// Every setting this crate reads itself.
-pub const SETTINGS: &[Setting] =
-    &[GATEWAY_UPSTREAMS, GATEWAY_DESCRIPTOR_SETS, GATEWAY_MAX_BODY_BYTES, GATEWAY_CORS_ORIGINS];
+pub const SETTINGS: &[Setting] = &[
+    GATEWAY_UPSTREAMS,
+    GATEWAY_DESCRIPTOR_SETS,
+    GATEWAY_MAX_BODY_BYTES,
+    GATEWAY_CORS_ORIGINS,
+    GATEWAY_TIMEOUT,
+    GATEWAY_CONNECT_TIMEOUT,
+    GATEWAY_RETRIES,
+    GATEWAY_BREAKER_FAILURES,
+    GATEWAY_BREAKER_OPEN,
+    GATEWAY_BREAKER_TRIALS,
+    GATEWAY_MAX_IN_FLIGHT,
+    GATEWAY_MAX_QUEUED,
+    GATEWAY_BALANCER,
+    GATEWAY_DNS_REFRESH,
+];
 
 /// The shop's services and the settings that locate them.
 const SHOP_SERVICES: [(&str, Setting); 3] = [
@@ -40,10 +77,47 @@ pub enum Cors {
     Origins(Vec<String>),
 }
 
+/// Where an upstream's endpoints come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EndpointSource {
+    /// A fixed list of `http(s)://host:port`.
+    Static(Vec<String>),
+    /// `dns://host:port`: every address the name resolves to, re-resolved
+    /// periodically (a Kubernetes headless Service).
+    Dns { host: String, port: u16 },
+}
+
+impl EndpointSource {
+    /// `http://a:1,http://b:2` or `dns://host:port`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if let Some(rest) = value.strip_prefix("dns://") {
+            let (host, port) = rest.trim_end_matches('/').rsplit_once(':').ok_or("dns:// needs host:port")?;
+            let port = port.parse().map_err(|_| format!("bad port in {value}"))?;
+            return Ok(Self::Dns { host: host.to_owned(), port });
+        }
+        let urls: Vec<String> = value
+            .split(',')
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        for url in &urls {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(format!("{url:?} is not an http(s) URL or dns://host:port"));
+            }
+        }
+        if urls.is_empty() {
+            return Err("no endpoint given".to_owned());
+        }
+        Ok(Self::Static(urls))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// (proto service, upstream URL) pairs.
-    pub upstreams: Vec<(String, String)>,
+    /// (proto service, where its endpoints come from) pairs.
+    pub upstreams: Vec<(String, EndpointSource)>,
+    pub policy: crate::upstream::Policy,
+    pub dns_refresh: std::time::Duration,
     pub descriptor_files: Vec<PathBuf>,
     pub max_body_bytes: usize,
     pub cors: Cors,
@@ -67,8 +141,11 @@ impl GatewayConfig {
     /// `meshwork up` knows them).
     pub fn with_shop_urls(settings: &Settings, urls: [String; 3]) -> Result<Self, StartError> {
         let layers = &settings.layers;
-        let mut upstreams: Vec<(String, String)> =
-            SHOP_SERVICES.iter().zip(urls).map(|((service, _), url)| (service.to_string(), url)).collect();
+        let mut upstreams = Vec::new();
+        for ((service, setting), url) in SHOP_SERVICES.iter().zip(urls) {
+            let source = EndpointSource::parse(&url).map_err(|reason| settings.invalid(*setting, reason))?;
+            upstreams.push((service.to_string(), source));
+        }
         if let Some(extra) = layers.parse_with(GATEWAY_UPSTREAMS.name, parse_upstreams)? {
             upstreams.extend(extra);
         }
@@ -84,21 +161,38 @@ impl GatewayConfig {
                 Cors::Origins(origins.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
             }
         };
-        Ok(Self { upstreams, descriptor_files, max_body_bytes, cors })
+        let defaults = crate::upstream::Policy::default();
+        let policy = crate::upstream::Policy {
+            timeout: layers.duration_or(GATEWAY_TIMEOUT.name, defaults.timeout)?,
+            connect_timeout: layers.duration_or(GATEWAY_CONNECT_TIMEOUT.name, defaults.connect_timeout)?,
+            max_retries: layers.parse_or(GATEWAY_RETRIES.name, defaults.max_retries)?,
+            backoff: defaults.backoff,
+            breaker: resilience::BreakerConfig {
+                failure_threshold: layers
+                    .parse_or(GATEWAY_BREAKER_FAILURES.name, defaults.breaker.failure_threshold)?,
+                open_for: layers.duration_or(GATEWAY_BREAKER_OPEN.name, defaults.breaker.open_for)?,
+                trial_calls: layers.parse_or(GATEWAY_BREAKER_TRIALS.name, defaults.breaker.trial_calls)?,
+            },
+            bulkhead: resilience::BulkheadConfig {
+                max_in_flight: layers.parse_or(GATEWAY_MAX_IN_FLIGHT.name, defaults.bulkhead.max_in_flight)?,
+                max_queued: layers.parse_or(GATEWAY_MAX_QUEUED.name, defaults.bulkhead.max_queued)?,
+            },
+            strategy: layers.parse_or(GATEWAY_BALANCER.name, defaults.strategy)?,
+        };
+        let dns_refresh = layers.duration_or(GATEWAY_DNS_REFRESH.name, std::time::Duration::from_secs(10))?;
+        Ok(Self { upstreams, policy, dns_refresh, descriptor_files, max_body_bytes, cors })
     }
 }
 
-fn parse_upstreams(value: &str) -> Result<Vec<(String, String)>, String> {
+fn parse_upstreams(value: &str) -> Result<Vec<(String, EndpointSource)>, String> {
     value
-        .split(',')
+        .split(';')
         .map(str::trim)
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
-            let (service, url) = pair.split_once('=').ok_or_else(|| format!("{pair:?} is not pkg.Service=URL"))?;
-            if !url.starts_with("http://") && !url.starts_with("https://") {
-                return Err(format!("{url:?} is not an http(s) URL"));
-            }
-            Ok((service.trim().to_owned(), url.trim().trim_end_matches('/').to_owned()))
+            let (service, endpoints) =
+                pair.split_once('=').ok_or_else(|| format!("{pair:?} is not pkg.Service=ENDPOINTS"))?;
+            Ok((service.trim().to_owned(), EndpointSource::parse(endpoints.trim())?))
         })
         .collect()
 }
@@ -129,13 +223,17 @@ mod tests {
     fn extra_upstreams_and_options_parse() {
         let mut pairs = SHOP.to_vec();
         pairs.extend([
-            ("GATEWAY_UPSTREAMS", "acme.v1.Widgets=http://widgets:9000, acme.v1.Gears=http://gears:9001/"),
+            ("GATEWAY_UPSTREAMS", "acme.v1.Widgets=http://w1:9000,http://w2:9000; acme.v1.Gears=dns://gears:9001"),
             ("GATEWAY_MAX_BODY_BYTES", "2048"),
             ("GATEWAY_CORS_ORIGINS", "https://a.example, https://b.example"),
         ]);
         let config = load(&pairs).unwrap();
         assert_eq!(config.upstreams.len(), 5);
-        assert_eq!(config.upstreams[4], ("acme.v1.Gears".to_owned(), "http://gears:9001".to_owned()));
+        assert_eq!(
+            config.upstreams[3].1,
+            EndpointSource::Static(vec!["http://w1:9000".to_owned(), "http://w2:9000".to_owned()])
+        );
+        assert_eq!(config.upstreams[4].1, EndpointSource::Dns { host: "gears".to_owned(), port: 9001 });
         assert_eq!(config.max_body_bytes, 2048);
         assert!(matches!(config.cors, Cors::Origins(ref o) if o.len() == 2));
     }

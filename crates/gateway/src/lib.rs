@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod headers;
 pub mod openapi;
@@ -29,7 +30,7 @@ use platform::StartError;
 use prost_reflect::DescriptorPool;
 use tower::{Layer, ServiceExt};
 
-pub use config::GatewayConfig;
+pub use config::{EndpointSource, GatewayConfig};
 
 use crate::config::Cors;
 use crate::passthrough::PassThrough;
@@ -45,7 +46,15 @@ pub struct Gateway {
     openapi: Vec<u8>,
     /// Every descriptor set loaded, for reflection.
     descriptor_sets: Vec<&'static [u8]>,
+    /// Upstreams whose endpoints come from DNS.
+    discovered: Vec<(Arc<upstream::Upstream>, String, u16)>,
+    dns_refresh: std::time::Duration,
 }
+
+/// An error that is only a message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Plain(String);
 
 impl Gateway {
     /// Loads the descriptor sets, builds the routing table and the upstream
@@ -72,14 +81,29 @@ impl Gateway {
             pool.decode_file_descriptor_set(*set).map_err(StartError::other)?;
         }
         let routes = RouteTable::from_pool(&pool).map_err(StartError::other)?;
-        let upstreams = Upstreams::new(&config.upstreams).map_err(StartError::other)?;
+        let upstreams = Upstreams::new(&config.upstreams, &config.policy).map_err(|e| StartError::other(Plain(e)))?;
+        let mut discovered = Vec::new();
+        for (service, source) in &config.upstreams {
+            if let (EndpointSource::Dns { host, port }, Some(upstream)) = (source, upstreams.get(service)) {
+                discovered.push((upstream, host.clone(), *port));
+            }
+        }
         let openapi = serde_json::to_vec_pretty(&openapi::document(&routes)).map_err(StartError::other)?;
         tracing::info!(
             routes = routes.routes().len(),
             upstreams = config.upstreams.len(),
             "gateway routing table built"
         );
-        Ok(Self { routes, pool, upstreams, max_body_bytes: config.max_body_bytes, openapi, descriptor_sets: sets })
+        Ok(Self {
+            routes,
+            pool,
+            upstreams,
+            discovered,
+            dns_refresh: config.dns_refresh,
+            max_body_bytes: config.max_body_bytes,
+            openapi,
+            descriptor_sets: sets,
+        })
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -94,19 +118,51 @@ impl Gateway {
     pub fn descriptor_sets(&self) -> &[&'static [u8]] {
         &self.descriptor_sets
     }
+
+    /// Starts following DNS for the upstreams that use it.
+    pub fn spawn_discovery(&self, shutdown: &platform::CancellationToken) {
+        for (upstream, host, port) in &self.discovered {
+            let task = discovery::follow_dns(upstream.clone(), host.clone(), *port, self.dns_refresh, shutdown.clone());
+            tokio::spawn(task);
+        }
+    }
+
+    /// Each upstream's endpoints and breaker states, for readiness.
+    pub fn upstream_report(&self) -> serde_json::Value {
+        let mut report = serde_json::Map::new();
+        for (_, upstream) in self.upstreams.services() {
+            let endpoints: serde_json::Map<String, serde_json::Value> = upstream
+                .report()
+                .into_iter()
+                .map(|(url, state)| (url, serde_json::Value::String(state.as_str().to_owned())))
+                .collect();
+            report.insert(upstream.name.clone(), serde_json::Value::Object(endpoints));
+        }
+        serde_json::Value::Object(report)
+    }
 }
 
 /// The gateway's platform server: health, reflection for every fronted
 /// service, metrics, and the gateway itself for every other request.
-pub fn server(gateway: Gateway, settings: &platform::Settings, cors: &Cors) -> platform::Server {
-    let mut server = platform::Server::new("gateway").with_settings(settings);
+pub fn server(
+    gateway: Gateway,
+    settings: &platform::Settings,
+    cors: &Cors,
+    shutdown: &platform::CancellationToken,
+) -> platform::Server {
+    gateway.spawn_discovery(shutdown);
+    let gateway = Arc::new(gateway);
+    let report = gateway.clone();
+    let mut server = platform::Server::new("gateway")
+        .with_settings(settings)
+        .readiness_info("upstreams", move || report.upstream_report());
     for set in gateway.descriptor_sets() {
         server = server.descriptor_set(set);
     }
     for service in gateway.services() {
         server = server.advertise(service);
     }
-    server.fallback(router(Arc::new(gateway), cors))
+    server.fallback(router(gateway, cors))
 }
 
 /// Every request the platform does not answer itself: gRPC and gRPC-Web to

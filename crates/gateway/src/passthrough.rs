@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
-use crate::upstream::Upstreams;
+use crate::upstream::{CallError, Upstreams};
 
 /// Forwards a gRPC request to its upstream.
 #[derive(Clone)]
@@ -35,15 +35,44 @@ impl Service<http::Request<Body>> for PassThrough {
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let service = request.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default().to_owned();
-        let channel = self.upstreams.channel(&service);
+        let upstream = self.upstreams.get(&service);
+        let client_timeout =
+            request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(crate::headers::parse_timeout);
         Box::pin(async move {
-            let Some(channel) = channel else {
+            let Some(upstream) = upstream else {
                 return Ok(tonic::Status::unimplemented(format!("no upstream serves {service}")).into_http());
             };
-            match channel.oneshot(request).await {
-                Ok(response) => Ok(response),
-                Err(error) => Ok(tonic::Status::unavailable(format!("{service} is unavailable: {error}")).into_http()),
-            }
+            // A streamed body can be sent once: no retries, but the breaker,
+            // bulkhead and deadline (until the response headers) apply.
+            let mut request = Some(request);
+            let outcome = upstream
+                .call(false, client_timeout, |channel, _remaining| {
+                    let request = request.take();
+                    async move {
+                        let request = request.ok_or_else(|| tonic::Status::internal("request already sent"))?;
+                        let response = channel
+                            .oneshot(request)
+                            .await
+                            .map_err(|e| tonic::Status::unavailable(format!("upstream unavailable: {e}")))?;
+                        // A trailers-only answer carries its status in the headers.
+                        match tonic::Status::from_header_map(response.headers()) {
+                            Some(status) if status.code() != tonic::Code::Ok => Err(status),
+                            _ => Ok(response),
+                        }
+                    }
+                })
+                .await;
+            Ok(match outcome {
+                Ok(response) => response,
+                Err(CallError::Status(status)) => status.into_http(),
+                Err(CallError::Refused(refusal)) => {
+                    let mut response = refusal.status(&upstream.name).into_http();
+                    if let Some(seconds) = refusal.retry_after() {
+                        response.headers_mut().insert(http::header::RETRY_AFTER, seconds.into());
+                    }
+                    response
+                }
+            })
         })
     }
 }

@@ -15,6 +15,7 @@ use crate::codec::DynamicCodec;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_message, response_json};
+use crate::upstream::CallError;
 
 pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Option<SocketAddr>) -> Response {
     let started = Instant::now();
@@ -91,7 +92,7 @@ async fn call(
         Err(BadRequest(message)) => return bad_request(&message),
     };
     let service = route.method.parent_service().full_name();
-    let Some(channel) = gateway.upstreams.channel(service) else {
+    let Some(upstream) = gateway.upstreams.get(service) else {
         return error_response(
             tonic::Code::Unavailable,
             &format!("no upstream is configured for {service}"),
@@ -110,31 +111,24 @@ async fn call(
             metadata.insert(key, value);
         }
     }
-    let mut grpc_request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message);
-    if let Some(timeout) = timeout {
-        grpc_request.set_timeout(timeout);
-    }
     let path = match http::uri::PathAndQuery::try_from(route.grpc_path()) {
         Ok(path) => path,
         Err(error) => return error_response(tonic::Code::Internal, &error.to_string(), Vec::new()),
     };
-    let mut grpc = tonic::client::Grpc::new(channel);
-    let outcome = async {
-        grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("{service} is unavailable: {e}")))?;
-        grpc.unary(grpc_request, path, DynamicCodec::new(route.method.output())).await
-    };
-    let sent = Instant::now();
-    let outcome = match timeout {
-        Some(timeout) => match tokio::time::timeout(timeout, outcome).await {
-            // tonic reports its own expired deadline as CANCELLED.
-            Err(_) => Err(deadline_exceeded(timeout)),
-            Ok(Err(status)) if status.code() == tonic::Code::Cancelled && sent.elapsed() >= timeout => {
-                Err(deadline_exceeded(timeout))
+    let output = route.method.output();
+    let outcome = upstream
+        .call(route.is_idempotent(), timeout, |channel, remaining| {
+            let mut request =
+                tonic::Request::from_parts(metadata.clone(), tonic::Extensions::default(), message.clone());
+            request.set_timeout(remaining);
+            let (path, codec) = (path.clone(), DynamicCodec::new(output.clone()));
+            async move {
+                let mut grpc = tonic::client::Grpc::new(channel);
+                grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("{service} is unavailable: {e}")))?;
+                grpc.unary(request, path, codec).await
             }
-            Ok(outcome) => outcome,
-        },
-        None => outcome.await,
-    };
+        })
+        .await;
     match outcome {
         Ok(response) => {
             let (metadata, message, _) = response.into_parts();
@@ -143,16 +137,19 @@ async fn call(
             crate::headers::response_headers(&metadata, response.headers_mut());
             response
         }
-        Err(status) => {
+        Err(CallError::Status(status)) => {
             let mut response = status_response(&status, &gateway.pool);
             crate::headers::response_headers(status.metadata(), response.headers_mut());
             response
         }
+        Err(CallError::Refused(refusal)) => {
+            let mut response = status_response(&refusal.status(&upstream.name), &gateway.pool);
+            if let Some(seconds) = refusal.retry_after() {
+                response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+            }
+            response
+        }
     }
-}
-
-fn deadline_exceeded(timeout: std::time::Duration) -> tonic::Status {
-    tonic::Status::deadline_exceeded(format!("no answer within the Grpc-Timeout of {timeout:?}"))
 }
 
 fn is_json(content_type: &str) -> bool {

@@ -135,7 +135,7 @@ impl Component {
                 }
                 .map_err(start_error)?;
                 let gateway = gateway::Gateway::new(&config).map_err(start_error)?;
-                gateway::server(gateway, settings, &config.cors)
+                gateway::server(gateway, settings, &config.cors, shutdown)
             }
         };
         Ok(server)

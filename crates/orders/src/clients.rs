@@ -30,13 +30,24 @@ pub enum ClientError {
 }
 
 /// A lazily connecting channel: the service starts even if a dependency is
-/// not up yet. 2 s to connect (DESIGN §6).
-pub fn channel(url: &str) -> Result<Channel, ClientError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|e| ClientError::Url { url: url.to_owned(), reason: e.to_string() })?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+/// not up yet. 2 s to connect (DESIGN §6). Several endpoints
+/// (`http://a,http://b`) are balanced by tonic; `dns://name:port` connects to
+/// what the name resolves to at connect time.
+pub fn channel(urls: &str) -> Result<Channel, ClientError> {
+    let endpoints = urls
+        .split(',')
+        .map(|url| {
+            let url = url.trim();
+            let http = url.strip_prefix("dns://").map_or_else(|| url.to_owned(), |rest| format!("http://{rest}"));
+            Endpoint::from_shared(http)
+                .map(|endpoint| endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
+                .map_err(|e| ClientError::Url { url: url.to_owned(), reason: e.to_string() })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(match <[Endpoint; 1]>::try_from(endpoints) {
+        Ok([endpoint]) => endpoint.connect_lazy(),
+        Err(endpoints) => Channel::balance_list(endpoints.into_iter()),
+    })
 }
 
 /// Sets the attempt's gRPC deadline to what is left of the call's.

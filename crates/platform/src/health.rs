@@ -18,11 +18,13 @@ use tonic_health::server::HealthReporter;
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 type CheckFn = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+type InfoFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// The dependency checks of one server.
+/// The dependency checks of one server, and what it reports beside them.
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<(String, CheckFn)>,
+    info: Vec<(String, InfoFn)>,
 }
 
 /// The outcome of one round of checks.
@@ -46,6 +48,21 @@ impl Readiness {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         self.checks.push((name.into(), Arc::new(move || Box::pin(check()))));
+    }
+
+    /// Adds a section to `/health/ready` that informs without deciding
+    /// readiness (the gateway's upstream states: a gateway with one upstream
+    /// down still serves the others).
+    pub fn add_info<F>(&mut self, name: impl Into<String>, info: F)
+    where
+        F: Fn() -> serde_json::Value + Send + Sync + 'static,
+    {
+        self.info.push((name.into(), Arc::new(info)));
+    }
+
+    /// The informational sections, evaluated now.
+    pub fn info(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.info.iter().map(|(name, info)| (name.clone(), info())).collect()
     }
 
     /// Runs every check concurrently, each bounded by [`CHECK_TIMEOUT`].
@@ -90,7 +107,11 @@ pub(crate) async fn live() -> impl IntoResponse {
     Json(json!({ "status": "live" }))
 }
 
-pub(crate) fn ready_response(report: &ReadinessReport, draining: bool) -> impl IntoResponse + use<> {
+pub(crate) fn ready_response(
+    report: &ReadinessReport,
+    info: serde_json::Map<String, serde_json::Value>,
+    draining: bool,
+) -> impl IntoResponse + use<> {
     let checks: serde_json::Map<String, serde_json::Value> = report
         .checks
         .iter()
@@ -109,7 +130,11 @@ pub(crate) fn ready_response(report: &ReadinessReport, draining: bool) -> impl I
         (false, false) => "not_ready",
     };
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(json!({ "status": status, "checks": checks })))
+    let mut body = json!({ "status": status, "checks": checks });
+    for (name, value) in info {
+        body[name] = value;
+    }
+    (code, Json(body))
 }
 
 #[cfg(test)]

@@ -109,6 +109,15 @@ impl Server {
         self
     }
 
+    /// Adds an informational section to `/health/ready`; see [`Readiness::add_info`].
+    pub fn readiness_info<F>(mut self, name: impl Into<String>, info: F) -> Self
+    where
+        F: Fn() -> serde_json::Value + Send + Sync + 'static,
+    {
+        self.readiness.add_info(name, info);
+        self
+    }
+
     /// Adds plain HTTP routes (they must not use the health or metrics paths).
     pub fn http_routes(mut self, router: Router) -> Self {
         self.http = self.http.merge(router);
@@ -270,7 +279,7 @@ struct ProbeState {
 
 async fn ready(State(state): State<ProbeState>) -> impl IntoResponse {
     let report = state.readiness.evaluate().await;
-    crate::health::ready_response(&report, state.draining.load(Ordering::SeqCst))
+    crate::health::ready_response(&report, state.readiness.info(), state.draining.load(Ordering::SeqCst))
 }
 
 async fn metrics() -> impl IntoResponse {

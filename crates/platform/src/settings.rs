@@ -67,13 +67,28 @@ impl Settings {
     pub fn load(env: &Env, extra: &[Setting]) -> Result<Self, ConfigError> {
         let known: Vec<Setting> = ALL.iter().chain(extra).copied().collect();
         let layers = Layers::load(env, &known)?;
+        // One endpoint, several (`http://a:1,http://b:1`), or a DNS name to
+        // follow (`dns://name:port`, a Kubernetes headless Service).
         let service_url = |setting: Setting| {
             layers.parse_with(setting.name, |value| {
-                let uri: http::Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
-                match (uri.scheme_str(), uri.authority()) {
-                    (Some("http" | "https"), Some(_)) => Ok(value.trim_end_matches('/').to_owned()),
-                    _ => Err("expected http://host:port".to_owned()),
+                let endpoints: Vec<&str> = value.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
+                for endpoint in &endpoints {
+                    let uri: http::Uri = endpoint.parse().map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
+                    let scheme_ok = match uri.scheme_str() {
+                        Some("http" | "https") => true,
+                        Some("dns") => endpoints.len() == 1 && uri.port_u16().is_some(),
+                        _ => false,
+                    };
+                    if !scheme_ok || uri.authority().is_none() {
+                        return Err(
+                            "expected http://host:port (comma-separated for several) or dns://host:port".to_owned()
+                        );
+                    }
                 }
+                if endpoints.is_empty() {
+                    return Err("no endpoint given".to_owned());
+                }
+                Ok(endpoints.iter().map(|e| e.trim_end_matches('/')).collect::<Vec<_>>().join(","))
             })
         };
         let otlp_endpoint = match layers.url(OTEL_EXPORTER_OTLP_ENDPOINT.name, &["http", "https"])? {
@@ -147,11 +162,13 @@ mod tests {
             ("MONGO_URL", "mongodb://localhost:27017/shop"),
             ("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f"),
             ("USER_SERVICE_URL", "http://users:8001/"),
-            ("PRODUCT_SERVICE_URL", "http://products:8002"),
-            ("ORDER_SERVICE_URL", "https://orders:8003"),
+            ("PRODUCT_SERVICE_URL", "http://products-1:8002, http://products-2:8002"),
+            ("ORDER_SERVICE_URL", "dns://orders-headless:8003"),
             ("JAEGER_AGENT_HOST", "jaeger"),
         ])
         .unwrap();
+        assert_eq!(settings.product_service_url.as_deref(), Some("http://products-1:8002,http://products-2:8002"));
+        assert_eq!(settings.order_service_url.as_deref(), Some("dns://orders-headless:8003"));
         assert_eq!(settings.port, Some(9001));
         assert_eq!(settings.database_url.unwrap().expose(), "postgres://localhost/test");
         assert_eq!(settings.user_service_url.as_deref(), Some("http://users:8001"));
@@ -178,6 +195,8 @@ mod tests {
             ("USER_SERVICE_URL", "users:8001"),
             ("PRODUCT_SERVICE_URL", "ftp://products"),
             ("ORDER_SERVICE_URL", "not a url"),
+            ("ORDER_SERVICE_URL", "dns://orders"),
+            ("ORDER_SERVICE_URL", "dns://a:1,http://b:2"),
             ("MESHWORK_SHUTDOWN_GRACE", "forever"),
             ("MESHWORK_READINESS_INTERVAL", "-5"),
             ("MESHWORK_LOG_FORMAT", "xml"),

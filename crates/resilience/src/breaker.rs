@@ -133,6 +133,17 @@ impl CircuitBreaker {
         }
     }
 
+    /// How long until an open breaker lets trial calls through; `None` when
+    /// it is not open. Takes no trial slot.
+    pub fn open_remaining(&self) -> Option<Duration> {
+        let mut inner = self.inner.lock().expect("breaker lock");
+        self.refresh(&mut inner);
+        match &*inner {
+            Inner::Open { until } => Some(until.saturating_duration_since(Instant::now())),
+            _ => None,
+        }
+    }
+
     /// Records the outcome of a call that [`CircuitBreaker::try_acquire`] let through.
     pub fn record(&self, outcome: Outcome) {
         let mut inner = self.inner.lock().expect("breaker lock");

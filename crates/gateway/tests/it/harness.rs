@@ -62,13 +62,18 @@ pub async fn start_with(max_body_bytes: usize) -> Harness {
 
     let upstream = serve(platform::Server::new("echo").grpc_service(Echo { pool: pool.clone() }), &shutdown).await;
     let config = GatewayConfig {
-        upstreams: vec![("echo.v1.EchoService".to_owned(), format!("http://{upstream}"))],
+        upstreams: vec![(
+            "echo.v1.EchoService".to_owned(),
+            gateway::EndpointSource::Static(vec![format!("http://{upstream}")]),
+        )],
+        policy: gateway::upstream::Policy::default(),
+        dns_refresh: std::time::Duration::from_secs(10),
         descriptor_files: vec![descriptor_file.clone()],
         max_body_bytes,
         cors: Cors::Origins(vec!["https://app.example".to_owned()]),
     };
     let built = gateway::Gateway::new(&config).expect("the gateway starts");
-    let gateway = serve(gateway::server(built, &settings, &config.cors), &shutdown).await;
+    let gateway = serve(gateway::server(built, &settings, &config.cors, &shutdown), &shutdown).await;
     Harness { gateway, pool, shutdown, descriptor_file }
 }
 
