@@ -131,12 +131,7 @@ impl Gateway {
     pub fn upstream_report(&self) -> serde_json::Value {
         let mut report = serde_json::Map::new();
         for (_, upstream) in self.upstreams.services() {
-            let endpoints: serde_json::Map<String, serde_json::Value> = upstream
-                .report()
-                .into_iter()
-                .map(|(url, state)| (url, serde_json::Value::String(state.as_str().to_owned())))
-                .collect();
-            report.insert(upstream.name.clone(), serde_json::Value::Object(endpoints));
+            report.insert(upstream.name.clone(), upstream.report());
         }
         serde_json::Value::Object(report)
     }

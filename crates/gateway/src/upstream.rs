@@ -164,9 +164,18 @@ impl Upstream {
         self.endpoints.read().expect("endpoints lock").clone()
     }
 
-    /// Each endpoint and its breaker state, for readiness.
-    pub fn report(&self) -> Vec<(String, BreakerState)> {
-        self.endpoints().iter().map(|e| (e.url.clone(), e.breaker.state())).collect()
+    /// Each endpoint's breaker state, and the bulkhead's load, for readiness.
+    pub fn report(&self) -> serde_json::Value {
+        let endpoints: serde_json::Map<String, serde_json::Value> = self
+            .endpoints()
+            .iter()
+            .map(|e| (e.url.clone(), serde_json::Value::String(e.breaker.state().as_str().to_owned())))
+            .collect();
+        serde_json::json!({
+            "endpoints": endpoints,
+            "in_flight": self.bulkhead.in_flight(self.policy.bulkhead.max_in_flight),
+            "queued": self.bulkhead.queued(),
+        })
     }
 
     /// Runs `attempt` against an endpoint of this upstream under the whole
@@ -210,7 +219,7 @@ impl Upstream {
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let outcome = match tokio::time::timeout(remaining, attempt(endpoint.channel.clone(), remaining)).await {
-                Ok(outcome) => outcome,
+                Ok(outcome) => outcome.map_err(|status| transport_failure(status, &endpoint.url)),
                 Err(_) => Err(deadline_exceeded(timeout)),
             };
             endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -250,6 +259,29 @@ impl Upstream {
         let [u, e] = labels;
         metrics::counter!("gateway_upstream_requests_total", &[u, e, ("code", format!("{code:?}"))]).increment(1);
     }
+}
+
+/// A status the server did not send comes with the client's own error as
+/// its source: a connection refused, reset or dropped under the call (which
+/// tonic reports as UNKNOWN or CANCELLED). To the breaker and the caller that
+/// is UNAVAILABLE; tonic's own expired deadline is DEADLINE_EXCEEDED.
+fn transport_failure(status: tonic::Status, endpoint: &str) -> tonic::Status {
+    use std::error::Error;
+    if status.source().is_none() {
+        return status;
+    }
+    let mut chain = Vec::new();
+    let mut source = status.source();
+    while let Some(error) = source {
+        chain.push(error);
+        source = error.source();
+    }
+    // A connect timeout is also a TimeoutExpired, under a ConnectError.
+    let connecting = chain.iter().any(|e| e.is::<tonic::ConnectError>());
+    if !connecting && chain.iter().any(|e| e.is::<tonic::TimeoutExpired>()) {
+        return tonic::Status::deadline_exceeded(format!("{endpoint} did not answer in time"));
+    }
+    tonic::Status::unavailable(format!("the connection to {endpoint} failed: {}", status.message()))
 }
 
 fn deadline_exceeded(timeout: Duration) -> tonic::Status {

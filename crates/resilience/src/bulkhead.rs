@@ -61,6 +61,11 @@ impl Bulkhead {
     pub fn in_flight(&self, max_in_flight: usize) -> usize {
         max_in_flight - self.permits.available_permits()
     }
+
+    /// Calls waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
 }
 
 /// Leaves the queue however the wait ends.

@@ -1,16 +1,26 @@
 //! A loopback TCP proxy in front of a real server. `cut()` drops every open
 //! connection and refuses new ones, as a network partition or a server crash
-//! would look to the client; `restore()` heals it.
+//! would look to the client; `restore()` heals it. It counts the connections
+//! it accepted, to prove what reached the server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// What the proxy does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Forward,
+    Refuse,
+}
+
 pub struct TcpProxy {
     address: SocketAddr,
-    up: Arc<watch::Sender<bool>>,
+    mode: Arc<watch::Sender<Mode>>,
+    accepted: Arc<AtomicUsize>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -19,9 +29,10 @@ impl TcpProxy {
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let address = listener.local_addr().unwrap();
-        let up = Arc::new(watch::channel(true).0);
-        let accept = tokio::spawn(accept_loop(listener, upstream, up.clone()));
-        Self { address, up, accept }
+        let mode = Arc::new(watch::channel(Mode::Forward).0);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let accept = tokio::spawn(accept_loop(listener, upstream, mode.clone(), accepted.clone()));
+        Self { address, mode, accepted, accept }
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -30,11 +41,16 @@ impl TcpProxy {
 
     /// Closes every forwarded connection and refuses new ones.
     pub fn cut(&self) {
-        self.up.send_replace(false);
+        self.mode.send_replace(Mode::Refuse);
     }
 
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        self.mode.send_replace(Mode::Forward);
+    }
+
+    /// Connections accepted so far (refused ones included).
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
@@ -45,21 +61,29 @@ impl Drop for TcpProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, up: Arc<watch::Sender<bool>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    mode: Arc<watch::Sender<Mode>>,
+    accepted: Arc<AtomicUsize>,
+) {
     loop {
         let Ok((client, _)) = listener.accept().await else { continue };
-        if !*up.borrow() {
-            drop(client); // refused: the client sees the connection close at once
-            continue;
+        accepted.fetch_add(1, Ordering::SeqCst);
+        match *mode.borrow() {
+            // Refused: the client sees the connection close at once.
+            Mode::Refuse => drop(client),
+            Mode::Forward => {
+                tokio::spawn(forward(client, upstream, mode.subscribe()));
+            }
         }
-        tokio::spawn(forward(client, upstream, up.subscribe()));
     }
 }
 
-async fn forward(mut client: TcpStream, upstream: SocketAddr, mut up: watch::Receiver<bool>) {
+async fn forward(mut client: TcpStream, upstream: SocketAddr, mut mode: watch::Receiver<Mode>) {
     let Ok(mut server) = TcpStream::connect(upstream).await else { return };
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-        _ = up.wait_for(|up| !*up) => {}
+        _ = mode.wait_for(|mode| *mode != Mode::Forward) => {}
     }
 }

@@ -23,6 +23,29 @@ impl NamedService for Echo {
     const NAME: &'static str = "echo.v1.EchoService";
 }
 
+/// The same upstream behaviour under `echo.v1.MirrorService`.
+#[derive(Clone)]
+pub struct Mirror(pub Echo);
+
+impl NamedService for Mirror {
+    const NAME: &'static str = "echo.v1.MirrorService";
+}
+
+impl tower::Service<http::Request<Body>> for Mirror {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let service = self.0.pool.get_service_by_name(Self::NAME);
+        Box::pin(dispatch(service, request))
+    }
+}
+
 fn answer(method: &MethodDescriptor, request: &Request<DynamicMessage>) -> DynamicMessage {
     let mut response = DynamicMessage::new(method.output());
     response.set_field_by_name("request", Value::Message(request.get_ref().clone()));
@@ -107,18 +130,24 @@ impl tower::Service<http::Request<Body>> for Echo {
     }
 
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let name = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
-        let method = self.pool.get_service_by_name(Self::NAME).and_then(|s| s.methods().find(|m| m.name() == name));
-        Box::pin(async move {
-            let Some(method) = method else {
-                return Ok(Status::unimplemented(format!("no method {name}")).into_http());
-            };
-            let mut grpc = Grpc::new(DynamicCodec::new(method.input()));
-            Ok(if method.is_server_streaming() {
-                grpc.server_streaming(Streaming(method.clone()), request).await
-            } else {
-                grpc.unary(Unary(method.clone()), request).await
-            })
-        })
+        let service = self.pool.get_service_by_name(Self::NAME);
+        Box::pin(dispatch(service, request))
     }
+}
+
+/// Answers a call to a method of `service`: the request echoed back.
+async fn dispatch(
+    service: Option<prost_reflect::ServiceDescriptor>,
+    request: http::Request<Body>,
+) -> Result<http::Response<Body>, Infallible> {
+    let name = request.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
+    let Some(method) = service.and_then(|s| s.methods().find(|m| m.name() == name)) else {
+        return Ok(Status::unimplemented(format!("no method {name}")).into_http());
+    };
+    let mut grpc = Grpc::new(DynamicCodec::new(method.input()));
+    Ok(if method.is_server_streaming() {
+        grpc.server_streaming(Streaming(method.clone()), request).await
+    } else {
+        grpc.unary(Unary(method.clone()), request).await
+    })
 }

@@ -15,7 +15,7 @@ use prost_reflect::DescriptorPool;
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
 
-use crate::echo::Echo;
+use crate::echo::{Echo, Mirror};
 
 /// The echo proto compiled with protox, options intact, as `buf build` would.
 pub fn echo_descriptor_set() -> Vec<u8> {
@@ -52,29 +52,70 @@ pub async fn start() -> Harness {
 }
 
 pub async fn start_with(max_body_bytes: usize) -> Harness {
-    platform::telemetry::init_for_tests();
-    let set = echo_descriptor_set();
-    let descriptor_file = std::env::temp_dir().join(format!("echo-{}.binpb", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&descriptor_file, &set).unwrap();
-    let pool = DescriptorPool::decode(set.as_slice()).unwrap();
-    let shutdown = CancellationToken::new();
-    let settings = Settings::load(&Env::default(), &[]).unwrap();
+    let mut builder = Builder::new();
+    let echo = builder.echo_upstream().await;
+    builder.route("echo.v1.EchoService", vec![format!("http://{echo}")]);
+    builder.max_body_bytes = max_body_bytes;
+    builder.start().await
+}
 
-    let upstream = serve(platform::Server::new("echo").grpc_service(Echo { pool: pool.clone() }), &shutdown).await;
-    let config = GatewayConfig {
-        upstreams: vec![(
-            "echo.v1.EchoService".to_owned(),
-            gateway::EndpointSource::Static(vec![format!("http://{upstream}")]),
-        )],
-        policy: gateway::upstream::Policy::default(),
-        dns_refresh: std::time::Duration::from_secs(10),
-        descriptor_files: vec![descriptor_file.clone()],
-        max_body_bytes,
-        cors: Cors::Origins(vec!["https://app.example".to_owned()]),
-    };
-    let built = gateway::Gateway::new(&config).expect("the gateway starts");
-    let gateway = serve(gateway::server(built, &settings, &config.cors, &shutdown), &shutdown).await;
-    Harness { gateway, pool, shutdown, descriptor_file }
+/// A gateway over echo upstreams, set up piece by piece.
+pub struct Builder {
+    pub pool: DescriptorPool,
+    set: Vec<u8>,
+    pub policy: gateway::upstream::Policy,
+    pub max_body_bytes: usize,
+    routes: Vec<(String, Vec<String>)>,
+    shutdown: CancellationToken,
+}
+
+impl Builder {
+    pub fn new() -> Self {
+        platform::telemetry::init_for_tests();
+        let set = echo_descriptor_set();
+        let pool = DescriptorPool::decode(set.as_slice()).unwrap();
+        Self {
+            pool,
+            set,
+            policy: gateway::upstream::Policy::default(),
+            max_body_bytes: 1024 * 1024,
+            routes: Vec::new(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// A new echo upstream serving both echo services; its address.
+    pub async fn echo_upstream(&self) -> SocketAddr {
+        let echo = Echo { pool: self.pool.clone() };
+        let server = platform::Server::new("echo").grpc_service(echo.clone()).grpc_service(Mirror(echo));
+        serve(server, &self.shutdown).await
+    }
+
+    pub fn route(&mut self, service: &str, endpoints: Vec<String>) {
+        self.routes.push((service.to_owned(), endpoints));
+    }
+
+    pub async fn start(self) -> Harness {
+        let descriptor_file = std::env::temp_dir().join(format!("echo-{}.binpb", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&descriptor_file, &self.set).unwrap();
+        let settings = Settings::load(&Env::default(), &[]).unwrap();
+        let config = GatewayConfig {
+            upstreams: self
+                .routes
+                .into_iter()
+                .map(|(service, endpoints)| (service, gateway::EndpointSource::Static(endpoints)))
+                .collect(),
+            policy: self.policy,
+            dns_refresh: std::time::Duration::from_secs(10),
+            descriptor_files: vec![descriptor_file.clone()],
+            max_body_bytes: self.max_body_bytes,
+            cors: Cors::Origins(vec!["https://app.example".to_owned()]),
+        };
+        let built = gateway::Gateway::new(&config).expect("the gateway starts");
+        let server = gateway::server(built, &settings, &config.cors, &self.shutdown);
+        let gateway = serve(server, &self.shutdown).await;
+        Harness { gateway, pool: self.pool, shutdown: self.shutdown, descriptor_file }
+    }
 }
 
 /// An HTTP response, its body parsed as JSON when it is JSON.

@@ -6,4 +6,5 @@ mod echo;
 mod harness;
 mod openapi;
 mod passthrough;
+mod resilience;
 mod rules;

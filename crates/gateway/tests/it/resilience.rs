@@ -1,0 +1,124 @@
+//! The gateway's resilience stack under real faults (a TCP proxy in front of
+//! each upstream is cut, or made to hang): the breaker opens after exactly
+//! the threshold and then keeps calls off the upstream, trial calls close
+//! it, a dead endpoint is ejected without client-visible failures, and a
+//! hanging upstream cannot starve another.
+
+use std::time::Duration;
+
+use testkit::proxy::TcpProxy;
+
+use crate::harness::{Builder, Harness};
+
+/// The state of every endpoint's breaker, from the gateway's readiness.
+async fn breaker_states(harness: &Harness) -> Vec<String> {
+    let ready = harness.get("/health/ready").await.json();
+    let mut states = Vec::new();
+    for (_, upstream) in ready["upstreams"].as_object().unwrap() {
+        for (_, state) in upstream["endpoints"].as_object().unwrap() {
+            states.push(state.as_str().unwrap().to_owned());
+        }
+    }
+    states
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_breaker_opens_after_five_failures_then_keeps_calls_off_the_upstream_until_trials_succeed() {
+    let mut builder = Builder::new();
+    let echo = builder.echo_upstream().await;
+    let proxy = TcpProxy::start(echo).await;
+    builder.route("echo.v1.EchoService", vec![format!("http://{}", proxy.address())]);
+    builder.policy.max_retries = 0; // one attempt per request: failures count one to one
+    builder.policy.breaker.open_for = Duration::from_millis(500);
+    let harness = builder.start().await;
+    assert_eq!(harness.get("/v1/echo/up").await.status, 200);
+
+    proxy.cut();
+    for attempt in 1..=5 {
+        let reply = harness.get("/v1/echo/down").await;
+        assert_eq!(reply.status, 503, "failure {attempt}: {}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(breaker_states(&harness).await, [if attempt < 5 { "closed" } else { "open" }], "after {attempt}");
+    }
+    let reached = proxy.accepted();
+    let mut fastest = Duration::MAX;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let reply = harness.get("/v1/echo/refused").await;
+        fastest = fastest.min(started.elapsed());
+        assert_eq!(reply.status, 503);
+        assert!(reply.headers.contains_key("retry-after"), "an open breaker says when to retry");
+        assert!(reply.json()["message"].as_str().unwrap().contains("circuit breaker"));
+    }
+    assert_eq!(proxy.accepted(), reached, "no call reached the upstream while the breaker was open");
+    eprintln!("fastest refusal while open: {fastest:?}");
+
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(600)).await; // the shortened open period
+    for trial in 1..=3 {
+        assert_eq!(harness.get("/v1/echo/trial").await.status, 200, "trial {trial}");
+    }
+    assert_eq!(breaker_states(&harness).await, ["closed"]);
+
+    let metrics = harness.get("/metrics").await;
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(text.contains("circuit_breaker_transitions_total"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_endpoint_is_ejected_without_client_visible_failures() {
+    let mut builder = Builder::new();
+    let (first, second) = (builder.echo_upstream().await, builder.echo_upstream().await);
+    let (dead, alive) = (TcpProxy::start(first).await, TcpProxy::start(second).await);
+    builder.route(
+        "echo.v1.EchoService",
+        vec![format!("http://{}", dead.address()), format!("http://{}", alive.address())],
+    );
+    let harness = builder.start().await;
+    dead.cut();
+    for request in 0..40 {
+        // GET is safe to repeat: a failure on the dead endpoint is retried on the other.
+        let reply = harness.get(&format!("/v1/echo/r{request}")).await;
+        assert_eq!(reply.status, 200, "request {request}: {}", String::from_utf8_lossy(&reply.body));
+    }
+    let mut states = breaker_states(&harness).await;
+    states.sort();
+    assert_eq!(states, ["closed", "open"], "the dead endpoint was ejected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_upstream_cannot_starve_another() {
+    let mut builder = Builder::new();
+    let (slow, healthy) = (builder.echo_upstream().await, builder.echo_upstream().await);
+    builder.route("echo.v1.MirrorService", vec![format!("http://{slow}")]);
+    builder.route("echo.v1.EchoService", vec![format!("http://{healthy}")]);
+    builder.policy.bulkhead = resilience::BulkheadConfig { max_in_flight: 4, max_queued: 2 };
+    builder.policy.timeout = Duration::from_secs(30);
+    let harness = std::sync::Arc::new(builder.start().await);
+
+    // Six calls the mirror answers only after 20 s fill its bulkhead (4 in
+    // flight, 2 queued).
+    let mut hanging_calls = Vec::new();
+    for i in 0..6 {
+        let harness = harness.clone();
+        hanging_calls
+            .push(tokio::spawn(async move { harness.get(&format!("/v1/mirror/h{i}?sleepMs=20000")).await.status }));
+    }
+    testkit::eventually("the mirror's bulkhead to fill", Duration::from_secs(10), || async {
+        let mirror = &harness.get("/health/ready").await.json()["upstreams"]["echo.v1.MirrorService"];
+        (mirror["in_flight"].as_u64(), mirror["queued"].as_u64()) == (Some(4), Some(2))
+    })
+    .await;
+    let shed = harness.get("/v1/mirror/overflow").await;
+    assert_eq!(shed.status, 503);
+    let message = shed.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("too many calls in flight"), "{message}");
+
+    // Meanwhile the other upstream answers every call.
+    for i in 0..20 {
+        assert_eq!(harness.get(&format!("/v1/echo/ok{i}")).await.status, 200);
+    }
+    assert!(hanging_calls.iter().all(|call| !call.is_finished()), "the mirror's calls are still hanging");
+    for call in hanging_calls {
+        call.abort();
+    }
+}
