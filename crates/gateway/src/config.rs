@@ -42,6 +42,22 @@ pub const GATEWAY_MAX_QUEUED: Setting =
     Setting { name: "GATEWAY_MAX_QUEUED", help: "calls waiting for the bulkhead per upstream (default 64)" };
 pub const GATEWAY_BALANCER: Setting =
     Setting { name: "GATEWAY_BALANCER", help: "endpoint choice: round_robin (default) or p2c (least loaded)" };
+pub const GATEWAY_AUTH: Setting = Setting {
+    name: "GATEWAY_AUTH",
+    help: "required: non-public methods need a token (default; `up` defaults to optional)",
+};
+pub const GATEWAY_PUBLIC_METHODS: Setting = Setting {
+    name: "GATEWAY_PUBLIC_METHODS",
+    help: "methods open without a token, pkg.Service.Method comma-separated (default: register, login, keys, catalog reads)",
+};
+pub const GATEWAY_RATE_LIMIT: Setting =
+    Setting { name: "GATEWAY_RATE_LIMIT", help: "requests per second per client identity, 0 for none (default 100)" };
+pub const GATEWAY_RATE_BURST: Setting =
+    Setting { name: "GATEWAY_RATE_BURST", help: "requests a client may burst above the rate (default 200)" };
+pub const GATEWAY_TRUSTED_PROXIES: Setting = Setting {
+    name: "GATEWAY_TRUSTED_PROXIES",
+    help: "IPs of proxies whose X-Forwarded-For is believed, comma-separated (default: none)",
+};
 pub const GATEWAY_DNS_REFRESH: Setting =
     Setting { name: "GATEWAY_DNS_REFRESH", help: "how often dns:// endpoints are re-resolved (default 10s)" };
 
@@ -61,6 +77,11 @@ pub const SETTINGS: &[Setting] = &[
     GATEWAY_MAX_QUEUED,
     GATEWAY_BALANCER,
     GATEWAY_DNS_REFRESH,
+    GATEWAY_AUTH,
+    GATEWAY_PUBLIC_METHODS,
+    GATEWAY_RATE_LIMIT,
+    GATEWAY_RATE_BURST,
+    GATEWAY_TRUSTED_PROXIES,
 ];
 
 /// The shop's services and the settings that locate them.
@@ -118,6 +139,8 @@ pub struct GatewayConfig {
     pub upstreams: Vec<(String, EndpointSource)>,
     pub policy: crate::upstream::Policy,
     pub dns_refresh: std::time::Duration,
+    pub auth: crate::auth::AuthConfig,
+    pub rate_limit: crate::ratelimit::RateLimitConfig,
     pub descriptor_files: Vec<PathBuf>,
     pub max_body_bytes: usize,
     pub cors: Cors,
@@ -138,7 +161,17 @@ impl GatewayConfig {
     }
 
     /// From settings, with the users, products and orders URLs given (as
-    /// `meshwork up` knows them).
+    /// `meshwork up` knows them); auth is optional unless `GATEWAY_AUTH` says
+    /// otherwise.
+    pub fn embedded(settings: &Settings, urls: [String; 3]) -> Result<Self, StartError> {
+        let mut config = Self::with_shop_urls(settings, urls)?;
+        if settings.layers.raw(GATEWAY_AUTH.name).is_none() {
+            config.auth.mode = crate::auth::AuthMode::Optional;
+        }
+        Ok(config)
+    }
+
+    /// From settings, with the users, products and orders URLs given.
     pub fn with_shop_urls(settings: &Settings, urls: [String; 3]) -> Result<Self, StartError> {
         let layers = &settings.layers;
         let mut upstreams = Vec::new();
@@ -180,7 +213,30 @@ impl GatewayConfig {
             strategy: layers.parse_or(GATEWAY_BALANCER.name, defaults.strategy)?,
         };
         let dns_refresh = layers.duration_or(GATEWAY_DNS_REFRESH.name, std::time::Duration::from_secs(10))?;
-        Ok(Self { upstreams, policy, dns_refresh, descriptor_files, max_body_bytes, cors })
+        let mut auth = crate::auth::AuthConfig::new(
+            layers.parse_or(GATEWAY_AUTH.name, crate::auth::AuthMode::Required)?,
+            settings.jwt_issuer.clone(),
+        );
+        if let Some(methods) = layers.string(GATEWAY_PUBLIC_METHODS.name) {
+            auth.public_methods = methods.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
+        }
+        let rate: u32 = layers.parse_or(GATEWAY_RATE_LIMIT.name, 100)?;
+        let burst: u32 = layers.parse_or(GATEWAY_RATE_BURST.name, 200)?;
+        let rate_limit = crate::ratelimit::RateLimitConfig {
+            per_second: std::num::NonZeroU32::new(rate),
+            burst: std::num::NonZeroU32::new(burst)
+                .ok_or_else(|| settings.invalid(GATEWAY_RATE_BURST, "must be at least 1"))?,
+            trusted_proxies: layers
+                .parse_with(GATEWAY_TRUSTED_PROXIES.name, |list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|ip| !ip.is_empty())
+                        .map(|ip| ip.parse().map_err(|_| format!("{ip:?} is not an IP address")))
+                        .collect::<Result<Vec<_>, _>>()
+                })?
+                .unwrap_or_default(),
+        };
+        Ok(Self { upstreams, policy, dns_refresh, auth, rate_limit, descriptor_files, max_body_bytes, cors })
     }
 }
 

@@ -6,13 +6,16 @@
 //! the README for the exact behaviour.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod guard;
 pub mod headers;
 pub mod openapi;
 pub mod passthrough;
+pub mod ratelimit;
 pub mod rest;
 pub mod routes;
 pub mod template;
@@ -46,6 +49,8 @@ pub struct Gateway {
     openapi: Vec<u8>,
     /// Every descriptor set loaded, for reflection.
     descriptor_sets: Vec<&'static [u8]>,
+    auth: auth::Authenticator,
+    rate_limit: ratelimit::RateLimit,
     /// Upstreams whose endpoints come from DNS.
     discovered: Vec<(Arc<upstream::Upstream>, String, u16)>,
     dns_refresh: std::time::Duration,
@@ -94,9 +99,13 @@ impl Gateway {
             upstreams = config.upstreams.len(),
             "gateway routing table built"
         );
+        let auth = auth::Authenticator::new(config.auth.clone(), upstreams.get("shop.users.v1.UserService"));
+        let rate_limit = ratelimit::RateLimit::new(&config.rate_limit);
         Ok(Self {
             routes,
             pool,
+            auth,
+            rate_limit,
             upstreams,
             discovered,
             dns_refresh: config.dns_refresh,
@@ -117,6 +126,10 @@ impl Gateway {
 
     pub fn descriptor_sets(&self) -> &[&'static [u8]] {
         &self.descriptor_sets
+    }
+
+    pub fn auth_mode(&self) -> auth::AuthMode {
+        self.auth.mode()
     }
 
     /// Starts following DNS for the upstreams that use it.
@@ -147,6 +160,16 @@ pub fn server(
 ) -> platform::Server {
     gateway.spawn_discovery(shutdown);
     let gateway = Arc::new(gateway);
+    let sweeper = gateway.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => sweeper.rate_limit.forget_idle(),
+                () = stop.cancelled() => return,
+            }
+        }
+    });
     let report = gateway.clone();
     let mut server = platform::Server::new("gateway")
         .with_settings(settings)
@@ -177,7 +200,7 @@ async fn openapi_json(State(gateway): State<Arc<Gateway>>) -> Response {
 
 async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Body>) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-    let pass_through = PassThrough::new(gateway.upstreams.clone());
+    let pass_through = PassThrough::new(gateway.clone(), client);
     if passthrough::is_grpc_web(request.headers()) {
         let service = tonic_web::GrpcWebLayer::new().layer(pass_through);
         let response = service.oneshot(request.map(tonic::body::Body::new)).await;

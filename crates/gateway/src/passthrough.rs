@@ -10,17 +10,23 @@ use futures::future::BoxFuture;
 use tonic::body::Body;
 use tower::{Service, ServiceExt};
 
-use crate::upstream::{CallError, Upstreams};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-/// Forwards a gRPC request to its upstream.
+use crate::Gateway;
+use crate::auth::USER_ID_METADATA;
+use crate::upstream::CallError;
+
+/// Forwards a gRPC request to its upstream, after admission.
 #[derive(Clone)]
 pub struct PassThrough {
-    upstreams: Upstreams,
+    gateway: Arc<Gateway>,
+    client: Option<SocketAddr>,
 }
 
 impl PassThrough {
-    pub fn new(upstreams: Upstreams) -> Self {
-        Self { upstreams }
+    pub fn new(gateway: Arc<Gateway>, client: Option<SocketAddr>) -> Self {
+        Self { gateway, client }
     }
 }
 
@@ -33,15 +39,31 @@ impl Service<http::Request<Body>> for PassThrough {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        let service = request.uri().path().trim_start_matches('/').split('/').next().unwrap_or_default().to_owned();
-        let upstream = self.upstreams.get(&service);
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let (gateway, client) = (self.gateway.clone(), self.client);
+        let path = request.uri().path().trim_start_matches('/').to_owned();
+        let service = path.split('/').next().unwrap_or_default().to_owned();
+        let method = path.replace('/', ".");
+        let upstream = gateway.upstreams.get(&service);
         let client_timeout =
             request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(crate::headers::parse_timeout);
         Box::pin(async move {
             let Some(upstream) = upstream else {
                 return Ok(tonic::Status::unimplemented(format!("no upstream serves {service}")).into_http());
             };
+            let admitted = match crate::guard::admit(&gateway, &method, request.headers(), client).await {
+                Ok(admitted) => admitted,
+                Err(denied) => {
+                    let mut response = denied.status().into_http();
+                    response.headers_mut().extend(denied.headers());
+                    return Ok(response);
+                }
+            };
+            // Only the gateway says who the caller is.
+            request.headers_mut().remove(USER_ID_METADATA);
+            if let Some(subject) = admitted.subject.as_deref().and_then(|s| http::HeaderValue::from_str(s).ok()) {
+                request.headers_mut().insert(USER_ID_METADATA, subject);
+            }
             // A streamed body can be sent once: no retries, but the breaker,
             // bulkhead and deadline (until the response headers) apply.
             let mut request = Some(request);
@@ -63,7 +85,10 @@ impl Service<http::Request<Body>> for PassThrough {
                 })
                 .await;
             Ok(match outcome {
-                Ok(response) => response,
+                Ok(mut response) => {
+                    response.headers_mut().extend(admitted.headers);
+                    response
+                }
                 Err(CallError::Status(status)) => status.into_http(),
                 Err(CallError::Refused(refusal)) => {
                     let mut response = refusal.status(&upstream.name).into_http();

@@ -21,7 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway and the three services in one process on embedded
     /// backends (SQLite files, an in-process event bus): nothing to install.
-    #[command(after_help = env_help(UP))]
+    #[command(after_help = env_help(&[UP, gateway::config::SETTINGS].concat()))]
     Up {
         /// The gateway's port; users, products and orders take the next
         /// three. 0 lets the system choose each port.
@@ -29,7 +29,7 @@ pub enum Command {
         base_port: u16,
     },
     /// Run the API gateway (REST/JSON, gRPC and gRPC-Web in front of the services).
-    #[command(after_help = env_help(GATEWAY))]
+    #[command(after_help = env_help(&[GATEWAY, gateway::config::SETTINGS].concat()))]
     Gateway,
     /// Run the users service (accounts and sign-in) on PostgreSQL.
     #[command(after_help = env_help(USERS))]
@@ -76,27 +76,11 @@ const COMMON: &[Setting] = &[
     s::OTEL_SDK_DISABLED,
     s::JAEGER_AGENT_HOST,
 ];
-const UP: &[Setting] = &[
-    s::DATA_DIR,
-    users::config::JWT_SIGNING_KEY_FILE,
-    users::config::JWT_ISSUER,
-    users::config::JWT_TTL,
-    gateway::config::GATEWAY_DESCRIPTOR_SETS,
-    gateway::config::GATEWAY_MAX_BODY_BYTES,
-    gateway::config::GATEWAY_CORS_ORIGINS,
-];
-const GATEWAY: &[Setting] = &[
-    s::PORT,
-    s::USER_SERVICE_URL,
-    s::PRODUCT_SERVICE_URL,
-    s::ORDER_SERVICE_URL,
-    gateway::config::GATEWAY_UPSTREAMS,
-    gateway::config::GATEWAY_DESCRIPTOR_SETS,
-    gateway::config::GATEWAY_MAX_BODY_BYTES,
-    gateway::config::GATEWAY_CORS_ORIGINS,
-];
+const UP: &[Setting] = &[s::DATA_DIR, users::config::JWT_SIGNING_KEY_FILE, s::JWT_ISSUER, users::config::JWT_TTL];
+const GATEWAY: &[Setting] =
+    &[s::PORT, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL, s::ORDER_SERVICE_URL, s::JWT_ISSUER];
 const USERS: &[Setting] =
-    &[s::PORT, s::DATABASE_URL, users::config::JWT_SIGNING_KEY_FILE, users::config::JWT_ISSUER, users::config::JWT_TTL];
+    &[s::PORT, s::DATABASE_URL, users::config::JWT_SIGNING_KEY_FILE, s::JWT_ISSUER, users::config::JWT_TTL];
 const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX];
 const ORDERS: &[Setting] =
     &[s::PORT, s::DATABASE_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL];
@@ -125,8 +109,8 @@ mod tests {
 
     #[test]
     fn every_setting_is_documented_somewhere() {
-        for setting in s::ALL.iter().chain(meshwork::COMPONENT_SETTINGS) {
-            let documented = [COMMON, UP, GATEWAY, USERS, PRODUCTS, ORDERS]
+        for setting in s::ALL.iter().chain(&meshwork::component_settings()) {
+            let documented = [COMMON, UP, GATEWAY, USERS, PRODUCTS, ORDERS, gateway::config::SETTINGS]
                 .iter()
                 .any(|list| list.iter().any(|listed| listed.name == setting.name));
             assert!(documented, "{} is in no subcommand's help", setting.name);

@@ -128,7 +128,7 @@ impl Component {
             Self::Gateway => {
                 let config = match backends {
                     Backends::Production => gateway::GatewayConfig::from_settings(settings),
-                    Backends::Embedded { addresses, .. } => gateway::GatewayConfig::with_shop_urls(
+                    Backends::Embedded { addresses, .. } => gateway::GatewayConfig::embedded(
                         settings,
                         [addresses.users.clone(), addresses.products.clone(), addresses.orders.clone()],
                     ),

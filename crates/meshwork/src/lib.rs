@@ -11,15 +11,9 @@ use platform::config::Setting;
 use tokio::net::TcpListener;
 
 /// Settings the components parse themselves, beyond the platform's.
-pub const COMPONENT_SETTINGS: &[Setting] = &[
-    users::config::JWT_SIGNING_KEY_FILE,
-    users::config::JWT_ISSUER,
-    users::config::JWT_TTL,
-    gateway::config::GATEWAY_UPSTREAMS,
-    gateway::config::GATEWAY_DESCRIPTOR_SETS,
-    gateway::config::GATEWAY_MAX_BODY_BYTES,
-    gateway::config::GATEWAY_CORS_ORIGINS,
-];
+pub fn component_settings() -> Vec<Setting> {
+    users::config::SETTINGS.iter().chain(gateway::config::SETTINGS).copied().collect()
+}
 
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))

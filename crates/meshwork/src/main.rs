@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     }
     // Configuration is checked before the runtime starts and before any port
     // is bound, so a bad deployment fails at once and says why.
-    let settings = match Settings::load(&Env::from_process(), meshwork::COMPONENT_SETTINGS) {
+    let settings = match Settings::load(&Env::from_process(), &meshwork::component_settings()) {
         Ok(settings) => settings,
         Err(error) => return invalid_configuration(&error),
     };

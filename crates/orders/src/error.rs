@@ -15,6 +15,9 @@ pub enum OrderError {
     NotFound(OrderId),
     #[error("user {0} not found")]
     UnknownUser(String),
+    /// A signed-in user acting for another user.
+    #[error("{0}")]
+    NotYours(&'static str),
     #[error("order {id} is {from} and cannot become {to}")]
     InvalidTransition { id: OrderId, from: &'static str, to: &'static str },
     /// The products service refused the reservation; its status says why
@@ -38,6 +41,7 @@ impl OrderError {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) | Self::UnknownUser(_) => ErrorCode::NotFound,
             Self::InvalidTransition { .. } => ErrorCode::FailedPrecondition,
+            Self::NotYours(_) => ErrorCode::PermissionDenied,
             Self::Reservation(status) if status.code() == tonic::Code::NotFound => ErrorCode::NotFound,
             Self::Reservation(status) if status.code() == tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
             Self::Reservation(_) => ErrorCode::FailedPrecondition,

@@ -28,6 +28,8 @@ pub struct NewOrder {
     pub quantity: i32,
     pub items: Vec<(String, i32)>,
     pub idempotency_key: Option<String>,
+    /// The verified caller (from the gateway): orders are placed for them.
+    pub caller: Option<String>,
 }
 
 const MAX_QUANTITY: i32 = 1_000_000;
@@ -49,7 +51,14 @@ impl Orders {
         &self.store
     }
 
-    pub async fn create(&self, input: NewOrder) -> Result<Order, OrderError> {
+    pub async fn create(&self, mut input: NewOrder) -> Result<Order, OrderError> {
+        if let Some(caller) = &input.caller {
+            if input.user_id.is_empty() {
+                input.user_id = caller.clone();
+            } else if input.user_id != *caller {
+                return Err(OrderError::NotYours("orders are placed for the signed-in user"));
+            }
+        }
         let ValidOrder { user_id, items, idempotency_key: key } = validate(&input)?;
         if let Some(key) = &key
             && let Some(order) = self.store.find_by_idempotency_key(user_id, key).await?
@@ -124,19 +133,30 @@ impl Orders {
         }
     }
 
-    pub async fn get(&self, id: &str) -> Result<Order, OrderError> {
+    /// Another user's order is NOT_FOUND to a signed-in caller: its
+    /// existence is not theirs to learn.
+    pub async fn get(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
         let id = OrderId::parse(id).map_err(|why| violation("id", why))?;
-        self.store.get(id).await?.ok_or(OrderError::NotFound(id))
+        self.store.get(id).await?.filter(|order| owned_by(order, caller)).ok_or(OrderError::NotFound(id))
     }
 
     /// Newest first, optionally one status or one user.
+    /// A signed-in caller lists only their own orders.
     pub async fn list(
         &self,
         user_id: Option<&str>,
         status: Option<OrderStatus>,
         page_size: i32,
         page_token: &str,
+        caller: Option<&str>,
     ) -> Result<(Vec<Order>, String), OrderError> {
+        let user_id = match (user_id, caller) {
+            (Some(user), Some(caller)) if user != caller => {
+                return Err(OrderError::NotYours("a user lists only their own orders"));
+            }
+            (None, Some(caller)) => Some(caller),
+            (user, _) => user,
+        };
         let user_id = match user_id {
             Some(raw) => Some(parse_user_id(raw).map_err(|why| violation("user_id", why))?),
             None => None,
@@ -152,8 +172,8 @@ impl Orders {
         Ok(page.finish(orders, |order: &Order| order.id.to_string()))
     }
 
-    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Order, OrderError> {
-        self.change_status(id, OrderStatus::Cancelled, |order| {
+    pub async fn cancel(&self, id: &str, reason: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+        self.change_status(id, caller, OrderStatus::Cancelled, |order| {
             event(|event_id, occurred_at| OrderCancelled {
                 event_id,
                 occurred_at,
@@ -166,16 +186,17 @@ impl Orders {
         .await
     }
 
-    pub async fn pay(&self, id: &str) -> Result<Order, OrderError> {
-        self.change_status(id, OrderStatus::Paid, |order| status_changed(order, OrderStatus::Paid)).await
+    pub async fn pay(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+        self.change_status(id, caller, OrderStatus::Paid, |order| status_changed(order, OrderStatus::Paid)).await
     }
 
-    pub async fn ship(&self, id: &str) -> Result<Order, OrderError> {
-        self.change_status(id, OrderStatus::Shipped, |order| status_changed(order, OrderStatus::Shipped)).await
+    pub async fn ship(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+        self.change_status(id, caller, OrderStatus::Shipped, |order| status_changed(order, OrderStatus::Shipped)).await
     }
 
-    pub async fn deliver(&self, id: &str) -> Result<Order, OrderError> {
-        self.change_status(id, OrderStatus::Delivered, |order| status_changed(order, OrderStatus::Delivered)).await
+    pub async fn deliver(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+        let delivered = |order: &Order| status_changed(order, OrderStatus::Delivered);
+        self.change_status(id, caller, OrderStatus::Delivered, delivered).await
     }
 
     /// Moves an order along the status machine, writing `event_for` the
@@ -184,12 +205,14 @@ impl Orders {
     async fn change_status(
         &self,
         id: &str,
+        caller: Option<&str>,
         to: OrderStatus,
         event_for: impl Fn(&Order) -> Event,
     ) -> Result<Order, OrderError> {
         let id = OrderId::parse(id).map_err(|why| violation("id", why))?;
         for _ in 0..3 {
-            let mut order = self.store.get(id).await?.ok_or(OrderError::NotFound(id))?;
+            let found = self.store.get(id).await?.filter(|order| owned_by(order, caller));
+            let mut order = found.ok_or(OrderError::NotFound(id))?;
             if !order.status.can_become(to) {
                 return Err(OrderError::invalid_transition(id, order.status, to));
             }
@@ -213,6 +236,11 @@ impl Orders {
             tracing::error!(%reservation_id, %status, "could not release the stock of a failed order");
         }
     }
+}
+
+/// Whether `caller` (when there is one) owns `order`.
+fn owned_by(order: &Order, caller: Option<&str>) -> bool {
+    caller.is_none_or(|caller| order.user_id.to_string() == caller)
 }
 
 /// A refusal is a definite answer: nothing was reserved.

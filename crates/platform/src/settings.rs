@@ -31,6 +31,7 @@ settings! {
     USER_SERVICE_URL = "USER_SERVICE_URL": "users service address (http://users:8001)";
     PRODUCT_SERVICE_URL = "PRODUCT_SERVICE_URL": "products service address (http://products:8002)";
     ORDER_SERVICE_URL = "ORDER_SERVICE_URL": "orders service address (http://orders:8003)";
+    JWT_ISSUER = "JWT_ISSUER": "`iss` of access tokens: set by users, required by the gateway (default meshwork)";
     SHUTDOWN_GRACE = "MESHWORK_SHUTDOWN_GRACE": "how long in-flight calls may finish after SIGTERM (default 10s)";
     READINESS_INTERVAL = "MESHWORK_READINESS_INTERVAL": "how often dependency checks refresh gRPC health (default 5s)";
     LOG_FORMAT = "MESHWORK_LOG_FORMAT": "log format: auto (pretty on a terminal, else json), pretty or json";
@@ -54,6 +55,7 @@ pub struct Settings {
     pub user_service_url: Option<String>,
     pub product_service_url: Option<String>,
     pub order_service_url: Option<String>,
+    pub jwt_issuer: String,
     pub shutdown_grace: Duration,
     pub readiness_interval: Duration,
     pub telemetry: TelemetrySettings,
@@ -121,6 +123,7 @@ impl Settings {
             user_service_url: service_url(USER_SERVICE_URL)?,
             product_service_url: service_url(PRODUCT_SERVICE_URL)?,
             order_service_url: service_url(ORDER_SERVICE_URL)?,
+            jwt_issuer: layers.string(JWT_ISSUER.name).unwrap_or_else(|| "meshwork".to_owned()),
             shutdown_grace: layers.duration_or(SHUTDOWN_GRACE.name, Duration::from_secs(10))?,
             readiness_interval: layers.duration_or(READINESS_INTERVAL.name, Duration::from_secs(5))?,
             telemetry: TelemetrySettings {

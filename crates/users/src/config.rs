@@ -10,11 +10,10 @@ pub const JWT_SIGNING_KEY_FILE: Setting = Setting {
     name: "JWT_SIGNING_KEY_FILE",
     help: "Ed25519 PKCS#8 PEM key that signs access tokens (`meshwork users keygen` makes one)",
 };
-pub const JWT_ISSUER: Setting = Setting { name: "JWT_ISSUER", help: "`iss` of issued tokens (default meshwork)" };
 pub const JWT_TTL: Setting = Setting { name: "JWT_TTL", help: "access token lifetime (default 15m)" };
 
 /// Every setting this crate reads itself.
-pub const SETTINGS: &[Setting] = &[JWT_SIGNING_KEY_FILE, JWT_ISSUER, JWT_TTL];
+pub const SETTINGS: &[Setting] = &[JWT_SIGNING_KEY_FILE, JWT_TTL];
 
 #[derive(Debug, Clone)]
 pub struct UsersConfig {
@@ -33,7 +32,7 @@ impl UsersConfig {
         }
         Ok(Self {
             signing_key_file: layers.string(JWT_SIGNING_KEY_FILE.name).map(PathBuf::from),
-            issuer: layers.string(JWT_ISSUER.name).unwrap_or_else(|| "meshwork".to_owned()),
+            issuer: settings.jwt_issuer.clone(),
             token_ttl,
         })
     }

@@ -20,6 +20,9 @@ pub enum UserError {
     /// account without one: the answer must not reveal which accounts exist.
     #[error("invalid email or password")]
     BadCredentials,
+    /// A signed-in user acting on another user's account.
+    #[error("a user can only read and change their own account")]
+    NotYours,
     #[error(transparent)]
     Store(StoreError),
     #[error("cannot issue a token: {0}")]
@@ -44,6 +47,7 @@ impl UserError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::EmailTaken => ErrorCode::AlreadyExists,
             Self::BadCredentials => ErrorCode::Unauthenticated,
+            Self::NotYours => ErrorCode::PermissionDenied,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             Self::Store(_) | Self::Token(_) | Self::Hashing(_) => ErrorCode::Internal,
         }

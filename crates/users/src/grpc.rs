@@ -64,7 +64,8 @@ impl UserService for UsersApi {
     }
 
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<GetUserResponse>, Status> {
-        let user = self.users.get(&request.into_inner().id).await?;
+        let caller = contract::caller(&request);
+        let user = self.users.get(&request.into_inner().id, caller.as_deref()).await?;
         Ok(Response::new(GetUserResponse { user: Some(to_proto(user)) }))
     }
 
@@ -75,14 +76,16 @@ impl UserService for UsersApi {
     }
 
     async fn update_user(&self, request: Request<UpdateUserRequest>) -> Result<Response<UpdateUserResponse>, Status> {
+        let caller = contract::caller(&request);
         let request = request.into_inner();
         let changes = UserChanges { email: request.email, name: request.name, password: request.password };
-        let user = self.users.update(&request.id, changes).await?;
+        let user = self.users.update(&request.id, changes, caller.as_deref()).await?;
         Ok(Response::new(UpdateUserResponse { user: Some(to_proto(user)) }))
     }
 
     async fn delete_user(&self, request: Request<DeleteUserRequest>) -> Result<Response<DeleteUserResponse>, Status> {
-        self.users.delete(&request.into_inner().id).await?;
+        let caller = contract::caller(&request);
+        self.users.delete(&request.into_inner().id, caller.as_deref()).await?;
         Ok(Response::new(DeleteUserResponse {}))
     }
 

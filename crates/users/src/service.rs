@@ -65,8 +65,11 @@ impl Users {
         Ok(user)
     }
 
-    pub async fn get(&self, id: &str) -> Result<User, UserError> {
+    /// `caller` is the verified user making the request, when there is one:
+    /// a user reads, changes and deletes only their own account.
+    pub async fn get(&self, id: &str, caller: Option<&str>) -> Result<User, UserError> {
         let id = parse_id(id)?;
+        check_owner(id, caller)?;
         let record = self.store.get(id).await?.ok_or(UserError::NotFound(id))?;
         Ok(record.user)
     }
@@ -87,7 +90,7 @@ impl Users {
         Ok(page.finish(users, |user: &User| user.id.to_string()))
     }
 
-    pub async fn update(&self, id: &str, changes: UserChanges) -> Result<User, UserError> {
+    pub async fn update(&self, id: &str, changes: UserChanges, caller: Option<&str>) -> Result<User, UserError> {
         let mut violations = Violations::new();
         let id = violations.check("id", UserId::parse(id));
         let email = violations.check_optional("email", changes.email.as_deref().map(Email::parse));
@@ -97,6 +100,7 @@ impl Users {
         let (Some(id), Some(email), Some(name), Some(password)) = (id, email, name, password) else {
             unreachable!("every check passed");
         };
+        check_owner(id, caller)?;
 
         let mut record = self.store.get(id).await?.ok_or(UserError::NotFound(id))?;
         if let Some(email) = email {
@@ -115,8 +119,9 @@ impl Users {
         Ok(record.user)
     }
 
-    pub async fn delete(&self, id: &str) -> Result<(), UserError> {
+    pub async fn delete(&self, id: &str, caller: Option<&str>) -> Result<(), UserError> {
         let id = parse_id(id)?;
+        check_owner(id, caller)?;
         if self.store.delete(id).await? {
             tracing::info!(user_id = %id, "user deleted");
             Ok(())
@@ -150,6 +155,13 @@ impl Users {
 /// what a call returns is exactly what a later read returns.
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+fn check_owner(id: UserId, caller: Option<&str>) -> Result<(), UserError> {
+    match caller {
+        Some(caller) if caller != id.to_string() => Err(UserError::NotYours),
+        _ => Ok(()),
+    }
 }
 
 fn parse_id(id: &str) -> Result<UserId, UserError> {

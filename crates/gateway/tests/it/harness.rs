@@ -107,6 +107,12 @@ impl Builder {
                 .collect(),
             policy: self.policy,
             dns_refresh: std::time::Duration::from_secs(10),
+            auth: gateway::auth::AuthConfig::new(gateway::auth::AuthMode::Optional, "meshwork"),
+            rate_limit: gateway::ratelimit::RateLimitConfig {
+                per_second: None,
+                burst: std::num::NonZeroU32::MIN,
+                trusted_proxies: Vec::new(),
+            },
             descriptor_files: vec![descriptor_file.clone()],
             max_body_bytes: self.max_body_bytes,
             cors: Cors::Origins(vec!["https://app.example".to_owned()]),

@@ -3,4 +3,5 @@
 
 mod fuzz;
 mod harness;
+mod security;
 mod template;

@@ -1,0 +1,67 @@
+//! Admission at the edge, the same for REST and gRPC: verify the token (if
+//! one is sent), count the request against its identity's rate limit, then
+//! apply the method's auth policy. In that order: a bad token is refused
+//! before it costs a bucket, and a flood is refused before the policy.
+
+use std::net::SocketAddr;
+
+use http::HeaderMap;
+
+use crate::Gateway;
+use crate::auth::AuthError;
+use crate::ratelimit::Limited;
+
+/// What an admitted request carries on.
+pub struct Admitted {
+    /// The verified token subject.
+    pub subject: Option<String>,
+    /// `RateLimit-*` headers for the response.
+    pub headers: HeaderMap,
+}
+
+pub enum Denied {
+    Auth(AuthError),
+    Limited(Limited),
+}
+
+impl Denied {
+    pub fn status(&self) -> tonic::Status {
+        match self {
+            Self::Auth(error) => error.status(),
+            Self::Limited(limited) => tonic::Status::resource_exhausted(format!(
+                "rate limit exceeded; retry in {} s",
+                limited.retry_after_secs
+            )),
+        }
+    }
+
+    /// Headers for the refusal (`Retry-After`, `RateLimit-*`).
+    pub fn headers(&self) -> HeaderMap {
+        match self {
+            Self::Auth(_) => HeaderMap::new(),
+            Self::Limited(limited) => {
+                let mut headers = limited.headers.clone();
+                headers.insert(http::header::RETRY_AFTER, limited.retry_after_secs.into());
+                headers
+            }
+        }
+    }
+}
+
+/// Admits a call of `method` (`pkg.Service.Method`) or says why not.
+pub async fn admit(
+    gateway: &Gateway,
+    method: &str,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<Admitted, Denied> {
+    let authorization = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let subject = gateway.auth.authenticate(authorization).await.map_err(|error| {
+        metrics::counter!("gateway_auth_failures_total").increment(1);
+        Denied::Auth(error)
+    })?;
+    let identity = gateway.rate_limit.identity(subject.as_deref(), peer, headers);
+    let rate_headers = gateway.rate_limit.check(&identity).map_err(Denied::Limited)?;
+    gateway.auth.authorize(method, subject.as_deref()).map_err(Denied::Auth)?;
+    Ok(Admitted { subject, headers: rate_headers })
+}

@@ -1,0 +1,139 @@
+//! Rate limiting per client identity: the verified token subject, else the
+//! client's IP (taken from `X-Forwarded-For` only when the connection comes
+//! from a configured trusted proxy). A token bucket per identity (governor's
+//! GCRA); past it, 429 with `Retry-After` and `RateLimit-*` headers.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use http::{HeaderMap, HeaderValue};
+
+type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// Requests per second per identity; `None` turns limiting off.
+    pub per_second: Option<NonZeroU32>,
+    pub burst: NonZeroU32,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+pub struct RateLimit {
+    limiter: Option<Limiter>,
+    burst: u32,
+    trusted_proxies: Vec<IpAddr>,
+}
+
+/// Refused: the identity's bucket is empty.
+#[derive(Debug)]
+pub struct Limited {
+    pub retry_after_secs: u64,
+    pub headers: HeaderMap,
+}
+
+impl RateLimit {
+    pub fn new(config: &RateLimitConfig) -> Self {
+        let limiter = config.per_second.map(|rate| {
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(config.burst))
+                .with_middleware::<StateInformationMiddleware>()
+        });
+        Self { limiter, burst: config.burst.get(), trusted_proxies: config.trusted_proxies.clone() }
+    }
+
+    /// The identity to count a request against.
+    pub fn identity(&self, subject: Option<&str>, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
+        if let Some(subject) = subject {
+            return format!("user:{subject}");
+        }
+        let Some(peer) = peer.map(|p| p.ip()) else { return "ip:unknown".to_owned() };
+        if !self.trusted_proxies.contains(&peer) {
+            return format!("ip:{peer}");
+        }
+        // The nearest address not a trusted proxy: the client as the last
+        // trusted hop saw it.
+        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let client = forwarded
+            .rsplit(',')
+            .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+            .find(|ip| !self.trusted_proxies.contains(ip))
+            .unwrap_or(peer);
+        format!("ip:{client}")
+    }
+
+    /// Takes a token from `identity`'s bucket: the headers to add, or a refusal.
+    pub fn check(&self, identity: &str) -> Result<HeaderMap, Limited> {
+        let Some(limiter) = &self.limiter else { return Ok(HeaderMap::new()) };
+        let mut headers = HeaderMap::new();
+        headers.insert("ratelimit-limit", self.burst.into());
+        match limiter.check_key(&identity.to_owned()) {
+            Ok(snapshot) => {
+                headers.insert("ratelimit-remaining", snapshot.remaining_burst_capacity().into());
+                headers.insert("ratelimit-reset", HeaderValue::from_static("1"));
+                Ok(headers)
+            }
+            Err(not_until) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                headers.insert("ratelimit-remaining", 0.into());
+                headers.insert("ratelimit-reset", retry_after_secs.into());
+                metrics::counter!("gateway_rate_limited_total").increment(1);
+                Err(Limited { retry_after_secs, headers })
+            }
+        }
+    }
+
+    /// Forgets identities whose buckets are full again (bounds the memory).
+    pub fn forget_idle(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(per_second: u32, burst: u32, trusted: &[&str]) -> RateLimit {
+        RateLimit::new(&RateLimitConfig {
+            per_second: NonZeroU32::new(per_second),
+            burst: NonZeroU32::new(burst).unwrap(),
+            trusted_proxies: trusted.iter().map(|ip| ip.parse().unwrap()).collect(),
+        })
+    }
+
+    #[test]
+    fn a_burst_passes_then_the_identity_waits() {
+        let limit = limit(1, 3, &[]);
+        for remaining in [2u32, 1, 0] {
+            let headers = limit.check("user:a").expect("within the burst");
+            assert_eq!(headers["ratelimit-remaining"], remaining.to_string());
+        }
+        let refused = limit.check("user:a").expect_err("the bucket is empty");
+        assert_eq!(refused.retry_after_secs, 1);
+        assert!(limit.check("user:b").is_ok(), "every identity has its own bucket");
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let limit = limit(1, 1, &["10.0.0.1"]);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.1".parse().unwrap());
+        let proxy: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let stranger: SocketAddr = "198.51.100.7:5000".parse().unwrap();
+        assert_eq!(limit.identity(None, Some(proxy), &headers), "ip:203.0.113.9");
+        assert_eq!(limit.identity(None, Some(stranger), &headers), "ip:198.51.100.7", "a spoofed header is ignored");
+        assert_eq!(limit.identity(Some("u1"), Some(stranger), &headers), "user:u1");
+    }
+
+    #[test]
+    fn no_rate_means_no_limit() {
+        let limit = limit(0, 1, &[]);
+        assert!((0..100).all(|_| limit.check("user:a").is_ok()));
+    }
+}

@@ -1,0 +1,154 @@
+//! Authentication, authorization and rate limiting through the real
+//! gateway, with tokens from the real users service (GATEWAY_AUTH=required).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+use crate::harness::{Platform, start_with};
+
+async fn register_and_login(platform: &Platform, name: &str) -> (String, String) {
+    let body = json!({ "email": format!("{name}@example.com"), "name": name, "password": "correct horse" });
+    let created = platform.rest("POST", "/users", Some(body.to_string().as_bytes())).await;
+    assert_eq!(created.status, 200, "{}", String::from_utf8_lossy(&created.body));
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let body = json!({ "email": format!("{name}@example.com"), "password": "correct horse" });
+    let login = platform.rest("POST", "/users/login", Some(body.to_string().as_bytes())).await.json();
+    (id, login["accessToken"].as_str().unwrap().to_owned())
+}
+
+/// Signs `claims` as the users service would: with the platform's own key
+/// (the one `meshwork up` generated) or with `key_pem` instead, and always
+/// under the kid of the platform's key, so only the signature can be wrong.
+fn sign(platform: &Platform, claims: serde_json::Value, key_pem: Option<String>) -> String {
+    let real_pem = std::fs::read_to_string(platform.data_dir.join("users").join("token-signing-key.pem")).unwrap();
+    let real = users::tokens::TokenIssuer::from_pem(&real_pem, "meshwork", std::time::Duration::from_secs(60)).unwrap();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(real.jwks()[0].kid.clone());
+    let der = pem_to_der(&key_pem.unwrap_or(real_pem));
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&der)).unwrap()
+}
+
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_are_required_verified_and_ownership_enforced() {
+    let platform = start_with(&[("GATEWAY_AUTH", "required")]).await;
+    let (alice, alice_token) = register_and_login(&platform, "alice").await;
+    let (bob, bob_token) = register_and_login(&platform, "bob").await;
+    let product = br#"{"id":"prod-123","name":"Widget","price":29.99,"stock":100}"#;
+
+    // Public: the catalog. Protected: everything else.
+    assert_eq!(platform.rest("POST", "/products", Some(product)).await.status, 401);
+    assert_eq!(platform.rest_as(Some(&alice_token), "POST", "/products", Some(product)).await.status, 200);
+    assert_eq!(platform.rest("GET", "/products/prod-123", None).await.status, 200);
+    let anonymous = platform.rest("GET", "/orders", None).await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.headers["www-authenticate"], "Bearer");
+    assert_eq!(anonymous.json()["code"], 16);
+
+    // Orders are placed for, read and cancelled by their owner only.
+    let for_bob = json!({ "userId": bob, "productId": "prod-123", "quantity": 1 }).to_string();
+    assert_eq!(platform.rest_as(Some(&alice_token), "POST", "/orders", Some(for_bob.as_bytes())).await.status, 403);
+    let mine = json!({ "userId": alice, "productId": "prod-123", "quantity": 1 }).to_string();
+    let order = platform.rest_as(Some(&alice_token), "POST", "/orders", Some(mine.as_bytes())).await;
+    assert_eq!(order.status, 200, "{}", String::from_utf8_lossy(&order.body));
+    let order_id = order.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/orders/{order_id}");
+    assert_eq!(platform.rest_as(Some(&bob_token), "GET", &path, None).await.status, 404);
+    assert_eq!(platform.rest_as(Some(&alice_token), "GET", &path, None).await.status, 200);
+    let cancel = format!("/orders/{order_id}:cancel");
+    assert_eq!(platform.rest_as(Some(&bob_token), "POST", &cancel, Some(b"{}")).await.status, 404);
+    let listing = format!("/orders/user/{alice}");
+    assert_eq!(platform.rest_as(Some(&bob_token), "GET", &listing, None).await.status, 403);
+    let bobs_view = platform.rest_as(Some(&bob_token), "GET", "/orders", None).await.json();
+    assert_eq!(bobs_view["orders"], json!([]), "bob lists only his own orders");
+    assert_eq!(platform.rest_as(Some(&bob_token), "GET", &format!("/users/{alice}"), None).await.status, 403);
+    assert_eq!(platform.rest_as(Some(&alice_token), "POST", &cancel, Some(b"{}")).await.status, 200);
+
+    // A client cannot claim to be someone else: the gateway drops the claim.
+    let claim = [("Grpc-Metadata-X-User-Id", alice.as_str())];
+    assert_eq!(platform.rest_with(Some(&bob_token), &claim, "GET", &path, None).await.status, 404);
+    assert_eq!(platform.rest_with(None, &claim, "GET", &path, None).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_bad_token_is_refused_with_401() {
+    let platform = start_with(&[("GATEWAY_AUTH", "required")]).await;
+    let (alice, _) = register_and_login(&platform, "carol").await;
+    let now = chrono::Utc::now().timestamp();
+    let valid = json!({ "sub": alice, "iss": "meshwork", "iat": now, "exp": now + 600 });
+    let good = sign(&platform, valid.clone(), None);
+    assert_eq!(
+        platform.rest_as(Some(&good), "GET", "/orders", None).await.status,
+        200,
+        "the forged-but-correct token works"
+    );
+
+    let expired =
+        sign(&platform, json!({ "sub": alice, "iss": "meshwork", "iat": now - 3600, "exp": now - 600 }), None);
+    let wrong_issuer =
+        sign(&platform, json!({ "sub": alice, "iss": "someone-else", "iat": now, "exp": now + 600 }), None);
+    let wrongly_signed = sign(&platform, valid.clone(), Some(users::tokens::generate_pem()));
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(valid.to_string());
+    let alg_none = format!("{header}.{payload}.");
+    let mut tampered = good.clone();
+    tampered.insert(good.find('.').unwrap() + 3, 'x');
+    for (what, token) in [
+        ("expired", expired.as_str()),
+        ("wrong issuer", wrong_issuer.as_str()),
+        ("wrongly signed", wrongly_signed.as_str()),
+        ("alg none", alg_none.as_str()),
+        ("tampered", tampered.as_str()),
+        ("garbage", "not.a.token"),
+    ] {
+        let reply = platform.rest_as(Some(token), "GET", "/orders", None).await;
+        assert_eq!(reply.status, 401, "{what}: {}", String::from_utf8_lossy(&reply.body));
+        // Even a public method refuses a bad token rather than ignoring it.
+        assert_eq!(platform.rest_as(Some(token), "GET", "/products", None).await.status, 401, "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_through_the_gateway_is_guarded_too() {
+    use contract::orders::ListOrdersRequest;
+    use contract::orders::order_service_client::OrderServiceClient;
+
+    let platform = start_with(&[("GATEWAY_AUTH", "required")]).await;
+    let (_, token) = register_and_login(&platform, "dave").await;
+    let mut orders = OrderServiceClient::new(platform.channel(platform.gateway).await);
+    let anonymous = orders.list_orders(ListOrdersRequest::default()).await.unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let mut request = tonic::Request::new(ListOrdersRequest::default());
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    orders.list_orders(request).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_identity_has_its_own_rate_limit() {
+    let platform = start_with(&[("GATEWAY_RATE_LIMIT", "1"), ("GATEWAY_RATE_BURST", "4")]).await;
+    // Two requests from this address: registering and logging in.
+    let (_, token) = register_and_login(&platform, "erin").await;
+    for remaining in ["1", "0"] {
+        let reply = platform.rest("GET", "/products", None).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.headers["ratelimit-limit"], "4");
+        assert_eq!(reply.headers["ratelimit-remaining"], remaining);
+    }
+    let limited = platform.rest("GET", "/products", None).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.headers["retry-after"], "1");
+    assert_eq!(limited.headers["ratelimit-remaining"], "0");
+    assert_eq!(limited.json()["code"], 8);
+
+    // A signed-in user is counted as itself, not as the address it shares.
+    for _ in 0..4 {
+        assert_eq!(platform.rest_as(Some(&token), "GET", "/products", None).await.status, 200);
+    }
+    assert_eq!(platform.rest_as(Some(&token), "GET", "/products", None).await.status, 429);
+}
