@@ -1,7 +1,7 @@
 //! The orders service's view of its dependencies: the users and products
 //! services through their generated gRPC clients, each call under one
-//! deadline with retries for what is safe to repeat, and the caller's trace
-//! propagated.
+//! deadline with retries for what is safe to repeat, each dependency behind
+//! a circuit breaker, and the caller's trace propagated.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use contract::products::{ReleaseStockRequest, ReserveStockRequest, ReserveStockR
 use contract::users::GetUserRequest;
 use contract::users::user_service_client::UserServiceClient;
 use platform::telemetry::TracePropagation;
-use resilience::{Retry, RetryPolicy};
+use resilience::{BreakerConfig, CircuitBreaker, Retry, RetryPolicy};
 use tonic::codegen::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -20,6 +20,8 @@ type Traced = InterceptedService<Channel, TracePropagation>;
 pub struct Dependencies {
     users: UserServiceClient<Traced>,
     products: ProductServiceClient<Traced>,
+    users_breaker: CircuitBreaker,
+    products_breaker: CircuitBreaker,
     retry: Retry,
 }
 
@@ -62,6 +64,8 @@ impl Dependencies {
         Self {
             users: UserServiceClient::with_interceptor(users, TracePropagation),
             products: ProductServiceClient::with_interceptor(products, TracePropagation),
+            users_breaker: CircuitBreaker::new(BreakerConfig::default()),
+            products_breaker: CircuitBreaker::new(BreakerConfig::default()),
             retry,
         }
     }
@@ -73,7 +77,7 @@ impl Dependencies {
             .call(RetryPolicy::Idempotent, |remaining| {
                 let mut client = self.users.clone();
                 let request = with_deadline(GetUserRequest { id: user_id.to_owned() }, remaining);
-                async move { client.get_user(request).await }
+                self.users_breaker.call(|| async move { client.get_user(request).await })
             })
             .await;
         match outcome {
@@ -98,7 +102,8 @@ impl Dependencies {
                 let mut client = self.products.clone();
                 let message = ReserveStockRequest { reservation_id: reservation_id.to_owned(), items: items.clone() };
                 let request = with_deadline(message, remaining);
-                async move { client.reserve_stock(request).await.map(tonic::Response::into_inner) }
+                self.products_breaker
+                    .call(|| async move { client.reserve_stock(request).await.map(tonic::Response::into_inner) })
             })
             .await
     }
@@ -110,7 +115,8 @@ impl Dependencies {
                 let mut client = self.products.clone();
                 let request =
                     with_deadline(ReleaseStockRequest { reservation_id: reservation_id.to_owned() }, remaining);
-                async move { client.release_stock(request).await.map(|r| r.into_inner().released) }
+                self.products_breaker
+                    .call(|| async move { client.release_stock(request).await.map(|r| r.into_inner().released) })
             })
             .await
     }

@@ -144,6 +144,24 @@ impl CircuitBreaker {
         }
     }
 
+    /// Runs `call` if the breaker lets it through, and records its outcome;
+    /// refused calls fail at once with UNAVAILABLE.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        if let Err(refused) = self.try_acquire() {
+            return Err(tonic::Status::unavailable(format!(
+                "circuit breaker open; retry in {} s",
+                refused.retry_after.as_secs().max(1)
+            )));
+        }
+        let result = call().await;
+        self.record(Outcome::of_status(result.as_ref().map_or_else(tonic::Status::code, |_| tonic::Code::Ok)));
+        result
+    }
+
     /// Records the outcome of a call that [`CircuitBreaker::try_acquire`] let through.
     pub fn record(&self, outcome: Outcome) {
         let mut inner = self.inner.lock().expect("breaker lock");
@@ -276,6 +294,24 @@ mod tests {
                 (BreakerState::HalfOpen, BreakerState::Closed),
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_guarded_call_is_refused_while_open_without_running() {
+        let (breaker, _) = breaker();
+        fail(&breaker, 5);
+        let mut ran = false;
+        let refused = breaker
+            .call(|| async {
+                ran = true;
+                Ok::<_, tonic::Status>(())
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(!ran);
+        tokio::time::advance(Duration::from_secs(60)).await;
+        breaker.call(|| async { Ok::<_, tonic::Status>(()) }).await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

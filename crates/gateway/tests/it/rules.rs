@@ -243,9 +243,7 @@ async fn metadata_travels_as_grpc_metadata_headers_both_ways() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.headers.get("grpc-metadata-x-echoed").unwrap(), "yes");
     let seen: Vec<String> = serde_json::from_value(reply.json()["metadata"].clone()).unwrap();
-    for expected in
-        ["tenant=acme", "x-forwarded-for=10.1.2.3, 127.0.0.1", "blob-bin=[1, 2, 3]"]
-    {
+    for expected in ["tenant=acme", "x-forwarded-for=10.1.2.3, 127.0.0.1", "blob-bin=[1, 2, 3]"] {
         assert!(seen.iter().any(|s| s == expected), "{expected} not in {seen:?}");
     }
     assert!(!seen.iter().any(|s| s.starts_with("x-not-forwarded")), "{seen:?}");
