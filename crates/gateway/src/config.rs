@@ -106,11 +106,21 @@ pub enum EndpointSource {
     /// `dns://host:port`: every address the name resolves to, re-resolved
     /// periodically (a Kubernetes headless Service).
     Dns { host: String, port: u16 },
+    /// `etcd://component`: the URLs instances registered under
+    /// `{MESHWORK_ETCD_PREFIX}{component}/`, watched.
+    Etcd { component: String },
 }
 
 impl EndpointSource {
-    /// `http://a:1,http://b:2` or `dns://host:port`.
+    /// `http://a:1,http://b:2`, `dns://host:port` or `etcd://component`.
     pub fn parse(value: &str) -> Result<Self, String> {
+        if let Some(component) = value.strip_prefix("etcd://") {
+            let component = component.trim_end_matches('/');
+            if component.is_empty() || component.contains('/') {
+                return Err("etcd:// needs a component name, such as etcd://products".to_owned());
+            }
+            return Ok(Self::Etcd { component: component.to_owned() });
+        }
         if let Some(rest) = value.strip_prefix("dns://") {
             let (host, port) = rest.trim_end_matches('/').rsplit_once(':').ok_or("dns:// needs host:port")?;
             let port = port.parse().map_err(|_| format!("bad port in {value}"))?;
@@ -141,6 +151,9 @@ pub struct GatewayConfig {
     pub dns_refresh: std::time::Duration,
     pub auth: crate::auth::AuthConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
+    /// etcd for `etcd://` sources (empty: none configured).
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
     pub descriptor_files: Vec<PathBuf>,
     pub max_body_bytes: usize,
     pub cors: Cors,
@@ -236,7 +249,26 @@ impl GatewayConfig {
                 })?
                 .unwrap_or_default(),
         };
-        Ok(Self { upstreams, policy, dns_refresh, auth, rate_limit, descriptor_files, max_body_bytes, cors })
+        let uses_etcd = upstreams.iter().any(|(_, source)| matches!(source, EndpointSource::Etcd { .. }));
+        if uses_etcd && settings.etcd_endpoints.is_empty() {
+            return Err(platform::ConfigError::Missing {
+                name: settings::ETCD_ENDPOINTS.name.to_owned(),
+                reason: "an upstream is discovered through etcd:// (needs the etcd build)".to_owned(),
+            }
+            .into());
+        }
+        Ok(Self {
+            upstreams,
+            policy,
+            dns_refresh,
+            auth,
+            rate_limit,
+            etcd_endpoints: settings.etcd_endpoints.clone(),
+            etcd_prefix: settings.etcd_prefix.clone(),
+            descriptor_files,
+            max_body_bytes,
+            cors,
+        })
     }
 }
 

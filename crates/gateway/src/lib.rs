@@ -51,9 +51,11 @@ pub struct Gateway {
     descriptor_sets: Vec<&'static [u8]>,
     auth: auth::Authenticator,
     rate_limit: ratelimit::RateLimit,
-    /// Upstreams whose endpoints come from DNS.
-    discovered: Vec<(Arc<upstream::Upstream>, String, u16)>,
+    /// Upstreams whose endpoints are discovered (DNS, etcd).
+    discovered: Vec<(Arc<upstream::Upstream>, EndpointSource)>,
     dns_refresh: std::time::Duration,
+    etcd_endpoints: Vec<String>,
+    etcd_prefix: String,
 }
 
 /// An error that is only a message.
@@ -89,8 +91,10 @@ impl Gateway {
         let upstreams = Upstreams::new(&config.upstreams, &config.policy).map_err(|e| StartError::other(Plain(e)))?;
         let mut discovered = Vec::new();
         for (service, source) in &config.upstreams {
-            if let (EndpointSource::Dns { host, port }, Some(upstream)) = (source, upstreams.get(service)) {
-                discovered.push((upstream, host.clone(), *port));
+            if let (EndpointSource::Dns { .. } | EndpointSource::Etcd { .. }, Some(upstream)) =
+                (source, upstreams.get(service))
+            {
+                discovered.push((upstream, source.clone()));
             }
         }
         let openapi = serde_json::to_vec_pretty(&openapi::document(&routes)).map_err(StartError::other)?;
@@ -109,6 +113,8 @@ impl Gateway {
             upstreams,
             discovered,
             dns_refresh: config.dns_refresh,
+            etcd_endpoints: config.etcd_endpoints.clone(),
+            etcd_prefix: config.etcd_prefix.clone(),
             max_body_bytes: config.max_body_bytes,
             openapi,
             descriptor_sets: sets,
@@ -132,11 +138,27 @@ impl Gateway {
         self.auth.mode()
     }
 
-    /// Starts following DNS for the upstreams that use it.
+    /// Starts following DNS or etcd for the upstreams discovered there.
     pub fn spawn_discovery(&self, shutdown: &platform::CancellationToken) {
-        for (upstream, host, port) in &self.discovered {
-            let task = discovery::follow_dns(upstream.clone(), host.clone(), *port, self.dns_refresh, shutdown.clone());
-            tokio::spawn(task);
+        for (upstream, source) in &self.discovered {
+            match source {
+                EndpointSource::Dns { host, port } => {
+                    let (host, port, every) = (host.clone(), *port, self.dns_refresh);
+                    tokio::spawn(discovery::follow_dns(upstream.clone(), host, port, every, shutdown.clone()));
+                }
+                #[cfg(feature = "etcd")]
+                EndpointSource::Etcd { component } => {
+                    let directory = format!("{}{component}/", self.etcd_prefix);
+                    let etcd = self.etcd_endpoints.clone();
+                    tokio::spawn(discovery::follow_etcd(upstream.clone(), etcd, directory, shutdown.clone()));
+                }
+                #[cfg(not(feature = "etcd"))]
+                EndpointSource::Etcd { component } => {
+                    let _ = (&self.etcd_endpoints, &self.etcd_prefix);
+                    tracing::error!(%component, "etcd:// discovery needs the etcd build (cargo build --features etcd)");
+                }
+                EndpointSource::Static(_) => {}
+            }
         }
     }
 

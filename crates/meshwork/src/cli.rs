@@ -75,6 +75,9 @@ const COMMON: &[Setting] = &[
     s::OTEL_SERVICE_NAME,
     s::OTEL_SDK_DISABLED,
     s::JAEGER_AGENT_HOST,
+    s::ETCD_ENDPOINTS,
+    s::ETCD_PREFIX,
+    s::ADVERTISE_URL,
 ];
 const UP: &[Setting] = &[s::DATA_DIR, users::config::JWT_SIGNING_KEY_FILE, s::JWT_ISSUER, users::config::JWT_TTL];
 const GATEWAY: &[Setting] =

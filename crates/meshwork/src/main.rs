@@ -80,6 +80,27 @@ async fn serve_one(component: Component, settings: Settings, shutdown: Cancellat
     let server = component.server(&settings, Backends::Production, &shutdown).await?;
     let listener = bind(address).await?;
     println!("{} listening on {}", component.name(), listener.local_addr()?);
+    register(component, &settings, &shutdown);
     server.serve(listener, shutdown).await?;
     Ok(())
 }
+
+/// Registers the instance in etcd when configured (`ETCD_ENDPOINTS` and
+/// `MESHWORK_ADVERTISE_URL`), for the gateway's `etcd://` discovery.
+#[cfg(feature = "etcd")]
+fn register(component: Component, settings: &Settings, shutdown: &CancellationToken) {
+    let (false, Some(url)) = (settings.etcd_endpoints.is_empty(), settings.advertise_url.clone()) else { return };
+    let registration = platform::registry::Registration {
+        etcd_endpoints: settings.etcd_endpoints.clone(),
+        prefix: settings.etcd_prefix.clone(),
+        component: component.name().to_owned(),
+        url,
+        ttl: std::time::Duration::from_secs(10),
+    };
+    tokio::spawn(platform::registry::register_until(registration, shutdown.clone()));
+}
+
+/// Without the etcd build there is nothing to register in (configuration
+/// refuses `ETCD_ENDPOINTS` there).
+#[cfg(not(feature = "etcd"))]
+fn register(_: Component, _: &Settings, _: &CancellationToken) {}

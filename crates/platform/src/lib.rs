@@ -9,6 +9,8 @@ pub mod error_code;
 pub mod health;
 pub mod metrics;
 pub mod pagination;
+#[cfg(feature = "etcd")]
+pub mod registry;
 pub mod rpc_telemetry;
 pub mod server;
 pub mod settings;

@@ -31,6 +31,9 @@ settings! {
     USER_SERVICE_URL = "USER_SERVICE_URL": "users service address (http://users:8001)";
     PRODUCT_SERVICE_URL = "PRODUCT_SERVICE_URL": "products service address (http://products:8002)";
     ORDER_SERVICE_URL = "ORDER_SERVICE_URL": "orders service address (http://orders:8003)";
+    ETCD_ENDPOINTS = "ETCD_ENDPOINTS": "etcd to register in and discover from (http://etcd:2379, comma-separated); needs the etcd build";
+    ETCD_PREFIX = "MESHWORK_ETCD_PREFIX": "key prefix of registrations in etcd (default /meshwork/services/)";
+    ADVERTISE_URL = "MESHWORK_ADVERTISE_URL": "URL other instances reach this one at, registered in etcd (http://10.0.0.5:8002)";
     JWT_ISSUER = "JWT_ISSUER": "`iss` of access tokens: set by users, required by the gateway (default meshwork)";
     SHUTDOWN_GRACE = "MESHWORK_SHUTDOWN_GRACE": "how long in-flight calls may finish after SIGTERM (default 10s)";
     READINESS_INTERVAL = "MESHWORK_READINESS_INTERVAL": "how often dependency checks refresh gRPC health (default 5s)";
@@ -56,6 +59,10 @@ pub struct Settings {
     pub product_service_url: Option<String>,
     pub order_service_url: Option<String>,
     pub jwt_issuer: String,
+    /// Empty: no etcd.
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+    pub advertise_url: Option<String>,
     pub shutdown_grace: Duration,
     pub readiness_interval: Duration,
     pub telemetry: TelemetrySettings,
@@ -124,6 +131,24 @@ impl Settings {
             product_service_url: service_url(PRODUCT_SERVICE_URL)?,
             order_service_url: service_url(ORDER_SERVICE_URL)?,
             jwt_issuer: layers.string(JWT_ISSUER.name).unwrap_or_else(|| "meshwork".to_owned()),
+            etcd_endpoints: layers
+                .parse_with(ETCD_ENDPOINTS.name, |list| {
+                    let endpoints: Vec<String> =
+                        list.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+                    if !cfg!(feature = "etcd") {
+                        return Err("this meshwork was built without etcd (cargo build --features etcd)".to_owned());
+                    }
+                    Ok(endpoints)
+                })?
+                .unwrap_or_default(),
+            etcd_prefix: layers.string(ETCD_PREFIX.name).unwrap_or_else(|| "/meshwork/services/".to_owned()),
+            advertise_url: layers.parse_with(ADVERTISE_URL.name, |url| {
+                let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+                match (uri.scheme_str(), uri.authority()) {
+                    (Some("http" | "https"), Some(_)) => Ok(url.trim_end_matches('/').to_owned()),
+                    _ => Err("expected http://host:port".to_owned()),
+                }
+            })?,
             shutdown_grace: layers.duration_or(SHUTDOWN_GRACE.name, Duration::from_secs(10))?,
             readiness_interval: layers.duration_or(READINESS_INTERVAL.name, Duration::from_secs(5))?,
             telemetry: TelemetrySettings {

@@ -65,8 +65,10 @@ pub struct Builder {
     set: Vec<u8>,
     pub policy: gateway::upstream::Policy,
     pub max_body_bytes: usize,
-    routes: Vec<(String, Vec<String>)>,
-    shutdown: CancellationToken,
+    routes: Vec<(String, gateway::EndpointSource)>,
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+    pub shutdown: CancellationToken,
 }
 
 impl Builder {
@@ -80,6 +82,8 @@ impl Builder {
             policy: gateway::upstream::Policy::default(),
             max_body_bytes: 1024 * 1024,
             routes: Vec::new(),
+            etcd_endpoints: Vec::new(),
+            etcd_prefix: String::new(),
             shutdown: CancellationToken::new(),
         }
     }
@@ -92,7 +96,13 @@ impl Builder {
     }
 
     pub fn route(&mut self, service: &str, endpoints: Vec<String>) {
-        self.routes.push((service.to_owned(), endpoints));
+        self.routes.push((service.to_owned(), gateway::EndpointSource::Static(endpoints)));
+    }
+
+    /// Routes `service` to what is discovered from `source`.
+    #[allow(dead_code)] // used by the etcd build's tests
+    pub fn route_to(&mut self, service: &str, source: gateway::EndpointSource) {
+        self.routes.push((service.to_owned(), source));
     }
 
     pub async fn start(self) -> Harness {
@@ -100,13 +110,11 @@ impl Builder {
         std::fs::write(&descriptor_file, &self.set).unwrap();
         let settings = Settings::load(&Env::default(), &[]).unwrap();
         let config = GatewayConfig {
-            upstreams: self
-                .routes
-                .into_iter()
-                .map(|(service, endpoints)| (service, gateway::EndpointSource::Static(endpoints)))
-                .collect(),
+            upstreams: self.routes,
             policy: self.policy,
             dns_refresh: std::time::Duration::from_secs(10),
+            etcd_endpoints: self.etcd_endpoints,
+            etcd_prefix: self.etcd_prefix,
             auth: gateway::auth::AuthConfig::new(gateway::auth::AuthMode::Optional, "meshwork"),
             rate_limit: gateway::ratelimit::RateLimitConfig {
                 per_second: None,

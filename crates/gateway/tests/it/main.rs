@@ -3,6 +3,8 @@
 //! echoes each request back. One table-driven test per rule family.
 
 mod echo;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod harness;
 mod openapi;
 mod passthrough;
