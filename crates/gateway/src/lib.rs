@@ -83,6 +83,8 @@ impl Gateway {
     /// A gateway over these encoded descriptor sets (the first wins on a
     /// file present in several).
     pub fn from_descriptor_sets(sets: Vec<&'static [u8]>, config: &GatewayConfig) -> Result<Self, StartError> {
+        // The upstreams set their breaker gauges as they are built.
+        platform::metrics::install();
         let mut pool = DescriptorPool::new();
         for set in &sets {
             pool.decode_file_descriptor_set(*set).map_err(StartError::other)?;

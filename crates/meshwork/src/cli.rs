@@ -2,6 +2,7 @@
 //! subcommand's help listing the environment variables it reads.
 
 use clap::{Parser, Subcommand};
+use meshwork::components::Component;
 use platform::config::{CONFIG_FILE_VAR, Setting};
 use platform::settings as s;
 
@@ -27,6 +28,11 @@ pub enum Command {
         /// three. 0 lets the system choose each port.
         #[arg(long, default_value_t = 8000)]
         base_port: u16,
+        /// Run only these parts (gateway, users, products, orders), the
+        /// rest being expected at their ports: stop and start one part on
+        /// its own to watch the gateway's circuit breakers at work.
+        #[arg(long, value_delimiter = ',', value_parser = parse_component)]
+        only: Option<Vec<Component>>,
     },
     /// Run the API gateway (REST/JSON, gRPC and gRPC-Web in front of the services).
     #[command(after_help = env_help(&[GATEWAY, gateway::config::SETTINGS].concat()))]
@@ -62,6 +68,13 @@ pub enum OrdersAction {
     /// Apply the database migrations and exit (the service also applies them at start).
     #[command(after_help = env_help(&[s::DATABASE_URL]))]
     Migrate,
+}
+
+fn parse_component(name: &str) -> Result<Component, String> {
+    Component::ALL
+        .into_iter()
+        .find(|component| component.name() == name)
+        .ok_or_else(|| format!("{name:?} is not one of gateway, users, products, orders"))
 }
 
 /// Settings every component reads.

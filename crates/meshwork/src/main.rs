@@ -55,7 +55,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     platform::shutdown::cancel_on_signal(shutdown.clone());
     match command {
-        Command::Up { base_port } => up::run(settings, base_port, shutdown).await,
+        Command::Up { base_port, only } => up::run(settings, base_port, only, shutdown).await,
         Command::Gateway => serve_one(Component::Gateway, settings, shutdown).await,
         Command::Users { action: None } => serve_one(Component::Users, settings, shutdown).await,
         Command::Orders { action: Some(OrdersAction::Migrate) } => {

@@ -40,25 +40,38 @@ impl Up {
 
 /// Binds every port, then builds every component (orders and the gateway
 /// need to know where the others listen), then serves: if anything fails
-/// before serving, nothing starts.
-pub async fn start(settings: &Settings, base_port: u16, shutdown: CancellationToken) -> anyhow::Result<Up> {
+/// before serving, nothing starts. `only` runs a subset (the others are
+/// expected at their usual ports, in another `meshwork up --only ...`).
+pub async fn start(
+    settings: &Settings,
+    base_port: u16,
+    only: Option<&[Component]>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Up> {
     // Loopback unless asked otherwise: `up` is for a developer's machine.
     let host = settings.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    if only.is_some() && base_port == 0 {
+        anyhow::bail!("--only needs fixed ports: the parts must find each other");
+    }
     let mut listeners: Vec<(Component, TcpListener)> = Vec::new();
+    let mut planned: Vec<(Component, SocketAddr)> = Vec::new();
     for (offset, component) in (0u16..).zip(Component::ALL) {
         // --base-port 0: every component on a port of the system's choosing.
         let port = match base_port {
             0 => 0,
             base => base.checked_add(offset).ok_or_else(|| anyhow::anyhow!("--base-port {base} is too high"))?,
         };
-        listeners.push((component, crate::bind(SocketAddr::new(host, port)).await?));
-    }
-    let mut bound = Vec::new();
-    for (component, listener) in &listeners {
-        bound.push((*component, listener.local_addr()?));
+        let address = SocketAddr::new(host, port);
+        if only.is_none_or(|only| only.contains(&component)) {
+            let listener = crate::bind(address).await?;
+            planned.push((component, listener.local_addr()?));
+            listeners.push((component, listener));
+        } else {
+            planned.push((component, address));
+        }
     }
     let url = |wanted: Component| {
-        let address = bound.iter().find(|(component, _)| *component == wanted).map(|(_, a)| *a).expect("bound");
+        let address = planned.iter().find(|(component, _)| *component == wanted).map(|(_, a)| *a).expect("planned");
         format!("http://{address}")
     };
     let addresses =
@@ -70,7 +83,9 @@ pub async fn start(settings: &Settings, base_port: u16, shutdown: CancellationTo
     for (component, _) in &listeners {
         servers.push(component.server(settings, backends, &shutdown).await?);
     }
+    let mut bound = Vec::new();
     for ((component, listener), server) in listeners.into_iter().zip(servers) {
+        bound.push((component, listener.local_addr()?));
         let shutdown = shutdown.clone();
         running.spawn(async move { (component, server.serve(listener, shutdown).await) });
     }
@@ -78,15 +93,25 @@ pub async fn start(settings: &Settings, base_port: u16, shutdown: CancellationTo
 }
 
 /// `meshwork up` itself: start, say where everything is, serve until stopped.
-pub async fn run(settings: Settings, base_port: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    base_port: u16,
+    only: Option<Vec<Component>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if settings.port.is_some() {
         tracing::warn!("PORT is ignored by `meshwork up`; use --base-port");
     }
-    let up = start(&settings, base_port, shutdown).await?;
+    let up = start(&settings, base_port, only.as_deref(), shutdown).await?;
     println!("meshwork is up (data in {}):", settings.data_dir.display());
     for (component, address) in &up.bound {
         println!("  {:<9} http://{address}  {}", component.name(), component.describe());
     }
     println!("every port serves /health/live, /health/ready, /metrics, gRPC health and reflection; Ctrl-C stops");
+    if up.bound.iter().any(|(component, _)| *component == Component::Gateway)
+        && settings.layers.raw(gateway::config::GATEWAY_AUTH.name).is_none()
+    {
+        println!("auth: tokens are verified when sent but not required here (GATEWAY_AUTH=required to require them)");
+    }
     up.wait().await
 }

@@ -4,8 +4,9 @@
 //! all succeed it closes, if one fails it opens again.
 //!
 //! Only failures that say the endpoint is unwell count (UNAVAILABLE,
-//! DEADLINE_EXCEEDED, transport errors); a client error (NOT_FOUND,
-//! INVALID_ARGUMENT, ...) is an answer, and resets nothing either.
+//! DEADLINE_EXCEEDED, transport errors). A client error (NOT_FOUND,
+//! INVALID_ARGUMENT, ...) never counts against it: it is an answer, so it
+//! shows the endpoint alive, as a success does.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -70,10 +71,15 @@ pub enum Outcome {
 impl Outcome {
     /// Classifies a gRPC status by what it says about the server.
     pub fn of_status(code: tonic::Code) -> Self {
+        use tonic::Code;
         match code {
-            tonic::Code::Ok => Self::Success,
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Self::Failure,
-            _ => Self::Neutral,
+            Code::Unavailable | Code::DeadlineExceeded => Self::Failure,
+            // The server is broken or busy, or the caller left: no verdict.
+            Code::Cancelled | Code::Unknown | Code::Internal | Code::DataLoss | Code::ResourceExhausted => {
+                Self::Neutral
+            }
+            // Ok, and every answer about the request itself.
+            _ => Self::Success,
         }
     }
 }
@@ -266,7 +272,8 @@ mod tests {
             breaker.record(Outcome::of_status(tonic::Code::NotFound));
         }
         assert_eq!(breaker.state(), BreakerState::Closed);
-        assert_eq!(Outcome::of_status(tonic::Code::InvalidArgument), Outcome::Neutral);
+        assert_eq!(Outcome::of_status(tonic::Code::InvalidArgument), Outcome::Success, "the endpoint answered");
+        assert_eq!(Outcome::of_status(tonic::Code::Internal), Outcome::Neutral);
         assert_eq!(Outcome::of_status(tonic::Code::DeadlineExceeded), Outcome::Failure);
     }
 

@@ -100,7 +100,6 @@ impl Builder {
     }
 
     /// Routes `service` to what is discovered from `source`.
-    #[allow(dead_code)] // used by the etcd build's tests
     pub fn route_to(&mut self, service: &str, source: gateway::EndpointSource) {
         self.routes.push((service.to_owned(), source));
     }

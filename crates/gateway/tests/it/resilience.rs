@@ -122,3 +122,23 @@ async fn a_hanging_upstream_cannot_starve_another() {
         call.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_endpoints_are_resolved_and_followed() {
+    let mut builder = Builder::new();
+    let echo = builder.echo_upstream().await;
+    let source = gateway::EndpointSource::Dns { host: "localhost".to_owned(), port: echo.port() };
+    builder.route_to("echo.v1.EchoService", source);
+    let harness = builder.start().await;
+    let expected = format!("http://{echo}");
+    testkit::eventually("localhost to be resolved into an endpoint", Duration::from_secs(10), || async {
+        let ready = harness.get("/health/ready").await.json();
+        ready["upstreams"]["echo.v1.EchoService"]["endpoints"].get(&expected).is_some()
+    })
+    .await;
+    // localhost may also resolve to ::1, where nothing listens: GET is
+    // retried on the endpoint that answers.
+    for request in 0..10 {
+        assert_eq!(harness.get(&format!("/v1/echo/dns{request}")).await.status, 200);
+    }
+}

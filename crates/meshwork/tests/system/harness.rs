@@ -41,7 +41,7 @@ pub async fn start_with(settings: &[(&str, &str)]) -> Platform {
     let env = Env::from_pairs(pairs);
     let settings = Settings::load(&env, &meshwork::component_settings()).unwrap();
     let shutdown = CancellationToken::new();
-    let up = meshwork::up::start(&settings, 0, shutdown.clone()).await.unwrap();
+    let up = meshwork::up::start(&settings, 0, None, shutdown.clone()).await.unwrap();
     let platform = Platform {
         gateway: up.address(Component::Gateway),
         users: up.address(Component::Users),
