@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use events::Publisher;
 use events::rabbitmq::{RabbitConfig, RabbitPublisher};
@@ -71,7 +70,9 @@ pub async fn production(settings: &Settings) -> Result<Assembled, StartError> {
         "the orders service publishes its events to RabbitMQ",
     )?;
     let upstreams = Upstreams::from_settings(settings)?;
-    migrate_with_retry(&store).await.map_err(StartError::other)?;
+    platform::database::migrate_with_retry(|| store.migrate(), |error| matches!(error, StoreError::Unavailable(_)))
+        .await
+        .map_err(StartError::other)?;
     let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
     let publisher = Arc::new(RabbitPublisher::new(bus));
     assemble(Arc::new(store), &upstreams, publisher)
@@ -96,20 +97,4 @@ pub fn postgres_store(settings: &Settings) -> Result<PostgresOrderStore, StartEr
     )?;
     Ok(PostgresOrderStore::connect_lazy(url.expose())
         .map_err(|e| settings.invalid(settings::DATABASE_URL, e.to_string()))?)
-}
-
-async fn migrate_with_retry(store: &PostgresOrderStore) -> Result<(), StoreError> {
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match store.migrate().await {
-            Err(StoreError::Unavailable(reason)) if attempt < 10 => {
-                tracing::warn!(attempt, %reason, "database not reachable yet; retrying migrations");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
 }

@@ -5,6 +5,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(feature = "database")]
+pub mod database;
 pub mod error_code;
 pub mod health;
 pub mod metrics;

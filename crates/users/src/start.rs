@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use platform::StartError;
 use platform::settings::{self, Settings};
@@ -38,7 +37,9 @@ pub async fn production(settings: &Settings) -> Result<Users, StartError> {
     )?;
     let tokens = TokenIssuer::from_file(&key_file, &config.issuer, config.token_ttl)
         .map_err(|e| settings.invalid(JWT_SIGNING_KEY_FILE, e.to_string()))?;
-    migrate_with_retry(&store).await.map_err(StartError::other)?;
+    platform::database::migrate_with_retry(|| store.migrate(), |error| matches!(error, StoreError::Unavailable(_)))
+        .await
+        .map_err(StartError::other)?;
     Ok(Users::new(Arc::new(store), Arc::new(tokens)))
 }
 
@@ -62,20 +63,4 @@ pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Users, Sta
     let store = SqliteUserStore::open(&data_dir.join("users.db")).await.map_err(StartError::other)?;
     let store: Arc<dyn UserStore> = Arc::new(store);
     Ok(Users::new(store, Arc::new(tokens)))
-}
-
-async fn migrate_with_retry(store: &PostgresUserStore) -> Result<(), StoreError> {
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match store.migrate().await {
-            Err(StoreError::Unavailable(reason)) if attempt < 10 => {
-                tracing::warn!(attempt, %reason, "database not reachable yet; retrying migrations");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
 }

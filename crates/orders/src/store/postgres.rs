@@ -1,9 +1,7 @@
 //! The PostgreSQL adapter, migrations embedded from `migrations/postgres`.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
-use sqlx::postgres::{PgPoolOptions, Postgres};
+use sqlx::postgres::Postgres;
 
 use super::{RelayLease, StoreError};
 
@@ -26,11 +24,7 @@ impl RelayLease for AdvisoryLock {}
 impl PostgresOrderStore {
     /// A lazy pool: the service starts (not ready) while the database is down.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(url)
-            .map_err(StoreError::from_sqlx)?;
+        let pool = platform::database::postgres_lazy(url).map_err(StoreError::from_sqlx)?;
         Ok(Self { pool })
     }
 

@@ -3,11 +3,8 @@
 //! all-or-nothing and serialised with every other write.
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
@@ -55,34 +52,21 @@ impl ProductRow {
 const COLUMNS: &str = "id, name, description, price_minor, stock, units_sold, created_at, updated_at";
 
 impl SqliteProductStore {
+    /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(format!("{}: {e}", dir.display())))?;
-        }
-        Self::open_with(SqliteConnectOptions::new().filename(path)).await
+        Self::open_at(Some(path)).await
     }
 
     /// A private in-memory database, for tests.
     pub async fn in_memory() -> Result<Self, StoreError> {
-        Self::open_with(SqliteConnectOptions::from_str("sqlite::memory:").map_err(from_sqlx)?).await
+        Self::open_at(None).await
     }
 
-    async fn open_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let in_memory = options.get_filename() == Path::new(":memory:");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(if in_memory { 1 } else { 8 })
-            .min_connections(if in_memory { 1 } else { 0 })
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(from_sqlx)?;
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+    async fn open_at(path: Option<&Path>) -> Result<Self, StoreError> {
+        let pool = platform::database::open_sqlite(path, &MIGRATOR).await.map_err(|error| match error {
+            platform::database::OpenError::Sqlx(error) => from_sqlx(error),
+            other => StoreError::Other(other.to_string()),
+        })?;
         Ok(Self { pool })
     }
 

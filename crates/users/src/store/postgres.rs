@@ -1,10 +1,7 @@
 //! The PostgreSQL adapter (sqlx), migrations embedded from
 //! `migrations/postgres`.
 
-use std::time::Duration;
-
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 
 use super::StoreError;
 
@@ -19,11 +16,7 @@ impl PostgresUserStore {
     /// A lazy pool: nothing is connected until first use, so the service
     /// starts (and reports not ready) while the database is down.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(url)
-            .map_err(StoreError::from_sqlx)?;
+        let pool = platform::database::postgres_lazy(url).map_err(StoreError::from_sqlx)?;
         Ok(Self { pool })
     }
 
