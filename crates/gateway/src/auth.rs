@@ -63,6 +63,9 @@ pub struct AuthConfig {
     pub issuer: String,
     /// Full method names (`pkg.Service.Method`) that need no token.
     pub public_methods: HashSet<String>,
+    /// An unknown `kid` fetches the keys again, at most this often, so a
+    /// flood of forged kids cannot flood the users service.
+    pub key_refetch_interval: Duration,
 }
 
 impl AuthConfig {
@@ -71,6 +74,7 @@ impl AuthConfig {
             mode,
             issuer: issuer.into(),
             public_methods: DEFAULT_PUBLIC_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            key_refetch_interval: Duration::from_secs(5),
         }
     }
 }
@@ -106,12 +110,9 @@ pub struct Authenticator {
     config: AuthConfig,
     users: Option<Arc<Upstream>>,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    /// When the keys were last fetched: an unknown `kid` fetches again, at
-    /// most this often, so a flood of forged kids cannot flood the users service.
+    /// When the keys were last fetched (see `key_refetch_interval`).
     last_fetch: Mutex<Option<Instant>>,
 }
-
-const REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
 impl Authenticator {
     /// `users` is the upstream serving the users service, where the keys live.
@@ -162,7 +163,7 @@ impl Authenticator {
         if let Some(key) = self.keys.read().expect("keys lock").get(kid) {
             return Ok(key.clone());
         }
-        if last_fetch.is_some_and(|at| at.elapsed() < REFETCH_AT_MOST_EVERY) {
+        if last_fetch.is_some_and(|at| at.elapsed() < self.config.key_refetch_interval) {
             return Err(AuthError::Invalid(format!("unknown key id {kid}")));
         }
         let fetched = self.fetch().await?;

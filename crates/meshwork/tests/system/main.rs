@@ -3,5 +3,6 @@
 
 mod fuzz;
 mod harness;
+mod key_rotation;
 mod security;
 mod template;
