@@ -53,10 +53,17 @@ impl TestMongo {
 
 impl Drop for TestMongo {
     fn drop(&mut self) {
-        let database = self.client.database(&self.name);
+        // A client of its own on a runtime of its own: the test's client
+        // needs the test's runtime, which this thread is blocking (a
+        // current-thread runtime would never get to run it).
+        let (url, name) = (self.url.clone(), self.name.clone());
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let _ = runtime.block_on(async { database.drop().await });
+            runtime.block_on(async {
+                if let Ok(client) = Client::with_uri_str(&url).await {
+                    let _ = client.database(&name).drop().await;
+                }
+            });
         });
         let _ = cleanup.join();
     }

@@ -50,9 +50,36 @@ struct ProductDoc {
     search_text: String,
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
-    /// Quantities held per reservation id.
+    // Also stored, never read with the product: `holds.<reservation id>`
+    // (see `HoldView`) and `sold.<order id>` (see `record_sale`).
+}
+
+/// A product seen from one reservation: what `take` answers with and the
+/// hold, if any, that the reservation has on it. Read with a projection, so
+/// the other reservations' holds never leave the server.
+#[derive(Debug, Deserialize)]
+struct HoldView {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    price_minor: i64,
+    #[serde(default)]
+    stock: i64,
     #[serde(default)]
     holds: HashMap<String, i64>,
+}
+
+/// Leaves out the per-reservation holds and per-order sale markers: a
+/// product sold many times carries many, and no read of the product needs them.
+fn without_markers() -> Document {
+    doc! { "holds": 0, "sold": 0 }
+}
+
+/// Just the fields `take` answers with, and the hold `hold` (`holds.<id>`).
+fn with_hold(hold: &str) -> Document {
+    doc! { "name": 1, "price_minor": 1, "stock": 1, hold: 1 }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,7 +141,11 @@ impl MongoProductStore {
     }
 
     async fn product_doc(&self, id: &str) -> Result<Option<ProductDoc>, StoreError> {
-        self.products.find_one(doc! { "_id": id }).await.map_err(from_mongo)
+        self.products.find_one(doc! { "_id": id }).projection(without_markers()).await.map_err(from_mongo)
+    }
+
+    fn hold_views(&self) -> Collection<HoldView> {
+        self.products.clone_with_type()
     }
 
     /// Claims `id` for this call, or returns what an earlier call settled.
@@ -176,7 +207,7 @@ impl MongoProductStore {
     ) -> Result<Result<ReservedItem, ReservationRefused>, StoreError> {
         let hold = format!("holds.{}", id.as_str());
         let taken = self
-            .products
+            .hold_views()
             .find_one_and_update(
                 doc! { "_id": product.as_str(), "stock": { "$gte": i64::from(quantity) }, &hold: { "$exists": false } },
                 doc! {
@@ -184,22 +215,31 @@ impl MongoProductStore {
                     "$set": { &hold: i64::from(quantity), "updated_at": bson::DateTime::now() },
                 },
             )
+            .projection(with_hold(&hold))
             .return_document(ReturnDocument::After)
             .await
             .map_err(from_mongo)?;
         let doc = match taken {
             Some(doc) => doc,
-            None => match self.product_doc(product.as_str()).await? {
-                None => return Ok(Err(ReservationRefused::UnknownProduct(product.as_str().to_owned()))),
-                Some(doc) if doc.holds.contains_key(id.as_str()) => doc,
-                Some(doc) => {
-                    return Ok(Err(ReservationRefused::InsufficientStock {
-                        product: product.as_str().to_owned(),
-                        requested: quantity,
-                        available: i32::try_from(doc.stock).unwrap_or(i32::MAX),
-                    }));
+            None => {
+                let current = self
+                    .hold_views()
+                    .find_one(doc! { "_id": product.as_str() })
+                    .projection(with_hold(&hold))
+                    .await
+                    .map_err(from_mongo)?;
+                match current {
+                    None => return Ok(Err(ReservationRefused::UnknownProduct(product.as_str().to_owned()))),
+                    Some(doc) if doc.holds.contains_key(id.as_str()) => doc,
+                    Some(doc) => {
+                        return Ok(Err(ReservationRefused::InsufficientStock {
+                            product: product.as_str().to_owned(),
+                            requested: quantity,
+                            available: i32::try_from(doc.stock).unwrap_or(i32::MAX),
+                        }));
+                    }
                 }
-            },
+            }
         };
         let quantity = doc.holds.get(id.as_str()).copied().unwrap_or(i64::from(quantity));
         Ok(Ok(ReservedItem {
@@ -227,9 +267,10 @@ impl MongoProductStore {
     /// claim died before recording its items.
     async fn give_back_everywhere(&self, id: &ReservationId) -> Result<(), StoreError> {
         let hold = format!("holds.{}", id.as_str());
-        let held: Vec<ProductDoc> = self
-            .products
+        let held: Vec<HoldView> = self
+            .hold_views()
             .find(doc! { &hold: { "$exists": true } })
+            .projection(with_hold(&hold))
             .await
             .map_err(from_mongo)?
             .try_collect()
@@ -272,7 +313,6 @@ fn to_doc(product: &Product) -> ProductDoc {
         search_text: product.search_text(),
         created_at: bson::DateTime::from_millis(product.created_at.timestamp_millis()),
         updated_at: bson::DateTime::from_millis(product.updated_at.timestamp_millis()),
-        holds: HashMap::new(),
     }
 }
 
@@ -374,6 +414,7 @@ impl ProductStore for MongoProductStore {
         let cursor = self
             .products
             .find(filter_doc(filter, after))
+            .projection(without_markers())
             .sort(doc! { "_id": 1 })
             .limit(i64::from(limit))
             .await
@@ -406,6 +447,7 @@ impl ProductStore for MongoProductStore {
         let updated = self
             .products
             .find_one_and_update(doc! { "_id": id.as_str() }, doc! { "$set": set })
+            .projection(without_markers())
             .return_document(ReturnDocument::After)
             .await
             .map_err(from_mongo)?;
@@ -426,6 +468,7 @@ impl ProductStore for MongoProductStore {
         let updated = self
             .products
             .find_one_and_update(filter, update)
+            .projection(without_markers())
             .return_document(ReturnDocument::After)
             .await
             .map_err(from_mongo)?;

@@ -8,3 +8,4 @@ mod readiness;
 mod reservations;
 mod sales;
 mod store;
+mod takeover;

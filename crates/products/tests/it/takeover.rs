@@ -1,0 +1,69 @@
+//! MongoDB only: a reservation whose caller died part-way (stock taken and
+//! held for one item, the reservation still pending, its lease run out) is
+//! finished by the next caller without taking the held item twice, and a
+//! release of such a reservation gives back what the holds say.
+
+use std::sync::Arc;
+
+use mongodb::bson::{Document, doc};
+use products::domain::{ProductId, ReservationId};
+use products::store::{ProductStore, ReserveOutcome};
+use testkit::mongo::TestMongo;
+
+use crate::helpers::{Backend, product, store};
+
+/// Leaves in `database` what a caller of reservation `id` leaves when it
+/// dies right after taking `quantity` of `product`.
+async fn die_after_taking(database: &TestMongo, id: &str, product: &str, quantity: i64) {
+    let database = database.database();
+    let hold = format!("holds.{id}");
+    let taken = database
+        .collection::<Document>("products")
+        .update_one(doc! { "_id": product }, doc! { "$inc": { "stock": -quantity }, "$set": { &hold: quantity } })
+        .await
+        .unwrap();
+    assert_eq!(taken.modified_count, 1);
+    let epoch = mongodb::bson::DateTime::from_millis(0);
+    database
+        .collection::<Document>("reservations")
+        .insert_one(doc! { "_id": id, "state": "pending", "owner": "died", "lease_until": epoch, "items": [] })
+        .await
+        .unwrap();
+}
+
+async fn stock_of(store: &Arc<dyn ProductStore>, id: &str) -> i32 {
+    store.get(&ProductId::parse(id).unwrap()).await.unwrap().unwrap().stock
+}
+
+#[tokio::test]
+async fn a_retry_finishes_a_dead_callers_reservation_without_taking_twice() {
+    let Some((store, Some(database))) = store(Backend::Mongo, "takeover_finish").await else { return };
+    store.insert(&product("apple", "Apple", 100, 5)).await.unwrap();
+    store.insert(&product("pear", "Pear", 200, 5)).await.unwrap();
+    die_after_taking(&database, "order-1", "apple", 2).await;
+
+    let id = ReservationId::parse("order-1").unwrap();
+    let items = [(ProductId::parse("apple").unwrap(), 2), (ProductId::parse("pear").unwrap(), 1)];
+    let ReserveOutcome::Reserved(reservation) = store.reserve(&id, &items).await.unwrap() else {
+        panic!("the retry is refused")
+    };
+    let taken: Vec<(&str, i32, i64)> =
+        reservation.items.iter().map(|i| (i.product_id.as_str(), i.quantity, i.unit_price.minor())).collect();
+    assert_eq!(taken, [("apple", 2, 100), ("pear", 1, 200)]);
+    assert_eq!(stock_of(&store, "apple").await, 3, "the held apples are not taken again");
+    assert_eq!(stock_of(&store, "pear").await, 4);
+
+    assert!(store.release(&id).await.unwrap());
+    assert_eq!((stock_of(&store, "apple").await, stock_of(&store, "pear").await), (5, 5));
+}
+
+#[tokio::test]
+async fn releasing_a_dead_callers_reservation_gives_back_its_holds() {
+    let Some((store, Some(database))) = store(Backend::Mongo, "takeover_release").await else { return };
+    store.insert(&product("plum", "Plum", 100, 5)).await.unwrap();
+    die_after_taking(&database, "order-2", "plum", 3).await;
+    assert_eq!(stock_of(&store, "plum").await, 2);
+
+    store.release(&ReservationId::parse("order-2").unwrap()).await.unwrap();
+    assert_eq!(stock_of(&store, "plum").await, 5, "the hold went back to stock");
+}
