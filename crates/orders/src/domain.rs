@@ -1,50 +1,20 @@
 //! The orders domain: ids, the status machine, orders and their money (in
 //! integer minor units).
 
-use std::fmt;
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// An order id: a UUIDv7, so ids sort by creation time. It is also the
-/// stock reservation id at the products service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OrderId(Uuid);
-
-impl OrderId {
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        if raw.is_empty() {
-            return Err("is required");
-        }
-        Uuid::try_parse(raw).map(Self).map_err(|_| "must be a UUID")
-    }
-
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for OrderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+platform::uuid_id!(
+    /// An order id: a UUIDv7, so ids sort by creation time. It is also the
+    /// stock reservation id at the products service.
+    OrderId
+);
 
 /// A user id as the orders service sees it: a UUID (the users service's).
 pub fn parse_user_id(raw: &str) -> Result<Uuid, &'static str> {
-    if raw.is_empty() {
-        return Err("is required");
-    }
-    Uuid::try_parse(raw).map_err(|_| "must be a UUID")
+    platform::id::parse_uuid(raw)
 }
 
 /// PENDING -> PAID -> SHIPPED -> DELIVERED; CANCELLED from PENDING or PAID.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod database;
 pub mod error_code;
 pub mod health;
+pub mod id;
 pub mod metrics;
 pub mod pagination;
 #[cfg(feature = "etcd")]

@@ -4,38 +4,11 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
-/// A user id: a UUIDv7, so ids sort in creation order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(Uuid);
-
-impl UserId {
-    pub fn generate() -> Self {
-        Self(Uuid::now_v7())
-    }
-
-    pub fn parse(raw: &str) -> Result<Self, &'static str> {
-        if raw.is_empty() {
-            return Err("is required");
-        }
-        Uuid::try_parse(raw).map(Self).map_err(|_| "must be a UUID")
-    }
-
-    pub fn from_uuid(uuid: Uuid) -> Self {
-        Self(uuid)
-    }
-
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
+platform::uuid_id!(
+    /// A user id: a UUIDv7, so ids sort in creation order.
+    UserId
+);
 
 /// An email address, trimmed and lowercased, so uniqueness is
 /// case-insensitive by construction.
