@@ -213,3 +213,37 @@ async fn publisher_and_consumer_survive_a_dropped_connection() {
         assert_eq!(id, first.id, "only the first event may come again");
     }
 }
+
+/// Forwards to `upstream`, cutting each connection after a lifetime that
+/// varies from 0 to 40 ms: across many connections, at every step of the
+/// AMQP handshake and of a publish.
+async fn short_lived_connections(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 0u64.. {
+            let Ok((mut client, _)) = listener.accept().await else { return };
+            let lifetime = Duration::from_micros(n * 7919 % 40_000);
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                let _ = tokio::time::timeout(lifetime, tokio::io::copy_bidirectional(&mut client, &mut server)).await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_cut_at_any_step_fails_the_publish_instead_of_hanging_it() {
+    let Some(bus) = TestBus::new("connection_cut_at_any_step") else { return };
+    let flaky = short_lived_connections(bus.broker.address().await).await;
+    let config =
+        RabbitConfig { url: bus.broker.url_via(flaky), step_timeout: Duration::from_millis(500), ..bus.config.clone() };
+    let publisher = RabbitPublisher::new(config);
+    let event = Event { id: uuid::Uuid::now_v7(), kind: OrderCreated::full_name(), payload: vec![], traceparent: None };
+    for attempt in 0..300 {
+        // Far beyond the step timeout: only a publish that hangs trips it.
+        let outcome = tokio::time::timeout(Duration::from_secs(30), publisher.publish(&event)).await;
+        assert!(outcome.is_ok(), "publish {attempt} hung");
+    }
+}

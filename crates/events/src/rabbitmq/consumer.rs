@@ -19,7 +19,8 @@ use resilience::Backoff;
 use tracing::Instrument;
 
 use super::{
-    ATTEMPTS_HEADER, ERROR_HEADER, RabbitConfig, attempts, connect, declare_subscription, event_from, unavailable,
+    ATTEMPTS_HEADER, ERROR_HEADER, RabbitConfig, attempts, bounded, connect, declare_subscription, event_from,
+    unavailable,
 };
 use crate::{BusError, Subscription};
 
@@ -47,22 +48,26 @@ pub async fn run_consumer(config: RabbitConfig, subscription: Subscription, shut
 
 /// One connection's worth of consuming; returns when the connection ends.
 async fn consume(config: &RabbitConfig, subscription: &Subscription, failures: &mut u32) -> Result<(), BusError> {
-    let (_connection, channel) = connect(config).await?;
-    let delay_ms = subscription.retry_delay.as_millis() as u64;
-    declare_subscription(&channel, config, &subscription.name, &subscription.kinds, delay_ms).await?;
-    channel.basic_qos(config.prefetch, BasicQosOptions::default()).await.map_err(unavailable)?;
-    // Confirms on this channel make re-publishing to the delay and
-    // dead-letter queues safe to acknowledge.
-    channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
-    let mut deliveries = channel
-        .basic_consume(
-            config.queue(&subscription.name).into(),
-            format!("{}-{}", subscription.name, uuid::Uuid::new_v4().simple()).into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
+    let (_connection, channel, mut deliveries) = bounded(config, "connecting to RabbitMQ", async {
+        let (connection, channel) = connect(config).await?;
+        let delay_ms = subscription.retry_delay.as_millis() as u64;
+        declare_subscription(&channel, config, &subscription.name, &subscription.kinds, delay_ms).await?;
+        channel.basic_qos(config.prefetch, BasicQosOptions::default()).await.map_err(unavailable)?;
+        // Confirms on this channel make re-publishing to the delay and
+        // dead-letter queues safe to acknowledge.
+        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
+        let deliveries = channel
+            .basic_consume(
+                config.queue(&subscription.name).into(),
+                format!("{}-{}", subscription.name, uuid::Uuid::new_v4().simple()).into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok((connection, channel, deliveries))
+    })
+    .await?;
     tracing::info!(queue = %config.queue(&subscription.name), "consuming");
     *failures = 0;
     while let Some(delivery) = deliveries.next().await {
@@ -101,9 +106,13 @@ async fn handle(
             tracing::warn!(subscription = %subscription.name, attempt, %error, "event handler failed; retrying later");
             (config.retry_queue(&subscription.name), attempt + 1)
         };
-        republish(channel, &queue, &delivery, next_attempt, &error.message).await?;
+        let copy = republish(channel, &queue, &delivery, next_attempt, &error.message);
+        bounded(config, "re-publishing a failed event", copy).await?;
     }
-    delivery.ack(BasicAckOptions::default()).await.map_err(unavailable)?;
+    bounded(config, "acknowledging an event", async {
+        delivery.ack(BasicAckOptions::default()).await.map_err(unavailable)
+    })
+    .await?;
     Ok(())
 }
 

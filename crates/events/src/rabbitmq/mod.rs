@@ -17,6 +17,9 @@ mod publisher;
 pub use consumer::run_consumer;
 pub use publisher::RabbitPublisher;
 
+use std::future::Future;
+use std::time::Duration;
+
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -31,11 +34,14 @@ pub struct RabbitConfig {
     pub prefix: String,
     /// Unacknowledged deliveries a consumer holds at once.
     pub prefetch: u16,
+    /// The longest one step with the broker may take: connecting (with the
+    /// topology declared), or a publish until its confirm.
+    pub step_timeout: Duration,
 }
 
 impl RabbitConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), prefix: "meshwork.".to_owned(), prefetch: 16 }
+        Self { url: url.into(), prefix: "meshwork.".to_owned(), prefetch: 16, step_timeout: Duration::from_secs(10) }
     }
 
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -70,6 +76,20 @@ const PERSISTENT: u8 = 2;
 
 fn unavailable(error: lapin::Error) -> BusError {
     BusError::Unavailable(error.to_string())
+}
+
+/// Runs one step with the broker within `config.step_timeout`. lapin can
+/// wait forever on a connection that died part-way through its handshake,
+/// and a bus adapter must fail instead, so that its caller retries.
+async fn bounded<T>(
+    config: &RabbitConfig,
+    what: &str,
+    step: impl Future<Output = Result<T, BusError>>,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(config.step_timeout, step).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(BusError::Unavailable(format!("{what} took longer than {:?}", config.step_timeout))),
+    }
 }
 
 async fn connect(config: &RabbitConfig) -> Result<(Connection, Channel), BusError> {

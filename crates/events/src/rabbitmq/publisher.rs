@@ -1,6 +1,7 @@
 //! Publishing with publisher confirms: `publish` returns only after the
-//! broker has acknowledged the (persistent) message. A broken connection is
-//! dropped and re-opened on the next publish.
+//! broker has acknowledged the (persistent) message, or fails within the
+//! configured step timeout. A broken connection is dropped and re-opened on
+//! the next publish.
 
 use async_trait::async_trait;
 use lapin::Confirmation;
@@ -9,7 +10,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 
-use super::{RabbitConfig, connect, properties, unavailable};
+use super::{RabbitConfig, bounded, connect, properties, unavailable};
 use crate::{BusError, Event, Publisher};
 
 pub struct RabbitPublisher {
@@ -30,8 +31,12 @@ impl RabbitPublisher {
         {
             return Ok(channel.clone());
         }
-        let (connection, channel) = connect(&self.config).await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
+        let (connection, channel) = bounded(&self.config, "connecting to RabbitMQ", async {
+            let (connection, channel) = connect(&self.config).await?;
+            channel.confirm_select(ConfirmSelectOptions::default()).await.map_err(unavailable)?;
+            Ok((connection, channel))
+        })
+        .await?;
         tracing::info!(exchange = %self.config.exchange(), "connected to RabbitMQ for publishing");
         *open = Some((connection, channel.clone()));
         Ok(channel)
@@ -45,7 +50,7 @@ impl Publisher for RabbitPublisher {
         // the outbox relay publishes in order anyway.
         let mut open = self.open.lock().await;
         let channel = self.channel(&mut open).await?;
-        let outcome = async {
+        let outcome = bounded(&self.config, "a publish and its confirm", async {
             channel
                 .basic_publish(
                     self.config.exchange().into(),
@@ -54,9 +59,11 @@ impl Publisher for RabbitPublisher {
                     &event.payload,
                     properties(event, FieldTable::default()),
                 )
-                .await?
                 .await
-        }
+                .map_err(unavailable)?
+                .await
+                .map_err(unavailable)
+        })
         .await;
         match outcome {
             Ok(Confirmation::Ack(_)) => Ok(()),
@@ -64,7 +71,7 @@ impl Publisher for RabbitPublisher {
             Ok(Confirmation::NotRequested) => Err(BusError::Refused("publisher confirms are off".to_owned())),
             Err(error) => {
                 *open = None;
-                Err(unavailable(error))
+                Err(error)
             }
         }
     }
