@@ -6,14 +6,20 @@ use std::time::Duration;
 use platform::config::{ConfigError, Setting};
 use platform::settings::Settings;
 
+use crate::domain::UserId;
+
 pub const JWT_SIGNING_KEY_FILE: Setting = Setting {
     name: "JWT_SIGNING_KEY_FILE",
     help: "Ed25519 PKCS#8 PEM key that signs access tokens (`meshwork users keygen` makes one)",
 };
 pub const JWT_TTL: Setting = Setting { name: "JWT_TTL", help: "access token lifetime (default 15m)" };
+pub const USERS_ADMINS: Setting = Setting {
+    name: "USERS_ADMINS",
+    help: "user ids that may list and read every account, comma-separated (default: none)",
+};
 
 /// Every setting this crate reads itself.
-pub const SETTINGS: &[Setting] = &[JWT_SIGNING_KEY_FILE, JWT_TTL];
+pub const SETTINGS: &[Setting] = &[JWT_SIGNING_KEY_FILE, JWT_TTL, USERS_ADMINS];
 
 #[derive(Debug, Clone)]
 pub struct UsersConfig {
@@ -21,6 +27,7 @@ pub struct UsersConfig {
     pub signing_key_file: Option<PathBuf>,
     pub issuer: String,
     pub token_ttl: Duration,
+    pub admins: Vec<UserId>,
 }
 
 impl UsersConfig {
@@ -30,10 +37,42 @@ impl UsersConfig {
         if token_ttl.is_zero() {
             return Err(settings.invalid(JWT_TTL, "must be longer than zero"));
         }
+        let admins = layers
+            .parse_with(USERS_ADMINS.name, |list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(|id| UserId::parse(id).map_err(|why| format!("{id:?} {why}")))
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+            .unwrap_or_default();
         Ok(Self {
             signing_key_file: layers.string(JWT_SIGNING_KEY_FILE.name).map(PathBuf::from),
             issuer: settings.jwt_issuer.clone(),
             token_ttl,
+            admins,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use platform::Env;
+
+    use super::*;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<UsersConfig, ConfigError> {
+        let settings = Settings::load(&Env::from_pairs(pairs.iter().copied()), SETTINGS).unwrap();
+        UsersConfig::from_settings(&settings)
+    }
+
+    #[test]
+    fn administrators_are_user_ids_and_a_bad_one_is_named() {
+        let id = "0192f0a4-7b3c-7d2e-9f10-1a2b3c4d5e6f";
+        let config = load(&[("USERS_ADMINS", &format!(" {id} ,"))]).unwrap();
+        assert_eq!(config.admins, [UserId::parse(id).unwrap()]);
+        assert!(load(&[]).unwrap().admins.is_empty());
+        let error = load(&[("USERS_ADMINS", "root")]).unwrap_err().to_string();
+        assert!(error.contains("USERS_ADMINS") && error.contains("\"root\" must be a UUID"), "{error}");
     }
 }

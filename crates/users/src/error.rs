@@ -23,6 +23,9 @@ pub enum UserError {
     /// A signed-in user acting on another user's account.
     #[error("a user can only read and change their own account")]
     NotYours,
+    /// A signed-in user who is not an administrator listing every account.
+    #[error("only administrators may list every account")]
+    AdminsOnly,
     #[error(transparent)]
     Store(StoreError),
     #[error("cannot issue a token: {0}")]
@@ -47,7 +50,7 @@ impl UserError {
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::EmailTaken => ErrorCode::AlreadyExists,
             Self::BadCredentials => ErrorCode::Unauthenticated,
-            Self::NotYours => ErrorCode::PermissionDenied,
+            Self::NotYours | Self::AdminsOnly => ErrorCode::PermissionDenied,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             Self::Store(_) | Self::Token(_) | Self::Hashing(_) => ErrorCode::Internal,
         }

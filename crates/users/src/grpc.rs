@@ -70,8 +70,10 @@ impl UserService for UsersApi {
     }
 
     async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
+        let caller = contract::caller(&request);
         let request = request.into_inner();
-        let (users, next_page_token) = self.users.list(request.page_size, &request.page_token).await?;
+        let (users, next_page_token) =
+            self.users.list(request.page_size, &request.page_token, caller.as_deref()).await?;
         Ok(Response::new(ListUsersResponse { users: users.into_iter().map(to_proto).collect(), next_page_token }))
     }
 

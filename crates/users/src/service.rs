@@ -1,6 +1,7 @@
 //! The users service's use cases, over the store port: validation,
 //! hashing, token issuance. Transport-free: the gRPC adapter calls these.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -32,11 +33,18 @@ pub struct UserChanges {
 pub struct Users {
     store: Arc<dyn UserStore>,
     tokens: Arc<TokenIssuer>,
+    /// Signed-in users who may list and read every account (USERS_ADMINS).
+    admins: Arc<HashSet<UserId>>,
 }
 
 impl Users {
     pub fn new(store: Arc<dyn UserStore>, tokens: Arc<TokenIssuer>) -> Self {
-        Self { store, tokens }
+        Self { store, tokens, admins: Arc::default() }
+    }
+
+    pub fn with_admins(mut self, admins: impl IntoIterator<Item = UserId>) -> Self {
+        self.admins = Arc::new(admins.into_iter().collect());
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn UserStore> {
@@ -65,18 +73,30 @@ impl Users {
         Ok(user)
     }
 
-    /// `caller` is the verified user making the request, when there is one:
-    /// a user reads, changes and deletes only their own account.
+    /// `caller` is the verified user making the request, when there is one
+    /// (none: a trusted internal call): a user reads, changes and deletes only
+    /// their own account; administrators read any.
     pub async fn get(&self, id: &str, caller: Option<&str>) -> Result<User, UserError> {
         let id = parse_id(id)?;
-        check_owner(id, caller)?;
+        if !self.is_admin(caller) {
+            check_owner(id, caller)?;
+        }
         let record = self.store.get(id).await?.ok_or(UserError::NotFound(id))?;
         Ok(record.user)
     }
 
     /// One page of users in id order, and the token of the next page (empty
-    /// on the last).
-    pub async fn list(&self, page_size: i32, page_token: &str) -> Result<(Vec<User>, String), UserError> {
+    /// on the last). Every account's email is in it: for administrators and
+    /// trusted internal calls only.
+    pub async fn list(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        caller: Option<&str>,
+    ) -> Result<(Vec<User>, String), UserError> {
+        if caller.is_some() && !self.is_admin(caller) {
+            return Err(UserError::AdminsOnly);
+        }
         let page = PageRequest::parse(page_size, page_token)?;
         let after =
             match &page.after {
@@ -148,6 +168,10 @@ impl Users {
 
     pub fn jwks(&self) -> Vec<PublicJwk> {
         self.tokens.jwks()
+    }
+
+    fn is_admin(&self, caller: Option<&str>) -> bool {
+        caller.and_then(|caller| UserId::parse(caller).ok()).is_some_and(|caller| self.admins.contains(&caller))
     }
 }
 

@@ -40,7 +40,7 @@ pub async fn production(settings: &Settings) -> Result<Users, StartError> {
     platform::database::migrate_with_retry(|| store.migrate(), |error| matches!(error, StoreError::Unavailable(_)))
         .await
         .map_err(StartError::other)?;
-    Ok(Users::new(Arc::new(store), Arc::new(tokens)))
+    Ok(Users::new(Arc::new(store), Arc::new(tokens)).with_admins(config.admins))
 }
 
 /// The embedded component for `meshwork up`: `users.db` and the signing key
@@ -62,5 +62,5 @@ pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Users, Sta
     };
     let store = SqliteUserStore::open(&data_dir.join("users.db")).await.map_err(StartError::other)?;
     let store: Arc<dyn UserStore> = Arc::new(store);
-    Ok(Users::new(store, Arc::new(tokens)))
+    Ok(Users::new(store, Arc::new(tokens)).with_admins(config.admins))
 }

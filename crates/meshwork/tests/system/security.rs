@@ -68,6 +68,11 @@ async fn tokens_are_required_verified_and_ownership_enforced() {
     let bobs_view = platform.rest_as(Some(&bob_token), "GET", "/orders", None).await.json();
     assert_eq!(bobs_view["orders"], json!([]), "bob lists only his own orders");
     assert_eq!(platform.rest_as(Some(&bob_token), "GET", &format!("/users/{alice}"), None).await.status, 403);
+    assert_eq!(
+        platform.rest_as(Some(&bob_token), "GET", "/users", None).await.status,
+        403,
+        "only admins list accounts"
+    );
     assert_eq!(platform.rest_as(Some(&alice_token), "POST", &cancel, Some(b"{}")).await.status, 200);
 
     // A client cannot claim to be someone else: the gateway drops the claim.
