@@ -92,11 +92,23 @@ const COMMON: &[Setting] = &[
     s::ETCD_PREFIX,
     s::ADVERTISE_URL,
 ];
-const UP: &[Setting] = &[s::DATA_DIR, users::config::JWT_SIGNING_KEY_FILE, s::JWT_ISSUER, users::config::JWT_TTL];
+const UP: &[Setting] = &[
+    s::DATA_DIR,
+    users::config::JWT_SIGNING_KEY_FILE,
+    s::JWT_ISSUER,
+    users::config::JWT_TTL,
+    users::config::USERS_ADMINS,
+];
 const GATEWAY: &[Setting] =
     &[s::PORT, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL, s::ORDER_SERVICE_URL, s::JWT_ISSUER];
-const USERS: &[Setting] =
-    &[s::PORT, s::DATABASE_URL, users::config::JWT_SIGNING_KEY_FILE, s::JWT_ISSUER, users::config::JWT_TTL];
+const USERS: &[Setting] = &[
+    s::PORT,
+    s::DATABASE_URL,
+    users::config::JWT_SIGNING_KEY_FILE,
+    s::JWT_ISSUER,
+    users::config::JWT_TTL,
+    users::config::USERS_ADMINS,
+];
 const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX];
 const ORDERS: &[Setting] =
     &[s::PORT, s::DATABASE_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL];
