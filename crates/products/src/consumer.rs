@@ -1,13 +1,14 @@
 //! The products service's consumer of order events: OrderCreated counts
 //! the units sold; OrderCancelled releases the order's reservation and
-//! takes the sale back. Both effects are idempotent by order id, and the
-//! inbox skips an event id already applied, so redelivery never applies an
-//! event twice.
+//! takes the sale back; OrderStatusChanged to SHIPPED settles the order (it
+//! can no longer be cancelled). Each effect is idempotent by order id, and
+//! the inbox skips an event id already applied, so redelivery never applies
+//! an event twice.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use contract::events::{OrderCancelled, OrderCreated, OrderLine};
+use contract::events::{OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged};
 use events::{Event, Handler, HandlerError, Subscription};
 use prost::Name;
 
@@ -30,7 +31,7 @@ impl OrderEvents {
     pub fn subscription(store: Arc<dyn ProductStore>) -> Subscription {
         Subscription::new(
             CONSUMER,
-            vec![OrderCreated::full_name(), OrderCancelled::full_name()],
+            vec![OrderCreated::full_name(), OrderCancelled::full_name(), OrderStatusChanged::full_name()],
             Arc::new(Self::new(store)),
         )
     }
@@ -68,6 +69,12 @@ impl Handler for OrderEvents {
                 .map_err(|why| HandlerError::permanent(format!("order id {:?} {why}", cancelled.order_id)))?;
             self.store.release(&reservation).await.map_err(retryable)?;
             self.store.cancel_sale(&cancelled.order_id, &items(&cancelled.items)?).await.map_err(retryable)?;
+        } else if event.is::<OrderStatusChanged>() {
+            let changed: OrderStatusChanged = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;
+            // Orders are cancelled only before they ship.
+            if changed.to_status == "SHIPPED" {
+                self.store.settle_order(&changed.order_id).await.map_err(retryable)?;
+            }
         } else {
             return Ok(());
         }

@@ -73,6 +73,11 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;
     /// Takes back a counted sale, once; a sale not counted yet never will be.
     async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;
+    /// The order shipped, so it can no longer be cancelled: drops the
+    /// bookkeeping that made its release and the cancellation of its sale
+    /// exactly-once, where that bookkeeping would otherwise grow with every
+    /// order (idempotent). Stock and units sold stay as they are.
+    async fn settle_order(&self, order_id: &str) -> Result<(), StoreError>;
     /// Whether `consumer` has applied the event with this id.
     async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError>;
     /// Records that `consumer` applied the event (a repeat is a no-op).

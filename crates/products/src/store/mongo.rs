@@ -51,7 +51,8 @@ struct ProductDoc {
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
     // Also stored, never read with the product: `holds.<reservation id>`
-    // (see `HoldView`) and `sold.<order id>` (see `record_sale`).
+    // (see `HoldView`) and `sold.<order id>` (see `record_sale`), both
+    // dropped when the order ships (`settle_order`).
 }
 
 /// A product seen from one reservation: what `take` answers with and the
@@ -619,6 +620,20 @@ impl ProductStore for MongoProductStore {
                     doc! { "_id": product_id.as_str(), &sold: { "$gt": 0_i64 } },
                     doc! { "$inc": { "units_sold": -i64::from(*quantity) }, "$set": { &sold: 0_i64 } },
                 )
+                .await
+                .map_err(from_mongo)?;
+        }
+        Ok(())
+    }
+
+    async fn settle_order(&self, order_id: &str) -> Result<(), StoreError> {
+        let reserved =
+            self.reservations.find_one(doc! { "_id": order_id, "state": "reserved" }).await.map_err(from_mongo)?;
+        let Some(reservation) = reserved else { return Ok(()) };
+        let (hold, sold) = (format!("holds.{order_id}"), format!("sold.{order_id}"));
+        for item in &reservation.items {
+            self.products
+                .update_one(doc! { "_id": &item.product_id }, doc! { "$unset": { &hold: "", &sold: "" } })
                 .await
                 .map_err(from_mongo)?;
         }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use contract::events::{OrderCancelled, OrderCreated, OrderLine};
+use contract::events::{OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged};
 use events::{Event, Handler};
 use products::consumer::OrderEvents;
 use products::domain::ProductId;
@@ -29,6 +29,21 @@ fn created(order: &str, quantity: i32) -> Event {
 fn cancelled(order: &str, quantity: i32) -> Event {
     let message = OrderCancelled { order_id: order.to_owned(), items: lines(quantity), ..Default::default() };
     Event::new(uuid::Uuid::now_v7(), &message)
+}
+
+pub fn status_changed(order: &str, to: &str) -> Event {
+    let message = OrderStatusChanged { order_id: order.to_owned(), to_status: to.to_owned(), ..Default::default() };
+    Event::new(uuid::Uuid::now_v7(), &message)
+}
+
+/// Reserves `quantity` of product `a` for `order` and counts the sale, as
+/// placing an order does.
+pub async fn place(store: &Arc<dyn ProductStore>, handler: &OrderEvents, order: &str, quantity: i32) {
+    let items = vec![(ProductId::parse("a").unwrap(), quantity)];
+    let reservation = products::domain::ReservationId::parse(order).unwrap();
+    let outcome = store.reserve(&reservation, &items).await.unwrap();
+    assert!(matches!(outcome, products::store::ReserveOutcome::Reserved(_)));
+    handler.handle(&created(order, quantity)).await.unwrap();
 }
 
 async fn a_redelivered_event_is_applied_once(backend: Backend, test: &str) {
@@ -73,6 +88,18 @@ async fn a_cancellation_before_the_creation_wins(backend: Backend, test: &str) {
     assert_eq!(sold(&store, "a").await, (10, 0), "a cancelled order is never counted");
 }
 
+async fn shipping_settles_an_order_without_changing_any_count(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let handler = OrderEvents::new(store.clone());
+    place(&store, &handler, "order-1", 3).await;
+    for to in ["PAID", "SHIPPED", "SHIPPED", "DELIVERED"] {
+        handler.handle(&status_changed("order-1", to)).await.unwrap();
+    }
+    assert_eq!(sold(&store, "a").await, (7, 3));
+    handler.handle(&status_changed("never-placed", "SHIPPED")).await.unwrap();
+}
+
 async fn an_undecodable_event_is_a_permanent_failure(backend: Backend, test: &str) {
     let Some((store, _db)) = store(backend, test).await else { return };
     let handler = OrderEvents::new(store);
@@ -86,5 +113,6 @@ testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mon
     a_redelivered_event_is_applied_once,
     a_cancellation_returns_the_stock_and_the_sale_once,
     a_cancellation_before_the_creation_wins,
+    shipping_settles_an_order_without_changing_any_count,
     an_undecodable_event_is_a_permanent_failure,
 ]);

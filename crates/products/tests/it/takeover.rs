@@ -1,7 +1,9 @@
-//! MongoDB only: a reservation whose caller died part-way (stock taken and
-//! held for one item, the reservation still pending, its lease run out) is
-//! finished by the next caller without taking the held item twice, and a
-//! release of such a reservation gives back what the holds say.
+//! MongoDB only, where the exactly-once bookkeeping lives inside the product
+//! documents: a reservation whose caller died part-way (stock taken and held
+//! for one item, the reservation still pending, its lease run out) is
+//! finished by the next caller without taking the held item twice; a release
+//! of such a reservation gives back what the holds say; and a shipped order's
+//! bookkeeping leaves the documents, so they do not grow with every order.
 
 use std::sync::Arc;
 
@@ -66,4 +68,30 @@ async fn releasing_a_dead_callers_reservation_gives_back_its_holds() {
 
     store.release(&ReservationId::parse("order-2").unwrap()).await.unwrap();
     assert_eq!(stock_of(&store, "plum").await, 5, "the hold went back to stock");
+}
+
+/// The names of the fields of product `id` as stored.
+async fn stored_fields(database: &TestMongo, id: &str, field: &str) -> Vec<String> {
+    let stored = database.database().collection::<Document>("products").find_one(doc! { "_id": id }).await.unwrap();
+    stored.unwrap().get_document(field).map(|map| map.keys().cloned().collect()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_shipped_orders_holds_and_sale_markers_leave_the_product() {
+    let Some((store, Some(database))) = store(Backend::Mongo, "settle_markers").await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let handler = products::consumer::OrderEvents::new(store.clone());
+    crate::sales::place(&store, &handler, "order-1", 3).await;
+    crate::sales::place(&store, &handler, "order-2", 1).await;
+    assert_eq!(stored_fields(&database, "a", "holds").await, ["order-1", "order-2"]);
+    assert_eq!(stored_fields(&database, "a", "sold").await, ["order-1", "order-2"]);
+
+    use events::Handler;
+    handler.handle(&crate::sales::status_changed("order-1", "PAID")).await.unwrap();
+    assert_eq!(stored_fields(&database, "a", "holds").await.len(), 2, "a paid order may still be cancelled");
+    handler.handle(&crate::sales::status_changed("order-1", "SHIPPED")).await.unwrap();
+    assert_eq!(stored_fields(&database, "a", "holds").await, ["order-2"]);
+    assert_eq!(stored_fields(&database, "a", "sold").await, ["order-2"]);
+    let product = store.get(&ProductId::parse("a").unwrap()).await.unwrap().unwrap();
+    assert_eq!((product.stock, product.units_sold), (6, 4));
 }
