@@ -1,12 +1,16 @@
 //! Test support shared by meshwork's suites: the real servers the tests talk
 //! to (found through `MESHWORK_TEST_*` variables, each test isolated in its
-//! own database), and a TCP proxy a test can cut to simulate an outage.
+//! own database), a TCP proxy a test can cut to simulate an outage, and
+//! servers on loopback ports.
 #![forbid(unsafe_code)]
 
 pub mod amqp;
 pub mod mongo;
 pub mod postgres;
 pub mod proxy;
+mod serve;
+
+pub use serve::serve;
 
 /// The URL in `variable`, or `None` after printing that the test skipped.
 /// Under `MESHWORK_REQUIRE_SERVICES=1` (CI) a missing URL fails the test

@@ -13,7 +13,6 @@ use hyper_util::rt::TokioExecutor;
 use platform::{CancellationToken, Env, Settings};
 use prost_reflect::DescriptorPool;
 use serde_json::Value as Json;
-use tokio::net::TcpListener;
 
 use crate::echo::{Echo, Mirror};
 
@@ -38,13 +37,6 @@ impl Drop for Harness {
         self.shutdown.cancel();
         let _ = std::fs::remove_file(&self.descriptor_file);
     }
-}
-
-async fn serve(server: platform::Server, shutdown: &CancellationToken) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, shutdown.clone()));
-    address
 }
 
 pub async fn start() -> Harness {
@@ -92,7 +84,7 @@ impl Builder {
     pub async fn echo_upstream(&self) -> SocketAddr {
         let echo = Echo { pool: self.pool.clone() };
         let server = platform::Server::new("echo").grpc_service(echo.clone()).grpc_service(Mirror(echo));
-        serve(server, &self.shutdown).await
+        testkit::serve(server, &self.shutdown).await
     }
 
     pub fn route(&mut self, service: &str, endpoints: Vec<String>) {
@@ -126,7 +118,7 @@ impl Builder {
         };
         let built = gateway::Gateway::new(&config).expect("the gateway starts");
         let server = gateway::server(built, &settings, &config.cors, &self.shutdown);
-        let gateway = serve(server, &self.shutdown).await;
+        let gateway = testkit::serve(server, &self.shutdown).await;
         Harness { gateway, pool: self.pool, shutdown: self.shutdown, descriptor_file }
     }
 }

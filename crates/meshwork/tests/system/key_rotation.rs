@@ -71,9 +71,7 @@ async fn a_rotated_signing_key_is_fetched_when_a_token_names_it() {
     let shutdown = CancellationToken::new();
     let _stop_gateway = shutdown.clone().drop_guard();
     let server = gateway::server(gateway::Gateway::new(&config).unwrap(), &settings, &config.cors, &shutdown);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let gateway = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, shutdown.clone()));
+    let gateway = testkit::serve(server, &shutdown).await;
 
     let channel =
         tonic::transport::Channel::from_shared(format!("http://{users_address}")).unwrap().connect().await.unwrap();

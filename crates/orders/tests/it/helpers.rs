@@ -14,10 +14,9 @@ use contract::users::user_service_client::UserServiceClient;
 use events::{InProcessBus, Publisher};
 use orders::start::{Upstreams, assemble};
 use orders::store::{OrderStore, PostgresOrderStore, SqliteOrderStore};
-use platform::{CancellationToken, Env, Server, Settings};
+use platform::{CancellationToken, Env, Settings};
 use products::store::{ProductStore, SqliteProductStore};
 use testkit::postgres::TestDatabase;
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy)]
@@ -42,13 +41,6 @@ pub async fn order_store(backend: Backend, test: &str) -> Option<(Arc<dyn OrderS
 
 fn settings() -> Settings {
     Settings::load(&Env::default(), &[]).unwrap()
-}
-
-async fn serve(server: Server, shutdown: &CancellationToken) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, shutdown.clone()));
-    address
 }
 
 pub async fn channel(address: SocketAddr) -> Channel {
@@ -77,10 +69,10 @@ pub async fn dependencies(shutdown: &CancellationToken) -> (Upstreams, Arc<dyn P
     let user_store = Arc::new(users::store::SqliteUserStore::in_memory().await.unwrap());
     let tokens = users::tokens::TokenIssuer::from_pem(&users::tokens::generate_pem(), "test", Duration::from_secs(60));
     let users = users::Users::new(user_store, Arc::new(tokens.unwrap()));
-    let users_address = serve(users::server(users, &settings()), shutdown).await;
+    let users_address = testkit::serve(users::server(users, &settings()), shutdown).await;
     let product_store: Arc<dyn ProductStore> = Arc::new(SqliteProductStore::in_memory().await.unwrap());
     let products = products::Products::new(product_store.clone());
-    let products_address = serve(products::server(products, &settings()), shutdown).await;
+    let products_address = testkit::serve(products::server(products, &settings()), shutdown).await;
     let upstreams =
         Upstreams { users: format!("http://{users_address}"), products: format!("http://{products_address}") };
     (upstreams, product_store)
@@ -94,7 +86,7 @@ pub async fn orders_service(
     shutdown: &CancellationToken,
 ) -> SocketAddr {
     let orders = assemble(store, upstreams, publisher).unwrap().spawn_relay(shutdown.clone());
-    serve(orders::server(orders, &settings()), shutdown).await
+    testkit::serve(orders::server(orders, &settings()), shutdown).await
 }
 
 pub async fn shop(backend: Backend, test: &str) -> Option<Shop> {

@@ -11,7 +11,6 @@ use products::Products;
 use products::domain::{Description, Price, Product, ProductId, ProductName, now};
 use products::store::{MongoProductStore, ProductStore, SqliteProductStore};
 use testkit::mongo::TestMongo;
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
 #[derive(Debug, Clone, Copy)]
@@ -69,10 +68,8 @@ pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
 pub async fn serve(store: Arc<dyn ProductStore>, database: Option<TestMongo>, readiness_interval: Duration) -> TestApp {
     let settings = Settings::load(&Env::default(), &[]).unwrap();
     let server = products::server(Products::new(store), &settings).readiness_interval(readiness_interval);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(server.serve(listener, shutdown.clone()));
+    let address = testkit::serve(server, &shutdown).await;
     let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
     TestApp { address, client: ProductServiceClient::new(channel), shutdown, _database: database }
 }

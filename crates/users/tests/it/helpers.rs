@@ -8,7 +8,6 @@ use std::time::Duration;
 use contract::users::user_service_client::UserServiceClient;
 use platform::{CancellationToken, Env, Settings};
 use testkit::postgres::TestDatabase;
-use tokio::net::TcpListener;
 use tonic::transport::Channel;
 use users::Users;
 use users::store::{PostgresUserStore, SqliteUserStore, UserStore};
@@ -61,10 +60,8 @@ pub async fn serve(store: Arc<dyn UserStore>, database: Option<TestDatabase>, re
         Arc::new(TokenIssuer::from_pem(&users::tokens::generate_pem(), ISSUER, Duration::from_secs(900)).unwrap());
     let settings = Settings::load(&Env::default(), &[]).unwrap();
     let server = users::server(Users::new(store, tokens.clone()), &settings).readiness_interval(readiness_interval);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    tokio::spawn(server.serve(listener, shutdown.clone()));
+    let address = testkit::serve(server, &shutdown).await;
     let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
     TestApp { address, client: UserServiceClient::new(channel), jwks_issuer: tokens, shutdown, _database: database }
 }
