@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // clients and the gateway can decode the details of an error status.
     let mut files = Vec::new();
     collect_protos(&Path::new(PROTO_ROOT).join("shop"), &mut files)?;
+    collect_protos(&Path::new(PROTO_ROOT).join("meshwork"), &mut files)?;
     collect_protos(&Path::new(PROTO_ROOT).join("google").join("rpc"), &mut files)?;
     files.sort();
 

@@ -8,16 +8,6 @@
 
 pub mod money;
 
-/// The request metadata that carries the caller's verified user id. Only the
-/// gateway sets it (from a verified token) and it drops any a client sends;
-/// services use it to let users see and change only what is theirs.
-pub const USER_ID_METADATA: &str = "x-user-id";
-
-/// The verified caller of a request, if the gateway named one.
-pub fn caller<T>(request: &tonic::Request<T>) -> Option<String> {
-    request.metadata().get(USER_ID_METADATA).and_then(|v| v.to_str().ok()).map(str::to_owned)
-}
-
 /// The encoded `FileDescriptorSet` of every proto in `proto/`, imports
 /// included, with source info and custom options (`google.api.http`) intact.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_set.bin"));
@@ -28,6 +18,14 @@ pub mod google {
     }
     pub mod rpc {
         tonic::include_proto!("google.rpc");
+    }
+}
+
+pub mod meshwork {
+    pub mod access {
+        pub mod v1 {
+            tonic::include_proto!("meshwork.access.v1");
+        }
     }
 }
 

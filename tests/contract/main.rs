@@ -100,3 +100,45 @@ fn error_detail_types_are_described_for_reflection_and_the_gateway() {
         assert!(pool.get_message_by_name(name).is_some(), "{name} is missing from the descriptor set");
     }
 }
+
+/// The access lint: every RPC of the contract says who may call it
+/// (`meshwork.access.v1.access` with an audience other than UNSPECIFIED), and
+/// a role-gated one names its roles. An RPC added without one fails here.
+#[test]
+fn every_rpc_declares_who_may_call_it() {
+    let pool = pool();
+    let access = pool.get_extension_by_name("meshwork.access.v1.access").expect("the access option is in the set");
+    let mut undeclared = Vec::new();
+    let mut checked = 0;
+    for service in pool.services().filter(|s| s.full_name().starts_with("shop.")) {
+        for method in service.methods() {
+            checked += 1;
+            let options = method.options();
+            let rule = options.has_extension(&access).then(|| options.get_extension(&access).into_owned());
+            let Some(Value::Message(rule)) = rule else {
+                undeclared.push(method.full_name().to_owned());
+                continue;
+            };
+            let audience = rule.get_field_by_name("audience").and_then(|v| v.as_enum_number()).unwrap_or(0);
+            let roles = rule.get_field_by_name("roles").and_then(|v| v.as_list().map(<[Value]>::len)).unwrap_or(0);
+            // AUDIENCE_UNSPECIFIED, or AUDIENCE_ROLES without a role.
+            if audience == 0 || (audience == 3 && roles == 0) {
+                undeclared.push(method.full_name().to_owned());
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} RPCs found");
+    assert!(undeclared.is_empty(), "these RPCs do not say who may call them: {undeclared:?}");
+}
+
+#[test]
+fn stock_reservation_is_internal() {
+    let pool = pool();
+    let access = pool.get_extension_by_name("meshwork.access.v1.access").unwrap();
+    let service = pool.get_service_by_name("shop.products.v1.ProductService").unwrap();
+    for name in ["ReserveStock", "ReleaseStock"] {
+        let method = service.methods().find(|m| m.name() == name).unwrap();
+        let Value::Message(rule) = method.options().get_extension(&access).into_owned() else { panic!("{name}") };
+        assert_eq!(rule.get_field_by_name("audience").and_then(|v| v.as_enum_number()), Some(4), "{name}");
+    }
+}

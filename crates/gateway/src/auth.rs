@@ -1,68 +1,38 @@
-//! Authentication at the edge: access tokens (EdDSA JWTs from the users
-//! service) are verified against the users service's JWKS, fetched through
-//! the gateway's own users upstream, cached, and fetched again when a token
-//! names a key the cache does not know (a rotated key). Then a per-method
-//! policy: public methods need no token; the rest need one unless auth is
-//! optional (`meshwork up`). The verified subject reaches the services as
-//! `x-user-id` metadata, which clients can never set themselves.
+//! Authentication and authorization at the edge. Access tokens (EdDSA JWTs
+//! from the users service) are verified against the users service's JWKS,
+//! fetched through the gateway's own users upstream ([`UserTokens`]). Who
+//! may call each method comes from the contract's `(meshwork.access.v1.access)`
+//! options in the descriptor sets the gateway loads ([`AccessPolicy`]);
+//! internal methods are never served here, whoever calls. The token itself
+//! travels on to the service, which verifies it again: the gateway vouches
+//! for nobody.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use contract::users::GetJwksRequest;
 use contract::users::user_service_client::UserServiceClient;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use futures::future::BoxFuture;
+use platform::access::{AccessPolicy, Denial, Principal, Rule, TokenError, UserTokens};
+use prost_reflect::DescriptorPool;
+
+pub use platform::access::AuthMode;
 
 use crate::upstream::{CallError, Upstream};
 
-/// The metadata key that carries the verified subject to the services.
-pub use contract::USER_ID_METADATA;
-
 /// The users service: the only source of the keys that sign tokens.
 const USERS_SERVICE: &str = "shop.users.v1.UserService";
-
-/// Methods anyone may call without a token (DESIGN §6): registering,
-/// logging in, the keys, and reading the catalog.
-pub const DEFAULT_PUBLIC_METHODS: &[&str] = &[
-    "shop.users.v1.UserService.CreateUser",
-    "shop.users.v1.UserService.Login",
-    "shop.users.v1.UserService.GetJwks",
-    "shop.products.v1.ProductService.GetProduct",
-    "shop.products.v1.ProductService.ListProducts",
-    "shop.products.v1.ProductService.SearchProducts",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Every non-public method needs a valid token.
-    Required,
-    /// Tokens are verified when sent, but none is needed (`meshwork up`).
-    Optional,
-}
-
-impl std::str::FromStr for AuthMode {
-    type Err = String;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "required" => Ok(Self::Required),
-            "optional" => Ok(Self::Optional),
-            other => Err(format!("expected required or optional, not {other:?}")),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub mode: AuthMode,
     /// The `iss` tokens must carry (the users service's JWT_ISSUER).
     pub issuer: String,
-    /// Full method names (`pkg.Service.Method`) that need no token.
+    /// Methods (`pkg.Service.Method`) opened to everyone beyond the contract.
     pub public_methods: HashSet<String>,
+    /// Methods closed at the gateway beyond the contract's internal ones.
+    pub internal_methods: HashSet<String>,
     /// An unknown `kid` fetches the keys again, at most this often, so a
     /// flood of forged kids cannot flood the users service.
     pub key_refetch_interval: Duration,
@@ -73,166 +43,142 @@ impl AuthConfig {
         Self {
             mode,
             issuer: issuer.into(),
-            public_methods: DEFAULT_PUBLIC_METHODS.iter().map(|m| (*m).to_owned()).collect(),
+            public_methods: HashSet::new(),
+            internal_methods: HashSet::new(),
             key_refetch_interval: Duration::from_secs(5),
         }
     }
 }
 
-/// Why a request was refused; each maps to 401 (or UNAUTHENTICATED).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("this method needs a bearer token")]
-    Missing,
-    #[error("the Authorization header must be `Bearer <token>`")]
-    Malformed,
-    #[error("invalid token: {0}")]
-    Invalid(String),
-    #[error("token signing keys are unavailable: {0}")]
-    KeysUnavailable(String),
-}
-
-impl AuthError {
-    pub fn status(&self) -> tonic::Status {
-        match self {
-            Self::KeysUnavailable(_) => tonic::Status::unavailable(self.to_string()),
-            _ => tonic::Status::unauthenticated(self.to_string()),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct Claims {
-    sub: String,
-}
-
 pub struct Authenticator {
-    config: AuthConfig,
-    users: Option<Arc<Upstream>>,
-    keys: RwLock<HashMap<String, DecodingKey>>,
-    /// When the keys were last fetched (see `key_refetch_interval`).
-    last_fetch: Mutex<Option<Instant>>,
+    mode: AuthMode,
+    policy: AccessPolicy,
+    tokens: UserTokens,
 }
 
 impl Authenticator {
-    /// `users` is the upstream serving the users service, where the keys live.
-    pub fn new(config: AuthConfig, users: Option<Arc<Upstream>>) -> Self {
-        Self { config, users, keys: RwLock::new(HashMap::new()), last_fetch: Mutex::new(None) }
+    /// The rules of every method in `pool`, as `config` widens or narrows
+    /// them; keys come from `users`, the upstream serving the users service.
+    pub fn new(config: &AuthConfig, pool: &DescriptorPool, users: Option<Arc<Upstream>>) -> Result<Self, String> {
+        let mut policy = AccessPolicy::from_pool(pool);
+        for method in platform::access::undeclared_methods(pool) {
+            // A service from another descriptor set that says nothing: signed-in users.
+            if policy.rule(&method).is_none() {
+                tracing::warn!(%method, "declares no (meshwork.access.v1.access); open to signed-in users");
+                policy.set(method, Rule::User);
+            }
+        }
+        for method in &config.public_methods {
+            match policy.rule(method) {
+                Some(Rule::Internal) => return Err(format!("{method} is internal and cannot be made public")),
+                None => return Err(format!("{method} is not a method of any loaded service")),
+                Some(_) => policy.set(method.clone(), Rule::Public),
+            }
+        }
+        for method in &config.internal_methods {
+            if policy.rule(method).is_none() {
+                return Err(format!("{method} is not a method of any loaded service"));
+            }
+            policy.set(method.clone(), Rule::Internal);
+        }
+        let tokens = UserTokens::new(config.issuer.clone(), move || -> BoxFuture<'static, _> {
+            Box::pin(fetch_keys(users.clone()))
+        })
+        .refetch_interval(config.key_refetch_interval);
+        Ok(Self { mode: config.mode, policy, tokens })
     }
 
     pub fn mode(&self) -> AuthMode {
-        self.config.mode
+        self.mode
     }
 
-    /// The verified subject of the request's bearer token, if it sent one.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Option<String>, AuthError> {
-        let Some(value) = authorization else { return Ok(None) };
-        let token =
-            value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or(AuthError::Malformed)?;
-        let header = jsonwebtoken::decode_header(token.trim()).map_err(|e| AuthError::Invalid(e.to_string()))?;
-        if header.alg != Algorithm::EdDSA {
-            return Err(AuthError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
-        }
-        let kid = header.kid.ok_or_else(|| AuthError::Invalid("no key id (kid)".to_owned()))?;
-        let key = self.key(&kid).await?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&self.config.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
-        let claims = jsonwebtoken::decode::<Claims>(token.trim(), &key, &validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?
-            .claims;
-        Ok(Some(claims.sub))
-    }
-
-    /// Whether `method` (`pkg.Service.Method`) may be called with `subject`.
-    pub fn authorize(&self, method: &str, subject: Option<&str>) -> Result<(), AuthError> {
-        if subject.is_some() || self.config.mode == AuthMode::Optional || self.config.public_methods.contains(method) {
-            Ok(())
-        } else {
-            Err(AuthError::Missing)
+    /// Who the request's `Authorization` header proves, if it sent one.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, TokenError> {
+        match authorization {
+            None => Ok(Principal::Anonymous),
+            Some(value) => self.tokens.verify_header(value).await.map(Principal::User),
         }
     }
 
-    async fn key(&self, kid: &str) -> Result<DecodingKey, AuthError> {
-        if let Some(key) = self.keys.read().expect("keys lock").get(kid) {
-            return Ok(key.clone());
+    /// Whether `principal` may call `method` (`pkg.Service.Method`) through
+    /// the gateway. Internal methods: never.
+    pub fn authorize(&self, method: &str, principal: &Principal) -> Result<(), Denial> {
+        let rule = self.policy.rule(method).unwrap_or(&Rule::User);
+        if *rule == Rule::Internal {
+            return Err(Denial::Forbidden(format!("{method} is internal: it is not served through the gateway")));
         }
-        let mut last_fetch = self.last_fetch.lock().await;
-        // Another request may have fetched while this one waited.
-        if let Some(key) = self.keys.read().expect("keys lock").get(kid) {
-            return Ok(key.clone());
-        }
-        if last_fetch.is_some_and(|at| at.elapsed() < self.config.key_refetch_interval) {
-            return Err(AuthError::Invalid(format!("unknown key id {kid}")));
-        }
-        let fetched = self.fetch().await?;
-        *last_fetch = Some(Instant::now());
-        let mut keys = self.keys.write().expect("keys lock");
-        *keys = fetched;
-        keys.get(kid).cloned().ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid}")))
+        rule.admits(principal, self.mode == AuthMode::Optional)
     }
+}
 
-    async fn fetch(&self) -> Result<HashMap<String, DecodingKey>, AuthError> {
-        let users = self
-            .users
-            .as_ref()
-            .ok_or_else(|| AuthError::KeysUnavailable(format!("no upstream for {USERS_SERVICE}")))?;
-        let response = users
-            .call(true, None, |channel, remaining| async move {
-                let mut request = tonic::Request::new(GetJwksRequest {});
-                request.set_timeout(remaining);
-                UserServiceClient::new(channel).get_jwks(request).await
-            })
-            .await;
-        let jwks = match response {
-            Ok(response) => response.into_inner(),
-            Err(CallError::Status(status)) => return Err(AuthError::KeysUnavailable(status.message().to_owned())),
-            Err(CallError::Refused(refusal)) => {
-                return Err(AuthError::KeysUnavailable(refusal.status(&users.name).message().to_owned()));
-            }
-        };
-        let mut keys = HashMap::new();
-        for key in jwks.keys {
-            if key.kty == "OKP"
-                && key.crv.as_deref() == Some("Ed25519")
-                && let Some(x) = &key.x
-                && let Ok(decoding) = DecodingKey::from_ed_components(x)
-            {
-                keys.insert(key.kid.clone(), decoding);
-            }
-        }
-        tracing::info!(keys = keys.len(), "token signing keys fetched");
-        Ok(keys)
+async fn fetch_keys(users: Option<Arc<Upstream>>) -> Result<Vec<contract::users::JsonWebKey>, String> {
+    let users = users.ok_or_else(|| format!("no upstream for {USERS_SERVICE}"))?;
+    let response = users
+        .call(true, None, |channel, remaining| async move {
+            let mut request = tonic::Request::new(GetJwksRequest {});
+            request.set_timeout(remaining);
+            UserServiceClient::new(channel).get_jwks(request).await
+        })
+        .await;
+    match response {
+        Ok(response) => Ok(response.into_inner().keys),
+        Err(CallError::Status(status)) => Err(status.message().to_owned()),
+        Err(CallError::Refused(refusal)) => Err(refusal.status(&users.name).message().to_owned()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform::access::UserIdentity;
 
-    #[test]
-    fn public_methods_need_no_token_and_the_rest_do() {
-        let auth = Authenticator::new(AuthConfig::new(AuthMode::Required, "meshwork"), None);
-        assert_eq!(auth.authorize("shop.products.v1.ProductService.GetProduct", None), Ok(()));
-        assert_eq!(auth.authorize("shop.orders.v1.OrderService.CreateOrder", None), Err(AuthError::Missing));
-        assert_eq!(auth.authorize("shop.orders.v1.OrderService.CreateOrder", Some("u1")), Ok(()));
-        let optional = Authenticator::new(AuthConfig::new(AuthMode::Optional, "meshwork"), None);
-        assert_eq!(optional.authorize("shop.orders.v1.OrderService.CreateOrder", None), Ok(()));
+    fn authenticator(mode: AuthMode, config: impl FnOnce(&mut AuthConfig)) -> Result<Authenticator, String> {
+        let pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        let mut auth = AuthConfig::new(mode, "meshwork");
+        config(&mut auth);
+        Authenticator::new(&auth, &pool, None)
     }
 
-    #[tokio::test]
-    async fn malformed_headers_and_foreign_algorithms_are_refused_before_any_key_lookup() {
-        let auth = Authenticator::new(AuthConfig::new(AuthMode::Required, "meshwork"), None);
-        assert_eq!(auth.authenticate(None).await, Ok(None));
-        assert_eq!(auth.authenticate(Some("Basic abc")).await, Err(AuthError::Malformed));
-        assert!(matches!(auth.authenticate(Some("Bearer not-a-jwt")).await, Err(AuthError::Invalid(_))));
-        // {"alg":"none","typ":"JWT"} . {"sub":"u1"} . (no signature)
-        let none = "Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSJ9.";
-        assert!(matches!(auth.authenticate(Some(none)).await, Err(AuthError::Invalid(_))));
-        // {"alg":"HS256","typ":"JWT","kid":"k"}: a shared-secret algorithm is refused.
-        let hs256 = "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImsifQ.eyJzdWIiOiJ1MSJ9.c2ln";
-        let refused = auth.authenticate(Some(hs256)).await.unwrap_err();
-        assert!(refused.to_string().contains("HS256"), "{refused}");
+    fn user(roles: &[&str]) -> Principal {
+        Principal::User(UserIdentity { id: "u1".into(), roles: roles.iter().map(|r| (*r).to_owned()).collect() })
+    }
+
+    #[test]
+    fn the_contract_decides_and_internal_methods_are_never_served() {
+        let auth = authenticator(AuthMode::Required, |_| {}).unwrap();
+        let anonymous = Principal::Anonymous;
+        assert_eq!(auth.authorize("shop.products.v1.ProductService.GetProduct", &anonymous), Ok(()));
+        let refused = auth.authorize("shop.orders.v1.OrderService.CreateOrder", &anonymous).unwrap_err();
+        assert!(matches!(refused, Denial::Unauthenticated(_)));
+        assert_eq!(auth.authorize("shop.orders.v1.OrderService.CreateOrder", &user(&[])), Ok(()));
+        let refused = auth.authorize("shop.products.v1.ProductService.CreateProduct", &user(&[])).unwrap_err();
+        assert!(matches!(refused, Denial::Forbidden(_)));
+        assert_eq!(auth.authorize("shop.products.v1.ProductService.CreateProduct", &user(&["admin"])), Ok(()));
+        for principal in [anonymous, user(&["admin"]), Principal::Service("orders".into())] {
+            let refused = auth.authorize("shop.products.v1.ProductService.ReserveStock", &principal).unwrap_err();
+            assert!(matches!(refused, Denial::Forbidden(_)), "{principal:?}");
+        }
+        let optional = authenticator(AuthMode::Optional, |_| {}).unwrap();
+        assert_eq!(optional.authorize("shop.orders.v1.OrderService.CreateOrder", &Principal::Anonymous), Ok(()));
+        assert!(optional.authorize("shop.products.v1.ProductService.ReleaseStock", &Principal::Anonymous).is_err());
+    }
+
+    #[test]
+    fn the_environment_widens_and_narrows_but_never_opens_an_internal_method() {
+        let auth = authenticator(AuthMode::Required, |config| {
+            config.public_methods.insert("shop.orders.v1.OrderService.GetOrder".into());
+            config.internal_methods.insert("shop.users.v1.UserService.CreateUser".into());
+        })
+        .unwrap();
+        assert_eq!(auth.authorize("shop.orders.v1.OrderService.GetOrder", &Principal::Anonymous), Ok(()));
+        assert!(auth.authorize("shop.users.v1.UserService.CreateUser", &Principal::Anonymous).is_err());
+        let refused = authenticator(AuthMode::Required, |config| {
+            config.public_methods.insert("shop.products.v1.ProductService.ReserveStock".into());
+        });
+        assert!(refused.err().unwrap().contains("internal"));
+        let unknown = authenticator(AuthMode::Required, |config| {
+            config.public_methods.insert("shop.products.v1.ProductService.Nope".into());
+        });
+        assert!(unknown.err().unwrap().contains("not a method"));
     }
 }

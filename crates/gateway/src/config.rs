@@ -42,13 +42,13 @@ pub const GATEWAY_MAX_QUEUED: Setting =
     Setting { name: "GATEWAY_MAX_QUEUED", help: "calls waiting for the bulkhead per upstream (default 64)" };
 pub const GATEWAY_BALANCER: Setting =
     Setting { name: "GATEWAY_BALANCER", help: "endpoint choice: round_robin (default) or p2c (least loaded)" };
-pub const GATEWAY_AUTH: Setting = Setting {
-    name: "GATEWAY_AUTH",
-    help: "required: non-public methods need a token (default; `up` defaults to optional)",
-};
 pub const GATEWAY_PUBLIC_METHODS: Setting = Setting {
     name: "GATEWAY_PUBLIC_METHODS",
-    help: "methods open without a token, pkg.Service.Method comma-separated (default: register, login, keys, catalog reads)",
+    help: "methods opened to everyone beyond the contract's public ones, pkg.Service.Method comma-separated (never an internal one)",
+};
+pub const GATEWAY_INTERNAL_METHODS: Setting = Setting {
+    name: "GATEWAY_INTERNAL_METHODS",
+    help: "methods never served through the gateway beyond the contract's internal ones, pkg.Service.Method comma-separated",
 };
 pub const GATEWAY_RATE_LIMIT: Setting =
     Setting { name: "GATEWAY_RATE_LIMIT", help: "requests per second per client identity, 0 for none (default 100)" };
@@ -77,8 +77,8 @@ pub const SETTINGS: &[Setting] = &[
     GATEWAY_MAX_QUEUED,
     GATEWAY_BALANCER,
     GATEWAY_DNS_REFRESH,
-    GATEWAY_AUTH,
     GATEWAY_PUBLIC_METHODS,
+    GATEWAY_INTERNAL_METHODS,
     GATEWAY_RATE_LIMIT,
     GATEWAY_RATE_BURST,
     GATEWAY_TRUSTED_PROXIES,
@@ -174,13 +174,11 @@ impl GatewayConfig {
     }
 
     /// From settings, with the users, products and orders URLs given (as
-    /// `meshwork up` knows them); auth is optional unless `GATEWAY_AUTH` says
+    /// `meshwork up` knows them); auth is optional unless `MESHWORK_AUTH` says
     /// otherwise.
     pub fn embedded(settings: &Settings, urls: [String; 3]) -> Result<Self, StartError> {
         let mut config = Self::with_shop_urls(settings, urls)?;
-        if settings.layers.raw(GATEWAY_AUTH.name).is_none() {
-            config.auth.mode = crate::auth::AuthMode::Optional;
-        }
+        config.auth.mode = settings.auth_mode.unwrap_or(crate::auth::AuthMode::Optional);
         Ok(config)
     }
 
@@ -227,12 +225,16 @@ impl GatewayConfig {
         };
         let dns_refresh = layers.duration_or(GATEWAY_DNS_REFRESH.name, std::time::Duration::from_secs(10))?;
         let mut auth = crate::auth::AuthConfig::new(
-            layers.parse_or(GATEWAY_AUTH.name, crate::auth::AuthMode::Required)?,
+            settings.auth_mode.unwrap_or(crate::auth::AuthMode::Required),
             settings.jwt_issuer.clone(),
         );
-        if let Some(methods) = layers.string(GATEWAY_PUBLIC_METHODS.name) {
-            auth.public_methods = methods.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect();
-        }
+        let methods = |setting: Setting| {
+            layers.string(setting.name).map_or_else(Default::default, |list| {
+                list.split(',').map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect()
+            })
+        };
+        auth.public_methods = methods(GATEWAY_PUBLIC_METHODS);
+        auth.internal_methods = methods(GATEWAY_INTERNAL_METHODS);
         let rate: u32 = layers.parse_or(GATEWAY_RATE_LIMIT.name, 100)?;
         let burst: u32 = layers.parse_or(GATEWAY_RATE_BURST.name, 200)?;
         let rate_limit = crate::ratelimit::RateLimitConfig {

@@ -11,7 +11,15 @@ use serde_json::{Value as Json, json};
 /// (which holds the google.rpc detail types) into `@type`-tagged JSON.
 pub fn status_response(status: &tonic::Status, pool: &DescriptorPool) -> Response {
     let details = decode_details(status, pool);
-    error_response(status.code(), status.message(), details)
+    let mut response = error_response(status.code(), status.message(), details);
+    // A service that says when to try again (google.rpc.RetryInfo) says it
+    // to HTTP clients too.
+    use tonic_types::StatusExt;
+    if let Some(delay) = status.get_details_retry_info().and_then(|info| info.retry_delay) {
+        let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
+    }
+    response
 }
 
 /// An error the gateway raises itself (bad request, unknown route, ...).

@@ -7,27 +7,28 @@ use std::net::SocketAddr;
 
 use http::HeaderMap;
 
+use platform::access::{Denial, Principal, TokenError};
+
 use crate::Gateway;
-use crate::auth::AuthError;
 use crate::ratelimit::Limited;
 
 /// What an admitted request carries on.
 pub struct Admitted {
-    /// The verified token subject.
-    pub subject: Option<String>,
     /// `RateLimit-*` headers for the response.
     pub headers: HeaderMap,
 }
 
 pub enum Denied {
-    Auth(AuthError),
+    Token(TokenError),
+    Access(Denial),
     Limited(Limited),
 }
 
 impl Denied {
     pub fn status(&self) -> tonic::Status {
         match self {
-            Self::Auth(error) => error.status(),
+            Self::Token(error) => error.status(),
+            Self::Access(denial) => denial.status(),
             Self::Limited(limited) => tonic::Status::resource_exhausted(format!(
                 "rate limit exceeded; retry in {} s",
                 limited.retry_after_secs
@@ -38,7 +39,7 @@ impl Denied {
     /// Headers for the refusal (`Retry-After`, `RateLimit-*`).
     pub fn headers(&self) -> HeaderMap {
         match self {
-            Self::Auth(_) => HeaderMap::new(),
+            Self::Token(_) | Self::Access(_) => HeaderMap::new(),
             Self::Limited(limited) => {
                 let mut headers = limited.headers.clone();
                 headers.insert(http::header::RETRY_AFTER, limited.retry_after_secs.into());
@@ -56,12 +57,16 @@ pub async fn admit(
     peer: Option<SocketAddr>,
 ) -> Result<Admitted, Denied> {
     let authorization = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let subject = gateway.auth.authenticate(authorization).await.map_err(|error| {
+    let principal = gateway.auth.authenticate(authorization).await.map_err(|error| {
         metrics::counter!("gateway_auth_failures_total").increment(1);
-        Denied::Auth(error)
+        Denied::Token(error)
     })?;
-    let identity = gateway.rate_limit.identity(subject.as_deref(), peer, headers);
+    let subject = match &principal {
+        Principal::User(user) => Some(user.id.as_str()),
+        _ => None,
+    };
+    let identity = gateway.rate_limit.identity(subject, peer, headers);
     let rate_headers = gateway.rate_limit.check(&identity).map_err(Denied::Limited)?;
-    gateway.auth.authorize(method, subject.as_deref()).map_err(Denied::Auth)?;
-    Ok(Admitted { subject, headers: rate_headers })
+    gateway.auth.authorize(method, &principal).map_err(Denied::Access)?;
+    Ok(Admitted { headers: rate_headers })
 }

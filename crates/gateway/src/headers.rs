@@ -25,6 +25,10 @@ pub fn request_metadata(headers: &HeaderMap, client: Option<SocketAddr>) -> Meta
         } else {
             continue;
         };
+        // A service credential never comes from outside the mesh.
+        if key.eq_ignore_ascii_case(platform::access::SERVICE_TOKEN_METADATA) {
+            continue;
+        }
         if key.ends_with("-bin") {
             let Ok(key) = BinaryMetadataKey::from_bytes(key.as_bytes()) else { continue };
             let decoded = base64::engine::general_purpose::STANDARD.decode(value.as_bytes());
@@ -105,6 +109,8 @@ mod tests {
         assert_eq!(metadata.get("tenant").unwrap(), "acme");
         assert_eq!(metadata.get_bin("blob-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
         assert_eq!(metadata.get("authorization").unwrap(), "Bearer t");
+        headers.insert("grpc-metadata-x-meshwork-service-token", "forged".parse().unwrap());
+        assert!(request_metadata(&headers, None).get("x-meshwork-service-token").is_none());
         assert!(metadata.get("x-other").is_none());
         assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
     }

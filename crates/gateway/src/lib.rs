@@ -105,7 +105,13 @@ impl Gateway {
             upstreams = config.upstreams.len(),
             "gateway routing table built"
         );
-        let auth = auth::Authenticator::new(config.auth.clone(), upstreams.get("shop.users.v1.UserService"));
+        let auth = auth::Authenticator::new(&config.auth, &pool, upstreams.get("shop.users.v1.UserService")).map_err(
+            |reason| platform::ConfigError::Invalid {
+                name: config::GATEWAY_PUBLIC_METHODS.name.to_owned(),
+                origin: platform::config::Origin::Environment,
+                reason,
+            },
+        )?;
         let rate_limit = ratelimit::RateLimit::new(&config.rate_limit);
         Ok(Self {
             routes,

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::Gateway;
-use crate::auth::USER_ID_METADATA;
 use crate::upstream::CallError;
 
 /// Forwards a gRPC request to its upstream, after admission.
@@ -59,11 +58,8 @@ impl Service<http::Request<Body>> for PassThrough {
                     return Ok(response);
                 }
             };
-            // Only the gateway says who the caller is.
-            request.headers_mut().remove(USER_ID_METADATA);
-            if let Some(subject) = admitted.subject.as_deref().and_then(|s| http::HeaderValue::from_str(s).ok()) {
-                request.headers_mut().insert(USER_ID_METADATA, subject);
-            }
+            // A service credential never comes from outside.
+            request.headers_mut().remove(platform::access::SERVICE_TOKEN_METADATA);
             // A streamed body can be sent once: no retries, but the breaker,
             // bulkhead and deadline (until the response headers) apply.
             let mut request = Some(request);

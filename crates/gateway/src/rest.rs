@@ -58,7 +58,7 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
             return count(Some(route), &method, response, started);
         }
     };
-    let mut response = call(gateway, route, bindings, request, client, admitted.subject).instrument(span).await;
+    let mut response = call(gateway, route, bindings, request, client).instrument(span).await;
     response.headers_mut().extend(admitted.headers);
     count(Some(route), &method, response, started)
 }
@@ -69,7 +69,6 @@ async fn call(
     bindings: Vec<crate::template::Binding>,
     request: http::Request<Body>,
     client: Option<SocketAddr>,
-    subject: Option<String>,
 ) -> Response {
     let (parts, body) = request.into_parts();
     if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
@@ -112,11 +111,6 @@ async fn call(
     };
 
     let mut metadata = crate::headers::request_metadata(&parts.headers, client);
-    // Only the gateway says who the caller is.
-    metadata.remove(crate::auth::USER_ID_METADATA);
-    if let Some(subject) = subject.as_deref().and_then(|s| s.parse().ok()) {
-        metadata.insert(crate::auth::USER_ID_METADATA, subject);
-    }
     let mut trace = HeaderMap::new();
     platform::telemetry::inject_current_context(&mut trace);
     for (name, value) in &trace {

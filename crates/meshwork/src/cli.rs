@@ -91,6 +91,8 @@ const COMMON: &[Setting] = &[
     s::ETCD_ENDPOINTS,
     s::ETCD_PREFIX,
     s::ADVERTISE_URL,
+    s::AUTH,
+    s::GATEWAY_AUTH,
 ];
 const UP: &[Setting] = &[
     s::DATA_DIR,
@@ -98,6 +100,8 @@ const UP: &[Setting] = &[
     s::JWT_ISSUER,
     users::config::JWT_TTL,
     users::config::USERS_ADMINS,
+    users::config::USERS_MAX_HASHING,
+    s::SERVICE_SECRET,
 ];
 const GATEWAY: &[Setting] =
     &[s::PORT, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL, s::ORDER_SERVICE_URL, s::JWT_ISSUER];
@@ -108,10 +112,28 @@ const USERS: &[Setting] = &[
     s::JWT_ISSUER,
     users::config::JWT_TTL,
     users::config::USERS_ADMINS,
+    users::config::USERS_MAX_HASHING,
+    s::SERVICE_SECRET,
 ];
-const PRODUCTS: &[Setting] = &[s::PORT, s::MONGO_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX];
-const ORDERS: &[Setting] =
-    &[s::PORT, s::DATABASE_URL, s::RABBITMQ_URL, s::RABBITMQ_PREFIX, s::USER_SERVICE_URL, s::PRODUCT_SERVICE_URL];
+const PRODUCTS: &[Setting] = &[
+    s::PORT,
+    s::MONGO_URL,
+    s::RABBITMQ_URL,
+    s::RABBITMQ_PREFIX,
+    s::USER_SERVICE_URL,
+    s::JWT_ISSUER,
+    s::SERVICE_SECRET,
+];
+const ORDERS: &[Setting] = &[
+    s::PORT,
+    s::DATABASE_URL,
+    s::RABBITMQ_URL,
+    s::RABBITMQ_PREFIX,
+    s::USER_SERVICE_URL,
+    s::PRODUCT_SERVICE_URL,
+    s::JWT_ISSUER,
+    s::SERVICE_SECRET,
+];
 
 /// The "Environment:" section of a subcommand's help.
 fn env_help(own: &[Setting]) -> String {

@@ -79,6 +79,11 @@ impl Component {
         backends: Backends<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Server> {
+        // Products verifies users' tokens against the users service.
+        let users_url = match backends {
+            Backends::Production => settings.user_service_url.clone(),
+            Backends::Embedded { addresses, .. } => Some(addresses.users.clone()),
+        };
         let server = match self {
             Self::Users => {
                 let users = match backends {
@@ -86,7 +91,7 @@ impl Component {
                     Backends::Embedded { data_dir, .. } => users::start::embedded(settings, data_dir).await,
                 }
                 .map_err(start_error)?;
-                users::server(users, settings)
+                users::server(users, settings)?
             }
             Self::Products => {
                 let products = match backends {
@@ -109,21 +114,26 @@ impl Component {
                         products
                     }
                 };
-                products::server(products, settings)
+                let users_url = Settings::require(
+                    &users_url,
+                    settings::USER_SERVICE_URL,
+                    "the products service verifies users' tokens with the users service's keys",
+                )?;
+                products::server(products, &users_url, settings)?
             }
             Self::Orders => {
                 let assembled = match backends {
                     Backends::Production => orders::start::production(settings).await,
-                    Backends::Embedded { data_dir, bus, addresses } => {
+                    Backends::Embedded { bus, addresses, .. } => {
                         let upstreams = orders::start::Upstreams {
                             users: addresses.users.clone(),
                             products: addresses.products.clone(),
                         };
-                        orders::start::embedded(data_dir, &upstreams, Arc::new(bus.clone())).await
+                        orders::start::embedded(settings, &upstreams, Arc::new(bus.clone())).await
                     }
                 }
                 .map_err(start_error)?;
-                orders::server(assembled.spawn_relay(shutdown.clone()), settings)
+                assembled.serve_with_relay(settings, shutdown.clone())
             }
             Self::Gateway => {
                 let config = match backends {

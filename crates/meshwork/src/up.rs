@@ -48,6 +48,7 @@ pub async fn start(
     only: Option<&[Component]>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Up> {
+    let settings = &embedded_defaults(settings)?;
     // Loopback unless asked otherwise: `up` is for a developer's machine.
     let host = settings.host.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     if only.is_some() && base_port == 0 {
@@ -92,6 +93,21 @@ pub async fn start(
     Ok(Up { bound, running, shutdown })
 }
 
+/// What `up` assumes unless told: callers without a token are trusted
+/// (development), and the service secret is generated once in the data
+/// directory.
+fn embedded_defaults(settings: &Settings) -> anyhow::Result<Settings> {
+    let mut settings = settings.clone();
+    settings.auth_mode.get_or_insert(platform::access::AuthMode::Optional);
+    if settings.service_secret.is_none() {
+        let path = settings.data_dir.join("service-secret");
+        let secret = platform::access::load_or_generate_secret(&path)
+            .map_err(|e| anyhow::anyhow!("cannot keep the service secret in {}: {e}", path.display()))?;
+        settings.service_secret = Some(platform::config::Secret::new(secret));
+    }
+    Ok(settings)
+}
+
 /// `meshwork up` itself: start, say where everything is, serve until stopped.
 pub async fn run(
     settings: Settings,
@@ -108,10 +124,10 @@ pub async fn run(
         println!("  {:<9} http://{address}  {}", component.name(), component.describe());
     }
     println!("every port serves /health/live, /health/ready, /metrics, gRPC health and reflection; Ctrl-C stops");
-    if up.bound.iter().any(|(component, _)| *component == Component::Gateway)
-        && settings.layers.raw(gateway::config::GATEWAY_AUTH.name).is_none()
-    {
-        println!("auth: tokens are verified when sent but not required here (GATEWAY_AUTH=required to require them)");
+    if up.bound.iter().any(|(component, _)| *component == Component::Gateway) && settings.auth_mode.is_none() {
+        println!(
+            "auth: development mode, callers without a token are trusted (MESHWORK_AUTH=required holds everyone to the contract's rules)"
+        );
     }
     up.wait().await
 }

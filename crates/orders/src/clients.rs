@@ -1,18 +1,21 @@
 //! The orders service's view of its dependencies: the users and products
 //! services through their generated gRPC clients, each call under one
 //! deadline with retries for what is safe to repeat, each dependency behind
-//! a circuit breaker, and the caller's trace propagated.
+//! a circuit breaker, the caller's trace propagated, and this service's
+//! token on every call (reserving stock is for services only).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use contract::products::product_service_client::ProductServiceClient;
 use contract::products::{ReleaseStockRequest, ReserveStockRequest, ReserveStockResponse, StockItem};
 use contract::users::GetUserRequest;
 use contract::users::user_service_client::UserServiceClient;
+use platform::access::{SERVICE_TOKEN_METADATA, ServiceTokens};
 use platform::telemetry::TracePropagation;
 use resilience::{BreakerConfig, CircuitBreaker, Retry, RetryPolicy};
 use tonic::codegen::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 type Traced = InterceptedService<Channel, TracePropagation>;
 
@@ -23,50 +26,29 @@ pub struct Dependencies {
     users_breaker: CircuitBreaker,
     products_breaker: CircuitBreaker,
     retry: Retry,
+    service: Arc<ServiceTokens>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("invalid service URL {url}: {reason}")]
-    Url { url: String, reason: String },
-}
-
-/// A lazily connecting channel: the service starts even if a dependency is
-/// not up yet. 2 s to connect (DESIGN §6). Several endpoints
-/// (`http://a,http://b`) are balanced by tonic; `dns://name:port` connects to
-/// what the name resolves to at connect time.
-pub fn channel(urls: &str) -> Result<Channel, ClientError> {
-    let endpoints = urls
-        .split(',')
-        .map(|url| {
-            let url = url.trim();
-            let http = url.strip_prefix("dns://").map_or_else(|| url.to_owned(), |rest| format!("http://{rest}"));
-            Endpoint::from_shared(http)
-                .map(|endpoint| endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
-                .map_err(|e| ClientError::Url { url: url.to_owned(), reason: e.to_string() })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(match <[Endpoint; 1]>::try_from(endpoints) {
-        Ok([endpoint]) => endpoint.connect_lazy(),
-        Err(endpoints) => Channel::balance_list(endpoints.into_iter()),
-    })
-}
-
-/// Sets the attempt's gRPC deadline to what is left of the call's.
-fn with_deadline<T>(message: T, remaining: Duration) -> tonic::Request<T> {
+/// An attempt's request: the gRPC deadline is what is left of the call's,
+/// and this service's token proves it is a service.
+fn request<T>(message: T, remaining: Duration, service: &ServiceTokens) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(remaining);
+    if let Ok(token) = service.token().parse() {
+        request.metadata_mut().insert(SERVICE_TOKEN_METADATA, token);
+    }
     request
 }
 
 impl Dependencies {
-    pub fn new(users: Channel, products: Channel, retry: Retry) -> Self {
+    pub fn new(users: Channel, products: Channel, retry: Retry, service: Arc<ServiceTokens>) -> Self {
         Self {
             users: UserServiceClient::with_interceptor(users, TracePropagation),
             products: ProductServiceClient::with_interceptor(products, TracePropagation),
             users_breaker: CircuitBreaker::new(BreakerConfig::default()),
             products_breaker: CircuitBreaker::new(BreakerConfig::default()),
             retry,
+            service,
         }
     }
 
@@ -76,7 +58,7 @@ impl Dependencies {
             .retry
             .call(RetryPolicy::Idempotent, |remaining| {
                 let mut client = self.users.clone();
-                let request = with_deadline(GetUserRequest { id: user_id.to_owned() }, remaining);
+                let request = request(GetUserRequest { id: user_id.to_owned() }, remaining, &self.service);
                 self.users_breaker.call(|| async move { client.get_user(request).await })
             })
             .await;
@@ -101,7 +83,7 @@ impl Dependencies {
             .call(RetryPolicy::Idempotent, |remaining| {
                 let mut client = self.products.clone();
                 let message = ReserveStockRequest { reservation_id: reservation_id.to_owned(), items: items.clone() };
-                let request = with_deadline(message, remaining);
+                let request = request(message, remaining, &self.service);
                 self.products_breaker
                     .call(|| async move { client.reserve_stock(request).await.map(tonic::Response::into_inner) })
             })
@@ -113,8 +95,11 @@ impl Dependencies {
         self.retry
             .call(RetryPolicy::Idempotent, |remaining| {
                 let mut client = self.products.clone();
-                let request =
-                    with_deadline(ReleaseStockRequest { reservation_id: reservation_id.to_owned() }, remaining);
+                let request = request(
+                    ReleaseStockRequest { reservation_id: reservation_id.to_owned() },
+                    remaining,
+                    &self.service,
+                );
                 self.products_breaker
                     .call(|| async move { client.release_stock(request).await.map(|r| r.into_inner().released) })
             })

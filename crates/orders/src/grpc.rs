@@ -7,6 +7,7 @@ use contract::orders::{
     ListUserOrdersRequest, ListUserOrdersResponse, PayOrderRequest, PayOrderResponse, ShipOrderRequest,
     ShipOrderResponse,
 };
+use platform::access::Caller;
 use platform::validation::violation;
 use tonic::{Request, Response, Status};
 
@@ -94,7 +95,7 @@ impl OrderService for OrdersApi {
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let header_key =
             request.metadata().get(IDEMPOTENCY_KEY_HEADER).and_then(|value| value.to_str().ok()).map(str::to_owned);
-        let caller = contract::caller(&request);
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let input = NewOrder {
             caller,
@@ -109,17 +110,16 @@ impl OrderService for OrdersApi {
     }
 
     async fn get_order(&self, request: Request<GetOrderRequest>) -> Result<Response<GetOrderResponse>, Status> {
-        let caller = contract::caller(&request);
-        let order = self.orders.get(&request.into_inner().id, caller.as_deref()).await?;
+        let caller = Caller::of(&request);
+        let order = self.orders.get(&request.into_inner().id, &caller).await?;
         Ok(Response::new(GetOrderResponse { order: Some(to_proto(order)) }))
     }
 
     async fn list_orders(&self, request: Request<ListOrdersRequest>) -> Result<Response<ListOrdersResponse>, Status> {
-        let caller = contract::caller(&request);
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let status = status_from_proto(r.status)?;
-        let (orders, next_page_token) =
-            self.orders.list(None, status, r.page_size, &r.page_token, caller.as_deref()).await?;
+        let (orders, next_page_token) = self.orders.list(None, status, r.page_size, &r.page_token, &caller).await?;
         Ok(Response::new(ListOrdersResponse { orders: orders_to_proto(orders), next_page_token }))
     }
 
@@ -127,10 +127,10 @@ impl OrderService for OrdersApi {
         &self,
         request: Request<ListUserOrdersRequest>,
     ) -> Result<Response<ListUserOrdersResponse>, Status> {
-        let caller = contract::caller(&request);
+        let caller = Caller::of(&request);
         let r = request.into_inner();
         let (orders, next_page_token) =
-            self.orders.list(Some(&r.user_id), None, r.page_size, &r.page_token, caller.as_deref()).await?;
+            self.orders.list(Some(&r.user_id), None, r.page_size, &r.page_token, &caller).await?;
         Ok(Response::new(ListUserOrdersResponse { orders: orders_to_proto(orders), next_page_token }))
     }
 
@@ -138,21 +138,21 @@ impl OrderService for OrdersApi {
         &self,
         request: Request<CancelOrderRequest>,
     ) -> Result<Response<CancelOrderResponse>, Status> {
-        let caller = contract::caller(&request);
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let order = self.orders.cancel(&r.id, &r.reason, caller.as_deref()).await?;
+        let order = self.orders.cancel(&r.id, &r.reason, &caller).await?;
         Ok(Response::new(CancelOrderResponse { order: Some(to_proto(order)) }))
     }
 
     async fn pay_order(&self, request: Request<PayOrderRequest>) -> Result<Response<PayOrderResponse>, Status> {
-        let caller = contract::caller(&request);
-        let order = self.orders.pay(&request.into_inner().id, caller.as_deref()).await?;
+        let caller = Caller::of(&request);
+        let order = self.orders.pay(&request.into_inner().id, &caller).await?;
         Ok(Response::new(PayOrderResponse { order: Some(to_proto(order)) }))
     }
 
     async fn ship_order(&self, request: Request<ShipOrderRequest>) -> Result<Response<ShipOrderResponse>, Status> {
-        let caller = contract::caller(&request);
-        let order = self.orders.ship(&request.into_inner().id, caller.as_deref()).await?;
+        let caller = Caller::of(&request);
+        let order = self.orders.ship(&request.into_inner().id, &caller).await?;
         Ok(Response::new(ShipOrderResponse { order: Some(to_proto(order)) }))
     }
 
@@ -160,8 +160,8 @@ impl OrderService for OrdersApi {
         &self,
         request: Request<DeliverOrderRequest>,
     ) -> Result<Response<DeliverOrderResponse>, Status> {
-        let caller = contract::caller(&request);
-        let order = self.orders.deliver(&request.into_inner().id, caller.as_deref()).await?;
+        let caller = Caller::of(&request);
+        let order = self.orders.deliver(&request.into_inner().id, &caller).await?;
         Ok(Response::new(DeliverOrderResponse { order: Some(to_proto(order)) }))
     }
 }

@@ -17,12 +17,18 @@ use std::sync::Arc;
 
 pub use service::Orders;
 
-/// The orders component's server: the gRPC service plus a readiness check
-/// on its store. The outbox relay runs beside it (see [`start`]).
-pub fn server(orders: Orders, settings: &platform::Settings) -> platform::Server {
+/// The orders component's server: the gRPC service, held to the contract's
+/// access rules, plus a readiness check on its store. The outbox relay runs
+/// beside it (see [`start`]).
+pub fn server(
+    orders: Orders,
+    access: platform::access::ServerAccess,
+    settings: &platform::Settings,
+) -> platform::Server {
     let store = orders.store().clone();
     platform::Server::new("orders")
         .with_settings(settings)
+        .access(access)
         .descriptor_set(contract::FILE_DESCRIPTOR_SET)
         .grpc_service(grpc::OrdersApi::new(orders).into_server())
         .readiness_check("database", move || {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use contract::events::{OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged};
 use events::Event;
+use platform::access::Caller;
 use platform::pagination::PageRequest;
 use platform::validation::{Violations, violation};
 use tokio::sync::Notify;
@@ -28,9 +29,15 @@ pub struct NewOrder {
     pub quantity: i32,
     pub items: Vec<(String, i32)>,
     pub idempotency_key: Option<String>,
-    /// The verified caller (from the gateway): orders are placed for them.
-    pub caller: Option<String>,
+    /// Who asks: a signed-in user places orders only for themselves.
+    pub caller: Caller,
 }
+
+/// The roles that handle every customer's orders (administrators too):
+/// they read, list and cancel any order, and alone record payment,
+/// shipping and delivery (the contract's rules for PayOrder, ShipOrder and
+/// DeliverOrder).
+const STAFF: &[&str] = &["fulfilment"];
 
 const MAX_QUANTITY: i32 = 1_000_000;
 const MAX_KEY_LEN: usize = 200;
@@ -52,12 +59,13 @@ impl Orders {
     }
 
     pub async fn create(&self, mut input: NewOrder) -> Result<Order, OrderError> {
-        if let Some(caller) = &input.caller {
-            if input.user_id.is_empty() {
-                input.user_id = caller.clone();
-            } else if input.user_id != *caller {
+        match &input.caller {
+            Caller::User(user) if input.user_id.is_empty() => input.user_id = user.id.clone(),
+            Caller::User(user) if input.user_id != user.id => {
                 return Err(OrderError::NotYours("orders are placed for the signed-in user"));
             }
+            Caller::User(_) | Caller::Trusted => {}
+            Caller::Anonymous => return Err(OrderError::NotYours("orders are placed by signed-in users")),
         }
         let ValidOrder { user_id, items, idempotency_key: key } = validate(&input)?;
         if let Some(key) = &key
@@ -133,29 +141,30 @@ impl Orders {
         }
     }
 
-    /// Another user's order is NOT_FOUND to a signed-in caller: its
-    /// existence is not theirs to learn.
-    pub async fn get(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+    /// Another user's order is NOT_FOUND to a signed-in customer: its
+    /// existence is not theirs to learn. Staff see every order.
+    pub async fn get(&self, id: &str, caller: &Caller) -> Result<Order, OrderError> {
         let id = OrderId::parse(id).map_err(|why| violation("id", why))?;
         self.store.get(id).await?.filter(|order| owned_by(order, caller)).ok_or(OrderError::NotFound(id))
     }
 
     /// Newest first, optionally one status or one user.
-    /// A signed-in caller lists only their own orders.
+    /// A signed-in customer lists only their own orders; staff any.
     pub async fn list(
         &self,
         user_id: Option<&str>,
         status: Option<OrderStatus>,
         page_size: i32,
         page_token: &str,
-        caller: Option<&str>,
+        caller: &Caller,
     ) -> Result<(Vec<Order>, String), OrderError> {
         let user_id = match (user_id, caller) {
-            (Some(user), Some(caller)) if user != caller => {
+            (_, caller) if caller.has_any_role(STAFF) => user_id,
+            (Some(user), Caller::User(caller)) if user != caller.id => {
                 return Err(OrderError::NotYours("a user lists only their own orders"));
             }
-            (None, Some(caller)) => Some(caller),
-            (user, _) => user,
+            (_, Caller::User(caller)) => Some(caller.id.as_str()),
+            (_, _) => return Err(OrderError::NotYours("orders are listed by signed-in users")),
         };
         let user_id = match user_id {
             Some(raw) => Some(parse_user_id(raw).map_err(|why| violation("user_id", why))?),
@@ -172,7 +181,7 @@ impl Orders {
         Ok(page.finish(orders, |order: &Order| order.id.to_string()))
     }
 
-    pub async fn cancel(&self, id: &str, reason: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+    pub async fn cancel(&self, id: &str, reason: &str, caller: &Caller) -> Result<Order, OrderError> {
         self.change_status(id, caller, OrderStatus::Cancelled, |order| {
             event(|event_id, occurred_at| OrderCancelled {
                 event_id,
@@ -186,15 +195,15 @@ impl Orders {
         .await
     }
 
-    pub async fn pay(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+    pub async fn pay(&self, id: &str, caller: &Caller) -> Result<Order, OrderError> {
         self.change_status(id, caller, OrderStatus::Paid, |order| status_changed(order, OrderStatus::Paid)).await
     }
 
-    pub async fn ship(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+    pub async fn ship(&self, id: &str, caller: &Caller) -> Result<Order, OrderError> {
         self.change_status(id, caller, OrderStatus::Shipped, |order| status_changed(order, OrderStatus::Shipped)).await
     }
 
-    pub async fn deliver(&self, id: &str, caller: Option<&str>) -> Result<Order, OrderError> {
+    pub async fn deliver(&self, id: &str, caller: &Caller) -> Result<Order, OrderError> {
         let delivered = |order: &Order| status_changed(order, OrderStatus::Delivered);
         self.change_status(id, caller, OrderStatus::Delivered, delivered).await
     }
@@ -205,7 +214,7 @@ impl Orders {
     async fn change_status(
         &self,
         id: &str,
-        caller: Option<&str>,
+        caller: &Caller,
         to: OrderStatus,
         event_for: impl Fn(&Order) -> Event,
     ) -> Result<Order, OrderError> {
@@ -238,9 +247,10 @@ impl Orders {
     }
 }
 
-/// Whether `caller` (when there is one) owns `order`.
-fn owned_by(order: &Order, caller: Option<&str>) -> bool {
-    caller.is_none_or(|caller| order.user_id.to_string() == caller)
+/// Whether `caller` may see and change `order`: its owner, staff, or a
+/// trusted caller.
+fn owned_by(order: &Order, caller: &Caller) -> bool {
+    caller.may_act_for(&order.user_id.to_string(), STAFF)
 }
 
 /// A refusal is a definite answer: nothing was reserved.

@@ -2,18 +2,19 @@
 //! and products services, and its outbox relay onto the bus (RabbitMQ in
 //! production, the in-process bus under `meshwork up`).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use events::Publisher;
 use events::rabbitmq::{RabbitConfig, RabbitPublisher};
+use platform::access::{jwks_from_users, service_access};
+use platform::client::lazy_channel;
 use platform::settings::{self, Settings};
 use platform::{CancellationToken, StartError};
 use resilience::Retry;
 use tokio::sync::Notify;
 
 use crate::Orders;
-use crate::clients::{Dependencies, channel};
+use crate::clients::Dependencies;
 use crate::relay::OutboxRelay;
 use crate::store::{OrderStore, PostgresOrderStore, SqliteOrderStore, StoreError};
 
@@ -35,30 +36,36 @@ impl Upstreams {
     }
 }
 
-/// The service and its relay, which the caller runs until shutdown.
+/// The service, its access checks and its relay, which the caller runs
+/// until shutdown.
 pub struct Assembled {
     pub orders: Orders,
+    pub access: platform::access::ServerAccess,
     pub relay: OutboxRelay,
 }
 
 impl Assembled {
-    /// Starts the relay in the background; it stops with `shutdown`.
-    pub fn spawn_relay(self, shutdown: CancellationToken) -> Orders {
+    /// Starts the relay in the background (it stops with `shutdown`) and
+    /// returns the server.
+    pub fn serve_with_relay(self, settings: &Settings, shutdown: CancellationToken) -> platform::Server {
         tokio::spawn(self.relay.run(shutdown));
-        self.orders
+        crate::server(self.orders, self.access, settings)
     }
 }
 
 pub fn assemble(
+    settings: &Settings,
     store: Arc<dyn OrderStore>,
     upstreams: &Upstreams,
     publisher: Arc<dyn Publisher>,
 ) -> Result<Assembled, StartError> {
-    let users = channel(&upstreams.users).map_err(StartError::other)?;
-    let products = channel(&upstreams.products).map_err(StartError::other)?;
+    let users = lazy_channel(&upstreams.users).map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
+    let products = lazy_channel(&upstreams.products).map_err(|e| settings.invalid(settings::PRODUCT_SERVICE_URL, e))?;
+    let (access, service) = service_access(settings, "orders", jwks_from_users(users.clone()))?;
+    let dependencies = Dependencies::new(users, products, Retry::default(), service);
     let wake = Arc::new(Notify::new());
-    let orders = Orders::new(store.clone(), Dependencies::new(users, products, Retry::default()), wake.clone());
-    Ok(Assembled { orders, relay: OutboxRelay::new(store, publisher, wake) })
+    let orders = Orders::new(store.clone(), dependencies, wake.clone());
+    Ok(Assembled { orders, access, relay: OutboxRelay::new(store, publisher, wake) })
 }
 
 /// Production: PostgreSQL (`DATABASE_URL`, migrated at start) and RabbitMQ (`RABBITMQ_URL`).
@@ -75,17 +82,17 @@ pub async fn production(settings: &Settings) -> Result<Assembled, StartError> {
         .map_err(StartError::other)?;
     let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
     let publisher = Arc::new(RabbitPublisher::new(bus));
-    assemble(Arc::new(store), &upstreams, publisher)
+    assemble(settings, Arc::new(store), &upstreams, publisher)
 }
 
 /// `meshwork up`: `orders.db` in `data_dir`, the in-process bus.
 pub async fn embedded(
-    data_dir: &Path,
+    settings: &Settings,
     upstreams: &Upstreams,
     publisher: Arc<dyn Publisher>,
 ) -> Result<Assembled, StartError> {
-    let store = SqliteOrderStore::open(&data_dir.join("orders.db")).await.map_err(StartError::other)?;
-    assemble(Arc::new(store), upstreams, publisher)
+    let store = SqliteOrderStore::open(&settings.data_dir.join("orders.db")).await.map_err(StartError::other)?;
+    assemble(settings, Arc::new(store), upstreams, publisher)
 }
 
 /// The production store from `DATABASE_URL` (required), not yet migrated.

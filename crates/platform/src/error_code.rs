@@ -48,6 +48,13 @@ impl ErrorCode {
     }
 }
 
+/// A refusal the caller may retry after `wait`: the status carries a
+/// `google.rpc.RetryInfo` detail, which the gateway turns into `Retry-After`.
+pub fn retry_later(code: ErrorCode, message: impl Into<String>, wait: std::time::Duration) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    tonic::Status::with_error_details(code.grpc(), message, ErrorDetails::with_retry_info(Some(wait)))
+}
+
 /// grpc-gateway v2's mapping of every gRPC code to an HTTP status.
 pub fn http_status(code: tonic::Code) -> StatusCode {
     use tonic::Code;

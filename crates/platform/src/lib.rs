@@ -4,6 +4,8 @@
 //! shutdown, and the error-code table.
 #![forbid(unsafe_code)]
 
+pub mod access;
+pub mod client;
 pub mod config;
 #[cfg(feature = "database")]
 pub mod database;

@@ -28,6 +28,7 @@ use tonic::server::NamedService;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+use crate::access::{AccessLayer, ServerAccess};
 use crate::health::{HealthSync, Readiness};
 use crate::rpc_telemetry::RpcTelemetryLayer;
 use crate::settings::Settings;
@@ -58,6 +59,7 @@ pub struct Server {
     advertised: Vec<String>,
     grace: Duration,
     readiness_interval: Duration,
+    access: ServerAccess,
 }
 
 impl Server {
@@ -73,6 +75,7 @@ impl Server {
             advertised: Vec::new(),
             grace: Duration::from_secs(10),
             readiness_interval: Duration::from_secs(5),
+            access: ServerAccess::default(),
         }
     }
 
@@ -90,6 +93,13 @@ impl Server {
     {
         self.routes = self.routes.add_service(service);
         self.services.push(S::NAME);
+        self
+    }
+
+    /// How callers prove who they are, and the rules they are held to
+    /// (default: the contract's rules, with no credential accepted).
+    pub fn access(mut self, access: ServerAccess) -> Self {
+        self.access = access;
         self
     }
 
@@ -183,7 +193,9 @@ impl Server {
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .into_axum_router()
-            // route_layer: the fallback (unknown paths) stays out of the per-RPC metrics.
+            // route_layer: the fallback (unknown paths) stays out of the per-RPC
+            // metrics and the access check (the gateway checks its own).
+            .route_layer(AccessLayer::new(self.access))
             .route_layer(RpcTelemetryLayer);
         let grpc = match self.fallback {
             Some(fallback) => grpc.fallback_service(fallback),

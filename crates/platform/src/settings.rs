@@ -34,7 +34,10 @@ settings! {
     ETCD_ENDPOINTS = "ETCD_ENDPOINTS": "etcd to register in and discover from (http://etcd:2379, comma-separated); needs the etcd build";
     ETCD_PREFIX = "MESHWORK_ETCD_PREFIX": "key prefix of registrations in etcd (default /meshwork/services/)";
     ADVERTISE_URL = "MESHWORK_ADVERTISE_URL": "URL other instances reach this one at, registered in etcd (http://10.0.0.5:8002)";
-    JWT_ISSUER = "JWT_ISSUER": "`iss` of access tokens: set by users, required by the gateway (default meshwork)";
+    JWT_ISSUER = "JWT_ISSUER": "`iss` of access tokens: set by users, required by the gateway and the services (default meshwork)";
+    AUTH = "MESHWORK_AUTH": "required: callers are held to the contract's access rules (default); optional: callers without a token are trusted (development; `up`'s default)";
+    GATEWAY_AUTH = "GATEWAY_AUTH": "older name of MESHWORK_AUTH";
+    SERVICE_SECRET = "MESHWORK_SERVICE_SECRET": "secret (at least 32 bytes) the services share to prove to each other that they are services; users, products and orders need it (`up` generates one)";
     SHUTDOWN_GRACE = "MESHWORK_SHUTDOWN_GRACE": "how long in-flight calls may finish after SIGTERM (default 10s)";
     READINESS_INTERVAL = "MESHWORK_READINESS_INTERVAL": "how often dependency checks refresh gRPC health (default 5s)";
     LOG_FORMAT = "MESHWORK_LOG_FORMAT": "log format: auto (pretty on a terminal, else json), pretty or json";
@@ -59,6 +62,9 @@ pub struct Settings {
     pub product_service_url: Option<String>,
     pub order_service_url: Option<String>,
     pub jwt_issuer: String,
+    /// None: the component's default (required; optional under `up`).
+    pub auth_mode: Option<crate::access::AuthMode>,
+    pub service_secret: Option<Secret<String>>,
     /// Empty: no etcd.
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
@@ -131,6 +137,17 @@ impl Settings {
             product_service_url: service_url(PRODUCT_SERVICE_URL)?,
             order_service_url: service_url(ORDER_SERVICE_URL)?,
             jwt_issuer: layers.string(JWT_ISSUER.name).unwrap_or_else(|| "meshwork".to_owned()),
+            auth_mode: match layers.parse_with(AUTH.name, str::parse)? {
+                Some(mode) => Some(mode),
+                None => layers.parse_with(GATEWAY_AUTH.name, str::parse)?,
+            },
+            service_secret: layers.parse_with(SERVICE_SECRET.name, |secret| {
+                if secret.len() < crate::access::MIN_SECRET_BYTES {
+                    Err(format!("must be at least {} bytes", crate::access::MIN_SECRET_BYTES))
+                } else {
+                    Ok(Secret::new(secret.to_owned()))
+                }
+            })?,
             etcd_endpoints: layers
                 .parse_with(ETCD_ENDPOINTS.name, |list| {
                     let endpoints: Vec<String> =
@@ -231,6 +248,8 @@ mod tests {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"),
             ("OTEL_SDK_DISABLED", "maybe"),
             ("JAEGER_AGENT_HOST", "http://jaeger/"),
+            ("MESHWORK_AUTH", "sometimes"),
+            ("MESHWORK_SERVICE_SECRET", "too short"),
         ] {
             let message = load(&[(name, value)]).unwrap_err().to_string();
             assert!(message.contains(name), "{name}={value}: {message}");

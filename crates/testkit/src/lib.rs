@@ -4,12 +4,14 @@
 //! servers on loopback ports.
 #![forbid(unsafe_code)]
 
+mod access;
 pub mod amqp;
 pub mod mongo;
 pub mod postgres;
 pub mod proxy;
 mod serve;
 
+pub use access::{SERVICE_SECRET, as_service, as_service_with, settings, settings_with};
 pub use serve::serve;
 
 /// The URL in `variable`, or `None` after printing that the test skipped.

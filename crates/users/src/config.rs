@@ -6,7 +6,7 @@ use std::time::Duration;
 use platform::config::{ConfigError, Setting};
 use platform::settings::Settings;
 
-use crate::domain::UserId;
+use crate::domain::{Email, UserId};
 
 pub const JWT_SIGNING_KEY_FILE: Setting = Setting {
     name: "JWT_SIGNING_KEY_FILE",
@@ -15,11 +15,22 @@ pub const JWT_SIGNING_KEY_FILE: Setting = Setting {
 pub const JWT_TTL: Setting = Setting { name: "JWT_TTL", help: "access token lifetime (default 15m)" };
 pub const USERS_ADMINS: Setting = Setting {
     name: "USERS_ADMINS",
-    help: "user ids that may list and read every account, comma-separated (default: none)",
+    help: "administrators, by user id or email, comma-separated; an email may name an account not yet created (default: none)",
+};
+pub const USERS_MAX_HASHING: Setting = Setting {
+    name: "USERS_MAX_HASHING",
+    help: "password hashes computed at once, ~19 MiB each; more logins wait briefly, then get 429 (default 4)",
 };
 
 /// Every setting this crate reads itself.
-pub const SETTINGS: &[Setting] = &[JWT_SIGNING_KEY_FILE, JWT_TTL, USERS_ADMINS];
+pub const SETTINGS: &[Setting] = &[JWT_SIGNING_KEY_FILE, JWT_TTL, USERS_ADMINS, USERS_MAX_HASHING];
+
+/// How USERS_ADMINS names an administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRef {
+    Id(UserId),
+    Email(Email),
+}
 
 #[derive(Debug, Clone)]
 pub struct UsersConfig {
@@ -27,7 +38,9 @@ pub struct UsersConfig {
     pub signing_key_file: Option<PathBuf>,
     pub issuer: String,
     pub token_ttl: Duration,
-    pub admins: Vec<UserId>,
+    pub admins: Vec<AdminRef>,
+    /// Password hashes computed at once (each holds ~19 MiB while it runs).
+    pub max_hashing: usize,
 }
 
 impl UsersConfig {
@@ -42,7 +55,12 @@ impl UsersConfig {
                 list.split(',')
                     .map(str::trim)
                     .filter(|id| !id.is_empty())
-                    .map(|id| UserId::parse(id).map_err(|why| format!("{id:?} {why}")))
+                    .map(|entry| match entry.contains('@') {
+                        true => Email::parse(entry).map(AdminRef::Email).map_err(|why| format!("{entry:?} {why}")),
+                        false => UserId::parse(entry)
+                            .map(AdminRef::Id)
+                            .map_err(|_| format!("{entry:?} is neither a user id (UUID) nor an email")),
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })?
             .unwrap_or_default();
@@ -51,6 +69,10 @@ impl UsersConfig {
             issuer: settings.jwt_issuer.clone(),
             token_ttl,
             admins,
+            max_hashing: match layers.parse_or(USERS_MAX_HASHING.name, 4usize)? {
+                0 => return Err(settings.invalid(USERS_MAX_HASHING, "must be at least 1")),
+                n => n,
+            },
         })
     }
 }
@@ -67,12 +89,18 @@ mod tests {
     }
 
     #[test]
-    fn administrators_are_user_ids_and_a_bad_one_is_named() {
+    fn administrators_are_user_ids_or_emails_and_a_bad_one_is_named() {
         let id = "0192f0a4-7b3c-7d2e-9f10-1a2b3c4d5e6f";
-        let config = load(&[("USERS_ADMINS", &format!(" {id} ,"))]).unwrap();
-        assert_eq!(config.admins, [UserId::parse(id).unwrap()]);
+        let config = load(&[("USERS_ADMINS", &format!(" {id} , Boss@Example.com,"))]).unwrap();
+        assert_eq!(
+            config.admins,
+            [AdminRef::Id(UserId::parse(id).unwrap()), AdminRef::Email(Email::parse("boss@example.com").unwrap())]
+        );
         assert!(load(&[]).unwrap().admins.is_empty());
         let error = load(&[("USERS_ADMINS", "root")]).unwrap_err().to_string();
-        assert!(error.contains("USERS_ADMINS") && error.contains("\"root\" must be a UUID"), "{error}");
+        assert!(error.contains("USERS_ADMINS") && error.contains("neither a user id"), "{error}");
+        let error = load(&[("USERS_ADMINS", "root@")]).unwrap_err().to_string();
+        assert!(error.contains("USERS_ADMINS") && error.contains("email"), "{error}");
+        assert!(load(&[("USERS_MAX_HASHING", "0")]).unwrap_err().to_string().contains("USERS_MAX_HASHING"));
     }
 }

@@ -108,6 +108,7 @@ pub struct User {
     pub id: UserId,
     pub email: Email,
     pub name: UserName,
+    pub roles: Roles,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -118,6 +119,58 @@ pub struct User {
 pub struct UserRecord {
     pub user: User,
     pub password_hash: Option<String>,
+}
+
+/// A role name: what the contract's access rules name (`admin`,
+/// `fulfilment`); lowercase letters, digits, `-` and `_`, 1 to 32 of them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Role(String);
+
+impl Role {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let role = raw.trim();
+        if role.is_empty() {
+            return Err("is required");
+        }
+        if role.len() > 32 || !role.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c)) {
+            return Err("must be 1 to 32 lowercase letters, digits, '-' or '_'");
+        }
+        Ok(Self(role.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The roles an account holds, sorted and without duplicates; stored as
+/// one space-separated column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roles(std::collections::BTreeSet<Role>);
+
+impl Roles {
+    /// From the stored column (roles separated by spaces).
+    pub fn from_column(column: &str) -> Result<Self, &'static str> {
+        column.split_whitespace().map(Role::parse).collect::<Result<_, _>>().map(Self)
+    }
+
+    pub fn to_column(&self) -> String {
+        self.0.iter().map(Role::as_str).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Adds `role`; false if it was there.
+    pub fn grant(&mut self, role: Role) -> bool {
+        self.0.insert(role)
+    }
+
+    /// Removes `role`; false if it was not there.
+    pub fn revoke(&mut self, role: &Role) -> bool {
+        self.0.remove(role)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|role| role.as_str().to_owned()).collect()
+    }
 }
 
 #[cfg(test)]
@@ -165,6 +218,21 @@ mod tests {
         let password = Password::parse("correct horse").unwrap();
         assert!(!format!("{password:?}").contains("horse"));
         assert!(Password::parse(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn roles_are_kept_sorted_once_each_and_round_trip_through_the_column() {
+        let mut roles = Roles::default();
+        assert!(roles.grant(Role::parse("fulfilment").unwrap()));
+        assert!(roles.grant(Role::parse("admin").unwrap()));
+        assert!(!roles.grant(Role::parse("admin").unwrap()));
+        assert_eq!(roles.to_column(), "admin fulfilment");
+        assert_eq!(Roles::from_column("admin fulfilment").unwrap(), roles);
+        assert!(roles.revoke(&Role::parse("admin").unwrap()));
+        assert_eq!(roles.names(), ["fulfilment"]);
+        for bad in ["", "Admin", "a b", "x".repeat(33).as_str()] {
+            assert!(Role::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

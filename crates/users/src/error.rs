@@ -26,6 +26,9 @@ pub enum UserError {
     /// A signed-in user who is not an administrator listing every account.
     #[error("only administrators may list every account")]
     AdminsOnly,
+    /// Too many failed logins for this account lately.
+    #[error("too many failed logins for this account; try again in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     #[error(transparent)]
     Store(StoreError),
     #[error("cannot issue a token: {0}")]
@@ -51,6 +54,7 @@ impl UserError {
             Self::EmailTaken => ErrorCode::AlreadyExists,
             Self::BadCredentials => ErrorCode::Unauthenticated,
             Self::NotYours | Self::AdminsOnly => ErrorCode::PermissionDenied,
+            Self::Throttled(_) | Self::Hashing(crate::password::HashError::Busy) => ErrorCode::ResourceExhausted,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
             Self::Store(_) | Self::Token(_) | Self::Hashing(_) => ErrorCode::Internal,
         }
@@ -62,6 +66,10 @@ impl From<UserError> for tonic::Status {
         let code = error.code();
         match error {
             UserError::Invalid(violations) => violations.into_status(),
+            UserError::Throttled(wait) => platform::error_code::retry_later(code, error.to_string(), wait),
+            UserError::Hashing(crate::password::HashError::Busy) => {
+                platform::error_code::retry_later(code, error.to_string(), std::time::Duration::from_secs(1))
+            }
             // Internal details go to the log, not to the client.
             UserError::Store(_) | UserError::Token(_) | UserError::Hashing(_) => {
                 tracing::error!(error = %error, "users request failed");

@@ -4,9 +4,11 @@
 use contract::users::user_service_server::{UserService, UserServiceServer};
 use contract::users::{
     CreateUserRequest, CreateUserResponse, DeleteUserRequest, DeleteUserResponse, GetJwksRequest, GetJwksResponse,
-    GetUserRequest, GetUserResponse, JsonWebKey, ListUsersRequest, ListUsersResponse, LoginRequest, LoginResponse,
-    UpdateUserRequest, UpdateUserResponse,
+    GetUserRequest, GetUserResponse, GrantRoleRequest, GrantRoleResponse, JsonWebKey, ListUsersRequest,
+    ListUsersResponse, LoginRequest, LoginResponse, RevokeRoleRequest, RevokeRoleResponse, UpdateUserRequest,
+    UpdateUserResponse,
 };
+use platform::access::Caller;
 use tonic::{Request, Response, Status};
 
 use crate::domain::User;
@@ -36,12 +38,13 @@ fn to_proto(user: User) -> contract::users::User {
         id: user.id.to_string(),
         email: user.email.as_str().to_owned(),
         name: user.name.as_str().to_owned(),
+        roles: user.roles.names(),
         created_at: Some(timestamp(user.created_at)),
         updated_at: Some(timestamp(user.updated_at)),
     }
 }
 
-fn jwk_to_proto(key: PublicJwk) -> JsonWebKey {
+pub fn jwk_to_proto(key: PublicJwk) -> JsonWebKey {
     JsonWebKey {
         kty: PublicJwk::KTY.to_owned(),
         kid: key.kid,
@@ -64,30 +67,29 @@ impl UserService for UsersApi {
     }
 
     async fn get_user(&self, request: Request<GetUserRequest>) -> Result<Response<GetUserResponse>, Status> {
-        let caller = contract::caller(&request);
-        let user = self.users.get(&request.into_inner().id, caller.as_deref()).await?;
+        let caller = Caller::of(&request);
+        let user = self.users.get(&request.into_inner().id, &caller).await?;
         Ok(Response::new(GetUserResponse { user: Some(to_proto(user)) }))
     }
 
     async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersResponse>, Status> {
-        let caller = contract::caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let (users, next_page_token) =
-            self.users.list(request.page_size, &request.page_token, caller.as_deref()).await?;
+        let (users, next_page_token) = self.users.list(request.page_size, &request.page_token, &caller).await?;
         Ok(Response::new(ListUsersResponse { users: users.into_iter().map(to_proto).collect(), next_page_token }))
     }
 
     async fn update_user(&self, request: Request<UpdateUserRequest>) -> Result<Response<UpdateUserResponse>, Status> {
-        let caller = contract::caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let changes = UserChanges { email: request.email, name: request.name, password: request.password };
-        let user = self.users.update(&request.id, changes, caller.as_deref()).await?;
+        let user = self.users.update(&request.id, changes, &caller).await?;
         Ok(Response::new(UpdateUserResponse { user: Some(to_proto(user)) }))
     }
 
     async fn delete_user(&self, request: Request<DeleteUserRequest>) -> Result<Response<DeleteUserResponse>, Status> {
-        let caller = contract::caller(&request);
-        self.users.delete(&request.into_inner().id, caller.as_deref()).await?;
+        let caller = Caller::of(&request);
+        self.users.delete(&request.into_inner().id, &caller).await?;
         Ok(Response::new(DeleteUserResponse {}))
     }
 
@@ -100,6 +102,18 @@ impl UserService for UsersApi {
             expires_in: i32::try_from(token.expires_in.as_secs()).unwrap_or(i32::MAX),
             user: Some(to_proto(user)),
         }))
+    }
+
+    async fn grant_role(&self, request: Request<GrantRoleRequest>) -> Result<Response<GrantRoleResponse>, Status> {
+        let request = request.into_inner();
+        let user = self.users.grant_role(&request.id, &request.role).await?;
+        Ok(Response::new(GrantRoleResponse { user: Some(to_proto(user)) }))
+    }
+
+    async fn revoke_role(&self, request: Request<RevokeRoleRequest>) -> Result<Response<RevokeRoleResponse>, Status> {
+        let request = request.into_inner();
+        let user = self.users.revoke_role(&request.id, &request.role).await?;
+        Ok(Response::new(RevokeRoleResponse { user: Some(to_proto(user)) }))
     }
 
     async fn get_jwks(&self, _request: Request<GetJwksRequest>) -> Result<Response<GetJwksResponse>, Status> {

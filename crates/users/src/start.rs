@@ -10,6 +10,7 @@ use platform::settings::{self, Settings};
 
 use crate::Users;
 use crate::config::{JWT_SIGNING_KEY_FILE, UsersConfig};
+use crate::password::Hashing;
 use crate::store::{PostgresUserStore, SqliteUserStore, StoreError, UserStore};
 use crate::tokens::TokenIssuer;
 
@@ -40,7 +41,7 @@ pub async fn production(settings: &Settings) -> Result<Users, StartError> {
     platform::database::migrate_with_retry(|| store.migrate(), |error| matches!(error, StoreError::Unavailable(_)))
         .await
         .map_err(StartError::other)?;
-    Ok(Users::new(Arc::new(store), Arc::new(tokens)).with_admins(config.admins))
+    Ok(assemble(Arc::new(store), tokens, config))
 }
 
 /// The embedded component for `meshwork up`: `users.db` and the signing key
@@ -62,5 +63,11 @@ pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Users, Sta
     };
     let store = SqliteUserStore::open(&data_dir.join("users.db")).await.map_err(StartError::other)?;
     let store: Arc<dyn UserStore> = Arc::new(store);
-    Ok(Users::new(store, Arc::new(tokens)).with_admins(config.admins))
+    Ok(assemble(store, tokens, config))
+}
+
+fn assemble(store: Arc<dyn UserStore>, tokens: TokenIssuer, config: UsersConfig) -> Users {
+    Users::new(store, Arc::new(tokens))
+        .with_admins(config.admins)
+        .with_hashing(Hashing::new(config.max_hashing, std::time::Duration::from_secs(2)))
 }

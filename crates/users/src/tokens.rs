@@ -43,6 +43,9 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id.
     pub jti: String,
+    /// The roles the user held when the token was issued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// A public key as a JSON Web Key (RFC 8037 OKP).
@@ -112,7 +115,7 @@ impl TokenIssuer {
         Ok((Self::from_file(path, issuer, ttl)?, generated))
     }
 
-    pub fn issue(&self, user: UserId) -> Result<IssuedToken, TokenError> {
+    pub fn issue(&self, user: UserId, roles: Vec<String>) -> Result<IssuedToken, TokenError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user.to_string(),
@@ -120,6 +123,7 @@ impl TokenIssuer {
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             jti: uuid::Uuid::new_v4().to_string(),
+            roles,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.jwk.kid.clone());
@@ -185,7 +189,7 @@ mod tests {
     fn tokens_verify_with_the_published_key_and_carry_the_claims() {
         let issuer = issuer();
         let user = UserId::generate();
-        let issued = issuer.issue(user).unwrap();
+        let issued = issuer.issue(user, vec!["admin".to_owned()]).unwrap();
         let header = jsonwebtoken::decode_header(&issued.token).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
         let jwk = &issuer.jwks()[0];
@@ -196,12 +200,13 @@ mod tests {
         validation.set_issuer(&["meshwork-test"]);
         let claims = jsonwebtoken::decode::<Claims>(&issued.token, &key, &validation).unwrap().claims;
         assert_eq!(claims.sub, user.to_string());
+        assert_eq!(claims.roles, ["admin"]);
         assert_eq!(claims.exp - claims.iat, 900);
     }
 
     #[test]
     fn another_key_does_not_verify() {
-        let token = issuer().issue(UserId::generate()).unwrap().token;
+        let token = issuer().issue(UserId::generate(), Vec::new()).unwrap().token;
         let other = issuer();
         let key = DecodingKey::from_ed_components(&other.jwks()[0].x).unwrap();
         assert!(jsonwebtoken::decode::<Claims>(&token, &key, &Validation::new(Algorithm::EdDSA)).is_err());

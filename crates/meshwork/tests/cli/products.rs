@@ -30,9 +30,16 @@ async fn stock(client: &mut ProductServiceClient<Channel>) -> i32 {
     product.into_inner().product.unwrap().stock
 }
 
-async fn reserve(client: &mut ProductServiceClient<Channel>, reservation: &str, quantity: i32) {
+/// Reserves as the orders service does: with a service token signed with `secret`.
+async fn reserve(client: &mut ProductServiceClient<Channel>, secret: &str, reservation: &str, quantity: i32) {
     let items = vec![StockItem { product_id: "prod-123".to_owned(), quantity }];
-    client.reserve_stock(ReserveStockRequest { reservation_id: reservation.to_owned(), items }).await.unwrap();
+    let request = ReserveStockRequest { reservation_id: reservation.to_owned(), items };
+    client.reserve_stock(testkit::as_service_with(secret, "orders", request)).await.unwrap();
+}
+
+async fn release(client: &mut ProductServiceClient<Channel>, secret: &str, reservation: &str) -> bool {
+    let request = ReleaseStockRequest { reservation_id: reservation.to_owned() };
+    client.release_stock(testkit::as_service_with(secret, "orders", request)).await.unwrap().into_inner().released
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -49,13 +56,24 @@ async fn products_serves_on_mongodb() {
         ("RABBITMQ_PREFIX", broker.prefix.as_str()),
         ("PORT", "0"),
         ("MESHWORK_HOST", "127.0.0.1"),
+        // Users' tokens are verified there; this test sends none.
+        ("USER_SERVICE_URL", "http://127.0.0.1:9"),
+        ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
+        ("MESHWORK_AUTH", "optional"),
     ];
     let mut running = Running::start(&["products"], &env);
     let line = running.read_line();
     let address = line.trim().strip_prefix("products listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
     let mut products = client(&address).await;
     products.create_product(template_product()).await.unwrap();
-    reserve(&mut products, "order-1", 3).await;
+    let internal = ReserveStockRequest { reservation_id: "order-0".to_owned(), items: Vec::new() };
+    let refused = products.reserve_stock(internal).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::PermissionDenied,
+        "internal: for services only, even when auth is optional"
+    );
+    reserve(&mut products, testkit::SERVICE_SECRET, "order-1", 3).await;
     assert_eq!(stock(&mut products).await, 97);
     assert!(running.terminate().success());
 }
@@ -67,15 +85,15 @@ async fn up_keeps_the_catalog_and_reservations_across_a_restart() {
 
     let mut first = Running::start(&["up", "--base-port", "0"], &env);
     let address = first.read_up_banner().remove(2).1;
+    let secret = std::fs::read_to_string(data_dir.join("service-secret")).unwrap();
     let mut products = client(&address).await;
     products.create_product(template_product()).await.unwrap();
     let search = SearchProductsRequest { q: "widg".to_owned(), ..Default::default() };
     let found = products.search_products(search.clone()).await.unwrap().into_inner().products;
     assert_eq!(found.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["prod-123"]);
-    reserve(&mut products, "order-1", 2).await;
-    reserve(&mut products, "order-2", 5).await;
-    let released = products.release_stock(ReleaseStockRequest { reservation_id: "order-2".to_owned() }).await;
-    assert!(released.unwrap().into_inner().released);
+    reserve(&mut products, &secret, "order-1", 2).await;
+    reserve(&mut products, &secret, "order-2", 5).await;
+    assert!(release(&mut products, &secret, "order-2").await);
     assert_eq!(stock(&mut products).await, 98);
     assert!(first.terminate().success());
     drop(products);
@@ -86,8 +104,8 @@ async fn up_keeps_the_catalog_and_reservations_across_a_restart() {
     assert_eq!(stock(&mut products).await, 98, "stock survived the restart");
     assert_eq!(products.search_products(search).await.unwrap().into_inner().products.len(), 1);
     // The reservation survived too: releasing it now gives its two units back.
-    let released = products.release_stock(ReleaseStockRequest { reservation_id: "order-1".to_owned() }).await;
-    assert!(released.unwrap().into_inner().released);
+    assert_eq!(std::fs::read_to_string(data_dir.join("service-secret")).unwrap(), secret, "the secret is kept");
+    assert!(release(&mut products, &secret, "order-1").await);
     assert_eq!(stock(&mut products).await, 100);
     assert!(second.terminate().success());
     std::fs::remove_dir_all(data_dir).unwrap();

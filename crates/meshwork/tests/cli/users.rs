@@ -35,6 +35,7 @@ async fn users_migrates_and_serves_on_postgres() {
         ("JWT_SIGNING_KEY_FILE", key_file.to_str().unwrap()),
         ("PORT", "0"),
         ("MESHWORK_HOST", "127.0.0.1"),
+        ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
     ];
 
     let migrated = run(&["users", "migrate"], &env);

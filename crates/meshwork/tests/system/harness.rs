@@ -31,7 +31,7 @@ pub async fn start() -> Platform {
     start_with(&[]).await
 }
 
-/// The platform with extra settings (`GATEWAY_AUTH=required`, ...).
+/// The platform with extra settings (`MESHWORK_AUTH=required`, ...).
 pub async fn start_with(settings: &[(&str, &str)]) -> Platform {
     platform::telemetry::init_for_tests();
     let data_dir = std::env::temp_dir().join(format!("meshwork-system-{}", uuid::Uuid::new_v4().simple()));

@@ -23,8 +23,9 @@ async fn users_with_new_key(
     address: SocketAddr,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let tokens = TokenIssuer::from_pem(&users::tokens::generate_pem(), "meshwork", Duration::from_secs(600)).unwrap();
+    let env = Env::from_pairs([("MESHWORK_SERVICE_SECRET", "a service secret of at least 32 bytes")]);
     let server =
-        users::server(users::Users::new(store, Arc::new(tokens)), &Settings::load(&Env::default(), &[]).unwrap());
+        users::server(users::Users::new(store, Arc::new(tokens)), &Settings::load(&env, &[]).unwrap()).unwrap();
     let listener = TcpListener::bind(address).await.unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn({
@@ -60,7 +61,7 @@ async fn a_rotated_signing_key_is_fetched_when_a_token_names_it() {
     let users_address = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let (stop_first, first) = users_with_new_key(Arc::clone(&store), users_address).await;
 
-    let env = Env::from_pairs([("GATEWAY_AUTH", "required"), ("GATEWAY_RATE_LIMIT", "0")]);
+    let env = Env::from_pairs([("MESHWORK_AUTH", "required"), ("GATEWAY_RATE_LIMIT", "0")]);
     let settings = Settings::load(&env, &meshwork::component_settings()).unwrap();
     let unused = "http://127.0.0.1:9".to_owned();
     let mut config =

@@ -1,5 +1,5 @@
 //! Authentication, authorization and rate limiting through the real
-//! gateway, with tokens from the real users service (GATEWAY_AUTH=required).
+//! gateway, with tokens from the real users service (MESHWORK_AUTH=required).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -37,14 +37,18 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_are_required_verified_and_ownership_enforced() {
-    let platform = start_with(&[("GATEWAY_AUTH", "required")]).await;
+    let platform = start_with(&[("MESHWORK_AUTH", "required"), ("USERS_ADMINS", "root@example.com")]).await;
     let (alice, alice_token) = register_and_login(&platform, "alice").await;
     let (bob, bob_token) = register_and_login(&platform, "bob").await;
+    let (_, root_token) = register_and_login(&platform, "root").await;
     let product = br#"{"id":"prod-123","name":"Widget","price":29.99,"stock":100}"#;
 
-    // Public: the catalog. Protected: everything else.
+    // Public: the catalog. Catalog writes: administrators. Protected: everything else.
     assert_eq!(platform.rest("POST", "/products", Some(product)).await.status, 401);
-    assert_eq!(platform.rest_as(Some(&alice_token), "POST", "/products", Some(product)).await.status, 200);
+    let refused = platform.rest_as(Some(&alice_token), "POST", "/products", Some(product)).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["message"], "this method is for callers with the role admin");
+    assert_eq!(platform.rest_as(Some(&root_token), "POST", "/products", Some(product)).await.status, 200);
     assert_eq!(platform.rest("GET", "/products/prod-123", None).await.status, 200);
     let anonymous = platform.rest("GET", "/orders", None).await;
     assert_eq!(anonymous.status, 401);
@@ -75,7 +79,7 @@ async fn tokens_are_required_verified_and_ownership_enforced() {
     );
     assert_eq!(platform.rest_as(Some(&alice_token), "POST", &cancel, Some(b"{}")).await.status, 200);
 
-    // A client cannot claim to be someone else: the gateway drops the claim.
+    // Metadata claims nothing: the services believe only what they verify.
     let claim = [("Grpc-Metadata-X-User-Id", alice.as_str())];
     assert_eq!(platform.rest_with(Some(&bob_token), &claim, "GET", &path, None).await.status, 404);
     assert_eq!(platform.rest_with(None, &claim, "GET", &path, None).await.status, 401);
@@ -83,7 +87,7 @@ async fn tokens_are_required_verified_and_ownership_enforced() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kind_of_bad_token_is_refused_with_401() {
-    let platform = start_with(&[("GATEWAY_AUTH", "required")]).await;
+    let platform = start_with(&[("MESHWORK_AUTH", "required")]).await;
     let (alice, _) = register_and_login(&platform, "carol").await;
     let now = chrono::Utc::now().timestamp();
     let valid = json!({ "sub": alice, "iss": "meshwork", "iat": now, "exp": now + 600 });
@@ -124,7 +128,7 @@ async fn grpc_through_the_gateway_is_guarded_too() {
     use contract::orders::ListOrdersRequest;
     use contract::orders::order_service_client::OrderServiceClient;
 
-    let platform = start_with(&[("GATEWAY_AUTH", "required")]).await;
+    let platform = start_with(&[("MESHWORK_AUTH", "required")]).await;
     let (_, token) = register_and_login(&platform, "dave").await;
     let mut orders = OrderServiceClient::new(platform.channel(platform.gateway).await);
     let anonymous = orders.list_orders(ListOrdersRequest::default()).await.unwrap_err();
@@ -156,4 +160,25 @@ async fn each_identity_has_its_own_rate_limit() {
         assert_eq!(platform.rest_as(Some(&token), "GET", "/products", None).await.status, 200);
     }
     assert_eq!(platform.rest_as(Some(&token), "GET", "/products", None).await.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_works_later() {
+    let platform = start_with(&[("MESHWORK_AUTH", "required")]).await;
+    register_and_login(&platform, "frank").await;
+    let wrong = json!({ "email": "frank@example.com", "password": "wrong password" }).to_string();
+    for _ in 0..5 {
+        assert_eq!(platform.rest("POST", "/users/login", Some(wrong.as_bytes())).await.status, 401);
+    }
+    let held = platform.rest("POST", "/users/login", Some(wrong.as_bytes())).await;
+    assert_eq!(held.status, 429, "{}", String::from_utf8_lossy(&held.body));
+    assert_eq!(held.headers["retry-after"], "1");
+    assert!(held.json()["message"].as_str().unwrap().contains("too many failed logins"));
+    // Another account is not held back.
+    let other = json!({ "email": "grace@example.com", "password": "wrong password" }).to_string();
+    assert_eq!(platform.rest("POST", "/users/login", Some(other.as_bytes())).await.status, 401);
+    // Once the wait is over, the right password signs in.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let right = json!({ "email": "frank@example.com", "password": "correct horse" }).to_string();
+    assert_eq!(platform.rest("POST", "/users/login", Some(right.as_bytes())).await.status, 200);
 }

@@ -14,7 +14,7 @@ use contract::users::user_service_client::UserServiceClient;
 use events::{InProcessBus, Publisher};
 use orders::start::{Upstreams, assemble};
 use orders::store::{OrderStore, PostgresOrderStore, SqliteOrderStore};
-use platform::{CancellationToken, Env, Settings};
+use platform::{CancellationToken, Settings};
 use products::store::{ProductStore, SqliteProductStore};
 use testkit::postgres::TestDatabase;
 use tonic::transport::Channel;
@@ -40,7 +40,7 @@ pub async fn order_store(backend: Backend, test: &str) -> Option<(Arc<dyn OrderS
 }
 
 fn settings() -> Settings {
-    Settings::load(&Env::default(), &[]).unwrap()
+    testkit::settings()
 }
 
 pub async fn channel(address: SocketAddr) -> Channel {
@@ -69,10 +69,12 @@ pub async fn dependencies(shutdown: &CancellationToken) -> (Upstreams, Arc<dyn P
     let user_store = Arc::new(users::store::SqliteUserStore::in_memory().await.unwrap());
     let tokens = users::tokens::TokenIssuer::from_pem(&users::tokens::generate_pem(), "test", Duration::from_secs(60));
     let users = users::Users::new(user_store, Arc::new(tokens.unwrap()));
-    let users_address = testkit::serve(users::server(users, &settings()), shutdown).await;
+    let users_address = testkit::serve(users::server(users, &settings()).unwrap(), shutdown).await;
     let product_store: Arc<dyn ProductStore> = Arc::new(SqliteProductStore::in_memory().await.unwrap());
     let products = products::Products::new(product_store.clone());
-    let products_address = testkit::serve(products::server(products, &settings()), shutdown).await;
+    let products_address =
+        testkit::serve(products::server(products, &format!("http://{users_address}"), &settings()).unwrap(), shutdown)
+            .await;
     let upstreams =
         Upstreams { users: format!("http://{users_address}"), products: format!("http://{products_address}") };
     (upstreams, product_store)
@@ -85,8 +87,9 @@ pub async fn orders_service(
     publisher: Arc<dyn Publisher>,
     shutdown: &CancellationToken,
 ) -> SocketAddr {
-    let orders = assemble(store, upstreams, publisher).unwrap().spawn_relay(shutdown.clone());
-    testkit::serve(orders::server(orders, &settings()), shutdown).await
+    let server =
+        assemble(&settings(), store, upstreams, publisher).unwrap().serve_with_relay(&settings(), shutdown.clone());
+    testkit::serve(server, shutdown).await
 }
 
 pub async fn shop(backend: Backend, test: &str) -> Option<Shop> {

@@ -29,11 +29,16 @@ fn violated_fields(status: &tonic::Status) -> Vec<String> {
     bad_request.field_violations.iter().map(|v| v.field.clone()).collect()
 }
 
-fn reserve_request(reservation: &str, items: &[(&str, i32)]) -> ReserveStockRequest {
-    ReserveStockRequest {
-        reservation_id: reservation.to_owned(),
-        items: items.iter().map(|(p, q)| StockItem { product_id: (*p).to_owned(), quantity: *q }).collect(),
-    }
+/// A reservation as the orders service sends it (an internal method: it
+/// needs a service token).
+fn reserve_request(reservation: &str, items: &[(&str, i32)]) -> tonic::Request<ReserveStockRequest> {
+    testkit::as_service(
+        "orders",
+        ReserveStockRequest {
+            reservation_id: reservation.to_owned(),
+            items: items.iter().map(|(p, q)| StockItem { product_id: (*p).to_owned(), quantity: *q }).collect(),
+        },
+    )
 }
 
 async fn catalog_lifecycle_create_get_update_adjust_delete(backend: Backend, test: &str) {
@@ -264,9 +269,15 @@ async fn reserve_and_release_over_grpc(backend: Backend, test: &str) {
     assert_eq!(unknown.code(), Code::NotFound);
     assert!(unknown.message().contains("prod-404"));
 
-    let released = client.release_stock(ReleaseStockRequest { reservation_id: "order-1".to_owned() }).await.unwrap();
+    let released = client
+        .release_stock(testkit::as_service("orders", ReleaseStockRequest { reservation_id: "order-1".to_owned() }))
+        .await
+        .unwrap();
     assert!(released.into_inner().released);
-    let twice = client.release_stock(ReleaseStockRequest { reservation_id: "order-1".to_owned() }).await.unwrap();
+    let twice = client
+        .release_stock(testkit::as_service("orders", ReleaseStockRequest { reservation_id: "order-1".to_owned() }))
+        .await
+        .unwrap();
     assert!(!twice.into_inner().released);
     assert_eq!(
         stock(client.get_product(GetProductRequest { id: "prod-123".to_owned() }).await.unwrap().into_inner()),
@@ -277,7 +288,10 @@ async fn reserve_and_release_over_grpc(backend: Backend, test: &str) {
     assert_eq!(violated_fields(&status), ["reservation_id", "items"]);
     let status = client.reserve_stock(reserve_request("r", &[("prod-123", 0), ("bad id", 1)])).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["items[0].quantity", "items[1].product_id"]);
-    let status = client.release_stock(ReleaseStockRequest { reservation_id: "a.b".to_owned() }).await.unwrap_err();
+    let status = client
+        .release_stock(testkit::as_service("orders", ReleaseStockRequest { reservation_id: "a.b".to_owned() }))
+        .await
+        .unwrap_err();
     assert_eq!(violated_fields(&status), ["reservation_id"]);
 }
 

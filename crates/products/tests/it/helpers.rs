@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::products::product_service_client::ProductServiceClient;
-use platform::{CancellationToken, Env, Settings};
+use platform::CancellationToken;
 use products::Products;
 use products::domain::{Description, Price, Product, ProductId, ProductName, now};
 use products::store::{MongoProductStore, ProductStore, SqliteProductStore};
@@ -66,8 +66,10 @@ pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
 }
 
 pub async fn serve(store: Arc<dyn ProductStore>, database: Option<TestMongo>, readiness_interval: Duration) -> TestApp {
-    let settings = Settings::load(&Env::default(), &[]).unwrap();
-    let server = products::server(Products::new(store), &settings).readiness_interval(readiness_interval);
+    // No users service here: no user token is ever sent to this server.
+    let server = products::server(Products::new(store), "http://127.0.0.1:9", &testkit::settings())
+        .unwrap()
+        .readiness_interval(readiness_interval);
     let shutdown = CancellationToken::new();
     let address = testkit::serve(server, &shutdown).await;
     let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();

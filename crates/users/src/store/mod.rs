@@ -10,7 +10,7 @@ pub use sqlite::SqliteUserStore;
 
 use async_trait::async_trait;
 
-use crate::domain::{UserId, UserRecord};
+use crate::domain::{Roles, UserId, UserRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -48,6 +48,10 @@ pub trait UserStore: Send + Sync + 'static {
     async fn list(&self, after: Option<UserId>, limit: u32) -> Result<Vec<UserRecord>, StoreError>;
     /// Replaces the stored account with the same id; false if there is none.
     async fn update(&self, record: &UserRecord) -> Result<bool, StoreError>;
+    /// Sets the account's roles to `roles` if they are still `expected`
+    /// (compare-and-set, so concurrent grants and revokes lose nothing);
+    /// false if the account is gone or its roles changed meanwhile.
+    async fn update_roles(&self, id: UserId, expected: &Roles, roles: &Roles) -> Result<bool, StoreError>;
     /// False if there was no such account.
     async fn delete(&self, id: UserId) -> Result<bool, StoreError>;
     /// Succeeds when the database answers a trivial query.
@@ -61,6 +65,7 @@ struct UserRow {
     email: String,
     name: String,
     password_hash: Option<String>,
+    roles: String,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -73,11 +78,13 @@ impl UserRow {
             |field: &str, why: &str| StoreError::Other(format!("stored user {} has a bad {field}: {why}", self.id));
         let email = crate::domain::Email::parse(&self.email).map_err(|why| corrupt("email", why))?;
         let name = crate::domain::UserName::parse(&self.name).map_err(|why| corrupt("name", why))?;
+        let roles = Roles::from_column(&self.roles).map_err(|why| corrupt("role", why))?;
         Ok(UserRecord {
             user: crate::domain::User {
                 id: UserId::from_uuid(self.id),
                 email,
                 name,
+                roles,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
             },

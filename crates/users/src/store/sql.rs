@@ -11,13 +11,14 @@ macro_rules! impl_user_store {
             async fn insert(&self, record: &$crate::domain::UserRecord) -> Result<(), $crate::store::StoreError> {
                 let user = &record.user;
                 sqlx::query(
-                    "INSERT INTO users (id, email, name, password_hash, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO users (id, email, name, password_hash, roles, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(user.id.as_uuid())
                 .bind(user.email.as_str())
                 .bind(user.name.as_str())
                 .bind(&record.password_hash)
+                .bind(user.roles.to_column())
                 .bind(user.created_at)
                 .bind(user.updated_at)
                 .execute(&self.pool)
@@ -31,7 +32,7 @@ macro_rules! impl_user_store {
                 id: $crate::domain::UserId,
             ) -> Result<Option<$crate::domain::UserRecord>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::UserRow>(
-                    "SELECT id, email, name, password_hash, created_at, updated_at FROM users WHERE id = $1",
+                    "SELECT id, email, name, password_hash, roles, created_at, updated_at FROM users WHERE id = $1",
                 )
                 .bind(id.as_uuid())
                 .fetch_optional(&self.pool)
@@ -46,7 +47,7 @@ macro_rules! impl_user_store {
                 email: &str,
             ) -> Result<Option<$crate::domain::UserRecord>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::UserRow>(
-                    "SELECT id, email, name, password_hash, created_at, updated_at
+                    "SELECT id, email, name, password_hash, roles, created_at, updated_at
                      FROM users WHERE lower(email) = lower($1)",
                 )
                 .bind(email)
@@ -63,7 +64,7 @@ macro_rules! impl_user_store {
                 limit: u32,
             ) -> Result<Vec<$crate::domain::UserRecord>, $crate::store::StoreError> {
                 sqlx::query_as::<_, $crate::store::UserRow>(
-                    "SELECT id, email, name, password_hash, created_at, updated_at
+                    "SELECT id, email, name, password_hash, roles, created_at, updated_at
                      FROM users WHERE id > $1 ORDER BY id LIMIT $2",
                 )
                 .bind(after.map_or(uuid::Uuid::nil(), |id| id.as_uuid()))
@@ -89,6 +90,23 @@ macro_rules! impl_user_store {
                 .execute(&self.pool)
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn update_roles(
+                &self,
+                id: $crate::domain::UserId,
+                expected: &$crate::domain::Roles,
+                roles: &$crate::domain::Roles,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let result = sqlx::query("UPDATE users SET roles = $3, updated_at = $4 WHERE id = $1 AND roles = $2")
+                    .bind(id.as_uuid())
+                    .bind(expected.to_column())
+                    .bind(roles.to_column())
+                    .bind(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6))
+                    .execute(&self.pool)
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(result.rows_affected() == 1)
             }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use contract::users::user_service_client::UserServiceClient;
-use platform::{CancellationToken, Env, Settings};
+use platform::CancellationToken;
 use testkit::postgres::TestDatabase;
 use tonic::transport::Channel;
 use users::Users;
@@ -58,8 +58,9 @@ pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
 pub async fn serve(store: Arc<dyn UserStore>, database: Option<TestDatabase>, readiness_interval: Duration) -> TestApp {
     let tokens =
         Arc::new(TokenIssuer::from_pem(&users::tokens::generate_pem(), ISSUER, Duration::from_secs(900)).unwrap());
-    let settings = Settings::load(&Env::default(), &[]).unwrap();
-    let server = users::server(Users::new(store, tokens.clone()), &settings).readiness_interval(readiness_interval);
+    let server = users::server(Users::new(store, tokens.clone()), &testkit::settings())
+        .unwrap()
+        .readiness_interval(readiness_interval);
     let shutdown = CancellationToken::new();
     let address = testkit::serve(server, &shutdown).await;
     let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();

@@ -15,6 +15,7 @@ fn record(email: &str) -> UserRecord {
             id: UserId::generate(),
             email: Email::parse(email).unwrap(),
             name: UserName::parse("Test User").unwrap(),
+            roles: Default::default(),
             created_at: now,
             updated_at: now,
         },
