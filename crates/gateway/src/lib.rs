@@ -244,12 +244,30 @@ async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Bo
 }
 
 fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {
+    use http::{HeaderName, Method};
     use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any).expose_headers([
-        http::HeaderName::from_static("grpc-status"),
-        http::HeaderName::from_static("grpc-message"),
-        http::HeaderName::from_static("grpc-status-details-bin"),
-    ]);
+    // Named, not `*`: by the Fetch spec a wildcard never covers
+    // `Authorization`, so every token-carrying browser call would be refused.
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            http::header::AUTHORIZATION,
+            http::header::CONTENT_TYPE,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-http-method-override"),
+            HeaderName::from_static("traceparent"),
+            HeaderName::from_static("tracestate"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+            http::header::RETRY_AFTER,
+        ]);
     match cors {
         Cors::None => None,
         Cors::Any => Some(layer.allow_origin(Any)),

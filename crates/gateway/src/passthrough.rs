@@ -60,6 +60,19 @@ impl Service<http::Request<Body>> for PassThrough {
             };
             // A service credential never comes from outside.
             request.headers_mut().remove(platform::access::SERVICE_TOKEN_METADATA);
+            // gRPC-Web text arrives base64-encoded, so a browser's
+            // Content-Length, and the exact size the decoding body still
+            // reports from it, are not the length of what is forwarded; the
+            // HTTP/2 client would send the wrong one.
+            request.headers_mut().remove(http::header::CONTENT_LENGTH);
+            let mut request = request.map(|body| {
+                use http_body::Body as _;
+                if body.size_hint().exact().is_some() {
+                    Body::new(http_body_util::StreamBody::new(http_body_util::BodyStream::new(body)))
+                } else {
+                    body
+                }
+            });
             // A streamed body can be sent once: no retries, but the breaker,
             // bulkhead and deadline (until the response headers) apply.
             let mut request = Some(request);
@@ -68,10 +81,7 @@ impl Service<http::Request<Body>> for PassThrough {
                     let request = request.take();
                     async move {
                         let request = request.ok_or_else(|| tonic::Status::internal("request already sent"))?;
-                        let response = channel
-                            .oneshot(request)
-                            .await
-                            .map_err(|e| tonic::Status::unavailable(format!("upstream unavailable: {e}")))?;
+                        let response = channel.oneshot(request).await.map_err(send_error)?;
                         // A trailers-only answer carries its status in the headers.
                         match tonic::Status::from_header_map(response.headers()) {
                             Some(status) if status.code() != tonic::Code::Ok => Err(status),
@@ -96,6 +106,28 @@ impl Service<http::Request<Body>> for PassThrough {
             })
         })
     }
+}
+
+/// Why a request could not be sent: the caller's own body (an undecodable
+/// gRPC-Web frame, a client that went away) is the caller's problem and never
+/// counts against the upstream's breaker; anything else is the upstream's.
+fn send_error(error: tonic::transport::Error) -> tonic::Status {
+    use std::error::Error;
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
+            return tonic::Status::invalid_argument(format!("the request body is malformed: {}", status.message()));
+        }
+        if cause.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_user() || e.is_body_write_aborted()) {
+            return tonic::Status::invalid_argument(format!("the request body could not be read: {cause}"));
+        }
+        // This side reset the stream: the request body it was sending failed.
+        if cause.downcast_ref::<h2::Error>().is_some_and(|e| e.is_reset() && !e.is_remote()) {
+            return tonic::Status::invalid_argument("the request body could not be read or decoded");
+        }
+        source = cause.source();
+    }
+    tonic::Status::unavailable(format!("upstream unavailable: {error}"))
 }
 
 /// Whether the request speaks gRPC-Web.

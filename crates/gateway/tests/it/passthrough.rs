@@ -139,3 +139,71 @@ async fn reflection_through_the_gateway_lists_the_fronted_services() {
     };
     assert!(!files.file_descriptor_proto.is_empty());
 }
+
+/// A gRPC-Web text call as a browser sends it: base64 body, with a
+/// Content-Length (of the base64 text).
+async fn grpc_web_text(harness: &crate::harness::Harness, body: Vec<u8>) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let request = http::Request::post(format!("http://{}/echo.v1.EchoService/Echo", harness.gateway))
+        .header("content-type", "application/grpc-web-text")
+        .header("accept", "application/grpc-web-text")
+        .header("x-grpc-web", "1")
+        .header("content-length", body.len())
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let grpc_status = format!("{:?}", tonic::Status::from_header_map(response.headers()));
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    (status, if body.is_empty() { grpc_status } else { body })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_web_text_with_a_content_length_works_and_a_malformed_one_never_trips_the_breaker() {
+    use base64::Engine;
+    let harness = start().await;
+    let message = echo_request(&harness.pool, "t1", 1).encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let text = base64::engine::general_purpose::STANDARD.encode(&frame).into_bytes();
+    let (status, reply) = grpc_web_text(&harness, text.clone()).await;
+    assert_eq!(status, 200);
+    // Each frame is base64-encoded on its own; the first is the data frame.
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let header = b64.decode(&reply[..8]).unwrap_or_else(|_| panic!("{reply}"));
+    assert_eq!(header[0], 0, "a data frame comes back: {reply}");
+    let length = u32::from_be_bytes(header[1..5].try_into().unwrap()) as usize;
+    let reply = b64.decode(&reply[..(5 + length).div_ceil(3) * 4]).unwrap();
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let decoded = DynamicMessage::decode(output, &reply[5..5 + length]).unwrap();
+    assert_eq!(echoed_id(&decoded), "t1");
+
+    // Ten undecodable bodies: the caller's fault, never the upstream's.
+    for _ in 0..10 {
+        let (_, refused) = grpc_web_text(&harness, b"!!not base64!!".to_vec()).await;
+        assert!(refused.contains("InvalidArgument"), "{refused}");
+    }
+    let (status, _) = grpc_web_text(&harness, text).await;
+    assert_eq!(status, 200, "the breaker stayed closed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_preflight_allows_the_authorization_header_by_name_and_is_cached() {
+    let harness = start().await;
+    let headers = [
+        ("Origin", "https://app.example"),
+        ("Access-Control-Request-Method", "POST"),
+        ("Access-Control-Request-Headers", "authorization,content-type,x-grpc-web,x-user-agent,grpc-timeout"),
+    ];
+    let preflight = harness.request("OPTIONS", "/echo.v1.EchoService/Echo", None, &headers).await;
+    let allowed = preflight.headers["access-control-allow-headers"].to_str().unwrap().to_owned();
+    for header in ["authorization", "content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"] {
+        assert!(allowed.contains(header), "{header} not in {allowed}");
+    }
+    assert!(!allowed.contains('*'), "{allowed}");
+    assert_eq!(preflight.headers["access-control-max-age"], "600");
+}
