@@ -65,7 +65,7 @@ impl Service<http::Request<Body>> for PassThrough {
             // reports from it, are not the length of what is forwarded; the
             // HTTP/2 client would send the wrong one.
             request.headers_mut().remove(http::header::CONTENT_LENGTH);
-            let mut request = request.map(|body| {
+            let request = request.map(|body| {
                 use http_body::Body as _;
                 if body.size_hint().exact().is_some() {
                     Body::new(http_body_util::StreamBody::new(http_body_util::BodyStream::new(body)))
