@@ -125,11 +125,11 @@ where
         Box::pin(async move {
             let method = request.uri().path().trim_start_matches('/').replace('/', ".");
             // Methods outside the contract (health, reflection) are open.
-            let rule = access.policy.rule(&method).cloned().unwrap_or(Rule::Public);
+            let rule = access.policy.rule(&method).unwrap_or(&Rule::Public);
             let admitted = match access.principal(request.headers()).await {
                 Ok(principal) => rule.admits(&principal, access.mode == AuthMode::Optional).map(|()| principal),
                 // A public method needs no credential, so a bad one costs it nothing.
-                Err(_) if rule == Rule::Public => Ok(Principal::Anonymous),
+                Err(_) if *rule == Rule::Public => Ok(Principal::Anonymous),
                 Err(denial) => Err(denial),
             };
             match admitted {
