@@ -121,6 +121,8 @@ const PRODUCTS: &[Setting] = &[
     s::RABBITMQ_URL,
     s::RABBITMQ_PREFIX,
     s::USER_SERVICE_URL,
+    s::ORDER_SERVICE_URL,
+    products::config::PRODUCTS_HOLD_TTL,
     s::JWT_ISSUER,
     s::SERVICE_SECRET,
 ];

@@ -79,11 +79,6 @@ impl Component {
         backends: Backends<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Server> {
-        // Products verifies users' tokens against the users service.
-        let users_url = match backends {
-            Backends::Production => settings.user_service_url.clone(),
-            Backends::Embedded { addresses, .. } => Some(addresses.users.clone()),
-        };
         let server = match self {
             Self::Users => {
                 let users = match backends {
@@ -109,17 +104,18 @@ impl Component {
                         products
                     }
                     Backends::Embedded { data_dir, bus, .. } => {
-                        let products = products::start::embedded(data_dir).await.map_err(start_error)?;
+                        let products = products::start::embedded(settings, data_dir).await.map_err(start_error)?;
                         bus.subscribe(products::consumer::OrderEvents::subscription(products.store().clone()));
                         products
                     }
                 };
-                let users_url = Settings::require(
-                    &users_url,
-                    settings::USER_SERVICE_URL,
-                    "the products service verifies users' tokens with the users service's keys",
-                )?;
-                products::server(products, &users_url, settings)?
+                let upstreams = match backends {
+                    Backends::Production => products::start::Upstreams::from_settings(settings)?,
+                    Backends::Embedded { addresses, .. } => {
+                        products::start::Upstreams { users: addresses.users.clone(), orders: addresses.orders.clone() }
+                    }
+                };
+                products::start::serve(products, &upstreams, settings, shutdown.clone())?
             }
             Self::Orders => {
                 let assembled = match backends {

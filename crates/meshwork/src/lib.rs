@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 /// Settings the components parse themselves, beyond the platform's.
 pub fn component_settings() -> Vec<Setting> {
-    users::config::SETTINGS.iter().chain(gateway::config::SETTINGS).copied().collect()
+    users::config::SETTINGS.iter().chain(products::config::SETTINGS).chain(gateway::config::SETTINGS).copied().collect()
 }
 
 pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -11,7 +11,7 @@ use contract::products::product_service_client::ProductServiceClient;
 use contract::products::{ReleaseStockRequest, ReserveStockRequest, ReserveStockResponse, StockItem};
 use contract::users::GetUserRequest;
 use contract::users::user_service_client::UserServiceClient;
-use platform::access::{SERVICE_TOKEN_METADATA, ServiceTokens};
+use platform::access::ServiceTokens;
 use platform::telemetry::TracePropagation;
 use resilience::{BreakerConfig, CircuitBreaker, Retry, RetryPolicy};
 use tonic::codegen::InterceptedService;
@@ -34,9 +34,7 @@ pub struct Dependencies {
 fn request<T>(message: T, remaining: Duration, service: &ServiceTokens) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(remaining);
-    if let Ok(token) = service.token().parse() {
-        request.metadata_mut().insert(SERVICE_TOKEN_METADATA, token);
-    }
+    service.attach(&mut request);
     request
 }
 

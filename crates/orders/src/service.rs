@@ -1,8 +1,9 @@
 //! The orders service's use cases. CreateOrder is a small saga: check the
 //! user, reserve the stock (the order id is the reservation id), price the
 //! items from what the products service reserved, then write the order and
-//! its OrderCreated event in one transaction; if that write fails, release
-//! the reservation. Every status change writes its event the same way.
+//! its OrderCreated event in one transaction, while the stock hold has at
+//! least half its time left; if that write fails, release the reservation.
+//! Every status change writes its event the same way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,6 +85,7 @@ impl Orders {
 
         let id = OrderId::generate();
         let reservation_id = id.to_string();
+        let reserving = tokio::time::Instant::now();
         let reserved = match self.dependencies.reserve(&reservation_id, &items).await {
             Ok(reserved) => reserved,
             Err(status) if is_refusal(&status) => return Err(OrderError::Reservation(status)),
@@ -106,6 +108,15 @@ impl Orders {
                 quantity: item.quantity,
                 unit_price_minor,
             });
+        }
+        if let Some(write_by) = write_deadline(reserving, reserved.held_for)
+            && tokio::time::Instant::now() > write_by
+        {
+            // Products may release a hold no order confirms once it runs
+            // out; an order written this late could lose its stock.
+            self.release_quietly(&reservation_id).await;
+            let status = tonic::Status::unavailable("the stock hold ran short before the order could be written");
+            return Err(OrderError::Dependency { service: "products", status });
         }
         let at = now();
         let order =
@@ -251,6 +262,17 @@ impl Orders {
 /// trusted caller.
 fn owned_by(order: &Order, caller: &Caller) -> bool {
     caller.may_act_for(&order.user_id.to_string(), STAFF)
+}
+
+/// The last moment to write an order under a hold of `held_for` taken at
+/// `reserving`: half-way, leaving the other half as margin for the write
+/// itself. None when products sets no bound.
+fn write_deadline(
+    reserving: tokio::time::Instant,
+    held_for: Option<prost_types::Duration>,
+) -> Option<tokio::time::Instant> {
+    let held_for = std::time::Duration::try_from(held_for?).ok()?;
+    Some(reserving + held_for / 2)
 }
 
 /// A refusal is a definite answer: nothing was reserved.

@@ -1,5 +1,6 @@
-//! The products service's consumer of order events: OrderCreated counts
-//! the units sold; OrderCancelled releases the order's reservation and
+//! The products service's consumer of order events: OrderCreated confirms
+//! the order's stock hold (it no longer expires) and counts the units sold;
+//! OrderCancelled releases the order's reservation and
 //! takes the sale back; OrderStatusChanged to SHIPPED settles the order (it
 //! can no longer be cancelled). Each effect is idempotent by order id, and
 //! the inbox skips an event id already applied, so redelivery never applies
@@ -62,6 +63,13 @@ impl Handler for OrderEvents {
         }
         if event.is::<OrderCreated>() {
             let created: OrderCreated = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;
+            let reservation = ReservationId::parse(&created.order_id)
+                .map_err(|why| HandlerError::permanent(format!("order id {:?} {why}", created.order_id)))?;
+            if !self.store.confirm(&reservation).await.map_err(retryable)? {
+                // Cancelled already, or its hold expired while no one could
+                // tell that the order existed: worth a person's look.
+                tracing::warn!(order_id = %created.order_id, "an order was created for stock no longer held");
+            }
             self.store.record_sale(&created.order_id, &items(&created.items)?).await.map_err(retryable)?;
         } else if event.is::<OrderCancelled>() {
             let cancelled: OrderCancelled = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;

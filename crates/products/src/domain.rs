@@ -182,11 +182,13 @@ pub struct ReservedItem {
     pub unit_price: Price,
 }
 
-/// Stock taken for one reservation id.
+/// Stock taken for one reservation id, held until `expires_at` unless an
+/// order confirms it first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub id: ReservationId,
     pub items: Vec<ReservedItem>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Why a reservation was refused; stored, so a retry gets the same answer.

@@ -124,7 +124,9 @@ impl ProductService for ProductsApi {
         let r = request.into_inner();
         let items: Vec<(String, i32)> = r.items.into_iter().map(|item| (item.product_id, item.quantity)).collect();
         let reservation = self.products.reserve(&r.reservation_id, &items).await?;
+        let held_for = (reservation.expires_at - crate::domain::now()).max(chrono::TimeDelta::zero());
         Ok(Response::new(ReserveStockResponse {
+            held_for: held_for.to_std().ok().and_then(|held_for| prost_types::Duration::try_from(held_for).ok()),
             reservation_id: reservation.id.as_str().to_owned(),
             items: reservation
                 .items

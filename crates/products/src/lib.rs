@@ -1,13 +1,16 @@
 //! The products service: the catalog, search and inventory. Products live
 //! in MongoDB (or SQLite under `meshwork up`); stock is reserved atomically
 //! per product, all-or-nothing per reservation, idempotently per reservation
-//! id, and never oversold.
+//! id, never oversold, and held only until an order confirms it or the hold
+//! expires.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod holds;
 pub mod service;
 pub mod start;
 pub mod store;
@@ -17,18 +20,15 @@ use std::sync::Arc;
 pub use service::Products;
 
 /// The products component's server: the gRPC service, held to the
-/// contract's access rules (users' tokens verified against the users
-/// service at `users_url`), plus a readiness check on its store.
+/// contract's access rules by `access`, plus a readiness check on its store.
+/// [`start::serve`] builds it with its access rules and hold expiry.
 pub fn server(
     products: Products,
-    users_url: &str,
+    access: platform::access::ServerAccess,
     settings: &platform::Settings,
-) -> Result<platform::Server, platform::ConfigError> {
-    let users = platform::client::lazy_channel(users_url)
-        .map_err(|e| settings.invalid(platform::settings::USER_SERVICE_URL, e))?;
-    let (access, _) = platform::access::service_access(settings, "products", platform::access::jwks_from_users(users))?;
+) -> platform::Server {
     let store = products.store().clone();
-    Ok(platform::Server::new("products")
+    platform::Server::new("products")
         .with_settings(settings)
         .access(access)
         .descriptor_set(contract::FILE_DESCRIPTOR_SET)
@@ -36,5 +36,5 @@ pub fn server(
         .readiness_check("database", move || {
             let store = Arc::clone(&store);
             async move { store.ping().await.map_err(|e| e.to_string()) }
-        }))
+        })
 }

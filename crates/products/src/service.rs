@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use platform::pagination::PageRequest;
 use platform::validation::{Violations, violation};
@@ -47,11 +48,23 @@ const MAX_RESERVE_QUANTITY: i32 = 1_000_000;
 #[derive(Clone)]
 pub struct Products {
     store: Arc<dyn ProductStore>,
+    hold_ttl: Duration,
 }
 
 impl Products {
+    /// Holds last [`crate::config::DEFAULT_HOLD_TTL`] unless [`Self::with_hold_ttl`] says otherwise.
     pub fn new(store: Arc<dyn ProductStore>) -> Self {
-        Self { store }
+        Self { store, hold_ttl: crate::config::DEFAULT_HOLD_TTL }
+    }
+
+    /// How long reserved stock stays held unless an order confirms it.
+    pub fn with_hold_ttl(mut self, hold_ttl: Duration) -> Self {
+        self.hold_ttl = hold_ttl;
+        self
+    }
+
+    pub fn hold_ttl(&self) -> Duration {
+        self.hold_ttl
     }
 
     pub fn store(&self) -> &Arc<dyn ProductStore> {
@@ -167,7 +180,8 @@ impl Products {
         self.store.adjust_stock(&id, delta).await.map_err(|error| ProductError::from_adjust(id.as_str(), error))
     }
 
-    /// Reserves every item or none; lines naming one product are merged.
+    /// Reserves every item or none, held for the hold TTL; lines naming one
+    /// product are merged.
     pub async fn reserve(&self, reservation_id: &str, items: &[(String, i32)]) -> Result<Reservation, ProductError> {
         let mut violations = Violations::new();
         let id = violations.check("reservation_id", ReservationId::parse(reservation_id));
@@ -187,7 +201,8 @@ impl Products {
         violations.into_result()?;
         let id = id.expect("validated");
         let items: Vec<(ProductId, i32)> = merged.into_iter().collect();
-        match self.store.reserve(&id, &items).await? {
+        let expires_at = now() + self.hold_ttl;
+        match self.store.reserve(&id, &items, expires_at).await? {
             ReserveOutcome::Reserved(reservation) => Ok(reservation),
             ReserveOutcome::Refused(refused) => Err(refused.into()),
         }

@@ -1,19 +1,67 @@
 //! Assembling the products component: on MongoDB (`MONGO_URL`, indexes
-//! created at start), or embedded on SQLite for `meshwork up`.
+//! created at start), or embedded on SQLite for `meshwork up`; then served
+//! with its access rules and its hold expiry.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use platform::StartError;
+use platform::access::{jwks_from_users, service_access};
+use platform::client::lazy_channel;
 use platform::settings::{self, Settings};
+use platform::{CancellationToken, ConfigError, StartError};
 
 use crate::Products;
-use crate::store::{MongoProductStore, SqliteProductStore};
+use crate::config::ProductsConfig;
+use crate::holds::{HoldExpiry, OrdersService};
+use crate::store::{MongoProductStore, ProductStore, SqliteProductStore};
+
+/// Where the services products calls are: users for the keys that verify
+/// users' tokens, orders to learn whether an expired hold has an order.
+#[derive(Debug, Clone)]
+pub struct Upstreams {
+    pub users: String,
+    pub orders: String,
+}
+
+impl Upstreams {
+    /// From `USER_SERVICE_URL` and `ORDER_SERVICE_URL` (both required).
+    pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
+        Ok(Self {
+            users: Settings::require(
+                &settings.user_service_url,
+                settings::USER_SERVICE_URL,
+                "the products service verifies users' tokens with the users service's keys",
+            )?,
+            orders: Settings::require(
+                &settings.order_service_url,
+                settings::ORDER_SERVICE_URL,
+                "the products service asks the orders service before releasing an expired stock hold",
+            )?,
+        })
+    }
+}
+
+/// The server, with hold expiry sweeping in the background until `shutdown`.
+pub fn serve(
+    products: Products,
+    upstreams: &Upstreams,
+    settings: &Settings,
+    shutdown: CancellationToken,
+) -> Result<platform::Server, ConfigError> {
+    let users = lazy_channel(&upstreams.users).map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
+    let orders = lazy_channel(&upstreams.orders).map_err(|e| settings.invalid(settings::ORDER_SERVICE_URL, e))?;
+    let (access, service) = service_access(settings, "products", jwks_from_users(users))?;
+    let ledger = Arc::new(OrdersService::new(orders, service));
+    let expiry = HoldExpiry::new(products.store().clone(), ledger, products.hold_ttl());
+    tokio::spawn(expiry.run(shutdown));
+    Ok(crate::server(products, access, settings))
+}
 
 /// The production component. The driver connects lazily, so the service
 /// starts (and reports not ready) while MongoDB is still coming up; indexes
 /// are created once it answers.
 pub async fn production(settings: &Settings) -> Result<Products, StartError> {
+    let config = ProductsConfig::from_settings(settings)?;
     let url = Settings::require(
         &settings.mongo_url,
         settings::MONGO_URL,
@@ -31,11 +79,16 @@ pub async fn production(settings: &Settings) -> Result<Products, StartError> {
             delay = (delay * 2).min(std::time::Duration::from_secs(10));
         }
     });
-    Ok(Products::new(Arc::new(store)))
+    Ok(assemble(Arc::new(store), &config))
 }
 
 /// The embedded component for `meshwork up`: `products.db` in `data_dir`.
-pub async fn embedded(data_dir: &Path) -> Result<Products, StartError> {
+pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Products, StartError> {
+    let config = ProductsConfig::from_settings(settings)?;
     let store = SqliteProductStore::open(&data_dir.join("products.db")).await.map_err(StartError::other)?;
-    Ok(Products::new(Arc::new(store)))
+    Ok(assemble(Arc::new(store), &config))
+}
+
+fn assemble(store: Arc<dyn ProductStore>, config: &ProductsConfig) -> Products {
+    Products::new(store).with_hold_ttl(config.hold_ttl)
 }

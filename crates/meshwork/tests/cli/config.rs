@@ -20,7 +20,7 @@ fn each_subcommand_help_names_its_environment_variables() {
         ("up", &["MESHWORK_DATA_DIR", "RUST_LOG", "OTEL_EXPORTER_OTLP_ENDPOINT"][..]),
         ("gateway", &["PORT", "USER_SERVICE_URL", "PRODUCT_SERVICE_URL", "ORDER_SERVICE_URL"][..]),
         ("users", &["PORT", "DATABASE_URL", "JWT_SIGNING_KEY_FILE", "JWT_TTL", "JAEGER_AGENT_HOST"][..]),
-        ("products", &["PORT", "MONGO_URL", "RABBITMQ_URL"][..]),
+        ("products", &["PORT", "MONGO_URL", "RABBITMQ_URL", "ORDER_SERVICE_URL", "PRODUCTS_HOLD_TTL"][..]),
         ("orders", &["PORT", "DATABASE_URL", "RABBITMQ_URL", "USER_SERVICE_URL", "PRODUCT_SERVICE_URL"][..]),
     ] {
         let output = run(&[subcommand, "--help"], &[]);

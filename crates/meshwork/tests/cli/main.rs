@@ -1,9 +1,10 @@
 //! The `meshwork` binary as an operator runs it: help, configuration
-//! failures, serving, and a clean exit on SIGTERM.
+//! failures, serving, a clean exit on SIGTERM, and no stock lost to SIGKILL.
 
 mod breaker;
 mod config;
 mod harness;
+mod holds;
 mod orders;
 mod products;
 mod serving;

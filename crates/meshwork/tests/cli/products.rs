@@ -58,6 +58,8 @@ async fn products_serves_on_mongodb() {
         ("MESHWORK_HOST", "127.0.0.1"),
         // Users' tokens are verified there; this test sends none.
         ("USER_SERVICE_URL", "http://127.0.0.1:9"),
+        // Asked only about holds that run out, and none does while this test lasts.
+        ("ORDER_SERVICE_URL", "http://127.0.0.1:9"),
         ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
         ("MESHWORK_AUTH", "optional"),
     ];

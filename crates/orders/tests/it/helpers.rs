@@ -72,9 +72,13 @@ pub async fn dependencies(shutdown: &CancellationToken) -> (Upstreams, Arc<dyn P
     let users_address = testkit::serve(users::server(users, &settings()).unwrap(), shutdown).await;
     let product_store: Arc<dyn ProductStore> = Arc::new(SqliteProductStore::in_memory().await.unwrap());
     let products = products::Products::new(product_store.clone());
-    let products_address =
-        testkit::serve(products::server(products, &format!("http://{users_address}"), &settings()).unwrap(), shutdown)
-            .await;
+    // Its holds outlast every test, so it never needs to ask orders about one.
+    let product_upstreams = products::start::Upstreams {
+        users: format!("http://{users_address}"),
+        orders: "http://127.0.0.1:9".to_owned(),
+    };
+    let products = products::start::serve(products, &product_upstreams, &settings(), shutdown.clone()).unwrap();
+    let products_address = testkit::serve(products, shutdown).await;
     let upstreams =
         Upstreams { users: format!("http://{users_address}"), products: format!("http://{products_address}") };
     (upstreams, product_store)

@@ -9,6 +9,7 @@ pub use mongo::MongoProductStore;
 pub use sqlite::SqliteProductStore;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::domain::{
     Product, ProductChanges, ProductFilter, ProductId, Reservation, ReservationId, ReservationRefused,
@@ -62,12 +63,24 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn delete(&self, id: &ProductId) -> Result<bool, StoreError>;
     /// Adds `delta` to the stock atomically, never below zero.
     async fn adjust_stock(&self, id: &ProductId, delta: i32) -> Result<Product, AdjustError>;
-    /// Takes `quantity` of every item, or nothing; a repeated id returns the
-    /// first outcome and takes nothing more. Items name distinct products.
-    async fn reserve(&self, id: &ReservationId, items: &[(ProductId, i32)]) -> Result<ReserveOutcome, StoreError>;
-    /// Gives back what the reservation took, once. True if this call
-    /// released it; false if it was released before (or never existed, in
-    /// which case a later reserve of this id is refused).
+    /// Takes `quantity` of every item, or nothing, held until `expires_at`
+    /// unless confirmed; a repeated id returns the first outcome (and its
+    /// expiry) and takes nothing more. Items name distinct products.
+    async fn reserve(
+        &self,
+        id: &ReservationId,
+        items: &[(ProductId, i32)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<ReserveOutcome, StoreError>;
+    /// An order holds this reservation: it no longer expires (idempotent).
+    /// False if there is nothing to confirm: released, or never reserved.
+    async fn confirm(&self, id: &ReservationId) -> Result<bool, StoreError>;
+    /// Up to `limit` reservations still held, unconfirmed, whose hold ended
+    /// before `now`: candidates for release once no order is found for them.
+    async fn expired_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<ReservationId>, StoreError>;
+    /// Gives back what the reservation took, once, confirmed or not. True if
+    /// this call released it; false if it was released before (or never
+    /// existed, in which case a later reserve of this id is refused).
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError>;
     /// Counts an order's units as sold, once per order.
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;

@@ -7,12 +7,15 @@
 //!   reservation and a release restores exactly what was held, once;
 //! - a reservation document (`_id` = reservation id) is claimed by one caller
 //!   at a time, with a lease a retry may take over if that caller died; a
-//!   reservation refused part-way gives back what it took before answering.
+//!   reservation refused part-way gives back what it took before answering;
+//! - a reservation is held until its `expires_at` unless an order confirms
+//!   it (state `confirmed`); `expired_holds` finds the ones that ran out.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{self, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
@@ -92,6 +95,10 @@ struct ReservationDoc {
     owner: String,
     #[serde(default = "epoch")]
     lease_until: bson::DateTime,
+    /// When the hold ends unless confirmed; holds from before this field
+    /// existed read as long expired, so the next sweep reconciles them.
+    #[serde(default = "epoch")]
+    expires_at: bson::DateTime,
     #[serde(default)]
     items: Vec<ReservedItemDoc>,
 }
@@ -105,6 +112,8 @@ fn epoch() -> bson::DateTime {
 enum ReservationState {
     Pending,
     Reserved,
+    /// Reserved, and an order holds it: it no longer expires.
+    Confirmed,
     Released,
 }
 
@@ -138,6 +147,8 @@ impl MongoProductStore {
         for keys in [doc! { "price_minor": 1 }, doc! { "stock": 1 }] {
             self.products.create_index(IndexModel::builder().keys(keys).build()).await.map_err(from_mongo)?;
         }
+        let expiry = IndexModel::builder().keys(doc! { "state": 1, "expires_at": 1 }).build();
+        self.reservations.create_index(expiry).await.map_err(from_mongo)?;
         Ok(())
     }
 
@@ -150,7 +161,12 @@ impl MongoProductStore {
     }
 
     /// Claims `id` for this call, or returns what an earlier call settled.
-    async fn claim(&self, id: &ReservationId, owner: &str) -> Result<Option<ReserveOutcome>, StoreError> {
+    async fn claim(
+        &self,
+        id: &ReservationId,
+        owner: &str,
+        expires_at: bson::DateTime,
+    ) -> Result<Option<ReserveOutcome>, StoreError> {
         let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
         loop {
             let claim = ReservationDoc {
@@ -158,6 +174,7 @@ impl MongoProductStore {
                 state: ReservationState::Pending,
                 owner: owner.to_owned(),
                 lease_until: lease_from_now(),
+                expires_at,
                 items: Vec::new(),
             };
             match self.reservations.insert_one(&claim).await {
@@ -170,7 +187,9 @@ impl MongoProductStore {
                 continue; // a refused attempt removed its claim just now
             };
             match existing.state {
-                ReservationState::Reserved => return Ok(Some(ReserveOutcome::Reserved(to_reservation(id, &existing)))),
+                ReservationState::Reserved | ReservationState::Confirmed => {
+                    return Ok(Some(ReserveOutcome::Reserved(to_reservation(id, &existing))));
+                }
                 ReservationState::Released => {
                     let refused = ReservationRefused::AlreadyReleased(id.as_str().to_owned());
                     return Ok(Some(ReserveOutcome::Refused(refused)));
@@ -289,6 +308,14 @@ fn lease_from_now() -> bson::DateTime {
     bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() + CLAIM_LEASE.as_millis() as i64)
 }
 
+fn from_chrono(at: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(at.timestamp_millis())
+}
+
+fn to_chrono(at: bson::DateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.timestamp_millis()).unwrap_or_default()
+}
+
 fn to_reservation(id: &ReservationId, doc: &ReservationDoc) -> Reservation {
     let items = doc
         .items
@@ -300,7 +327,7 @@ fn to_reservation(id: &ReservationId, doc: &ReservationDoc) -> Reservation {
             unit_price: Price::from_minor(item.unit_price_minor),
         })
         .collect();
-    Reservation { id: id.clone(), items }
+    Reservation { id: id.clone(), items, expires_at: to_chrono(doc.expires_at) }
 }
 
 fn to_doc(product: &Product) -> ProductDoc {
@@ -482,9 +509,14 @@ impl ProductStore for MongoProductStore {
         }
     }
 
-    async fn reserve(&self, id: &ReservationId, items: &[(ProductId, i32)]) -> Result<ReserveOutcome, StoreError> {
+    async fn reserve(
+        &self,
+        id: &ReservationId,
+        items: &[(ProductId, i32)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<ReserveOutcome, StoreError> {
         let owner = uuid::Uuid::new_v4().to_string();
-        if let Some(settled) = self.claim(id, &owner).await? {
+        if let Some(settled) = self.claim(id, &owner, from_chrono(expires_at)).await? {
             return Ok(settled);
         }
         let mut taken = Vec::with_capacity(items.len());
@@ -523,11 +555,47 @@ impl ProductStore for MongoProductStore {
             .await
             .map_err(from_mongo)?;
         if settled.modified_count == 1 {
-            Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items: taken }))
+            Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items: taken, expires_at }))
         } else {
             // The lease ran out and another call took over; it reports the result.
             Err(StoreError::ReservationBusy(id.as_str().to_owned()))
         }
+    }
+
+    async fn confirm(&self, id: &ReservationId) -> Result<bool, StoreError> {
+        let confirmed = self
+            .reservations
+            .update_one(doc! { "_id": id.as_str(), "state": "reserved" }, doc! { "$set": { "state": "confirmed" } })
+            .await
+            .map_err(from_mongo)?;
+        if confirmed.modified_count == 1 {
+            return Ok(true);
+        }
+        let current = self.reservations.find_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?;
+        Ok(current.is_some_and(|reservation| reservation.state == ReservationState::Confirmed))
+    }
+
+    async fn expired_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<ReservationId>, StoreError> {
+        let now = from_chrono(now);
+        // A pending claim counts once its reserving call is surely gone.
+        let filter = doc! {
+            "expires_at": { "$lt": now },
+            "$or": [{ "state": "reserved" }, { "state": "pending", "lease_until": { "$lt": now } }],
+        };
+        let expired: Vec<ReservationDoc> = self
+            .reservations
+            .find(filter)
+            .sort(doc! { "expires_at": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(from_mongo)?
+            .try_collect()
+            .await
+            .map_err(from_mongo)?;
+        expired
+            .iter()
+            .map(|r| ReservationId::parse(&r.id).map_err(|why| StoreError::Other(format!("{:?} {why}", r.id))))
+            .collect()
     }
 
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
@@ -541,6 +609,7 @@ impl ProductStore for MongoProductStore {
                     state: ReservationState::Released,
                     owner: String::new(),
                     lease_until: epoch(),
+                    expires_at: epoch(),
                     items: Vec::new(),
                 };
                 match self.reservations.insert_one(&tombstone).await {
@@ -569,11 +638,11 @@ impl ProductStore for MongoProductStore {
                     self.give_back_everywhere(id).await?;
                     return Ok(released.modified_count == 1);
                 }
-                ReservationState::Reserved | ReservationState::Released => {
+                ReservationState::Reserved | ReservationState::Confirmed | ReservationState::Released => {
                     let released = self
                         .reservations
                         .update_one(
-                            doc! { "_id": id.as_str(), "state": "reserved" },
+                            doc! { "_id": id.as_str(), "state": { "$in": ["reserved", "confirmed"] } },
                             doc! { "$set": { "state": "released" } },
                         )
                         .await
@@ -627,8 +696,11 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn settle_order(&self, order_id: &str) -> Result<(), StoreError> {
-        let reserved =
-            self.reservations.find_one(doc! { "_id": order_id, "state": "reserved" }).await.map_err(from_mongo)?;
+        let reserved = self
+            .reservations
+            .find_one(doc! { "_id": order_id, "state": { "$in": ["reserved", "confirmed"] } })
+            .await
+            .map_err(from_mongo)?;
         let Some(reservation) = reserved else { return Ok(()) };
         let (hold, sold) = (format!("holds.{order_id}"), format!("sold.{order_id}"));
         for item in &reservation.items {

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
@@ -248,17 +249,24 @@ impl ProductStore for SqliteProductStore {
         Ok(Product { stock, updated_at, ..product })
     }
 
-    async fn reserve(&self, id: &ReservationId, items: &[(ProductId, i32)]) -> Result<ReserveOutcome, StoreError> {
+    async fn reserve(
+        &self,
+        id: &ReservationId,
+        items: &[(ProductId, i32)],
+        expires_at: DateTime<Utc>,
+    ) -> Result<ReserveOutcome, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM reservations WHERE id = ?1")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        match state.as_deref() {
-            Some("reserved") => {
+        let state: Option<(String, Option<i64>)> =
+            sqlx::query_as("SELECT state, expires_at_ms FROM reservations WHERE id = ?1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+        match state {
+            Some((state, held_until)) if state == "reserved" => {
                 let items = Self::reservation_items(&mut tx, id).await?;
-                return Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items }));
+                let expires_at = held_until.and_then(DateTime::from_timestamp_millis).unwrap_or_default();
+                return Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items, expires_at }));
             }
             Some(_) => return Ok(ReserveOutcome::Refused(ReservationRefused::AlreadyReleased(id.as_str().to_owned()))),
             None => {}
@@ -283,9 +291,10 @@ impl ProductStore for SqliteProductStore {
             });
         }
         let now = crate::domain::now();
-        sqlx::query("INSERT INTO reservations (id, state, created_at) VALUES (?1, 'reserved', ?2)")
+        sqlx::query("INSERT INTO reservations (id, state, created_at, expires_at_ms) VALUES (?1, 'reserved', ?2, ?3)")
             .bind(id.as_str())
             .bind(now)
+            .bind(expires_at.timestamp_millis())
             .execute(&mut *tx)
             .await
             .map_err(from_sqlx)?;
@@ -311,7 +320,32 @@ impl ProductStore for SqliteProductStore {
             .map_err(from_sqlx)?;
         }
         tx.commit().await.map_err(from_sqlx)?;
-        Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items: taken }))
+        Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items: taken, expires_at }))
+    }
+
+    async fn confirm(&self, id: &ReservationId) -> Result<bool, StoreError> {
+        let held = sqlx::query("UPDATE reservations SET confirmed = 1 WHERE id = ?1 AND state = 'reserved'")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(held.rows_affected() == 1)
+    }
+
+    async fn expired_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<ReservationId>, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM reservations
+             WHERE state = 'reserved' AND confirmed = 0 AND (expires_at_ms IS NULL OR expires_at_ms < ?1)
+             ORDER BY expires_at_ms LIMIT ?2",
+        )
+        .bind(now.timestamp_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(from_sqlx)?;
+        ids.iter()
+            .map(|id| ReservationId::parse(id).map_err(|why| StoreError::Other(format!("{id:?} {why}"))))
+            .collect()
     }
 
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {

@@ -254,8 +254,17 @@ async fn reserve_and_release_over_grpc(backend: Backend, test: &str) {
         (line.product_id.as_str(), line.quantity, line.unit_price, line.product_name.as_str()),
         ("prod-123", 2, 29.99, "Widget")
     );
+    let held_for =
+        |r: &contract::products::ReserveStockResponse| std::time::Duration::try_from(r.held_for.unwrap()).unwrap();
+    let first_hold = held_for(&reserved);
+    assert!(first_hold > std::time::Duration::from_secs(290) && first_hold <= products::config::DEFAULT_HOLD_TTL);
     let again = client.reserve_stock(reserve_request("order-1", &[("prod-123", 2)])).await.unwrap().into_inner();
-    assert_eq!(again, reserved, "a retried reservation returns the first result");
+    assert_eq!(
+        (&again.reservation_id, &again.items),
+        (&reserved.reservation_id, &reserved.items),
+        "a retried reservation returns the first result"
+    );
+    assert!(held_for(&again) <= first_hold, "the retry does not extend the hold");
     let stock = |p: contract::products::GetProductResponse| p.product.unwrap().stock;
     assert_eq!(
         stock(client.get_product(GetProductRequest { id: "prod-123".to_owned() }).await.unwrap().into_inner()),

@@ -33,6 +33,11 @@ pub async fn store(backend: Backend, test: &str) -> Option<(Arc<dyn ProductStore
     }
 }
 
+/// A hold that lasts well beyond any test.
+pub fn held() -> chrono::DateTime<chrono::Utc> {
+    now() + chrono::TimeDelta::minutes(5)
+}
+
 pub fn product(id: &str, name: &str, price_minor: i64, stock: i32) -> Product {
     let at = now();
     Product {
@@ -66,11 +71,14 @@ pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
 }
 
 pub async fn serve(store: Arc<dyn ProductStore>, database: Option<TestMongo>, readiness_interval: Duration) -> TestApp {
-    // No users service here: no user token is ever sent to this server.
-    let server = products::server(Products::new(store), "http://127.0.0.1:9", &testkit::settings())
+    // No users or orders service here: no user token is ever sent to this
+    // server, and no hold it takes runs out while a test lasts.
+    let nowhere = "http://127.0.0.1:9".to_owned();
+    let upstreams = products::start::Upstreams { users: nowhere.clone(), orders: nowhere };
+    let shutdown = CancellationToken::new();
+    let server = products::start::serve(Products::new(store), &upstreams, &testkit::settings(), shutdown.clone())
         .unwrap()
         .readiness_interval(readiness_interval);
-    let shutdown = CancellationToken::new();
     let address = testkit::serve(server, &shutdown).await;
     let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
     TestApp { address, client: ProductServiceClient::new(channel), shutdown, _database: database }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use products::domain::{ProductId, ReservationId, ReservationRefused};
 use products::store::{ProductStore, ReserveOutcome, StoreError};
 
-use crate::helpers::{Backend, product, store};
+use crate::helpers::{Backend, held, product, store};
 
 fn rid(id: &str) -> ReservationId {
     ReservationId::parse(id).unwrap()
@@ -25,7 +25,7 @@ async fn stock_of(store: &Arc<dyn ProductStore>, id: &str) -> i32 {
 async fn reserve(store: &Arc<dyn ProductStore>, id: &str, items: &[(&str, i32)]) -> ReserveOutcome {
     let items: Vec<(ProductId, i32)> = items.iter().map(|(p, q)| (pid(p), *q)).collect();
     for _ in 0..100 {
-        match store.reserve(&rid(id), &items).await {
+        match store.reserve(&rid(id), &items, held()).await {
             Err(StoreError::ReservationBusy(_)) => tokio::task::yield_now().await,
             other => return other.unwrap(),
         }

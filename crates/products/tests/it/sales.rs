@@ -10,7 +10,7 @@ use products::consumer::OrderEvents;
 use products::domain::ProductId;
 use products::store::ProductStore;
 
-use crate::helpers::{Backend, product, store};
+use crate::helpers::{Backend, held, product, store};
 
 async fn sold(store: &Arc<dyn ProductStore>, id: &str) -> (i32, i64) {
     let product = store.get(&ProductId::parse(id).unwrap()).await.unwrap().unwrap();
@@ -41,7 +41,7 @@ pub fn status_changed(order: &str, to: &str) -> Event {
 pub async fn place(store: &Arc<dyn ProductStore>, handler: &OrderEvents, order: &str, quantity: i32) {
     let items = vec![(ProductId::parse("a").unwrap(), quantity)];
     let reservation = products::domain::ReservationId::parse(order).unwrap();
-    let outcome = store.reserve(&reservation, &items).await.unwrap();
+    let outcome = store.reserve(&reservation, &items, held()).await.unwrap();
     assert!(matches!(outcome, products::store::ReserveOutcome::Reserved(_)));
     handler.handle(&created(order, quantity)).await.unwrap();
 }
@@ -66,7 +66,7 @@ async fn a_cancellation_returns_the_stock_and_the_sale_once(backend: Backend, te
     store.insert(&product("a", "A", 100, 10)).await.unwrap();
     let items = vec![(ProductId::parse("a").unwrap(), 4)];
     assert!(matches!(
-        store.reserve(&products::domain::ReservationId::parse("order-1").unwrap(), &items).await.unwrap(),
+        store.reserve(&products::domain::ReservationId::parse("order-1").unwrap(), &items, held()).await.unwrap(),
         products::store::ReserveOutcome::Reserved(_)
     ));
     let handler = OrderEvents::new(store.clone());

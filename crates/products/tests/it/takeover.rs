@@ -12,7 +12,7 @@ use products::domain::{ProductId, ReservationId};
 use products::store::{ProductStore, ReserveOutcome};
 use testkit::mongo::TestMongo;
 
-use crate::helpers::{Backend, product, store};
+use crate::helpers::{Backend, held, product, store};
 
 /// Leaves in `database` what a caller of reservation `id` leaves when it
 /// dies right after taking `quantity` of `product`.
@@ -46,7 +46,7 @@ async fn a_retry_finishes_a_dead_callers_reservation_without_taking_twice() {
 
     let id = ReservationId::parse("order-1").unwrap();
     let items = [(ProductId::parse("apple").unwrap(), 2), (ProductId::parse("pear").unwrap(), 1)];
-    let ReserveOutcome::Reserved(reservation) = store.reserve(&id, &items).await.unwrap() else {
+    let ReserveOutcome::Reserved(reservation) = store.reserve(&id, &items, held()).await.unwrap() else {
         panic!("the retry is refused")
     };
     let taken: Vec<(&str, i32, i64)> =

@@ -1,0 +1,148 @@
+//! Holds that expire. Stock reserved for an order that is never written
+//! (its caller crashed between reserving and writing, or never meant to
+//! order) goes back on the shelf: every few seconds the sweeper takes the
+//! reservations whose hold ran out unconfirmed and asks the orders service
+//! about each. An order with that id confirms the hold (its OrderCreated
+//! event, which confirms it too, has not arrived yet); no such order
+//! releases it; no answer leaves it for the next round, so an outage of the
+//! orders service or of the bus never costs a written order its stock.
+//!
+//! The other half of the bargain is on the orders side: it does not write an
+//! order once half of the hold (`held_for` in the contract) has passed, so a
+//! hold released here never belongs to an order written later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use contract::orders::GetOrderRequest;
+use contract::orders::order_service_client::OrderServiceClient;
+use platform::CancellationToken;
+use platform::access::ServiceTokens;
+use tonic::transport::Channel;
+
+use crate::domain::ReservationId;
+use crate::store::{ProductStore, StoreError};
+
+/// Expired holds looked at per batch.
+const BATCH: u32 = 100;
+/// Batches per round at most: a backlog drains over a few rounds instead of
+/// holding the store in one long burst.
+const MAX_BATCHES: usize = 20;
+
+/// Whether an order was written under a reservation's id.
+#[async_trait]
+pub trait OrderLedger: Send + Sync + 'static {
+    async fn has_order(&self, order_id: &str) -> Result<bool, String>;
+}
+
+/// The orders service, asked as a service (its GetOrder answers a service
+/// about any order).
+pub struct OrdersService {
+    client: OrderServiceClient<Channel>,
+    service: Arc<ServiceTokens>,
+}
+
+impl OrdersService {
+    pub fn new(channel: Channel, service: Arc<ServiceTokens>) -> Self {
+        Self { client: OrderServiceClient::new(channel), service }
+    }
+}
+
+#[async_trait]
+impl OrderLedger for OrdersService {
+    async fn has_order(&self, order_id: &str) -> Result<bool, String> {
+        let mut request = tonic::Request::new(GetOrderRequest { id: order_id.to_owned() });
+        request.set_timeout(Duration::from_secs(5));
+        self.service.attach(&mut request);
+        match self.client.clone().get_order(request).await {
+            Ok(_) => Ok(true),
+            // Not an order id at all: no order can hold it.
+            Err(status) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => Ok(false),
+            Err(status) => Err(format!("{:?}: {}", status.code(), status.message())),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub released: usize,
+    pub confirmed: usize,
+    /// Left for a later round: the orders service did not answer.
+    pub undecided: usize,
+}
+
+pub struct HoldExpiry {
+    store: Arc<dyn ProductStore>,
+    ledger: Arc<dyn OrderLedger>,
+    interval: Duration,
+}
+
+impl HoldExpiry {
+    /// Sweeps ten times per hold TTL (between every 100 ms and every 30 s),
+    /// so stock returns within about 1.1 TTL of being reserved.
+    pub fn new(store: Arc<dyn ProductStore>, ledger: Arc<dyn OrderLedger>, hold_ttl: Duration) -> Self {
+        let interval = (hold_ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        Self { store, ledger, interval }
+    }
+
+    /// Sweeps until `shutdown`; a failed round is logged and retried.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.interval) => {}
+            }
+            match self.sweep().await {
+                Ok(swept) if swept == Swept::default() => {}
+                Ok(swept) => tracing::info!(?swept, "expired stock holds swept"),
+                Err(error) => tracing::warn!(%error, "cannot sweep expired stock holds; retrying"),
+            }
+        }
+    }
+
+    /// One round over the holds that have run out.
+    pub async fn sweep(&self) -> Result<Swept, StoreError> {
+        let mut swept = Swept::default();
+        for _ in 0..MAX_BATCHES {
+            let expired = self.store.expired_holds(crate::domain::now(), BATCH).await?;
+            let full = expired.len() == BATCH as usize;
+            let undecided_before = swept.undecided;
+            for id in expired {
+                self.settle(&id, &mut swept).await?;
+            }
+            // Undecided holds would come back in the next batch: stop there.
+            if !full || swept.undecided > undecided_before {
+                break;
+            }
+        }
+        Ok(swept)
+    }
+
+    async fn settle(&self, id: &ReservationId, swept: &mut Swept) -> Result<(), StoreError> {
+        match self.ledger.has_order(id.as_str()).await {
+            Ok(true) => {
+                self.store.confirm(id).await?;
+                swept.confirmed += 1;
+            }
+            Ok(false) => match self.store.release(id).await {
+                Ok(released) => {
+                    if released {
+                        metrics::counter!("products_holds_expired_total").increment(1);
+                        tracing::info!(reservation_id = id.as_str(), "released stock no order holds");
+                    }
+                    swept.released += 1;
+                }
+                // Its reserving call is still at work (or only just died).
+                Err(StoreError::ReservationBusy(_)) => swept.undecided += 1,
+                Err(error) => return Err(error),
+            },
+            Err(error) => {
+                tracing::warn!(reservation_id = id.as_str(), %error, "cannot ask the orders service about a hold");
+                swept.undecided += 1;
+            }
+        }
+        Ok(())
+    }
+}
