@@ -91,8 +91,22 @@ impl Price {
 }
 
 /// Units in stock: never negative.
+/// The most units a product may have on the shelf: a billion, leaving room
+/// below `i32::MAX` for held units that come back when holds are released.
+pub const MAX_STOCK: i32 = 1_000_000_000;
+
 pub fn parse_stock(raw: i32) -> Result<i32, &'static str> {
-    if raw < 0 { Err("must not be negative") } else { Ok(raw) }
+    match raw {
+        ..0 => Err("must not be negative"),
+        1_000_000_001.. => Err("must be at most 1000000000"),
+        _ => Ok(raw),
+    }
+}
+
+/// A stored stock as the contract's `int32`: never out of range, even if
+/// released holds have pushed it past [`MAX_STOCK`].
+pub fn stock_from_stored(stored: i64) -> i32 {
+    i32::try_from(stored.clamp(0, i64::from(i32::MAX))).unwrap_or(i32::MAX)
 }
 
 /// A reservation id, chosen by the caller (orders use the order id). It
@@ -221,6 +235,15 @@ mod tests {
         }
         assert!(ProductId::parse(&"x".repeat(65)).is_err());
         assert!(ProductId::parse(ProductId::generate().as_str()).is_ok());
+    }
+
+    #[test]
+    fn stock_is_between_zero_and_a_billion() {
+        assert_eq!(parse_stock(0), Ok(0));
+        assert_eq!(parse_stock(MAX_STOCK), Ok(MAX_STOCK));
+        assert_eq!(parse_stock(-1), Err("must not be negative"));
+        assert_eq!(parse_stock(MAX_STOCK + 1), Err("must be at most 1000000000"));
+        assert_eq!(stock_from_stored(i64::from(i32::MAX) + 5), i32::MAX, "read back without a 500");
     }
 
     #[test]

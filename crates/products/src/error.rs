@@ -17,6 +17,8 @@ pub enum ProductError {
     DuplicateId(String),
     #[error("stock of product {product} cannot go below zero (stock {stock}, change {delta})")]
     StockWouldGoNegative { product: String, stock: i32, delta: i32 },
+    #[error("stock of product {product} cannot go above {max} (stock {stock}, change {delta})", max = crate::domain::MAX_STOCK)]
+    StockWouldExceedMax { product: String, stock: i32, delta: i32 },
     #[error(transparent)]
     Refused(#[from] ReservationRefused),
     #[error(transparent)]
@@ -30,6 +32,9 @@ impl ProductError {
             AdjustError::WouldGoNegative { stock, delta } => {
                 Self::StockWouldGoNegative { product: product.to_owned(), stock, delta }
             }
+            AdjustError::WouldExceedMax { stock, delta } => {
+                Self::StockWouldExceedMax { product: product.to_owned(), stock, delta }
+            }
             AdjustError::Store(error) => Self::Store(error),
         }
     }
@@ -39,7 +44,9 @@ impl ProductError {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) | Self::Refused(ReservationRefused::UnknownProduct(_)) => ErrorCode::NotFound,
             Self::DuplicateId(_) => ErrorCode::AlreadyExists,
-            Self::StockWouldGoNegative { .. } | Self::Refused(_) => ErrorCode::FailedPrecondition,
+            Self::StockWouldGoNegative { .. } | Self::StockWouldExceedMax { .. } | Self::Refused(_) => {
+                ErrorCode::FailedPrecondition
+            }
             // Another call holds this reservation id: retrying is right.
             Self::Store(StoreError::ReservationBusy(_)) => ErrorCode::Aborted,
             Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,

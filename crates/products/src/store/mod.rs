@@ -36,6 +36,8 @@ pub enum AdjustError {
     NotFound,
     #[error("stock would go below zero (stock {stock}, change {delta})")]
     WouldGoNegative { stock: i32, delta: i32 },
+    #[error("stock would go above the maximum (stock {stock}, change {delta})")]
+    WouldExceedMax { stock: i32, delta: i32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

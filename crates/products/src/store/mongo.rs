@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
 use crate::domain::{
-    Description, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation, ReservationId,
-    ReservationRefused, ReservedItem,
+    Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation,
+    ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
 };
 
 /// How long a reservation claim is exclusive before a retry may take it over.
@@ -353,7 +353,7 @@ fn from_doc(doc: ProductDoc) -> Result<Product, StoreError> {
         name: ProductName::parse(&doc.name).map_err(|why| corrupt("name", why))?,
         description: Description::parse(&doc.description).map_err(|why| corrupt("description", why))?,
         price: Price::from_minor(doc.price_minor),
-        stock: i32::try_from(doc.stock).map_err(|_| corrupt("stock", "out of range"))?,
+        stock: stock_from_stored(doc.stock),
         units_sold: doc.units_sold,
         created_at: time(doc.created_at),
         updated_at: time(doc.updated_at),
@@ -491,6 +491,8 @@ impl ProductStore for MongoProductStore {
         let mut filter = doc! { "_id": id.as_str() };
         if delta < 0 {
             filter.insert("stock", doc! { "$gte": -i64::from(delta) });
+        } else {
+            filter.insert("stock", doc! { "$lte": i64::from(MAX_STOCK) - i64::from(delta) });
         }
         let update = doc! { "$inc": { "stock": i64::from(delta) }, "$set": { "updated_at": bson::DateTime::now() } };
         let updated = self
@@ -504,7 +506,8 @@ impl ProductStore for MongoProductStore {
             Some(doc) => Ok(from_doc(doc)?),
             None => match self.get(id).await? {
                 None => Err(AdjustError::NotFound),
-                Some(product) => Err(AdjustError::WouldGoNegative { stock: product.stock, delta }),
+                Some(product) if delta < 0 => Err(AdjustError::WouldGoNegative { stock: product.stock, delta }),
+                Some(product) => Err(AdjustError::WouldExceedMax { stock: product.stock, delta }),
             },
         }
     }

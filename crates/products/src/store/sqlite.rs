@@ -10,8 +10,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
 use crate::domain::{
-    Description, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation, ReservationId,
-    ReservationRefused, ReservedItem,
+    Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation,
+    ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -42,7 +42,7 @@ impl ProductRow {
             name: ProductName::parse(&self.name).map_err(|why| corrupt("name", why))?,
             description: Description::parse(&self.description).map_err(|why| corrupt("description", why))?,
             price: Price::from_minor(self.price_minor),
-            stock: i32::try_from(self.stock).map_err(|_| corrupt("stock", "out of range"))?,
+            stock: stock_from_stored(self.stock),
             units_sold: self.units_sold,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -236,7 +236,10 @@ impl ProductStore for SqliteProductStore {
         if stock < 0 {
             return Err(AdjustError::WouldGoNegative { stock: product.stock, delta });
         }
-        let stock = i32::try_from(stock).map_err(|_| StoreError::Other("stock overflow".to_owned()))?;
+        if stock > i64::from(MAX_STOCK) {
+            return Err(AdjustError::WouldExceedMax { stock: product.stock, delta });
+        }
+        let stock = stock_from_stored(stock);
         let updated_at = crate::domain::now();
         sqlx::query("UPDATE products SET stock = ?2, updated_at = ?3 WHERE id = ?1")
             .bind(id.as_str())

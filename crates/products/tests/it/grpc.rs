@@ -304,7 +304,7 @@ async fn reserve_and_release_over_grpc(backend: Backend, test: &str) {
     assert_eq!(violated_fields(&status), ["reservation_id"]);
 }
 
-async fn stock_cannot_be_adjusted_below_zero(backend: Backend, test: &str) {
+async fn stock_stays_between_zero_and_its_maximum(backend: Backend, test: &str) {
     let Some(app) = spawn_app(backend, test).await else { return };
     create(&app, template_product()).await;
     let status = app
@@ -315,6 +315,16 @@ async fn stock_cannot_be_adjusted_below_zero(backend: Backend, test: &str) {
         .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("prod-123"), "{status:?}");
+
+    for delta in [i32::MAX, products::domain::MAX_STOCK - 99] {
+        let request = AdjustStockRequest { id: "prod-123".to_owned(), delta };
+        let status = app.client.clone().adjust_stock(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        assert!(status.message().contains("cannot go above 1000000000"), "{status:?}");
+    }
+    let request = AdjustStockRequest { id: "prod-123".to_owned(), delta: products::domain::MAX_STOCK - 100 };
+    let product = app.client.clone().adjust_stock(request).await.unwrap().into_inner().product.unwrap();
+    assert_eq!(product.stock, products::domain::MAX_STOCK, "up to the maximum is fine");
 }
 
 testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mongo }: [
@@ -325,5 +335,5 @@ testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mon
     search_finds_a_word_of_the_name_in_any_case_with_filters,
     list_filters_by_price_range_and_stock,
     reserve_and_release_over_grpc,
-    stock_cannot_be_adjusted_below_zero,
+    stock_stays_between_zero_and_its_maximum,
 ]);
