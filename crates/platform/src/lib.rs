@@ -7,6 +7,7 @@
 pub mod access;
 pub mod client;
 pub mod config;
+pub mod connections;
 #[cfg(feature = "database")]
 pub mod database;
 pub mod error_code;

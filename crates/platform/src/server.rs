@@ -12,16 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as AutoBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
@@ -29,6 +23,7 @@ use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
 use crate::access::{AccessLayer, ServerAccess};
+use crate::connections::{ConnectionLimits, accept_until};
 use crate::health::{HealthSync, Readiness};
 use crate::rpc_telemetry::RpcTelemetryLayer;
 use crate::settings::Settings;
@@ -60,6 +55,7 @@ pub struct Server {
     grace: Duration,
     readiness_interval: Duration,
     access: ServerAccess,
+    limits: ConnectionLimits,
 }
 
 impl Server {
@@ -76,12 +72,22 @@ impl Server {
             grace: Duration::from_secs(10),
             readiness_interval: Duration::from_secs(5),
             access: ServerAccess::default(),
+            limits: ConnectionLimits::default(),
         }
     }
 
-    /// Takes the shutdown grace period and the readiness interval from settings.
+    /// Takes the shutdown grace period, the readiness interval and the
+    /// connection limits from settings.
     pub fn with_settings(self, settings: &Settings) -> Self {
-        self.grace_period(settings.shutdown_grace).readiness_interval(settings.readiness_interval)
+        self.grace_period(settings.shutdown_grace)
+            .readiness_interval(settings.readiness_interval)
+            .connection_limits(settings.connection_limits)
+    }
+
+    /// Timeouts and the cap on open connections (see [`ConnectionLimits`]).
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Serves a generated tonic service; gRPC health reports it by name.
@@ -215,7 +221,7 @@ impl Server {
 
         let address = listener.local_addr()?;
         tracing::info!(%component, %address, "serving gRPC and HTTP");
-        let connections = accept_until(listener, app, &shutdown).await;
+        let connections = accept_until(listener, app, self.limits, &shutdown).await;
         draining.store(true, Ordering::SeqCst);
         health.set(ServingStatus::NotServing).await;
         tracing::info!(%component, "stopped accepting; draining in-flight calls");
@@ -223,63 +229,6 @@ impl Server {
         connections.drain(self.grace, component).await;
         tracing::info!(%component, "stopped");
         Ok(())
-    }
-}
-
-/// The open connections of a server, for a bounded drain.
-struct Connections {
-    graceful: GracefulShutdown,
-    tasks: JoinSet<()>,
-}
-
-impl Connections {
-    /// Asks every connection to finish (HTTP/2 GOAWAY, HTTP/1 close after the
-    /// current response) and cuts those still open after `grace`.
-    async fn drain(mut self, grace: Duration, component: &'static str) {
-        let open = self.tasks.len();
-        tokio::select! {
-            () = self.graceful.shutdown() => {}
-            () = tokio::time::sleep(grace) => {
-                tracing::warn!(%component, ?grace, "grace period over; closing calls still in flight");
-            }
-        }
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
-        tracing::debug!(%component, connections = open, "connections closed");
-    }
-}
-
-/// Accepts connections until `shutdown` is cancelled, then drops the
-/// listener so new connections are refused while old ones drain.
-async fn accept_until(listener: TcpListener, app: Router, shutdown: &CancellationToken) -> Connections {
-    // HTTP/1.1 for probes and curl, HTTP/2 (prior knowledge, as gRPC speaks
-    // it) for gRPC: both on this one port.
-    let builder = AutoBuilder::new(TokioExecutor::new());
-    let mut connections = Connections { graceful: GracefulShutdown::new(), tasks: JoinSet::new() };
-    loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return connections,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = app.clone().layer(axum::Extension(ConnectInfo(remote)));
-        let connection =
-            builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = connections.graceful.watch(connection.into_owned());
-        connections.tasks.spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%remote, %error, "connection ended with an error");
-            }
-        });
-        while connections.tasks.try_join_next().is_some() {}
     }
 }
 

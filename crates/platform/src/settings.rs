@@ -40,6 +40,10 @@ settings! {
     SERVICE_SECRET = "MESHWORK_SERVICE_SECRET": "secret (at least 32 bytes) the services share to prove to each other that they are services; users, products and orders need it (`up` generates one)";
     SHUTDOWN_GRACE = "MESHWORK_SHUTDOWN_GRACE": "how long in-flight calls may finish after SIGTERM (default 10s)";
     READINESS_INTERVAL = "MESHWORK_READINESS_INTERVAL": "how often dependency checks refresh gRPC health (default 5s)";
+    HEADER_READ_TIMEOUT = "MESHWORK_HEADER_READ_TIMEOUT": "how long a client may take to send a request's headers (default 10s)";
+    IDLE_TIMEOUT = "MESHWORK_IDLE_TIMEOUT": "a connection with no request in flight this long is closed (default 60s)";
+    BODY_READ_TIMEOUT = "MESHWORK_BODY_READ_TIMEOUT": "a request body that sends nothing this long fails (default 30s)";
+    MAX_CONNECTIONS = "MESHWORK_MAX_CONNECTIONS": "connections a server holds open at once; more are closed at once (default 10000)";
     LOG_FORMAT = "MESHWORK_LOG_FORMAT": "log format: auto (pretty on a terminal, else json), pretty or json";
     RUST_LOG = "RUST_LOG": "log filter (default info)";
     OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP/gRPC endpoint for traces (http://jaeger:4317)";
@@ -71,9 +75,32 @@ pub struct Settings {
     pub advertise_url: Option<String>,
     pub shutdown_grace: Duration,
     pub readiness_interval: Duration,
+    pub connection_limits: crate::connections::ConnectionLimits,
     pub telemetry: TelemetrySettings,
     /// The raw layers, for component-specific settings.
     pub layers: Layers,
+}
+
+fn connection_limits(layers: &Layers) -> Result<crate::connections::ConnectionLimits, ConfigError> {
+    let defaults = crate::connections::ConnectionLimits::default();
+    let positive = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let duration = layers.parse_with(name, |value| match crate::config::parse_duration(value)? {
+            duration if duration.is_zero() => Err("must be longer than zero".to_owned()),
+            duration => Ok(duration),
+        })?;
+        Ok(duration.unwrap_or(default))
+    };
+    let max_connections = layers.parse_with(MAX_CONNECTIONS.name, |value| match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("expected a whole number".to_owned()),
+    })?;
+    Ok(crate::connections::ConnectionLimits {
+        header_read: positive(HEADER_READ_TIMEOUT.name, defaults.header_read)?,
+        idle: positive(IDLE_TIMEOUT.name, defaults.idle)?,
+        body_read: positive(BODY_READ_TIMEOUT.name, defaults.body_read)?,
+        max_connections: max_connections.unwrap_or(defaults.max_connections),
+    })
 }
 
 impl Settings {
@@ -168,6 +195,7 @@ impl Settings {
             })?,
             shutdown_grace: layers.duration_or(SHUTDOWN_GRACE.name, Duration::from_secs(10))?,
             readiness_interval: layers.duration_or(READINESS_INTERVAL.name, Duration::from_secs(5))?,
+            connection_limits: connection_limits(&layers)?,
             telemetry: TelemetrySettings {
                 service_name: layers.string(OTEL_SERVICE_NAME.name),
                 log_format: layers.parse_or(LOG_FORMAT.name, LogFormat::Auto)?,
@@ -221,6 +249,23 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_have_defaults_and_can_be_set() {
+        assert_eq!(load(&[]).unwrap().connection_limits, crate::connections::ConnectionLimits::default());
+        let limits = load(&[
+            ("MESHWORK_HEADER_READ_TIMEOUT", "5s"),
+            ("MESHWORK_IDLE_TIMEOUT", "2m"),
+            ("MESHWORK_BODY_READ_TIMEOUT", "500ms"),
+            ("MESHWORK_MAX_CONNECTIONS", "20000"),
+        ])
+        .unwrap()
+        .connection_limits;
+        assert_eq!(
+            (limits.header_read, limits.idle, limits.body_read, limits.max_connections),
+            (Duration::from_secs(5), Duration::from_secs(120), Duration::from_millis(500), 20_000)
+        );
+    }
+
+    #[test]
     fn otlp_endpoint_wins_over_jaeger_host_and_can_be_disabled() {
         let settings =
             load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"), ("JAEGER_AGENT_HOST", "jaeger")]).unwrap();
@@ -250,6 +295,11 @@ mod tests {
             ("JAEGER_AGENT_HOST", "http://jaeger/"),
             ("MESHWORK_AUTH", "sometimes"),
             ("MESHWORK_SERVICE_SECRET", "too short"),
+            ("MESHWORK_HEADER_READ_TIMEOUT", "0s"),
+            ("MESHWORK_IDLE_TIMEOUT", "soon"),
+            ("MESHWORK_BODY_READ_TIMEOUT", "0"),
+            ("MESHWORK_MAX_CONNECTIONS", "0"),
+            ("MESHWORK_MAX_CONNECTIONS", "many"),
         ] {
             let message = load(&[(name, value)]).unwrap_err().to_string();
             assert!(message.contains(name), "{name}={value}: {message}");

@@ -1,6 +1,7 @@
 //! The platform server as its users see it: a real server on 127.0.0.1:0,
 //! driven by real gRPC and HTTP clients.
 
+mod edge;
 mod slow_service;
 
 use std::net::SocketAddr;

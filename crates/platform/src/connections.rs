@@ -1,0 +1,287 @@
+//! A server's connections: accepted up to a cap, each served over HTTP/1.1
+//! or HTTP/2 (both on one port), and closed when all they do is hold
+//! resources:
+//!
+//! - request headers not complete within `header_read` (HTTP/1; an HTTP/2
+//!   request whose headers never complete is idle, below);
+//! - no request in flight for `idle`, whatever bytes (pings, half a request)
+//!   arrive meanwhile: HTTP/2 gets a GOAWAY first, so a client that sends a
+//!   request just then has it served, not refused;
+//! - a request body that sends nothing for `body_read`: the handler reading
+//!   it gets an error instead of waiting forever.
+//!
+//! On shutdown every connection is asked to finish (GOAWAY, or close after
+//! the current response) and those still busy after the grace period are cut.
+
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How long, and how many, connections may be held open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// To send a request's headers, once the connection waits for them.
+    pub header_read: Duration,
+    /// With no request in flight.
+    pub idle: Duration,
+    /// Between two pieces of a request body.
+    pub body_read: Duration,
+    /// Open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            body_read: Duration::from_secs(30),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// The open connections of a server, for a bounded drain.
+pub(crate) struct Connections {
+    stop: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Connections {
+    /// Asks every connection to finish and cuts those still open after `grace`.
+    pub(crate) async fn drain(mut self, grace: Duration, component: &'static str) {
+        let open = self.tasks.len();
+        self.stop.cancel();
+        let finished = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, finished).await.is_err() {
+            tracing::warn!(%component, ?grace, "grace period over; closing calls still in flight");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+        tracing::debug!(%component, connections = open, "connections closed");
+    }
+}
+
+/// Accepts connections until `shutdown` is cancelled, then drops the
+/// listener so new connections are refused while old ones drain.
+pub(crate) async fn accept_until(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: &CancellationToken,
+) -> Connections {
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
+    builder.http2().timer(TokioTimer::new());
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = Connections { stop: CancellationToken::new(), tasks: JoinSet::new() };
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return connections,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Closing at once tells the client now, instead of leaving it in
+            // the listen queue until it gives up.
+            metrics::counter!("meshwork_connections_refused_total").increment(1);
+            tracing::debug!(%remote, max = limits.max_connections, "connection refused: too many open");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let app = app.clone().layer(axum::Extension(ConnectInfo(remote)));
+        let service = {
+            let activity = activity.clone();
+            tower::service_fn(move |request: http::Request<Incoming>| {
+                let in_flight = activity.begin();
+                let request = request.map(|body| axum::body::Body::new(StallTimeout::new(body, limits.body_read)));
+                let response = app.clone().oneshot(request);
+                async move {
+                    let response = response.await?;
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| axum::body::Body::new(Counted { body, _in_flight: in_flight })),
+                    )
+                }
+            })
+        };
+        let connection = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .into_owned();
+        let stop = connections.stop.clone();
+        connections.tasks.spawn(async move {
+            serve(connection, |c| c.graceful_shutdown(), activity, limits.idle, stop).await;
+            drop(slot);
+            tracing::trace!(%remote, "connection closed");
+        });
+        while connections.tasks.try_join_next().is_some() {}
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one connection to its end, or until it idles or the server stops;
+/// then asks it to finish (`graceful_shutdown`), and cuts it if it then
+/// idles again.
+async fn serve<C, F>(connection: C, graceful_shutdown: F, activity: Activity, idle: Duration, stop: CancellationToken)
+where
+    C: Future<Output = Result<(), BoxError>>,
+    F: FnOnce(Pin<&mut C>),
+{
+    let mut connection = pin!(connection);
+    let closing = tokio::select! {
+        result = connection.as_mut() => return log_end(result),
+        () = activity.idle_for(idle) => {
+            metrics::counter!("meshwork_connections_idle_closed_total").increment(1);
+            "idle"
+        }
+        () = stop.cancelled() => "server stopping",
+    };
+    tracing::trace!(why = closing, "closing a connection");
+    graceful_shutdown(connection.as_mut());
+    // Requests that raced the GOAWAY are served; a peer that never closes
+    // its side once nothing is in flight is cut off.
+    tokio::select! {
+        result = connection.as_mut() => log_end(result),
+        () = activity.idle_for(CLOSE_WAIT) => {}
+    }
+}
+
+/// How long a connection asked to close may stay open with nothing in flight.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+fn log_end(result: Result<(), BoxError>) {
+    if let Err(error) = result {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// How many requests of one connection are in flight, from the moment the
+/// headers arrive until the response body is finished or dropped.
+#[derive(Clone)]
+struct Activity(Arc<watch::Sender<usize>>);
+
+impl Activity {
+    fn new() -> Self {
+        Self(Arc::new(watch::Sender::new(0)))
+    }
+
+    fn begin(&self) -> InFlight {
+        self.0.send_modify(|n| *n += 1);
+        InFlight(self.0.clone())
+    }
+
+    /// Completes once nothing has been in flight for `limit` straight.
+    async fn idle_for(&self, limit: Duration) {
+        let mut changes = self.0.subscribe();
+        loop {
+            if *changes.borrow_and_update() == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(limit) => return,
+                    _ = changes.changed() => {}
+                }
+            } else if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct Counted {
+    body: axum::body::Body,
+    _in_flight: InFlight,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that fails when the client sends nothing for `limit`
+/// while the handler waits for more.
+struct StallTimeout {
+    body: Incoming,
+    limit: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl StallTimeout {
+    fn new(body: Incoming, limit: Duration) -> Self {
+        Self { body, limit, deadline: None }
+    }
+}
+
+impl HttpBody for StallTimeout {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let limit = this.limit;
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            if let Some(deadline) = &mut this.deadline {
+                deadline.as_mut().reset(tokio::time::Instant::now() + limit);
+            }
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        // The clock starts when the handler first waits, not at the request's start.
+        let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(deadline.as_mut().poll(cx));
+        let why = format!("the request body sent nothing for {limit:?}");
+        Poll::Ready(Some(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, why).into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
