@@ -100,6 +100,11 @@ impl Authenticator {
         }
     }
 
+    /// Whether `method` checks a password, so calls to it are limited per address.
+    pub fn checks_secret(&self, method: &str) -> bool {
+        self.policy.checks_secret(method)
+    }
+
     /// Whether `principal` may call `method` (`pkg.Service.Method`) through
     /// the gateway. Internal methods: never.
     pub fn authorize(&self, method: &str, principal: &Principal) -> Result<(), Denial> {

@@ -54,6 +54,10 @@ pub const GATEWAY_RATE_LIMIT: Setting =
     Setting { name: "GATEWAY_RATE_LIMIT", help: "requests per second per client identity, 0 for none (default 100)" };
 pub const GATEWAY_RATE_BURST: Setting =
     Setting { name: "GATEWAY_RATE_BURST", help: "requests a client may burst above the rate (default 200)" };
+pub const GATEWAY_SIGN_IN_RATE: Setting = Setting {
+    name: "GATEWAY_SIGN_IN_RATE",
+    help: "calls per minute per client address to methods that check a password (Login), 0 for none (default 10)",
+};
 pub const GATEWAY_TRUSTED_PROXIES: Setting = Setting {
     name: "GATEWAY_TRUSTED_PROXIES",
     help: "IPs of proxies whose X-Forwarded-For is believed, comma-separated (default: none)",
@@ -81,6 +85,7 @@ pub const SETTINGS: &[Setting] = &[
     GATEWAY_INTERNAL_METHODS,
     GATEWAY_RATE_LIMIT,
     GATEWAY_RATE_BURST,
+    GATEWAY_SIGN_IN_RATE,
     GATEWAY_TRUSTED_PROXIES,
 ];
 
@@ -151,6 +156,8 @@ pub struct GatewayConfig {
     pub dns_refresh: std::time::Duration,
     pub auth: crate::auth::AuthConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
+    /// Per client address, at methods that check a password.
+    pub sign_in_limit: crate::ratelimit::RateLimitConfig,
     /// etcd for `etcd://` sources (empty: none configured).
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
@@ -238,7 +245,8 @@ impl GatewayConfig {
         let rate: u32 = layers.parse_or(GATEWAY_RATE_LIMIT.name, 100)?;
         let burst: u32 = layers.parse_or(GATEWAY_RATE_BURST.name, 200)?;
         let rate_limit = crate::ratelimit::RateLimitConfig {
-            per_second: std::num::NonZeroU32::new(rate),
+            rate: std::num::NonZeroU32::new(rate),
+            period: std::time::Duration::from_secs(1),
             burst: std::num::NonZeroU32::new(burst)
                 .ok_or_else(|| settings.invalid(GATEWAY_RATE_BURST, "must be at least 1"))?,
             trusted_proxies: layers
@@ -250,6 +258,14 @@ impl GatewayConfig {
                         .collect::<Result<Vec<_>, _>>()
                 })?
                 .unwrap_or_default(),
+        };
+        // A minute's worth at once, then one every 60 s / rate.
+        let sign_in_rate = std::num::NonZeroU32::new(layers.parse_or(GATEWAY_SIGN_IN_RATE.name, 10)?);
+        let sign_in_limit = crate::ratelimit::RateLimitConfig {
+            rate: sign_in_rate,
+            period: std::time::Duration::from_secs(60),
+            burst: sign_in_rate.unwrap_or(std::num::NonZeroU32::MIN),
+            trusted_proxies: rate_limit.trusted_proxies.clone(),
         };
         let uses_etcd = upstreams.iter().any(|(_, source)| matches!(source, EndpointSource::Etcd { .. }));
         if uses_etcd && settings.etcd_endpoints.is_empty() {
@@ -265,6 +281,7 @@ impl GatewayConfig {
             dns_refresh,
             auth,
             rate_limit,
+            sign_in_limit,
             etcd_endpoints: settings.etcd_endpoints.clone(),
             etcd_prefix: settings.etcd_prefix.clone(),
             descriptor_files,

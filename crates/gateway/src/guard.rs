@@ -30,8 +30,8 @@ impl Denied {
             Self::Token(error) => error.status(),
             Self::Access(denial) => denial.status(),
             Self::Limited(limited) => tonic::Status::resource_exhausted(format!(
-                "rate limit exceeded; retry in {} s",
-                limited.retry_after_secs
+                "{}; retry in {} s",
+                limited.exceeded, limited.retry_after_secs
             )),
         }
     }
@@ -67,6 +67,11 @@ pub async fn admit(
     };
     let identity = gateway.rate_limit.identity(subject, peer, headers);
     let rate_headers = gateway.rate_limit.check(&identity).map_err(Denied::Limited)?;
+    if gateway.auth.checks_secret(method) {
+        // Per address whoever signs in: guessing needs no account of its own.
+        let address = gateway.sign_in_limit.identity(None, peer, headers);
+        gateway.sign_in_limit.check(&address).map_err(Denied::Limited)?;
+    }
     gateway.auth.authorize(method, &principal).map_err(Denied::Access)?;
     Ok(Admitted { headers: rate_headers })
 }

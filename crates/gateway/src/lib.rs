@@ -51,6 +51,7 @@ pub struct Gateway {
     descriptor_sets: Vec<&'static [u8]>,
     auth: auth::Authenticator,
     rate_limit: ratelimit::RateLimit,
+    sign_in_limit: ratelimit::RateLimit,
     /// Upstreams whose endpoints are discovered (DNS, etcd).
     discovered: Vec<(Arc<upstream::Upstream>, EndpointSource)>,
     dns_refresh: std::time::Duration,
@@ -112,12 +113,15 @@ impl Gateway {
                 reason,
             },
         )?;
-        let rate_limit = ratelimit::RateLimit::new(&config.rate_limit);
+        let rate_limit = ratelimit::RateLimit::new(&config.rate_limit, "rate limit exceeded");
+        let sign_in_limit =
+            ratelimit::RateLimit::new(&config.sign_in_limit, "too many sign-in attempts from this address");
         Ok(Self {
             routes,
             pool,
             auth,
             rate_limit,
+            sign_in_limit,
             upstreams,
             discovered,
             dns_refresh: config.dns_refresh,
@@ -195,7 +199,10 @@ pub fn server(
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => sweeper.rate_limit.forget_idle(),
+                () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
+                    sweeper.rate_limit.forget_idle();
+                    sweeper.sign_in_limit.forget_idle();
+                }
                 () = stop.cancelled() => return,
             }
         }

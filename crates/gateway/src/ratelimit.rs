@@ -1,10 +1,13 @@
 //! Rate limiting per client identity: the verified token subject, else the
 //! client's IP (taken from `X-Forwarded-For` only when the connection comes
 //! from a configured trusted proxy). A token bucket per identity (governor's
-//! GCRA); past it, 429 with `Retry-After` and `RateLimit-*` headers.
+//! GCRA); past it, 429 with `Retry-After` and `RateLimit-*` headers. The
+//! gateway keeps two: every call, per identity; and calls to methods that
+//! check a password, per client address, far tighter.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
@@ -16,17 +19,27 @@ type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock,
 
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
-    /// Requests per second per identity; `None` turns limiting off.
-    pub per_second: Option<NonZeroU32>,
+    /// Requests per `period` per identity; `None` turns limiting off.
+    pub rate: Option<NonZeroU32>,
+    pub period: Duration,
     pub burst: NonZeroU32,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl RateLimitConfig {
+    /// No limit at all.
+    pub fn off() -> Self {
+        Self { rate: None, period: Duration::from_secs(1), burst: NonZeroU32::MIN, trusted_proxies: Vec::new() }
+    }
 }
 
 pub struct RateLimit {
     limiter: Option<Limiter>,
     burst: u32,
     trusted_proxies: Vec<IpAddr>,
+    /// What a refusal says was exceeded.
+    exceeded: &'static str,
 }
 
 /// Refused: the identity's bucket is empty.
@@ -34,15 +47,17 @@ pub struct RateLimit {
 pub struct Limited {
     pub retry_after_secs: u64,
     pub headers: HeaderMap,
+    pub exceeded: &'static str,
 }
 
 impl RateLimit {
-    pub fn new(config: &RateLimitConfig) -> Self {
-        let limiter = config.per_second.map(|rate| {
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(config.burst))
-                .with_middleware::<StateInformationMiddleware>()
+    /// A limit whose refusals say `exceeded` ("rate limit exceeded").
+    pub fn new(config: &RateLimitConfig, exceeded: &'static str) -> Self {
+        let limiter = config.rate.and_then(|rate| {
+            let quota = Quota::with_period(config.period / rate.get())?.allow_burst(config.burst);
+            Some(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>())
         });
-        Self { limiter, burst: config.burst.get(), trusted_proxies: config.trusted_proxies.clone() }
+        Self { limiter, burst: config.burst.get(), trusted_proxies: config.trusted_proxies.clone(), exceeded }
     }
 
     /// The identity to count a request against.
@@ -82,7 +97,7 @@ impl RateLimit {
                 headers.insert("ratelimit-remaining", 0.into());
                 headers.insert("ratelimit-reset", retry_after_secs.into());
                 metrics::counter!("gateway_rate_limited_total").increment(1);
-                Err(Limited { retry_after_secs, headers })
+                Err(Limited { retry_after_secs, headers, exceeded: self.exceeded })
             }
         }
     }
@@ -100,11 +115,13 @@ mod tests {
     use super::*;
 
     fn limit(per_second: u32, burst: u32, trusted: &[&str]) -> RateLimit {
-        RateLimit::new(&RateLimitConfig {
-            per_second: NonZeroU32::new(per_second),
+        let config = RateLimitConfig {
+            rate: NonZeroU32::new(per_second),
+            period: Duration::from_secs(1),
             burst: NonZeroU32::new(burst).unwrap(),
             trusted_proxies: trusted.iter().map(|ip| ip.parse().unwrap()).collect(),
-        })
+        };
+        RateLimit::new(&config, "rate limit exceeded")
     }
 
     #[test]
@@ -129,6 +146,21 @@ mod tests {
         assert_eq!(limit.identity(None, Some(proxy), &headers), "ip:203.0.113.9");
         assert_eq!(limit.identity(None, Some(stranger), &headers), "ip:198.51.100.7", "a spoofed header is ignored");
         assert_eq!(limit.identity(Some("u1"), Some(stranger), &headers), "user:u1");
+    }
+
+    #[test]
+    fn a_rate_per_minute_spaces_calls_out_by_seconds() {
+        let config = RateLimitConfig {
+            rate: NonZeroU32::new(10),
+            period: Duration::from_secs(60),
+            burst: NonZeroU32::new(2).unwrap(),
+            trusted_proxies: Vec::new(),
+        };
+        let limit = RateLimit::new(&config, "too many sign-in attempts");
+        assert!(limit.check("ip:198.51.100.7").is_ok() && limit.check("ip:198.51.100.7").is_ok());
+        let refused = limit.check("ip:198.51.100.7").expect_err("the burst is spent");
+        assert_eq!(refused.retry_after_secs, 6, "one more every 60 s / 10");
+        assert_eq!(refused.exceeded, "too many sign-in attempts");
     }
 
     #[test]

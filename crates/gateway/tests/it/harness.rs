@@ -107,11 +107,8 @@ impl Builder {
             etcd_endpoints: self.etcd_endpoints,
             etcd_prefix: self.etcd_prefix,
             auth: gateway::auth::AuthConfig::new(gateway::auth::AuthMode::Optional, "meshwork"),
-            rate_limit: gateway::ratelimit::RateLimitConfig {
-                per_second: None,
-                burst: std::num::NonZeroU32::MIN,
-                trusted_proxies: Vec::new(),
-            },
+            rate_limit: gateway::ratelimit::RateLimitConfig::off(),
+            sign_in_limit: gateway::ratelimit::RateLimitConfig::off(),
             descriptor_files: vec![descriptor_file.clone()],
             max_body_bytes: self.max_body_bytes,
             cors: Cors::Origins(vec!["https://app.example".to_owned()]),

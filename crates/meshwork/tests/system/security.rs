@@ -164,7 +164,8 @@ async fn each_identity_has_its_own_rate_limit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_works_later() {
-    let platform = start_with(&[("MESHWORK_AUTH", "required")]).await;
+    // The per-address limit (next test) is raised out of the way.
+    let platform = start_with(&[("MESHWORK_AUTH", "required"), ("GATEWAY_SIGN_IN_RATE", "100")]).await;
     register_and_login(&platform, "frank").await;
     let wrong = json!({ "email": "frank@example.com", "password": "wrong password" }).to_string();
     for _ in 0..5 {
@@ -181,4 +182,29 @@ async fn repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let right = json!({ "email": "frank@example.com", "password": "correct horse" }).to_string();
     assert_eq!(platform.rest("POST", "/users/login", Some(right.as_bytes())).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_attempts_are_limited_per_address_whichever_accounts_they_try() {
+    use contract::users::LoginRequest;
+    use contract::users::user_service_client::UserServiceClient;
+
+    let platform = start_with(&[("MESHWORK_AUTH", "required"), ("GATEWAY_SIGN_IN_RATE", "3")]).await;
+    for victim in ["ivan", "judy", "mallory"] {
+        let guess = json!({ "email": format!("{victim}@example.com"), "password": "hunter2" }).to_string();
+        assert_eq!(platform.rest("POST", "/users/login", Some(guess.as_bytes())).await.status, 401);
+    }
+    let guess = json!({ "email": "oscar@example.com", "password": "hunter2" }).to_string();
+    let held = platform.rest("POST", "/users/login", Some(guess.as_bytes())).await;
+    assert_eq!(held.status, 429, "{}", String::from_utf8_lossy(&held.body));
+    assert_eq!(held.headers["retry-after"], "20", "3 a minute: one more every 20 s");
+    let message = held.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("too many sign-in attempts from this address"), "{message}");
+
+    // The same address over gRPC is the same bucket.
+    let mut users = UserServiceClient::new(platform.channel(platform.gateway).await);
+    let login = LoginRequest { email: "peggy@example.com".to_owned(), password: "hunter2".to_owned() };
+    assert_eq!(users.login(login).await.unwrap_err().code(), tonic::Code::ResourceExhausted);
+    // Nothing else is held back.
+    assert_eq!(platform.rest("GET", "/products", None).await.status, 200);
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 
-use prost_reflect::{DescriptorPool, MethodDescriptor, Value};
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
 
 use super::principal::Principal;
 
@@ -77,17 +77,30 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct AccessPolicy {
     rules: HashMap<String, Rule>,
+    /// Methods that check a guessable secret (`checks_secret`).
+    secret_checks: BTreeSet<String>,
 }
 
 impl AccessPolicy {
     /// The rules declared in `pool`. Methods with no declaration have no rule.
     pub fn from_pool(pool: &DescriptorPool) -> Self {
-        let rules = pool
-            .services()
-            .flat_map(|service| service.methods().collect::<Vec<_>>())
-            .filter_map(|method| declared_rule(pool, &method).map(|rule| (method.full_name().to_owned(), rule)))
+        let methods: Vec<MethodDescriptor> =
+            pool.services().flat_map(|service| service.methods().collect::<Vec<_>>()).collect();
+        let rules = methods
+            .iter()
+            .filter_map(|method| declared_rule(pool, method).map(|rule| (method.full_name().to_owned(), rule)))
             .collect();
-        Self { rules }
+        let secret_checks = methods
+            .iter()
+            .filter(|method| declared_access(pool, method).is_some_and(|access| flag(&access, "checks_secret")))
+            .map(|method| method.full_name().to_owned())
+            .collect();
+        Self { rules, secret_checks }
+    }
+
+    /// Whether `method` checks a secret a caller could guess (a password).
+    pub fn checks_secret(&self, method: &str) -> bool {
+        self.secret_checks.contains(method)
     }
 
     /// The compiled-in contract's rules.
@@ -140,13 +153,25 @@ pub fn undeclared_methods(pool: &DescriptorPool) -> Vec<String> {
         .collect()
 }
 
-fn declared_rule(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<Rule> {
+/// The method's `meshwork.access.v1.Access` option, if it has one.
+fn declared_access(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<DynamicMessage> {
     let extension = pool.get_extension_by_name(ACCESS_EXTENSION)?;
     let options = method.options();
     if !options.has_extension(&extension) {
         return None;
     }
-    let Value::Message(access) = options.get_extension(&extension).into_owned() else { return None };
+    match options.get_extension(&extension).into_owned() {
+        Value::Message(access) => Some(access),
+        _ => None,
+    }
+}
+
+fn flag(access: &DynamicMessage, field: &str) -> bool {
+    access.get_field_by_name(field).and_then(|value| value.as_bool()).unwrap_or(false)
+}
+
+fn declared_rule(pool: &DescriptorPool, method: &MethodDescriptor) -> Option<Rule> {
+    let access = declared_access(pool, method)?;
     let audience = access.get_field_by_name("audience").and_then(|v| v.as_enum_number()).unwrap_or(0);
     let roles = access
         .get_field_by_name("roles")
@@ -180,6 +205,8 @@ mod tests {
         assert_eq!(rule("shop.products.v1.ProductService.ReserveStock"), Some(Rule::Internal));
         assert_eq!(rule("shop.orders.v1.OrderService.ShipOrder"), Some(Rule::Roles(vec!["fulfilment".into()])));
         assert_eq!(policy.roles().into_iter().collect::<Vec<_>>(), ["admin", "fulfilment"]);
+        let secret_checks: Vec<&str> = policy.methods().map(|(m, _)| m).filter(|m| policy.checks_secret(m)).collect();
+        assert_eq!(secret_checks, ["shop.users.v1.UserService.Login"]);
     }
 
     #[test]
