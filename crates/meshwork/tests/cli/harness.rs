@@ -48,6 +48,10 @@ impl Running {
         line
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process stops at whatever instant it had reached.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

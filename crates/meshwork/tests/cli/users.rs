@@ -1,6 +1,6 @@
 //! The users service through the binary, as a user checks it: on PostgreSQL
-//! (`meshwork users migrate`, then `meshwork users`), and under `meshwork up`
-//! across a restart.
+//! (`meshwork users migrate`, then `meshwork users`), under a flood of bad
+//! logins, and under `meshwork up` across a restart.
 
 use contract::users::user_service_client::UserServiceClient;
 use contract::users::{CreateUserRequest, GetJwksRequest, GetUserRequest, LoginRequest};
@@ -54,6 +54,92 @@ async fn users_migrates_and_serves_on_postgres() {
     let login = LoginRequest { email: "user@example.com".to_owned(), password: "hunter2hunter2".to_owned() };
     let token = users.login(login).await.unwrap().into_inner().access_token;
     assert!(token_verifies(&mut users, &token).await);
+    assert!(running.terminate().success());
+    std::fs::remove_file(key_file).unwrap();
+}
+
+/// The Kubernetes users pod's memory limit, with room to spare.
+const MEMORY_CEILING_MIB: f64 = 200.0;
+
+/// A process's resident memory, from /proc.
+fn resident_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_concurrent_bad_logins_stay_under_the_memory_ceiling() {
+    let Some(database) = TestDatabase::create("two_hundred_concurrent_bad_logins").await else { return };
+    let key_file = std::env::temp_dir().join(format!("meshwork-key-{}.pem", uuid::Uuid::new_v4()));
+    std::fs::write(&key_file, run(&["users", "keygen"], &[]).stdout).unwrap();
+    let env = [
+        ("DATABASE_URL", database.url()),
+        ("JWT_SIGNING_KEY_FILE", key_file.to_str().unwrap()),
+        ("PORT", "0"),
+        ("MESHWORK_HOST", "127.0.0.1"),
+        ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
+    ];
+    assert!(run(&["users", "migrate"], &env).status.success());
+    let mut running = Running::start(&["users"], &env);
+    let line = running.read_line();
+    let address = line.trim().strip_prefix("users listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let mut users = client(&address).await;
+    let account = CreateUserRequest {
+        email: "victim@example.com".to_owned(),
+        name: "Victim".to_owned(),
+        password: Some("correct horse battery".to_owned()),
+    };
+    users.create_user(account).await.unwrap();
+
+    let pid = running.pid();
+    let before = resident_mib(pid);
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0.0_f64;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(resident_mib(pid));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    // Straight at the service port: no gateway limit in the way. Each email
+    // is a different (unknown) account, so no per-account throttle either:
+    // every attempt wants a password hash.
+    let attempts: Vec<_> = (0..200)
+        .map(|i| {
+            let mut users = users.clone();
+            tokio::spawn(async move {
+                let guess = LoginRequest { email: format!("nobody-{i}@example.com"), password: format!("guess-{i}") };
+                users.login(guess).await.unwrap_err().code()
+            })
+        })
+        .collect();
+    let mut codes = Vec::with_capacity(attempts.len());
+    for attempt in attempts {
+        codes.push(attempt.await.unwrap());
+    }
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    let held_back = codes.iter().filter(|code| **code == tonic::Code::ResourceExhausted).count();
+    let refused = codes.iter().filter(|code| **code == tonic::Code::Unauthenticated).count();
+    assert_eq!(refused + held_back, 200, "each attempt is refused or told to retry: {codes:?}");
+
+    let right = LoginRequest { email: "victim@example.com".to_owned(), password: "correct horse battery".to_owned() };
+    users.login(right).await.expect("the right password signs in once the flood is over");
+    let after = resident_mib(pid);
+    eprintln!(
+        "users resident memory: {before:.0} MiB before, {peak:.0} MiB at peak, {after:.0} MiB after 200 concurrent \
+         bad logins ({refused} checked, {held_back} told to retry)"
+    );
+    assert!(peak < MEMORY_CEILING_MIB, "peak {peak:.0} MiB over the {MEMORY_CEILING_MIB} MiB ceiling");
     assert!(running.terminate().success());
     std::fs::remove_file(key_file).unwrap();
 }
