@@ -3,14 +3,16 @@
 //! (nobody, a customer, fulfilment staff, an administrator, a service) calls
 //! every method through the gateway over gRPC, gRPC-Web and REST, and at
 //! the service's own port, and is refused exactly where the contract says
-//! (MESHWORK_AUTH=required, as in production).
+//! (MESHWORK_AUTH=required, as in production). Each test runs against
+//! `meshwork up` and against the four components started separately on
+//! their production backends.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use platform::access::{AccessPolicy, Rule};
 use serde_json::json;
 
-use crate::harness::{Platform, start_with};
+use crate::harness::{Deployment, Platform, deploy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Who {
@@ -41,8 +43,9 @@ async fn login(platform: &Platform, name: &str) -> (String, String) {
 /// The platform with a customer, a member of staff given the fulfilment
 /// role by the administrator through the API, and the administrator named
 /// by email before the account existed.
-async fn platform_and_callers() -> (Platform, Callers) {
-    let platform = start_with(&[("MESHWORK_AUTH", "required"), ("USERS_ADMINS", "boss@example.com")]).await;
+async fn platform_and_callers(deployment: Deployment, test: &str) -> Option<(Platform, Callers)> {
+    let settings = [("MESHWORK_AUTH", "required"), ("USERS_ADMINS", "boss@example.com")];
+    let platform = deploy(deployment, test, &settings).await?;
     let (_, customer) = login(&platform, "customer").await;
     let (_, admin) = login(&platform, "boss").await;
     let (staff, _) = login(&platform, "staff").await;
@@ -58,8 +61,14 @@ async fn platform_and_callers() -> (Platform, Callers) {
         (staff, login["accessToken"].as_str().unwrap().to_owned())
     };
     let service_secret = std::fs::read_to_string(platform.data_dir.join("service-secret")).unwrap();
-    (platform, Callers { customer, fulfilment, admin, service_secret })
+    Some((platform, Callers { customer, fulfilment, admin, service_secret }))
 }
+
+in_both_deployments!(
+    every_rpc_admits_exactly_its_audience_through_every_protocol_and_port,
+    every_rest_route_admits_exactly_its_audience,
+    a_service_token_from_outside_is_dropped_at_the_gateway,
+);
 
 /// What the contract lets `who` do under `rule` at the gateway (`edge`) or
 /// at the service's own port.
@@ -161,9 +170,8 @@ fn grpc_path(method: &str) -> String {
     format!("/{service}/{name}")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_rpc_admits_exactly_its_audience_through_every_protocol_and_port() {
-    let (platform, callers) = platform_and_callers().await;
+async fn every_rpc_admits_exactly_its_audience_through_every_protocol_and_port(deployment: Deployment, test: &str) {
+    let Some((platform, callers)) = platform_and_callers(deployment, test).await else { return };
     let mut failures = Vec::new();
     for (method, rule) in contract_methods() {
         let path = grpc_path(&method);
@@ -198,9 +206,8 @@ async fn every_rpc_admits_exactly_its_audience_through_every_protocol_and_port()
     assert!(failures.is_empty(), "{} wrong answers:\n{}", failures.len(), failures.join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_rest_route_admits_exactly_its_audience() {
-    let (platform, callers) = platform_and_callers().await;
+async fn every_rest_route_admits_exactly_its_audience(deployment: Deployment, test: &str) {
+    let Some((platform, callers)) = platform_and_callers(deployment, test).await else { return };
     let pool = prost_reflect::DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
     let routes = gateway::routes::RouteTable::from_pool(&pool).unwrap();
     let policy = AccessPolicy::contract();
@@ -241,9 +248,8 @@ async fn every_rest_route_admits_exactly_its_audience() {
     assert!(failures.is_empty(), "{} wrong answers:\n{}", failures.len(), failures.join("\n"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_service_token_from_outside_is_dropped_at_the_gateway() {
-    let (platform, callers) = platform_and_callers().await;
+async fn a_service_token_from_outside_is_dropped_at_the_gateway(deployment: Deployment, test: &str) {
+    let Some((platform, callers)) = platform_and_callers(deployment, test).await else { return };
     let forged = metadata(&callers, Who::Service);
     let status = grpc(&platform, platform.gateway, "/shop.products.v1.ProductService/ReserveStock", &forged).await;
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");

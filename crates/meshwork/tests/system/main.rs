@@ -1,9 +1,13 @@
 //! System tests: the whole platform in process (`meshwork up`'s code, on
-//! port 0, embedded backends), driven through its public surfaces.
+//! port 0, embedded backends; and, for the security suites, the components
+//! started separately on their production backends), driven through its
+//! public surfaces.
+
+#[macro_use]
+mod harness;
 
 mod access;
 mod fuzz;
-mod harness;
 mod key_rotation;
 mod security;
 mod template;

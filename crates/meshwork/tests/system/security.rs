@@ -1,12 +1,13 @@
 //! Authentication, authorization and rate limiting through the real
-//! gateway, with tokens from the real users service (MESHWORK_AUTH=required).
+//! gateway, with tokens from the real users service (MESHWORK_AUTH=required),
+//! under `meshwork up` and with the components started separately.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::harness::{Platform, start_with};
+use crate::harness::{Deployment, Platform, deploy};
 
 async fn register_and_login(platform: &Platform, name: &str) -> (String, String) {
     let body = json!({ "email": format!("{name}@example.com"), "name": name, "password": "correct horse" });
@@ -35,9 +36,12 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(body).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tokens_are_required_verified_and_ownership_enforced() {
-    let platform = start_with(&[("MESHWORK_AUTH", "required"), ("USERS_ADMINS", "root@example.com")]).await;
+async fn tokens_are_required_verified_and_ownership_enforced(deployment: Deployment, test: &str) {
+    let Some(platform) =
+        deploy(deployment, test, &[("MESHWORK_AUTH", "required"), ("USERS_ADMINS", "root@example.com")]).await
+    else {
+        return;
+    };
     let (alice, alice_token) = register_and_login(&platform, "alice").await;
     let (bob, bob_token) = register_and_login(&platform, "bob").await;
     let (_, root_token) = register_and_login(&platform, "root").await;
@@ -85,9 +89,8 @@ async fn tokens_are_required_verified_and_ownership_enforced() {
     assert_eq!(platform.rest_with(None, &claim, "GET", &path, None).await.status, 401);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_kind_of_bad_token_is_refused_with_401() {
-    let platform = start_with(&[("MESHWORK_AUTH", "required")]).await;
+async fn every_kind_of_bad_token_is_refused_with_401(deployment: Deployment, test: &str) {
+    let Some(platform) = deploy(deployment, test, &[("MESHWORK_AUTH", "required")]).await else { return };
     let (alice, _) = register_and_login(&platform, "carol").await;
     let now = chrono::Utc::now().timestamp();
     let valid = json!({ "sub": alice, "iss": "meshwork", "iat": now, "exp": now + 600 });
@@ -123,12 +126,11 @@ async fn every_kind_of_bad_token_is_refused_with_401() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn grpc_through_the_gateway_is_guarded_too() {
+async fn grpc_through_the_gateway_is_guarded_too(deployment: Deployment, test: &str) {
     use contract::orders::ListOrdersRequest;
     use contract::orders::order_service_client::OrderServiceClient;
 
-    let platform = start_with(&[("MESHWORK_AUTH", "required")]).await;
+    let Some(platform) = deploy(deployment, test, &[("MESHWORK_AUTH", "required")]).await else { return };
     let (_, token) = register_and_login(&platform, "dave").await;
     let mut orders = OrderServiceClient::new(platform.channel(platform.gateway).await);
     let anonymous = orders.list_orders(ListOrdersRequest::default()).await.unwrap_err();
@@ -138,9 +140,11 @@ async fn grpc_through_the_gateway_is_guarded_too() {
     orders.list_orders(request).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_identity_has_its_own_rate_limit() {
-    let platform = start_with(&[("GATEWAY_RATE_LIMIT", "1"), ("GATEWAY_RATE_BURST", "4")]).await;
+async fn each_identity_has_its_own_rate_limit(deployment: Deployment, test: &str) {
+    let Some(platform) = deploy(deployment, test, &[("GATEWAY_RATE_LIMIT", "1"), ("GATEWAY_RATE_BURST", "4")]).await
+    else {
+        return;
+    };
     // Two requests from this address: registering and logging in.
     let (_, token) = register_and_login(&platform, "erin").await;
     for remaining in ["1", "0"] {
@@ -162,10 +166,16 @@ async fn each_identity_has_its_own_rate_limit() {
     assert_eq!(platform.rest_as(Some(&token), "GET", "/products", None).await.status, 429);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_works_later() {
+async fn repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_works_later(
+    deployment: Deployment,
+    test: &str,
+) {
     // The per-address limit (next test) is raised out of the way.
-    let platform = start_with(&[("MESHWORK_AUTH", "required"), ("GATEWAY_SIGN_IN_RATE", "100")]).await;
+    let Some(platform) =
+        deploy(deployment, test, &[("MESHWORK_AUTH", "required"), ("GATEWAY_SIGN_IN_RATE", "100")]).await
+    else {
+        return;
+    };
     register_and_login(&platform, "frank").await;
     let wrong = json!({ "email": "frank@example.com", "password": "wrong password" }).to_string();
     for _ in 0..5 {
@@ -184,12 +194,15 @@ async fn repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_
     assert_eq!(platform.rest("POST", "/users/login", Some(right.as_bytes())).await.status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sign_in_attempts_are_limited_per_address_whichever_accounts_they_try() {
+async fn sign_in_attempts_are_limited_per_address_whichever_accounts_they_try(deployment: Deployment, test: &str) {
     use contract::users::LoginRequest;
     use contract::users::user_service_client::UserServiceClient;
 
-    let platform = start_with(&[("MESHWORK_AUTH", "required"), ("GATEWAY_SIGN_IN_RATE", "3")]).await;
+    let Some(platform) =
+        deploy(deployment, test, &[("MESHWORK_AUTH", "required"), ("GATEWAY_SIGN_IN_RATE", "3")]).await
+    else {
+        return;
+    };
     for victim in ["ivan", "judy", "mallory"] {
         let guess = json!({ "email": format!("{victim}@example.com"), "password": "hunter2" }).to_string();
         assert_eq!(platform.rest("POST", "/users/login", Some(guess.as_bytes())).await.status, 401);
@@ -208,3 +221,12 @@ async fn sign_in_attempts_are_limited_per_address_whichever_accounts_they_try() 
     // Nothing else is held back.
     assert_eq!(platform.rest("GET", "/products", None).await.status, 200);
 }
+
+in_both_deployments!(
+    grpc_through_the_gateway_is_guarded_too,
+    repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_works_later,
+    sign_in_attempts_are_limited_per_address_whichever_accounts_they_try,
+    tokens_are_required_verified_and_ownership_enforced,
+    every_kind_of_bad_token_is_refused_with_401,
+    each_identity_has_its_own_rate_limit,
+);
