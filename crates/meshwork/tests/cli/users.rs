@@ -25,26 +25,46 @@ async fn token_verifies(client: &mut UserServiceClient<Channel>, token: &str) ->
     jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).is_ok()
 }
 
+/// `meshwork users` alone on a fresh PostgreSQL database, migrated first
+/// with `meshwork users migrate`: the process, its address, and what must
+/// outlive it.
+struct UsersAlone {
+    running: Running,
+    address: String,
+    key_file: std::path::PathBuf,
+    _database: TestDatabase,
+}
+
+impl UsersAlone {
+    async fn start(test: &str) -> Option<Self> {
+        let database = TestDatabase::create(test).await?;
+        let key_file = std::env::temp_dir().join(format!("meshwork-key-{}.pem", uuid::Uuid::new_v4()));
+        std::fs::write(&key_file, run(&["users", "keygen"], &[]).stdout).unwrap();
+        let env = [
+            ("DATABASE_URL", database.url()),
+            ("JWT_SIGNING_KEY_FILE", key_file.to_str().unwrap()),
+            ("PORT", "0"),
+            ("MESHWORK_HOST", "127.0.0.1"),
+            ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
+        ];
+        let migrated = run(&["users", "migrate"], &env);
+        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        let mut running = Running::start(&["users"], &env);
+        let line = running.read_line();
+        let address = line.trim().strip_prefix("users listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+        Some(Self { running, address, key_file, _database: database })
+    }
+
+    fn stop(mut self) {
+        assert!(self.running.terminate().success());
+        std::fs::remove_file(&self.key_file).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn users_migrates_and_serves_on_postgres() {
-    let Some(database) = TestDatabase::create("users_migrates_and_serves_on_postgres").await else { return };
-    let key_file = std::env::temp_dir().join(format!("meshwork-key-{}.pem", uuid::Uuid::new_v4()));
-    std::fs::write(&key_file, run(&["users", "keygen"], &[]).stdout).unwrap();
-    let env = [
-        ("DATABASE_URL", database.url()),
-        ("JWT_SIGNING_KEY_FILE", key_file.to_str().unwrap()),
-        ("PORT", "0"),
-        ("MESHWORK_HOST", "127.0.0.1"),
-        ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
-    ];
-
-    let migrated = run(&["users", "migrate"], &env);
-    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
-
-    let mut running = Running::start(&["users"], &env);
-    let line = running.read_line();
-    let address = line.trim().strip_prefix("users listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
-    let mut users = client(&address).await;
+    let Some(alone) = UsersAlone::start("users_migrates_and_serves_on_postgres").await else { return };
+    let mut users = client(&alone.address).await;
     let request = CreateUserRequest {
         email: "user@example.com".to_owned(),
         name: "John Doe".to_owned(),
@@ -54,8 +74,7 @@ async fn users_migrates_and_serves_on_postgres() {
     let login = LoginRequest { email: "user@example.com".to_owned(), password: "hunter2hunter2".to_owned() };
     let token = users.login(login).await.unwrap().into_inner().access_token;
     assert!(token_verifies(&mut users, &token).await);
-    assert!(running.terminate().success());
-    std::fs::remove_file(key_file).unwrap();
+    alone.stop();
 }
 
 /// The Kubernetes users pod's memory limit, with room to spare.
@@ -74,21 +93,8 @@ fn resident_mib(pid: u32) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_concurrent_bad_logins_stay_under_the_memory_ceiling() {
-    let Some(database) = TestDatabase::create("two_hundred_concurrent_bad_logins").await else { return };
-    let key_file = std::env::temp_dir().join(format!("meshwork-key-{}.pem", uuid::Uuid::new_v4()));
-    std::fs::write(&key_file, run(&["users", "keygen"], &[]).stdout).unwrap();
-    let env = [
-        ("DATABASE_URL", database.url()),
-        ("JWT_SIGNING_KEY_FILE", key_file.to_str().unwrap()),
-        ("PORT", "0"),
-        ("MESHWORK_HOST", "127.0.0.1"),
-        ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
-    ];
-    assert!(run(&["users", "migrate"], &env).status.success());
-    let mut running = Running::start(&["users"], &env);
-    let line = running.read_line();
-    let address = line.trim().strip_prefix("users listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
-    let mut users = client(&address).await;
+    let Some(alone) = UsersAlone::start("two_hundred_concurrent_bad_logins").await else { return };
+    let mut users = client(&alone.address).await;
     let account = CreateUserRequest {
         email: "victim@example.com".to_owned(),
         name: "Victim".to_owned(),
@@ -96,7 +102,7 @@ async fn two_hundred_concurrent_bad_logins_stay_under_the_memory_ceiling() {
     };
     users.create_user(account).await.unwrap();
 
-    let pid = running.pid();
+    let pid = alone.running.pid();
     let before = resident_mib(pid);
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
@@ -140,8 +146,7 @@ async fn two_hundred_concurrent_bad_logins_stay_under_the_memory_ceiling() {
          bad logins ({refused} checked, {held_back} told to retry)"
     );
     assert!(peak < MEMORY_CEILING_MIB, "peak {peak:.0} MiB over the {MEMORY_CEILING_MIB} MiB ceiling");
-    assert!(running.terminate().success());
-    std::fs::remove_file(key_file).unwrap();
+    alone.stop();
 }
 
 #[tokio::test(flavor = "multi_thread")]
