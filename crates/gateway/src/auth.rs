@@ -11,18 +11,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use contract::users::GetJwksRequest;
-use contract::users::user_service_client::UserServiceClient;
-use futures::future::BoxFuture;
 use platform::access::{AccessPolicy, Denial, Principal, Rule, TokenError, UserTokens};
 use prost_reflect::DescriptorPool;
 
 pub use platform::access::AuthMode;
 
-use crate::upstream::{CallError, Upstream};
-
-/// The users service: the only source of the keys that sign tokens.
-const USERS_SERVICE: &str = "shop.users.v1.UserService";
+use resilience::Upstream;
 
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -81,10 +75,8 @@ impl Authenticator {
             }
             policy.set(method.clone(), Rule::Internal);
         }
-        let tokens = UserTokens::new(config.issuer.clone(), move || -> BoxFuture<'static, _> {
-            Box::pin(fetch_keys(users.clone()))
-        })
-        .refetch_interval(config.key_refetch_interval);
+        let jwks = users.map(platform::access::jwks_from_users);
+        let tokens = UserTokens::new(config.issuer.clone(), jwks).refetch_interval(config.key_refetch_interval);
         Ok(Self { mode: config.mode, policy, tokens })
     }
 
@@ -113,22 +105,6 @@ impl Authenticator {
             return Err(Denial::Forbidden(format!("{method} is internal: it is not served through the gateway")));
         }
         rule.admits(principal, self.mode == AuthMode::Optional)
-    }
-}
-
-async fn fetch_keys(users: Option<Arc<Upstream>>) -> Result<Vec<contract::users::JsonWebKey>, String> {
-    let users = users.ok_or_else(|| format!("no upstream for {USERS_SERVICE}"))?;
-    let response = users
-        .call(true, None, |channel, remaining| async move {
-            let mut request = tonic::Request::new(GetJwksRequest {});
-            request.set_timeout(remaining);
-            UserServiceClient::new(channel).get_jwks(request).await
-        })
-        .await;
-    match response {
-        Ok(response) => Ok(response.into_inner().keys),
-        Err(CallError::Status(status)) => Err(status.message().to_owned()),
-        Err(CallError::Refused(refusal)) => Err(refusal.status(&users.name).message().to_owned()),
     }
 }
 

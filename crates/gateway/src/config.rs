@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use platform::StartError;
 use platform::config::Setting;
 use platform::settings::{self, Settings};
+use resilience::EndpointSource;
 
 pub const GATEWAY_UPSTREAMS: Setting = Setting {
     name: "GATEWAY_UPSTREAMS",
@@ -62,8 +63,6 @@ pub const GATEWAY_TRUSTED_PROXIES: Setting = Setting {
     name: "GATEWAY_TRUSTED_PROXIES",
     help: "IPs of proxies whose X-Forwarded-For is believed, comma-separated (default: none)",
 };
-pub const GATEWAY_DNS_REFRESH: Setting =
-    Setting { name: "GATEWAY_DNS_REFRESH", help: "how often dns:// endpoints are re-resolved (default 10s)" };
 
 /// Every setting this crate reads itself.
 pub const SETTINGS: &[Setting] = &[
@@ -80,7 +79,6 @@ pub const SETTINGS: &[Setting] = &[
     GATEWAY_MAX_IN_FLIGHT,
     GATEWAY_MAX_QUEUED,
     GATEWAY_BALANCER,
-    GATEWAY_DNS_REFRESH,
     GATEWAY_PUBLIC_METHODS,
     GATEWAY_INTERNAL_METHODS,
     GATEWAY_RATE_LIMIT,
@@ -103,64 +101,17 @@ pub enum Cors {
     Origins(Vec<String>),
 }
 
-/// Where an upstream's endpoints come from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum EndpointSource {
-    /// A fixed list of `http(s)://host:port`.
-    Static(Vec<String>),
-    /// `dns://host:port`: every address the name resolves to, re-resolved
-    /// periodically (a Kubernetes headless Service).
-    Dns { host: String, port: u16 },
-    /// `etcd://component`: the URLs instances registered under
-    /// `{MESHWORK_ETCD_PREFIX}{component}/`, watched.
-    Etcd { component: String },
-}
-
-impl EndpointSource {
-    /// `http://a:1,http://b:2`, `dns://host:port` or `etcd://component`.
-    pub fn parse(value: &str) -> Result<Self, String> {
-        if let Some(component) = value.strip_prefix("etcd://") {
-            let component = component.trim_end_matches('/');
-            if component.is_empty() || component.contains('/') {
-                return Err("etcd:// needs a component name, such as etcd://products".to_owned());
-            }
-            return Ok(Self::Etcd { component: component.to_owned() });
-        }
-        if let Some(rest) = value.strip_prefix("dns://") {
-            let (host, port) = rest.trim_end_matches('/').rsplit_once(':').ok_or("dns:// needs host:port")?;
-            let port = port.parse().map_err(|_| format!("bad port in {value}"))?;
-            return Ok(Self::Dns { host: host.to_owned(), port });
-        }
-        let urls: Vec<String> = value
-            .split(',')
-            .map(|url| url.trim().trim_end_matches('/').to_owned())
-            .filter(|url| !url.is_empty())
-            .collect();
-        for url in &urls {
-            if !url.starts_with("http://") && !url.starts_with("https://") {
-                return Err(format!("{url:?} is not an http(s) URL or dns://host:port"));
-            }
-        }
-        if urls.is_empty() {
-            return Err("no endpoint given".to_owned());
-        }
-        Ok(Self::Static(urls))
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// (proto service, where its endpoints come from) pairs.
     pub upstreams: Vec<(String, EndpointSource)>,
-    pub policy: crate::upstream::Policy,
-    pub dns_refresh: std::time::Duration,
+    pub policy: resilience::Policy,
+    /// How `dns://` and `etcd://` sources are followed.
+    pub discovery: platform::discovery::Discovery,
     pub auth: crate::auth::AuthConfig,
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     /// Per client address, at methods that check a password.
     pub sign_in_limit: crate::ratelimit::RateLimitConfig,
-    /// etcd for `etcd://` sources (empty: none configured).
-    pub etcd_endpoints: Vec<String>,
-    pub etcd_prefix: String,
     pub descriptor_files: Vec<PathBuf>,
     pub max_body_bytes: usize,
     pub cors: Cors,
@@ -169,35 +120,37 @@ pub struct GatewayConfig {
 impl GatewayConfig {
     /// From settings; in production the three shop URLs are required.
     pub fn from_settings(settings: &Settings) -> Result<Self, StartError> {
-        let mut urls = Vec::new();
-        for ((_, setting), url) in SHOP_SERVICES.iter().zip([
-            &settings.user_service_url,
-            &settings.product_service_url,
-            &settings.order_service_url,
-        ]) {
-            urls.push(Settings::require(url, *setting, "the gateway routes its service's calls there")?);
-        }
-        Self::with_shop_urls(settings, [urls[0].clone(), urls[1].clone(), urls[2].clone()])
+        let why = "the gateway routes its service's calls there";
+        let sources = [
+            Settings::require(&settings.user_service_url, settings::USER_SERVICE_URL, why)?,
+            Settings::require(&settings.product_service_url, settings::PRODUCT_SERVICE_URL, why)?,
+            Settings::require(&settings.order_service_url, settings::ORDER_SERVICE_URL, why)?,
+        ];
+        Self::with_shop_sources(settings, sources)
     }
 
     /// From settings, with the users, products and orders URLs given (as
     /// `meshwork up` knows them); auth is optional unless `MESHWORK_AUTH` says
     /// otherwise.
     pub fn embedded(settings: &Settings, urls: [String; 3]) -> Result<Self, StartError> {
-        let mut config = Self::with_shop_urls(settings, urls)?;
+        let mut config = Self::with_shop_sources(settings, urls.map(|url| EndpointSource::Static(vec![url])))?;
         config.auth.mode = settings.auth_mode.unwrap_or(crate::auth::AuthMode::Optional);
         Ok(config)
     }
 
-    /// From settings, with the users, products and orders URLs given.
-    pub fn with_shop_urls(settings: &Settings, urls: [String; 3]) -> Result<Self, StartError> {
+    /// From settings, with where the users, products and orders services are.
+    pub fn with_shop_sources(settings: &Settings, sources: [EndpointSource; 3]) -> Result<Self, StartError> {
         let layers = &settings.layers;
+        let discovery = platform::discovery::Discovery::from_settings(settings);
         let mut upstreams = Vec::new();
-        for ((service, setting), url) in SHOP_SERVICES.iter().zip(urls) {
-            let source = EndpointSource::parse(&url).map_err(|reason| settings.invalid(*setting, reason))?;
+        for ((service, setting), source) in SHOP_SERVICES.iter().zip(sources) {
+            discovery.check(&source).map_err(|reason| settings.invalid(*setting, reason))?;
             upstreams.push((service.to_string(), source));
         }
         if let Some(extra) = layers.parse_with(GATEWAY_UPSTREAMS.name, parse_upstreams)? {
+            for (_, source) in &extra {
+                discovery.check(source).map_err(|reason| settings.invalid(GATEWAY_UPSTREAMS, reason))?;
+            }
             upstreams.extend(extra);
         }
         let descriptor_files = layers
@@ -212,8 +165,8 @@ impl GatewayConfig {
                 Cors::Origins(origins.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
             }
         };
-        let defaults = crate::upstream::Policy::default();
-        let policy = crate::upstream::Policy {
+        let defaults = resilience::Policy::default();
+        let policy = resilience::Policy {
             timeout: layers.duration_or(GATEWAY_TIMEOUT.name, defaults.timeout)?,
             connect_timeout: layers.duration_or(GATEWAY_CONNECT_TIMEOUT.name, defaults.connect_timeout)?,
             max_retries: layers.parse_or(GATEWAY_RETRIES.name, defaults.max_retries)?,
@@ -230,7 +183,6 @@ impl GatewayConfig {
             },
             strategy: layers.parse_or(GATEWAY_BALANCER.name, defaults.strategy)?,
         };
-        let dns_refresh = layers.duration_or(GATEWAY_DNS_REFRESH.name, std::time::Duration::from_secs(10))?;
         let mut auth = crate::auth::AuthConfig::new(
             settings.auth_mode.unwrap_or(crate::auth::AuthMode::Required),
             settings.jwt_issuer.clone(),
@@ -267,23 +219,13 @@ impl GatewayConfig {
             burst: sign_in_rate.unwrap_or(std::num::NonZeroU32::MIN),
             trusted_proxies: rate_limit.trusted_proxies.clone(),
         };
-        let uses_etcd = upstreams.iter().any(|(_, source)| matches!(source, EndpointSource::Etcd { .. }));
-        if uses_etcd && settings.etcd_endpoints.is_empty() {
-            return Err(platform::ConfigError::Missing {
-                name: settings::ETCD_ENDPOINTS.name.to_owned(),
-                reason: "an upstream is discovered through etcd:// (needs the etcd build)".to_owned(),
-            }
-            .into());
-        }
         Ok(Self {
             upstreams,
             policy,
-            dns_refresh,
+            discovery,
             auth,
             rate_limit,
             sign_in_limit,
-            etcd_endpoints: settings.etcd_endpoints.clone(),
-            etcd_prefix: settings.etcd_prefix.clone(),
             descriptor_files,
             max_body_bytes,
             cors,

@@ -9,7 +9,6 @@
 pub mod auth;
 pub mod codec;
 pub mod config;
-pub mod discovery;
 pub mod error;
 pub mod guard;
 pub mod headers;
@@ -33,7 +32,8 @@ use platform::StartError;
 use prost_reflect::DescriptorPool;
 use tower::{Layer, ServiceExt};
 
-pub use config::{EndpointSource, GatewayConfig};
+pub use config::GatewayConfig;
+pub use resilience::EndpointSource;
 
 use crate::config::Cors;
 use crate::passthrough::PassThrough;
@@ -53,10 +53,8 @@ pub struct Gateway {
     rate_limit: ratelimit::RateLimit,
     sign_in_limit: ratelimit::RateLimit,
     /// Upstreams whose endpoints are discovered (DNS, etcd).
-    discovered: Vec<(Arc<upstream::Upstream>, EndpointSource)>,
-    dns_refresh: std::time::Duration,
-    etcd_endpoints: Vec<String>,
-    etcd_prefix: String,
+    discovered: Vec<(Arc<resilience::Upstream>, EndpointSource)>,
+    discovery: platform::discovery::Discovery,
 }
 
 /// An error that is only a message.
@@ -124,9 +122,7 @@ impl Gateway {
             sign_in_limit,
             upstreams,
             discovered,
-            dns_refresh: config.dns_refresh,
-            etcd_endpoints: config.etcd_endpoints.clone(),
-            etcd_prefix: config.etcd_prefix.clone(),
+            discovery: config.discovery.clone(),
             max_body_bytes: config.max_body_bytes,
             openapi,
             descriptor_sets: sets,
@@ -153,23 +149,9 @@ impl Gateway {
     /// Starts following DNS or etcd for the upstreams discovered there.
     pub fn spawn_discovery(&self, shutdown: &platform::CancellationToken) {
         for (upstream, source) in &self.discovered {
-            match source {
-                EndpointSource::Dns { host, port } => {
-                    let (host, port, every) = (host.clone(), *port, self.dns_refresh);
-                    tokio::spawn(discovery::follow_dns(upstream.clone(), host, port, every, shutdown.clone()));
-                }
-                #[cfg(feature = "etcd")]
-                EndpointSource::Etcd { component } => {
-                    let directory = format!("{}{component}/", self.etcd_prefix);
-                    let etcd = self.etcd_endpoints.clone();
-                    tokio::spawn(discovery::follow_etcd(upstream.clone(), etcd, directory, shutdown.clone()));
-                }
-                #[cfg(not(feature = "etcd"))]
-                EndpointSource::Etcd { component } => {
-                    let _ = (&self.etcd_endpoints, &self.etcd_prefix);
-                    tracing::error!(%component, "etcd:// discovery needs the etcd build (cargo build --features etcd)");
-                }
-                EndpointSource::Static(_) => {}
+            if let Err(error) = self.discovery.follow(upstream, source, shutdown) {
+                // Checked when the configuration was read.
+                tracing::error!(upstream = %upstream.name, %error, "cannot follow the upstream's endpoints");
             }
         }
     }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::Gateway;
-use crate::upstream::CallError;
+use resilience::CallError;
 
 /// Forwards a gRPC request to its upstream, after admission.
 #[derive(Clone)]

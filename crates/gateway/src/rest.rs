@@ -15,7 +15,7 @@ use crate::codec::DynamicCodec;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_message, response_json};
-use crate::upstream::CallError;
+use resilience::CallError;
 
 pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Option<SocketAddr>) -> Response {
     let started = Instant::now();

@@ -94,6 +94,8 @@ const COMMON: &[Setting] = &[
     s::JAEGER_AGENT_HOST,
     s::ETCD_ENDPOINTS,
     s::ETCD_PREFIX,
+    s::DNS_REFRESH,
+    s::GATEWAY_DNS_REFRESH,
     s::ADVERTISE_URL,
     s::AUTH,
     s::GATEWAY_AUTH,

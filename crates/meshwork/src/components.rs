@@ -28,6 +28,13 @@ pub struct Addresses {
     pub orders: String,
 }
 
+impl Addresses {
+    /// One of these addresses as the only endpoint of a service.
+    pub fn source(&self, url: &str) -> resilience::EndpointSource {
+        resilience::EndpointSource::Static(vec![url.to_owned()])
+    }
+}
+
 /// A runnable part of meshwork.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
@@ -111,21 +118,22 @@ impl Component {
                 };
                 let upstreams = match backends {
                     Backends::Production => products::start::Upstreams::from_settings(settings)?,
-                    Backends::Embedded { addresses, .. } => {
-                        products::start::Upstreams { users: addresses.users.clone(), orders: addresses.orders.clone() }
-                    }
+                    Backends::Embedded { addresses, .. } => products::start::Upstreams {
+                        users: addresses.source(&addresses.users),
+                        orders: addresses.source(&addresses.orders),
+                    },
                 };
                 products::start::serve(products, &upstreams, settings, shutdown.clone())?
             }
             Self::Orders => {
                 let assembled = match backends {
-                    Backends::Production => orders::start::production(settings).await,
+                    Backends::Production => orders::start::production(settings, shutdown).await,
                     Backends::Embedded { bus, addresses, .. } => {
                         let upstreams = orders::start::Upstreams {
-                            users: addresses.users.clone(),
-                            products: addresses.products.clone(),
+                            users: addresses.source(&addresses.users),
+                            products: addresses.source(&addresses.products),
                         };
-                        orders::start::embedded(settings, &upstreams, Arc::new(bus.clone())).await
+                        orders::start::embedded(settings, &upstreams, Arc::new(bus.clone()), shutdown).await
                     }
                 }
                 .map_err(start_error)?;

@@ -1,7 +1,8 @@
 //! The orders service's view of its dependencies: the users and products
-//! services through their generated gRPC clients, each call under one
-//! deadline with retries for what is safe to repeat, each dependency behind
-//! a circuit breaker, the caller's trace propagated, and this service's
+//! services through their generated gRPC clients, each call on the one
+//! guarded call path ([`resilience::Upstream`]: deadline, retries for what
+//! is safe to repeat, a breaker per endpoint, endpoints followed as their
+//! `*_SERVICE_URL` says), the caller's trace propagated, and this service's
 //! token on every call (reserving stock is for services only).
 
 use std::sync::Arc;
@@ -13,19 +14,12 @@ use contract::users::GetUserRequest;
 use contract::users::user_service_client::UserServiceClient;
 use platform::access::ServiceTokens;
 use platform::telemetry::TracePropagation;
-use resilience::{BreakerConfig, CircuitBreaker, Retry, RetryPolicy};
-use tonic::codegen::InterceptedService;
-use tonic::transport::Channel;
-
-type Traced = InterceptedService<Channel, TracePropagation>;
+use resilience::Upstream;
 
 #[derive(Clone)]
 pub struct Dependencies {
-    users: UserServiceClient<Traced>,
-    products: ProductServiceClient<Traced>,
-    users_breaker: CircuitBreaker,
-    products_breaker: CircuitBreaker,
-    retry: Retry,
+    users: Arc<Upstream>,
+    products: Arc<Upstream>,
     service: Arc<ServiceTokens>,
 }
 
@@ -39,27 +33,21 @@ fn request<T>(message: T, remaining: Duration, service: &ServiceTokens) -> tonic
 }
 
 impl Dependencies {
-    pub fn new(users: Channel, products: Channel, retry: Retry, service: Arc<ServiceTokens>) -> Self {
-        Self {
-            users: UserServiceClient::with_interceptor(users, TracePropagation),
-            products: ProductServiceClient::with_interceptor(products, TracePropagation),
-            users_breaker: CircuitBreaker::new(BreakerConfig::default()),
-            products_breaker: CircuitBreaker::new(BreakerConfig::default()),
-            retry,
-            service,
-        }
+    pub fn new(users: Arc<Upstream>, products: Arc<Upstream>, service: Arc<ServiceTokens>) -> Self {
+        Self { users, products, service }
     }
 
     /// Whether the user exists (a read: retried).
     pub async fn user_exists(&self, user_id: &str) -> Result<bool, tonic::Status> {
         let outcome = self
-            .retry
-            .call(RetryPolicy::Idempotent, |remaining| {
-                let mut client = self.users.clone();
+            .users
+            .call(true, None, |channel, remaining| {
+                let mut client = UserServiceClient::with_interceptor(channel, TracePropagation);
                 let request = request(GetUserRequest { id: user_id.to_owned() }, remaining, &self.service);
-                self.users_breaker.call(|| async move { client.get_user(request).await })
+                async move { client.get_user(request).await }
             })
-            .await;
+            .await
+            .map_err(|error| error.into_status(&self.users.name));
         match outcome {
             Ok(_) => Ok(true),
             Err(status) if status.code() == tonic::Code::NotFound => Ok(false),
@@ -77,30 +65,27 @@ impl Dependencies {
             .iter()
             .map(|(product_id, quantity)| StockItem { product_id: product_id.clone(), quantity: *quantity })
             .collect();
-        self.retry
-            .call(RetryPolicy::Idempotent, |remaining| {
-                let mut client = self.products.clone();
+        self.products
+            .call(true, None, |channel, remaining| {
+                let mut client = ProductServiceClient::with_interceptor(channel, TracePropagation);
                 let message = ReserveStockRequest { reservation_id: reservation_id.to_owned(), items: items.clone() };
                 let request = request(message, remaining, &self.service);
-                self.products_breaker
-                    .call(|| async move { client.reserve_stock(request).await.map(tonic::Response::into_inner) })
+                async move { client.reserve_stock(request).await.map(tonic::Response::into_inner) }
             })
             .await
+            .map_err(|error| error.into_status(&self.products.name))
     }
 
     /// Releases a reservation (idempotent: retried).
     pub async fn release(&self, reservation_id: &str) -> Result<bool, tonic::Status> {
-        self.retry
-            .call(RetryPolicy::Idempotent, |remaining| {
-                let mut client = self.products.clone();
-                let request = request(
-                    ReleaseStockRequest { reservation_id: reservation_id.to_owned() },
-                    remaining,
-                    &self.service,
-                );
-                self.products_breaker
-                    .call(|| async move { client.release_stock(request).await.map(|r| r.into_inner().released) })
+        self.products
+            .call(true, None, |channel, remaining| {
+                let mut client = ProductServiceClient::with_interceptor(channel, TracePropagation);
+                let message = ReleaseStockRequest { reservation_id: reservation_id.to_owned() };
+                let request = request(message, remaining, &self.service);
+                async move { client.release_stock(request).await.map(|r| r.into_inner().released) }
             })
             .await
+            .map_err(|error| error.into_status(&self.products.name))
     }
 }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use events::Publisher;
 use events::rabbitmq::{RabbitConfig, RabbitPublisher};
 use platform::access::{jwks_from_users, service_access};
-use platform::client::lazy_channel;
+use platform::discovery::Discovery;
 use platform::settings::{self, Settings};
 use platform::{CancellationToken, StartError};
-use resilience::Retry;
+use resilience::EndpointSource;
 use tokio::sync::Notify;
 
 use crate::Orders;
@@ -21,8 +21,8 @@ use crate::store::{OrderStore, PostgresOrderStore, SqliteOrderStore, StoreError}
 /// Where the users and products services are.
 #[derive(Debug, Clone)]
 pub struct Upstreams {
-    pub users: String,
-    pub products: String,
+    pub users: EndpointSource,
+    pub products: EndpointSource,
 }
 
 impl Upstreams {
@@ -53,23 +53,30 @@ impl Assembled {
     }
 }
 
+/// The service over `store`, its dependencies followed until `shutdown`.
 pub fn assemble(
     settings: &Settings,
     store: Arc<dyn OrderStore>,
     upstreams: &Upstreams,
     publisher: Arc<dyn Publisher>,
+    shutdown: &CancellationToken,
 ) -> Result<Assembled, StartError> {
-    let users = lazy_channel(&upstreams.users).map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
-    let products = lazy_channel(&upstreams.products).map_err(|e| settings.invalid(settings::PRODUCT_SERVICE_URL, e))?;
+    let discovery = Discovery::from_settings(settings);
+    let users = discovery
+        .upstream("users", &upstreams.users, shutdown)
+        .map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
+    let products = discovery
+        .upstream("products", &upstreams.products, shutdown)
+        .map_err(|e| settings.invalid(settings::PRODUCT_SERVICE_URL, e))?;
     let (access, service) = service_access(settings, "orders", jwks_from_users(users.clone()))?;
-    let dependencies = Dependencies::new(users, products, Retry::default(), service);
+    let dependencies = Dependencies::new(users, products, service);
     let wake = Arc::new(Notify::new());
     let orders = Orders::new(store.clone(), dependencies, wake.clone());
     Ok(Assembled { orders, access, relay: OutboxRelay::new(store, publisher, wake) })
 }
 
 /// Production: PostgreSQL (`DATABASE_URL`, migrated at start) and RabbitMQ (`RABBITMQ_URL`).
-pub async fn production(settings: &Settings) -> Result<Assembled, StartError> {
+pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<Assembled, StartError> {
     let store = postgres_store(settings)?;
     let amqp = Settings::require(
         &settings.rabbitmq_url,
@@ -82,7 +89,7 @@ pub async fn production(settings: &Settings) -> Result<Assembled, StartError> {
         .map_err(StartError::other)?;
     let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
     let publisher = Arc::new(RabbitPublisher::new(bus));
-    assemble(settings, Arc::new(store), &upstreams, publisher)
+    assemble(settings, Arc::new(store), &upstreams, publisher, shutdown)
 }
 
 /// `meshwork up`: `orders.db` in `data_dir`, the in-process bus.
@@ -90,9 +97,10 @@ pub async fn embedded(
     settings: &Settings,
     upstreams: &Upstreams,
     publisher: Arc<dyn Publisher>,
+    shutdown: &CancellationToken,
 ) -> Result<Assembled, StartError> {
     let store = SqliteOrderStore::open(&settings.data_dir.join("orders.db")).await.map_err(StartError::other)?;
-    assemble(settings, Arc::new(store), upstreams, publisher)
+    assemble(settings, Arc::new(store), upstreams, publisher, shutdown)
 }
 
 /// The production store from `DATABASE_URL` (required), not yet migrated.

@@ -5,11 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
-pub mod client;
 pub mod config;
 pub mod connections;
 #[cfg(feature = "database")]
 pub mod database;
+pub mod discovery;
 pub mod error_code;
 pub mod health;
 pub mod id;

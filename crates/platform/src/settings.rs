@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use resilience::EndpointSource;
+
 use crate::config::{ConfigError, Env, Layers, Secret, Setting};
 use crate::telemetry::{LogFormat, TelemetrySettings};
 
@@ -28,9 +30,11 @@ settings! {
     MONGO_URL = "MONGO_URL": "MongoDB URL (mongodb://host:27017/db)";
     RABBITMQ_URL = "RABBITMQ_URL": "RabbitMQ URL (amqp://user:pass@host:5672/vhost)";
     RABBITMQ_PREFIX = "RABBITMQ_PREFIX": "prefix of the exchange and queue names (default meshwork.)";
-    USER_SERVICE_URL = "USER_SERVICE_URL": "users service address (http://users:8001)";
-    PRODUCT_SERVICE_URL = "PRODUCT_SERVICE_URL": "products service address (http://products:8002)";
-    ORDER_SERVICE_URL = "ORDER_SERVICE_URL": "orders service address (http://orders:8003)";
+    USER_SERVICE_URL = "USER_SERVICE_URL": "users service: http://users:8001 (comma-separated for several), dns://users-headless:8001 or etcd://users";
+    PRODUCT_SERVICE_URL = "PRODUCT_SERVICE_URL": "products service: http://products:8002, dns://host:port or etcd://products";
+    ORDER_SERVICE_URL = "ORDER_SERVICE_URL": "orders service: http://orders:8003, dns://host:port or etcd://orders";
+    DNS_REFRESH = "MESHWORK_DNS_REFRESH": "how often dns:// service addresses are re-resolved (default 10s)";
+    GATEWAY_DNS_REFRESH = "GATEWAY_DNS_REFRESH": "older name of MESHWORK_DNS_REFRESH";
     ETCD_ENDPOINTS = "ETCD_ENDPOINTS": "etcd to register in and discover from (http://etcd:2379, comma-separated); needs the etcd build";
     ETCD_PREFIX = "MESHWORK_ETCD_PREFIX": "key prefix of registrations in etcd (default /meshwork/services/)";
     ADVERTISE_URL = "MESHWORK_ADVERTISE_URL": "URL other instances reach this one at, registered in etcd (http://10.0.0.5:8002)";
@@ -62,9 +66,11 @@ pub struct Settings {
     pub mongo_url: Option<Secret<String>>,
     pub rabbitmq_url: Option<Secret<String>>,
     pub rabbitmq_prefix: String,
-    pub user_service_url: Option<String>,
-    pub product_service_url: Option<String>,
-    pub order_service_url: Option<String>,
+    pub user_service_url: Option<EndpointSource>,
+    pub product_service_url: Option<EndpointSource>,
+    pub order_service_url: Option<EndpointSource>,
+    /// How often `dns://` sources are re-resolved.
+    pub dns_refresh: Duration,
     pub jwt_issuer: String,
     /// None: the component's default (required; optional under `up`).
     pub auth_mode: Option<crate::access::AuthMode>,
@@ -109,30 +115,7 @@ impl Settings {
     pub fn load(env: &Env, extra: &[Setting]) -> Result<Self, ConfigError> {
         let known: Vec<Setting> = ALL.iter().chain(extra).copied().collect();
         let layers = Layers::load(env, &known)?;
-        // One endpoint, several (`http://a:1,http://b:1`), or a DNS name to
-        // follow (`dns://name:port`, a Kubernetes headless Service).
-        let service_url = |setting: Setting| {
-            layers.parse_with(setting.name, |value| {
-                let endpoints: Vec<&str> = value.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
-                for endpoint in &endpoints {
-                    let uri: http::Uri = endpoint.parse().map_err(|e| format!("{endpoint:?} is not a URL: {e}"))?;
-                    let scheme_ok = match uri.scheme_str() {
-                        Some("http" | "https") => true,
-                        Some("dns") => endpoints.len() == 1 && uri.port_u16().is_some(),
-                        _ => false,
-                    };
-                    if !scheme_ok || uri.authority().is_none() {
-                        return Err(
-                            "expected http://host:port (comma-separated for several) or dns://host:port".to_owned()
-                        );
-                    }
-                }
-                if endpoints.is_empty() {
-                    return Err("no endpoint given".to_owned());
-                }
-                Ok(endpoints.iter().map(|e| e.trim_end_matches('/')).collect::<Vec<_>>().join(","))
-            })
-        };
+        let service_url = |setting: Setting| layers.parse_with(setting.name, EndpointSource::parse);
         let otlp_endpoint = match layers.url(OTEL_EXPORTER_OTLP_ENDPOINT.name, &["http", "https"])? {
             Some(url) => Some(url.expose().clone()),
             None => layers.parse_with(JAEGER_AGENT_HOST.name, |host| {
@@ -163,6 +146,10 @@ impl Settings {
             user_service_url: service_url(USER_SERVICE_URL)?,
             product_service_url: service_url(PRODUCT_SERVICE_URL)?,
             order_service_url: service_url(ORDER_SERVICE_URL)?,
+            dns_refresh: match layers.raw(DNS_REFRESH.name) {
+                Some(_) => layers.duration_or(DNS_REFRESH.name, Duration::from_secs(10))?,
+                None => layers.duration_or(GATEWAY_DNS_REFRESH.name, Duration::from_secs(10))?,
+            },
             jwt_issuer: layers.string(JWT_ISSUER.name).unwrap_or_else(|| "meshwork".to_owned()),
             auth_mode: match layers.parse_with(AUTH.name, str::parse)? {
                 Some(mode) => Some(mode),
@@ -240,11 +227,15 @@ mod tests {
             ("JAEGER_AGENT_HOST", "jaeger"),
         ])
         .unwrap();
-        assert_eq!(settings.product_service_url.as_deref(), Some("http://products-1:8002,http://products-2:8002"));
-        assert_eq!(settings.order_service_url.as_deref(), Some("dns://orders-headless:8003"));
+        let url = |source: &Option<EndpointSource>| source.as_ref().map(ToString::to_string);
+        assert_eq!(
+            url(&settings.product_service_url).as_deref(),
+            Some("http://products-1:8002,http://products-2:8002")
+        );
+        assert_eq!(url(&settings.order_service_url).as_deref(), Some("dns://orders-headless:8003"));
         assert_eq!(settings.port, Some(9001));
         assert_eq!(settings.database_url.unwrap().expose(), "postgres://localhost/test");
-        assert_eq!(settings.user_service_url.as_deref(), Some("http://users:8001"));
+        assert_eq!(url(&settings.user_service_url).as_deref(), Some("http://users:8001"));
         assert_eq!(settings.telemetry.otlp_endpoint.as_deref(), Some("http://jaeger:4317"));
     }
 
@@ -272,6 +263,15 @@ mod tests {
         assert_eq!(settings.telemetry.otlp_endpoint.as_deref(), Some("http://collector:4317"));
         let settings = load(&[("JAEGER_AGENT_HOST", "jaeger"), ("OTEL_SDK_DISABLED", "true")]).unwrap();
         assert_eq!(settings.telemetry.otlp_endpoint, None);
+    }
+
+    #[test]
+    fn services_can_be_discovered_through_etcd_and_dns() {
+        let settings = load(&[("PRODUCT_SERVICE_URL", "etcd://products"), ("GATEWAY_DNS_REFRESH", "3s")]).unwrap();
+        assert_eq!(settings.product_service_url, Some(EndpointSource::Etcd { component: "products".to_owned() }));
+        assert_eq!(settings.dns_refresh, Duration::from_secs(3), "the older name still counts");
+        let settings = load(&[("MESHWORK_DNS_REFRESH", "1s"), ("GATEWAY_DNS_REFRESH", "3s")]).unwrap();
+        assert_eq!(settings.dns_refresh, Duration::from_secs(1));
     }
 
     #[test]

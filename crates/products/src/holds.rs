@@ -19,7 +19,7 @@ use contract::orders::GetOrderRequest;
 use contract::orders::order_service_client::OrderServiceClient;
 use platform::CancellationToken;
 use platform::access::ServiceTokens;
-use tonic::transport::Channel;
+use resilience::Upstream;
 
 use crate::domain::ReservationId;
 use crate::store::{ProductStore, StoreError};
@@ -37,25 +37,32 @@ pub trait OrderLedger: Send + Sync + 'static {
 }
 
 /// The orders service, asked as a service (its GetOrder answers a service
-/// about any order).
+/// about any order) on the guarded call path.
 pub struct OrdersService {
-    client: OrderServiceClient<Channel>,
+    orders: Arc<Upstream>,
     service: Arc<ServiceTokens>,
 }
 
 impl OrdersService {
-    pub fn new(channel: Channel, service: Arc<ServiceTokens>) -> Self {
-        Self { client: OrderServiceClient::new(channel), service }
+    pub fn new(orders: Arc<Upstream>, service: Arc<ServiceTokens>) -> Self {
+        Self { orders, service }
     }
 }
 
 #[async_trait]
 impl OrderLedger for OrdersService {
     async fn has_order(&self, order_id: &str) -> Result<bool, String> {
-        let mut request = tonic::Request::new(GetOrderRequest { id: order_id.to_owned() });
-        request.set_timeout(Duration::from_secs(5));
-        self.service.attach(&mut request);
-        match self.client.clone().get_order(request).await {
+        let answer = self
+            .orders
+            .call(true, None, |channel, remaining| {
+                let mut request = tonic::Request::new(GetOrderRequest { id: order_id.to_owned() });
+                request.set_timeout(remaining);
+                self.service.attach(&mut request);
+                async move { OrderServiceClient::new(channel).get_order(request).await }
+            })
+            .await
+            .map_err(|error| error.into_status(&self.orders.name));
+        match answer {
             Ok(_) => Ok(true),
             // Not an order id at all: no order can hold it.
             Err(status) if matches!(status.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => Ok(false),

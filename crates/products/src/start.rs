@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use platform::access::{jwks_from_users, service_access};
-use platform::client::lazy_channel;
+use platform::discovery::Discovery;
 use platform::settings::{self, Settings};
 use platform::{CancellationToken, ConfigError, StartError};
+use resilience::EndpointSource;
 
 use crate::Products;
 use crate::config::ProductsConfig;
@@ -19,8 +20,8 @@ use crate::store::{MongoProductStore, ProductStore, SqliteProductStore};
 /// users' tokens, orders to learn whether an expired hold has an order.
 #[derive(Debug, Clone)]
 pub struct Upstreams {
-    pub users: String,
-    pub orders: String,
+    pub users: EndpointSource,
+    pub orders: EndpointSource,
 }
 
 impl Upstreams {
@@ -48,8 +49,13 @@ pub fn serve(
     settings: &Settings,
     shutdown: CancellationToken,
 ) -> Result<platform::Server, ConfigError> {
-    let users = lazy_channel(&upstreams.users).map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
-    let orders = lazy_channel(&upstreams.orders).map_err(|e| settings.invalid(settings::ORDER_SERVICE_URL, e))?;
+    let discovery = Discovery::from_settings(settings);
+    let users = discovery
+        .upstream("users", &upstreams.users, &shutdown)
+        .map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
+    let orders = discovery
+        .upstream("orders", &upstreams.orders, &shutdown)
+        .map_err(|e| settings.invalid(settings::ORDER_SERVICE_URL, e))?;
     let (access, service) = service_access(settings, "products", jwks_from_users(users))?;
     let ledger = Arc::new(OrdersService::new(orders, service));
     let expiry = HoldExpiry::new(products.store().clone(), ledger, products.hold_ttl());

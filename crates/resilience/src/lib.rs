@@ -1,9 +1,10 @@
-//! Resilience for outbound calls, each concern in its own module with tests
-//! (time-based ones on a paused clock): exponential backoff with full
-//! jitter, a retry budget that keeps retries from multiplying an overload, a
-//! retrying caller that respects one deadline for the whole call, a circuit
-//! breaker per endpoint, a bulkhead per upstream, and endpoint balancing
-//! that ejects endpoints whose breaker is open.
+//! Resilience for outbound calls. [`Upstream`] is the one call path the
+//! gateway and the services use to call a service; its parts are each in a
+//! module of their own with tests (time-based ones on a paused clock):
+//! exponential backoff with full jitter, a retry budget that keeps retries
+//! from multiplying an overload, a circuit breaker per endpoint, a bulkhead
+//! per upstream, and endpoint balancing that ejects endpoints whose breaker
+//! is open. [`EndpointSource`] names where an upstream's endpoints come from.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -11,11 +12,13 @@ pub mod balancer;
 pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
-pub mod retry;
+pub mod endpoints;
+pub mod upstream;
 
 pub use backoff::Backoff;
 pub use balancer::{Balancer, Candidate, Strategy};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Outcome};
 pub use budget::RetryBudget;
 pub use bulkhead::{Bulkhead, BulkheadConfig};
-pub use retry::{Retry, RetryPolicy};
+pub use endpoints::EndpointSource;
+pub use upstream::{CallError, Endpoint, Policy, Refusal, Upstream};

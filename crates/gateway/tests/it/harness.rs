@@ -55,7 +55,7 @@ pub async fn start_with(max_body_bytes: usize) -> Harness {
 pub struct Builder {
     pub pool: DescriptorPool,
     set: Vec<u8>,
-    pub policy: gateway::upstream::Policy,
+    pub policy: resilience::Policy,
     pub max_body_bytes: usize,
     routes: Vec<(String, gateway::EndpointSource)>,
     pub etcd_endpoints: Vec<String>,
@@ -71,7 +71,7 @@ impl Builder {
         Self {
             pool,
             set,
-            policy: gateway::upstream::Policy::default(),
+            policy: resilience::Policy::default(),
             max_body_bytes: 1024 * 1024,
             routes: Vec::new(),
             etcd_endpoints: Vec::new(),
@@ -103,9 +103,11 @@ impl Builder {
         let config = GatewayConfig {
             upstreams: self.routes,
             policy: self.policy,
-            dns_refresh: std::time::Duration::from_secs(10),
-            etcd_endpoints: self.etcd_endpoints,
-            etcd_prefix: self.etcd_prefix,
+            discovery: platform::discovery::Discovery {
+                dns_refresh: std::time::Duration::from_secs(10),
+                etcd_endpoints: self.etcd_endpoints,
+                etcd_prefix: self.etcd_prefix,
+            },
             auth: gateway::auth::AuthConfig::new(gateway::auth::AuthMode::Optional, "meshwork"),
             rate_limit: gateway::ratelimit::RateLimitConfig::off(),
             sign_in_limit: gateway::ratelimit::RateLimitConfig::off(),

@@ -115,3 +115,32 @@ fn a_taken_port_is_a_clear_error() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
 }
+
+#[test]
+fn an_etcd_source_without_etcd_exits_64_naming_what_is_missing() {
+    let mut env = vec![("PORT", "0"), ("MESHWORK_HOST", "127.0.0.1")];
+    env.extend(crate::harness::UNREACHABLE_UPSTREAMS);
+    env.push(("PRODUCT_SERVICE_URL", "etcd://products"));
+    let output = run(&["gateway"], &env);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let missing = if cfg!(feature = "etcd") { "ETCD_ENDPOINTS" } else { "the etcd build" };
+    assert!(stderr.contains("PRODUCT_SERVICE_URL") && stderr.contains(missing), "{stderr}");
+}
+
+/// `etcd://` from the environment, as the README documents it (the etcd
+/// build, which CI's `--all-features` makes).
+#[cfg(feature = "etcd")]
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_sources_from_the_environment_are_accepted() {
+    let Some(etcd) = testkit::service_url("MESHWORK_TEST_ETCD_URL", "etcd_sources_from_the_environment") else {
+        return;
+    };
+    let mut env = vec![("PORT", "0"), ("MESHWORK_HOST", "127.0.0.1"), ("ETCD_ENDPOINTS", etcd.as_str())];
+    env.extend(crate::harness::UNREACHABLE_UPSTREAMS);
+    env.push(("PRODUCT_SERVICE_URL", "etcd://products"));
+    let mut running = crate::harness::Running::start(&["gateway"], &env);
+    let line = running.read_line();
+    assert!(line.starts_with("gateway listening on "), "{line}");
+    assert!(running.terminate().success());
+}

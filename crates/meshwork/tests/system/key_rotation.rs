@@ -63,10 +63,10 @@ async fn a_rotated_signing_key_is_fetched_when_a_token_names_it() {
 
     let env = Env::from_pairs([("MESHWORK_AUTH", "required"), ("GATEWAY_RATE_LIMIT", "0")]);
     let settings = Settings::load(&env, &meshwork::component_settings()).unwrap();
-    let unused = "http://127.0.0.1:9".to_owned();
-    let mut config =
-        gateway::GatewayConfig::with_shop_urls(&settings, [format!("http://{users_address}"), unused.clone(), unused])
-            .unwrap();
+    let at = |url: String| gateway::EndpointSource::Static(vec![url]);
+    let unused = at("http://127.0.0.1:9".to_owned());
+    let sources = [at(format!("http://{users_address}")), unused.clone(), unused];
+    let mut config = gateway::GatewayConfig::with_shop_sources(&settings, sources).unwrap();
     // Production waits 5 s between fetches; the test need not.
     config.auth.key_refetch_interval = Duration::ZERO;
     let shutdown = CancellationToken::new();

@@ -15,7 +15,7 @@ use platform::CancellationToken;
 use testkit::amqp::TestBroker;
 use testkit::proxy::TcpProxy;
 
-use crate::helpers::{Backend, channel, dependencies, order_store, orders_service};
+use crate::helpers::{Backend, channel, dependencies, order_store, orders_service, orders_service_without_relay};
 
 /// Names of the products consumer's queues under `config`, for cleanup.
 fn track_consumer(broker: &TestBroker, config: &RabbitConfig) {
@@ -42,11 +42,20 @@ impl Drop for RabbitShop {
     }
 }
 
+/// Whether the shop's own orders service relays its outbox.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    Running,
+    /// Left to a process the test starts itself.
+    None,
+}
+
 async fn rabbit_shop(
     backend: Backend,
     test: &str,
     broker: &TestBroker,
     bus: RabbitConfig,
+    relay: Relay,
 ) -> Option<(RabbitShop, Option<testkit::postgres::TestDatabase>)> {
     let (order_store, database) = order_store(backend, test).await?;
     let shutdown = CancellationToken::new();
@@ -57,17 +66,24 @@ async fn rabbit_shop(
         .max_attempts(3);
     tokio::spawn(run_consumer(bus.clone(), subscription, shutdown.clone()));
     broker.wait_for_queue(&bus.queue(products::consumer::CONSUMER)).await;
-    let publisher = Arc::new(RabbitPublisher::new(bus));
-    let address = orders_service(order_store.clone(), &upstreams, publisher, &shutdown).await;
+    let address = match relay {
+        Relay::Running => {
+            let publisher = Arc::new(RabbitPublisher::new(bus));
+            orders_service(order_store.clone(), &upstreams, publisher, &shutdown).await
+        }
+        Relay::None => orders_service_without_relay(order_store.clone(), &upstreams, &shutdown).await,
+    };
     let connect =
         |url: String| async move { tonic::transport::Channel::from_shared(url).unwrap().connect().await.unwrap() };
     Some((
         RabbitShop {
             orders: OrderServiceClient::new(channel(address).await),
             products: contract::products::product_service_client::ProductServiceClient::new(
-                connect(upstreams.products.clone()).await,
+                connect(upstreams.products.to_string()).await,
             ),
-            users: contract::users::user_service_client::UserServiceClient::new(connect(upstreams.users.clone()).await),
+            users: contract::users::user_service_client::UserServiceClient::new(
+                connect(upstreams.users.to_string()).await,
+            ),
             order_store,
             upstreams,
             shutdown,
@@ -113,7 +129,9 @@ async fn two_hundred_orders_through_dropped_broker_connections_are_each_applied_
     let Some(broker) = TestBroker::create(test) else { return };
     let proxy = TcpProxy::start(broker.address().await).await;
     let bus = RabbitConfig::new(broker.url_via(proxy.address())).with_prefix(&broker.prefix);
-    let Some((shop, _db)) = rabbit_shop(Backend::Postgres, test, &broker, bus.clone()).await else { return };
+    let Some((shop, _db)) = rabbit_shop(Backend::Postgres, test, &broker, bus.clone(), Relay::Running).await else {
+        return;
+    };
     let user = shop.user().await;
     shop.product("hot", 1000).await;
 
@@ -148,7 +166,9 @@ async fn a_poison_event_is_dead_lettered_and_the_events_behind_it_applied() {
     let test = "a_poison_event_is_dead_lettered";
     let Some(broker) = TestBroker::create(test) else { return };
     let bus = RabbitConfig::new(broker.url.clone()).with_prefix(&broker.prefix);
-    let Some((shop, _db)) = rabbit_shop(Backend::Sqlite, test, &broker, bus.clone()).await else { return };
+    let Some((shop, _db)) = rabbit_shop(Backend::Sqlite, test, &broker, bus.clone(), Relay::Running).await else {
+        return;
+    };
     let user = shop.user().await;
     shop.product("hot", 10).await;
 
@@ -186,7 +206,9 @@ async fn an_event_committed_before_a_crash_goes_out_after_the_restart() {
     let test = "an_event_committed_before_a_crash";
     let Some(broker) = TestBroker::create(test) else { return };
     let bus = RabbitConfig::new(broker.url.clone()).with_prefix(&broker.prefix);
-    let Some((shop, _db)) = rabbit_shop(Backend::Postgres, test, &broker, bus.clone()).await else { return };
+    let Some((shop, _db)) = rabbit_shop(Backend::Postgres, test, &broker, bus.clone(), Relay::None).await else {
+        return;
+    };
     let user = shop.user().await;
     shop.product("hot", 10).await;
 

@@ -39,6 +39,11 @@ pub async fn order_store(backend: Backend, test: &str) -> Option<(Arc<dyn OrderS
     }
 }
 
+/// One fixed endpoint.
+pub fn at(url: String) -> resilience::EndpointSource {
+    resilience::EndpointSource::Static(vec![url])
+}
+
 fn settings() -> Settings {
     testkit::settings()
 }
@@ -74,13 +79,13 @@ pub async fn dependencies(shutdown: &CancellationToken) -> (Upstreams, Arc<dyn P
     let products = products::Products::new(product_store.clone());
     // Its holds outlast every test, so it never needs to ask orders about one.
     let product_upstreams = products::start::Upstreams {
-        users: format!("http://{users_address}"),
-        orders: "http://127.0.0.1:9".to_owned(),
+        users: at(format!("http://{users_address}")),
+        orders: at("http://127.0.0.1:9".to_owned()),
     };
     let products = products::start::serve(products, &product_upstreams, &settings(), shutdown.clone()).unwrap();
     let products_address = testkit::serve(products, shutdown).await;
     let upstreams =
-        Upstreams { users: format!("http://{users_address}"), products: format!("http://{products_address}") };
+        Upstreams { users: at(format!("http://{users_address}")), products: at(format!("http://{products_address}")) };
     (upstreams, product_store)
 }
 
@@ -91,9 +96,22 @@ pub async fn orders_service(
     publisher: Arc<dyn Publisher>,
     shutdown: &CancellationToken,
 ) -> SocketAddr {
-    let server =
-        assemble(&settings(), store, upstreams, publisher).unwrap().serve_with_relay(&settings(), shutdown.clone());
+    let server = assemble(&settings(), store, upstreams, publisher, shutdown)
+        .unwrap()
+        .serve_with_relay(&settings(), shutdown.clone());
     testkit::serve(server, shutdown).await
+}
+
+/// The orders service over `store` with no outbox relay: what it writes
+/// stays in the outbox for another process's relay.
+pub async fn orders_service_without_relay(
+    store: Arc<dyn OrderStore>,
+    upstreams: &Upstreams,
+    shutdown: &CancellationToken,
+) -> SocketAddr {
+    let publisher = Arc::new(events::InProcessBus::new());
+    let assembled = assemble(&settings(), store, upstreams, publisher, shutdown).unwrap();
+    testkit::serve(orders::server(assembled.orders, assembled.access, &settings()), shutdown).await
 }
 
 pub async fn shop(backend: Backend, test: &str) -> Option<Shop> {
@@ -104,9 +122,11 @@ pub async fn shop(backend: Backend, test: &str) -> Option<Shop> {
     bus.subscribe(products::consumer::OrderEvents::subscription(product_store.clone()));
     let orders_address = orders_service(order_store.clone(), &upstreams, Arc::new(bus.clone()), &shutdown).await;
     Some(Shop {
-        users: UserServiceClient::new(Channel::from_shared(upstreams.users.clone()).unwrap().connect().await.unwrap()),
+        users: UserServiceClient::new(
+            Channel::from_shared(upstreams.users.to_string()).unwrap().connect().await.unwrap(),
+        ),
         products: ProductServiceClient::new(
-            Channel::from_shared(upstreams.products.clone()).unwrap().connect().await.unwrap(),
+            Channel::from_shared(upstreams.products.to_string()).unwrap().connect().await.unwrap(),
         ),
         orders: OrderServiceClient::new(channel(orders_address).await),
         order_store,

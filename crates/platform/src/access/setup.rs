@@ -6,7 +6,7 @@ use std::time::Duration;
 use contract::users::GetJwksRequest;
 use contract::users::user_service_client::UserServiceClient;
 use futures::future::BoxFuture;
-use tonic::transport::Channel;
+use resilience::Upstream;
 
 use super::{AccessPolicy, AuthMode, JwksSource, ServerAccess, ServiceTokens, UserTokens};
 use crate::config::ConfigError;
@@ -38,15 +38,26 @@ pub fn service_access(
     Ok((access, services))
 }
 
-/// The users service's published keys, fetched over gRPC (GetJwks is public).
-pub fn jwks_from_users(channel: Channel) -> impl JwksSource {
+/// How long a key fetch may take: a token waits for it.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The users service's published keys, fetched over gRPC (GetJwks is
+/// public) through the users upstream's guarded call path.
+pub fn jwks_from_users(users: Arc<Upstream>) -> impl JwksSource {
     move || -> BoxFuture<'static, Result<Vec<contract::users::JsonWebKey>, String>> {
-        let mut client = UserServiceClient::new(channel.clone());
+        let users = users.clone();
         Box::pin(async move {
-            let mut request = tonic::Request::new(GetJwksRequest {});
-            request.set_timeout(Duration::from_secs(2));
-            let response = client.get_jwks(request).await.map_err(|status| status.message().to_owned())?;
-            Ok(response.into_inner().keys)
+            let response = users
+                .call(true, Some(JWKS_TIMEOUT), |channel, remaining| async move {
+                    let mut request = tonic::Request::new(GetJwksRequest {});
+                    request.set_timeout(remaining);
+                    UserServiceClient::new(channel).get_jwks(request).await
+                })
+                .await;
+            match response {
+                Ok(response) => Ok(response.into_inner().keys),
+                Err(error) => Err(error.into_status(&users.name).message().to_owned()),
+            }
         })
     }
 }

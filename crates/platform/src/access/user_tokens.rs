@@ -40,6 +40,16 @@ where
     }
 }
 
+/// No source at all (a gateway fronting no users service): every fetch fails.
+impl<S: JwksSource> JwksSource for Option<S> {
+    fn fetch(&self) -> BoxFuture<'_, Result<Vec<JsonWebKey>, String>> {
+        match self {
+            Some(source) => source.fetch(),
+            None => Box::pin(async { Err("no users service is configured to fetch keys from".to_owned()) }),
+        }
+    }
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

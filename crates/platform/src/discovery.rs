@@ -1,14 +1,88 @@
-//! Endpoint discovery: `dns://host:port` upstreams are re-resolved every
-//! few seconds (every address of a Kubernetes headless Service becomes an
-//! endpoint), and the upstream's endpoint list follows. Static lists need
-//! nothing here.
+//! Endpoint discovery, for the gateway's upstreams and every service's
+//! dependencies alike: a fixed list is set once; `dns://host:port` is
+//! re-resolved every `dns_refresh` (every address of a Kubernetes headless
+//! Service becomes an endpoint with its own breaker); `etcd://component`
+//! follows what instances registered in etcd (the etcd build).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use platform::CancellationToken;
+use resilience::{EndpointSource, Policy, Upstream};
+use tokio_util::sync::CancellationToken;
 
-use crate::upstream::Upstream;
+use crate::settings::{self, Settings};
+
+/// Where discovery looks and how often.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub dns_refresh: Duration,
+    /// etcd for `etcd://` sources (empty: none configured).
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+}
+
+impl Discovery {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            dns_refresh: settings.dns_refresh,
+            etcd_endpoints: settings.etcd_endpoints.clone(),
+            etcd_prefix: settings.etcd_prefix.clone(),
+        }
+    }
+
+    /// Whether `source` can be followed here; why not, if it cannot.
+    pub fn check(&self, source: &EndpointSource) -> Result<(), String> {
+        match source {
+            EndpointSource::Etcd { .. } if !cfg!(feature = "etcd") => {
+                Err("etcd:// needs the etcd build (cargo build --features etcd)".to_owned())
+            }
+            EndpointSource::Etcd { .. } if self.etcd_endpoints.is_empty() => {
+                Err(format!("etcd:// needs {} (the etcd to discover from)", settings::ETCD_ENDPOINTS.name))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps `upstream`'s endpoints as `source` says: a fixed list now;
+    /// `dns://` and `etcd://` in the background until `shutdown`.
+    pub fn follow(
+        &self,
+        upstream: &Arc<Upstream>,
+        source: &EndpointSource,
+        shutdown: &CancellationToken,
+    ) -> Result<(), String> {
+        self.check(source)?;
+        match source {
+            EndpointSource::Static(urls) => upstream.set_endpoints(urls)?,
+            EndpointSource::Dns { host, port } => {
+                let (host, port, every) = (host.clone(), *port, self.dns_refresh);
+                tokio::spawn(follow_dns(upstream.clone(), host, port, every, shutdown.clone()));
+            }
+            #[cfg(feature = "etcd")]
+            EndpointSource::Etcd { component } => {
+                let directory = format!("{}{component}/", self.etcd_prefix);
+                let etcd = self.etcd_endpoints.clone();
+                tokio::spawn(follow_etcd(upstream.clone(), etcd, directory, shutdown.clone()));
+            }
+            #[cfg(not(feature = "etcd"))]
+            EndpointSource::Etcd { .. } => unreachable!("checked above"),
+        }
+        Ok(())
+    }
+
+    /// An upstream named `name` (for logs and metrics) under the default
+    /// policy, its endpoints following `source`.
+    pub fn upstream(
+        &self,
+        name: &str,
+        source: &EndpointSource,
+        shutdown: &CancellationToken,
+    ) -> Result<Arc<Upstream>, String> {
+        let upstream = Arc::new(Upstream::new(name, Policy::default()));
+        self.follow(&upstream, source, shutdown)?;
+        Ok(upstream)
+    }
+}
 
 /// Keeps `upstream`'s endpoints equal to what `host` resolves to.
 pub async fn follow_dns(

@@ -1,0 +1,322 @@
+//! One service as its callers see it (the gateway's upstreams, and one
+//! service's dependencies on another), guarded by one resilience stack: a
+//! bulkhead (bounded calls in flight, a small queue, then UNAVAILABLE), a
+//! deadline for the whole call (5 s, or the caller's shorter one), endpoint
+//! balancing that skips endpoints whose circuit breaker is open, and
+//! retries with backoff, within a budget: for calls safe to repeat, and for
+//! any call that provably never reached the service (its connection could
+//! not be made), as Envoy's `reset-before-request`. Every attempt's outcome
+//! feeds its endpoint's breaker.
+//!
+//! Hand-written rather than tower layers: the retry must pick a different
+//! endpoint than the one that failed and feed each attempt's outcome to that
+//! endpoint's breaker, which tower's retry and balance layers do not share.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+
+use crate::{
+    Backoff, Balancer, BreakerConfig, BreakerState, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome,
+    RetryBudget, Strategy,
+};
+
+/// How hard a caller tries, per upstream (DESIGN §6 defaults).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_retries: u32,
+    pub backoff: Backoff,
+    pub breaker: BreakerConfig,
+    pub bulkhead: BulkheadConfig,
+    pub strategy: Strategy,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            max_retries: 3,
+            backoff: Backoff::default(),
+            breaker: BreakerConfig::default(),
+            bulkhead: BulkheadConfig::default(),
+            strategy: Strategy::RoundRobin,
+        }
+    }
+}
+
+/// One address of an upstream: its channel, breaker and load.
+pub struct Endpoint {
+    pub url: String,
+    channel: Channel,
+    breaker: CircuitBreaker,
+    in_flight: AtomicUsize,
+}
+
+impl Candidate for Endpoint {
+    fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    fn load(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a call never got an answer from the upstream.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// Every endpoint's breaker is open.
+    BreakerOpen { retry_after: Duration },
+    /// The bulkhead and its queue are full.
+    Overloaded,
+    /// No endpoint is known (discovery found none).
+    NoEndpoints,
+}
+
+impl Refusal {
+    pub fn status(&self, upstream: &str) -> tonic::Status {
+        match self {
+            Self::BreakerOpen { .. } => {
+                tonic::Status::unavailable(format!("{upstream} is failing; its circuit breaker is open"))
+            }
+            Self::Overloaded => tonic::Status::unavailable(format!("{upstream} has too many calls in flight")),
+            Self::NoEndpoints => tonic::Status::unavailable(format!("no endpoint of {upstream} is known")),
+        }
+    }
+
+    /// Seconds for `Retry-After`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::BreakerOpen { retry_after } => Some(retry_after.as_secs().max(1)),
+            Self::Overloaded | Self::NoEndpoints => Some(1),
+        }
+    }
+}
+
+/// The outcome of a guarded call.
+pub enum CallError {
+    Refused(Refusal),
+    Status(tonic::Status),
+}
+
+impl CallError {
+    /// As a gRPC status, naming `upstream` in a refusal.
+    pub fn into_status(self, upstream: &str) -> tonic::Status {
+        match self {
+            Self::Refused(refusal) => refusal.status(upstream),
+            Self::Status(status) => status,
+        }
+    }
+}
+
+pub struct Upstream {
+    pub name: String,
+    policy: Policy,
+    endpoints: RwLock<Arc<Vec<Arc<Endpoint>>>>,
+    balancer: Balancer,
+    bulkhead: Bulkhead,
+    budget: RetryBudget,
+}
+
+impl Upstream {
+    pub fn new(name: impl Into<String>, policy: Policy) -> Self {
+        Self {
+            name: name.into(),
+            balancer: Balancer::new(policy.strategy),
+            bulkhead: Bulkhead::new(policy.bulkhead),
+            budget: RetryBudget::default(),
+            endpoints: RwLock::new(Arc::new(Vec::new())),
+            policy,
+        }
+    }
+
+    /// Replaces the endpoint list (discovery), keeping the breakers and
+    /// channels of endpoints still present.
+    pub fn set_endpoints(&self, urls: &[String]) -> Result<(), String> {
+        let current = self.endpoints();
+        let mut next = Vec::with_capacity(urls.len());
+        for url in urls {
+            if let Some(existing) = current.iter().find(|e| e.url == *url) {
+                next.push(existing.clone());
+                continue;
+            }
+            let channel = TonicEndpoint::from_shared(url.clone())
+                .map_err(|e| format!("invalid endpoint {url}: {e}"))?
+                .connect_timeout(self.policy.connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .connect_lazy();
+            let (upstream, endpoint) = (self.name.clone(), url.clone());
+            let breaker = CircuitBreaker::new(self.policy.breaker).on_transition(Arc::new(move |from, to| {
+                tracing::warn!(%upstream, %endpoint, from = from.as_str(), to = to.as_str(), "circuit breaker changed state");
+                let labels = [("upstream", upstream.clone()), ("endpoint", endpoint.clone())];
+                metrics::gauge!("circuit_breaker_state", &labels).set(to.as_gauge());
+                let [u, e] = labels;
+                metrics::counter!(
+                    "circuit_breaker_transitions_total",
+                    &[u, e, ("from", from.as_str().to_owned()), ("to", to.as_str().to_owned())]
+                )
+                .increment(1);
+            }));
+            metrics::gauge!("circuit_breaker_state", "upstream" => self.name.clone(), "endpoint" => url.clone())
+                .set(BreakerState::Closed.as_gauge());
+            next.push(Arc::new(Endpoint { url: url.clone(), channel, breaker, in_flight: AtomicUsize::new(0) }));
+        }
+        if next.iter().map(|e| &e.url).ne(current.iter().map(|e| &e.url)) {
+            tracing::info!(upstream = %self.name, endpoints = ?urls, "upstream endpoints updated");
+        }
+        *self.endpoints.write().expect("endpoints lock") = Arc::new(next);
+        Ok(())
+    }
+
+    pub fn endpoints(&self) -> Arc<Vec<Arc<Endpoint>>> {
+        self.endpoints.read().expect("endpoints lock").clone()
+    }
+
+    /// Each endpoint's breaker state, and the bulkhead's load, for readiness.
+    pub fn report(&self) -> serde_json::Value {
+        let endpoints: serde_json::Map<String, serde_json::Value> = self
+            .endpoints()
+            .iter()
+            .map(|e| (e.url.clone(), serde_json::Value::String(e.breaker.state().as_str().to_owned())))
+            .collect();
+        serde_json::json!({
+            "endpoints": endpoints,
+            "in_flight": self.bulkhead.in_flight(self.policy.bulkhead.max_in_flight),
+            "queued": self.bulkhead.queued(),
+        })
+    }
+
+    /// Runs `attempt` against an endpoint of this upstream under the whole
+    /// stack. `attempt` gets the endpoint's channel and the time left.
+    pub async fn call<T, F, Fut>(
+        &self,
+        idempotent: bool,
+        client_deadline: Option<Duration>,
+        mut attempt: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let timeout = client_deadline.map_or(self.policy.timeout, |client| client.min(self.policy.timeout));
+        let deadline = Instant::now() + timeout;
+        let _slot = match tokio::time::timeout(timeout, self.bulkhead.enter()).await {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) => {
+                metrics::counter!("upstream_shed_total", "upstream" => self.name.clone()).increment(1);
+                return Err(CallError::Refused(Refusal::Overloaded));
+            }
+            Err(_) => return Err(CallError::Status(deadline_exceeded(timeout))),
+        };
+        self.budget.deposit();
+        let mut retries = 0;
+        let mut failed: Option<Arc<Endpoint>> = None;
+        loop {
+            let endpoints = self.endpoints();
+            if endpoints.is_empty() {
+                return Err(CallError::Refused(Refusal::NoEndpoints));
+            }
+            let Some(endpoint) = self.balancer.pick(&endpoints, failed.as_deref()).cloned() else {
+                return Err(CallError::Refused(self.refused(&endpoints)));
+            };
+            if endpoint.breaker.try_acquire().is_err() {
+                // Its last trial slot went to another call a moment ago.
+                return Err(CallError::Refused(self.refused(&endpoints)));
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let outcome = match tokio::time::timeout(remaining, attempt(endpoint.channel.clone(), remaining)).await {
+                Ok(outcome) => outcome.map_err(|status| transport_failure(status, &endpoint.url)),
+                Err(_) => Err(Failure::Sent(deadline_exceeded(timeout))),
+            };
+            endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let code = outcome.as_ref().map_or_else(|failure| failure.status().code(), |_| tonic::Code::Ok);
+            endpoint.breaker.record(Outcome::of_status(code));
+            self.observe(&endpoint, code, started.elapsed());
+            let (status, never_sent) = match outcome {
+                Ok(value) => return Ok(value),
+                Err(Failure::NotSent(status)) => (status, true),
+                Err(Failure::Sent(status)) => (status, false),
+            };
+            let delay = self.policy.backoff.delay(retries);
+            let may_retry = (idempotent || never_sent)
+                && status.code() == tonic::Code::Unavailable
+                && retries < self.policy.max_retries
+                && Instant::now() + delay < deadline;
+            if !may_retry || !self.budget.withdraw() {
+                return Err(CallError::Status(status));
+            }
+            retries += 1;
+            metrics::counter!("upstream_retries_total", "upstream" => self.name.clone()).increment(1);
+            tracing::debug!(upstream = %self.name, endpoint = %endpoint.url, retry = retries, ?delay, %status, "retrying");
+            failed = Some(endpoint);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn refused(&self, endpoints: &[Arc<Endpoint>]) -> Refusal {
+        metrics::counter!("upstream_breaker_rejected_total", "upstream" => self.name.clone()).increment(1);
+        let retry_after =
+            endpoints.iter().filter_map(|e| e.breaker.open_remaining()).min().unwrap_or(self.policy.breaker.open_for);
+        Refusal::BreakerOpen { retry_after }
+    }
+
+    fn observe(&self, endpoint: &Endpoint, code: tonic::Code, elapsed: Duration) {
+        let labels = [("upstream", self.name.clone()), ("endpoint", endpoint.url.clone())];
+        metrics::histogram!("upstream_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+        let [u, e] = labels;
+        metrics::counter!("upstream_requests_total", &[u, e, ("code", format!("{code:?}"))]).increment(1);
+    }
+}
+
+/// A failed attempt, and whether the request can have reached the service.
+enum Failure {
+    /// The connection could not be made: the service never saw the request.
+    NotSent(tonic::Status),
+    Sent(tonic::Status),
+}
+
+impl Failure {
+    fn status(&self) -> &tonic::Status {
+        match self {
+            Self::NotSent(status) | Self::Sent(status) => status,
+        }
+    }
+}
+
+/// A status the server did not send comes with the client's own error as
+/// its source: a connection refused, reset or dropped under the call (which
+/// tonic reports as UNKNOWN or CANCELLED). To the breaker and the caller that
+/// is UNAVAILABLE; tonic's own expired deadline is DEADLINE_EXCEEDED. A
+/// failure to connect means the request was never sent.
+fn transport_failure(status: tonic::Status, endpoint: &str) -> Failure {
+    use std::error::Error;
+    if status.source().is_none() {
+        return Failure::Sent(status);
+    }
+    let mut chain = Vec::new();
+    let mut source = status.source();
+    while let Some(error) = source {
+        chain.push(error);
+        source = error.source();
+    }
+    // A connect timeout is also a TimeoutExpired, under a ConnectError.
+    let connecting = chain.iter().any(|e| e.is::<tonic::ConnectError>());
+    if !connecting && chain.iter().any(|e| e.is::<tonic::TimeoutExpired>()) {
+        return Failure::Sent(tonic::Status::deadline_exceeded(format!("{endpoint} did not answer in time")));
+    }
+    let unavailable = tonic::Status::unavailable(format!("the connection to {endpoint} failed: {}", status.message()));
+    if connecting { Failure::NotSent(unavailable) } else { Failure::Sent(unavailable) }
+}
+
+fn deadline_exceeded(timeout: Duration) -> tonic::Status {
+    tonic::Status::deadline_exceeded(format!("no answer within {timeout:?}"))
+}
