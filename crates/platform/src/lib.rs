@@ -11,6 +11,7 @@ pub mod connections;
 pub mod database;
 pub mod discovery;
 pub mod error_code;
+pub mod grpc_timeout;
 pub mod health;
 pub mod id;
 pub mod metrics;

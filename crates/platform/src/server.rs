@@ -24,6 +24,7 @@ use tonic_health::ServingStatus;
 
 use crate::access::{AccessLayer, ServerAccess};
 use crate::connections::{ConnectionLimits, accept_until};
+use crate::grpc_timeout::GrpcTimeoutLayer;
 use crate::health::{HealthSync, Readiness};
 use crate::rpc_telemetry::RpcTelemetryLayer;
 use crate::settings::Settings;
@@ -202,6 +203,7 @@ impl Server {
             // route_layer: the fallback (unknown paths) stays out of the per-RPC
             // metrics and the access check (the gateway checks its own).
             .route_layer(AccessLayer::new(self.access))
+            .route_layer(GrpcTimeoutLayer)
             .route_layer(RpcTelemetryLayer);
         let grpc = match self.fallback {
             Some(fallback) => grpc.fallback_service(fallback),

@@ -205,7 +205,12 @@ impl Upstream {
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
-        let timeout = client_deadline.map_or(self.policy.timeout, |client| client.min(self.policy.timeout));
+        // The tightest of: this upstream's own, the caller's, and what is left
+        // of the request this call is made for.
+        let timeout = [client_deadline, crate::deadline::remaining()]
+            .into_iter()
+            .flatten()
+            .fold(self.policy.timeout, Duration::min);
         let deadline = Instant::now() + timeout;
         let _slot = match tokio::time::timeout(timeout, self.bulkhead.enter()).await {
             Ok(Ok(slot)) => slot,

@@ -1,0 +1,43 @@
+//! The deadline of the request being served, carried with the task that
+//! serves it: a server sets it from the caller's `grpc-timeout`, and every
+//! [`crate::Upstream`] call made while serving gives the callee at most what
+//! is left of it. Nothing has to pass it along by hand.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Runs `work` under `deadline` (a tighter one already in force stays).
+pub async fn within<F: Future>(deadline: Instant, work: F) -> F::Output {
+    let deadline = remaining().map_or(deadline, |left| deadline.min(Instant::now() + left));
+    DEADLINE.scope(deadline, work).await
+}
+
+/// What is left of the deadline in force, if any.
+pub fn remaining() -> Option<Duration> {
+    DEADLINE.try_with(|deadline| deadline.saturating_duration_since(Instant::now())).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_is_seen_inside_and_only_shrinks() {
+        assert_eq!(remaining(), None, "no deadline outside a request");
+        within(Instant::now() + Duration::from_secs(1), async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(remaining(), Some(Duration::from_millis(700)));
+            within(Instant::now() + Duration::from_secs(10), async {
+                assert_eq!(remaining(), Some(Duration::from_millis(700)), "an inner scope cannot extend it");
+            })
+            .await;
+        })
+        .await;
+    }
+}
