@@ -86,15 +86,20 @@ impl Component {
         backends: Backends<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Server> {
+        let mut broker: Option<RabbitConfig> = None;
         let server = match self {
-            Self::Users => {
-                let users = match backends {
-                    Backends::Production => users::start::production(settings).await,
-                    Backends::Embedded { data_dir, .. } => users::start::embedded(settings, data_dir).await,
+            Self::Users => match backends {
+                Backends::Production => {
+                    let (users, migrations) =
+                        users::start::production(settings, shutdown).await.map_err(start_error)?;
+                    users::server(users, settings)?
+                        .readiness_check("migrations", move || std::future::ready(migrations.check()))
                 }
-                .map_err(start_error)?;
-                users::server(users, settings)?
-            }
+                Backends::Embedded { data_dir, .. } => {
+                    let users = users::start::embedded(settings, data_dir).await.map_err(start_error)?;
+                    users::server(users, settings)?
+                }
+            },
             Self::Products => {
                 let products = match backends {
                     Backends::Production => {
@@ -107,7 +112,8 @@ impl Component {
                         .map_err(|e| start_error(e.into()))?;
                         let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
                         let subscription = products::consumer::OrderEvents::subscription(products.store().clone());
-                        tokio::spawn(run_consumer(bus, subscription, shutdown.clone()));
+                        tokio::spawn(run_consumer(bus.clone(), subscription, shutdown.clone()));
+                        broker = Some(bus);
                         products
                     }
                     Backends::Embedded { data_dir, bus, .. } => {
@@ -123,7 +129,15 @@ impl Component {
                         orders: addresses.source(&addresses.orders),
                     },
                 };
-                products::start::serve(products, &upstreams, settings, shutdown.clone())?
+                let server = products::start::serve(products, &upstreams, settings, shutdown.clone())?;
+                match broker.take() {
+                    // Not ready while order events cannot arrive.
+                    Some(broker) => server.readiness_check("broker", move || {
+                        let broker = broker.clone();
+                        async move { broker.probe().await }
+                    }),
+                    None => server,
+                }
             }
             Self::Orders => {
                 let assembled = match backends {
@@ -157,7 +171,7 @@ impl Component {
 }
 
 /// Keeps configuration errors recognisable to `main` for their exit code.
-fn start_error(error: StartError) -> anyhow::Error {
+pub fn start_error(error: StartError) -> anyhow::Error {
     match error {
         StartError::Config(error) => error.into(),
         StartError::Other(error) => anyhow::anyhow!(error),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cli::{Cli, Command, OrdersAction, UsersAction};
-use meshwork::components::{Backends, Component};
+use meshwork::components::{Backends, Component, start_error};
 use meshwork::{bind, up};
 use platform::{CancellationToken, ConfigError, EXIT_INVALID_CONFIG, Env, Settings};
 
@@ -59,12 +59,12 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Gateway => serve_one(Component::Gateway, settings, shutdown).await,
         Command::Users { action: None } => serve_one(Component::Users, settings, shutdown).await,
         Command::Orders { action: Some(OrdersAction::Migrate) } => {
-            orders::start::postgres_store(&settings).map_err(|e| anyhow::anyhow!(e))?.migrate().await?;
+            orders::start::postgres_store(&settings).map_err(start_error)?.migrate().await?;
             println!("orders database migrated");
             Ok(())
         }
         Command::Users { action: Some(UsersAction::Migrate) } => {
-            users::start::postgres_store(&settings)?.migrate().await?;
+            users::start::postgres_store(&settings).map_err(start_error)?.migrate().await?;
             println!("users database migrated");
             Ok(())
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use events::Publisher;
 use events::rabbitmq::{RabbitConfig, RabbitPublisher};
 use platform::access::{jwks_from_users, service_access};
+use platform::database::Migrations;
 use platform::discovery::Discovery;
 use platform::settings::{self, Settings};
 use platform::{CancellationToken, StartError};
@@ -16,7 +17,7 @@ use tokio::sync::Notify;
 use crate::Orders;
 use crate::clients::Dependencies;
 use crate::relay::OutboxRelay;
-use crate::store::{OrderStore, PostgresOrderStore, SqliteOrderStore, StoreError};
+use crate::store::{OrderStore, PostgresOrderStore, SqliteOrderStore};
 
 /// Where the users and products services are.
 #[derive(Debug, Clone)]
@@ -42,14 +43,29 @@ pub struct Assembled {
     pub orders: Orders,
     pub access: platform::access::ServerAccess,
     pub relay: OutboxRelay,
+    /// Production only: the schema, migrated in the background.
+    pub migrations: Option<Migrations>,
+    /// Production only: the broker the relay publishes to.
+    pub broker: Option<RabbitConfig>,
 }
 
 impl Assembled {
     /// Starts the relay in the background (it stops with `shutdown`) and
-    /// returns the server.
+    /// returns the server, not ready while the schema is not migrated or
+    /// the broker cannot be reached.
     pub fn serve_with_relay(self, settings: &Settings, shutdown: CancellationToken) -> platform::Server {
         tokio::spawn(self.relay.run(shutdown));
-        crate::server(self.orders, self.access, settings)
+        let mut server = crate::server(self.orders, self.access, settings);
+        if let Some(migrations) = self.migrations {
+            server = server.readiness_check("migrations", move || std::future::ready(migrations.check()));
+        }
+        if let Some(broker) = self.broker {
+            server = server.readiness_check("broker", move || {
+                let broker = broker.clone();
+                async move { broker.probe().await }
+            });
+        }
+        server
     }
 }
 
@@ -72,10 +88,11 @@ pub fn assemble(
     let dependencies = Dependencies::new(users, products, service);
     let wake = Arc::new(Notify::new());
     let orders = Orders::new(store.clone(), dependencies, wake.clone());
-    Ok(Assembled { orders, access, relay: OutboxRelay::new(store, publisher, wake) })
+    Ok(Assembled { orders, access, relay: OutboxRelay::new(store, publisher, wake), migrations: None, broker: None })
 }
 
-/// Production: PostgreSQL (`DATABASE_URL`, migrated at start) and RabbitMQ (`RABBITMQ_URL`).
+/// Production: PostgreSQL (`DATABASE_URL`, migrated in the background as
+/// soon as it answers) and RabbitMQ (`RABBITMQ_URL`).
 pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<Assembled, StartError> {
     let store = postgres_store(settings)?;
     let amqp = Settings::require(
@@ -84,12 +101,17 @@ pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Re
         "the orders service publishes its events to RabbitMQ",
     )?;
     let upstreams = Upstreams::from_settings(settings)?;
-    platform::database::migrate_with_retry(|| store.migrate(), |error| matches!(error, StoreError::Unavailable(_)))
-        .await
-        .map_err(StartError::other)?;
+    let store = Arc::new(store);
+    let migrating = store.clone();
+    let migrate = move || {
+        let store = migrating.clone();
+        async move { store.migrate().await }
+    };
+    let migrations = Migrations::start("orders", migrate, shutdown.clone());
     let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
-    let publisher = Arc::new(RabbitPublisher::new(bus));
-    assemble(settings, Arc::new(store), &upstreams, publisher, shutdown)
+    let publisher = Arc::new(RabbitPublisher::new(bus.clone()));
+    let assembled = assemble(settings, store, &upstreams, publisher, shutdown)?;
+    Ok(Assembled { migrations: Some(migrations), broker: Some(bus), ..assembled })
 }
 
 /// `meshwork up`: `orders.db` in `data_dir`, the in-process bus.

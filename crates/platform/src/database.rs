@@ -1,11 +1,14 @@
 //! The SQL pools every service opens the same way (feature `database`):
 //! SQLite for `meshwork up` and its tests, PostgreSQL in production, and
-//! migrations retried while the database is still coming up.
+//! migrations run in the background until the database answers.
 
 use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -55,31 +58,84 @@ pub async fn open_sqlite(path: Option<&Path>, migrator: &Migrator) -> Result<Sql
     Ok(pool)
 }
 
+/// What a failed statement means to its caller, whatever the SQL dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A unique constraint refused the row.
+    Duplicate,
+    /// Worth retrying: the database cannot be reached, or its schema is not
+    /// migrated yet (the service is then not ready either).
+    Unavailable,
+    /// Anything else: a fault.
+    Other,
+}
+
+/// Sorts a sqlx error for the stores of every service.
+pub fn classify(error: &sqlx::Error) -> Failure {
+    match error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Failure::Duplicate,
+        // PostgreSQL's undefined_table: migrations have not run yet.
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Failure::Unavailable,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            Failure::Unavailable
+        }
+        _ => Failure::Other,
+    }
+}
+
 /// A lazy PostgreSQL pool: nothing connects until first use, so a service
 /// starts (and reports not ready) while its database is down.
 pub fn postgres_lazy(url: &str) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(3)).connect_lazy(url)
 }
 
-/// Runs `migrate` until it succeeds, retrying (about 20 s in all) while
-/// `unreachable` says the database is not up yet.
-pub async fn migrate_with_retry<E, F, Fut>(mut migrate: F, unreachable: impl Fn(&E) -> bool) -> Result<(), E>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-{
-    let mut delay = Duration::from_millis(250);
-    let mut attempt = 1;
-    loop {
-        match migrate().await {
-            Err(error) if attempt < 10 && unreachable(&error) => {
-                tracing::warn!(attempt, %error, "database not reachable yet; retrying migrations");
-                tokio::time::sleep(delay).await;
+/// Schema migrations run in the background, so a service binds its port at
+/// once and reports not ready (the `migrations` readiness check) while its
+/// database is down or still coming up, instead of crash-looping. They are
+/// retried, 250 ms doubling to 5 s, until they succeed or the service stops.
+#[derive(Debug, Clone)]
+pub struct Migrations {
+    state: Arc<Mutex<Result<(), String>>>,
+}
+
+impl Migrations {
+    /// Starts `migrate` in the background, retried until it succeeds or `shutdown`.
+    pub fn start<F, Fut, E>(component: &'static str, migrate: F, shutdown: CancellationToken) -> Self
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: std::fmt::Display,
+    {
+        let state = Arc::new(Mutex::new(Err("not migrated yet".to_owned())));
+        let progress = state.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(250);
+            for attempt in 1.. {
+                match migrate().await {
+                    Ok(()) => {
+                        tracing::info!(%component, "database migrated");
+                        *progress.lock().expect("migrations lock") = Ok(());
+                        return;
+                    }
+                    Err(error) => {
+                        if attempt == 1 || attempt % 10 == 0 {
+                            tracing::warn!(%component, attempt, %error, "cannot migrate the database yet; retrying");
+                        }
+                        *progress.lock().expect("migrations lock") = Err(format!("not migrated yet: {error}"));
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.cancelled() => return,
+                }
                 delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
             }
-            result => return result,
-        }
+        });
+        Self { state }
+    }
+
+    /// Ready once migrated; until then, why not.
+    pub fn check(&self) -> Result<(), String> {
+        self.state.lock().expect("migrations lock").clone()
     }
 }

@@ -5,13 +5,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use platform::StartError;
+use platform::database::Migrations;
 use platform::settings::{self, Settings};
+use platform::{CancellationToken, StartError};
 
 use crate::Users;
 use crate::config::{JWT_SIGNING_KEY_FILE, UsersConfig};
 use crate::password::Hashing;
-use crate::store::{PostgresUserStore, SqliteUserStore, StoreError, UserStore};
+use crate::store::{PostgresUserStore, SqliteUserStore, UserStore};
 use crate::tokens::TokenIssuer;
 
 /// The production store from `DATABASE_URL` (required), not yet migrated.
@@ -26,9 +27,10 @@ pub fn postgres_store(settings: &Settings) -> Result<PostgresUserStore, StartErr
     Ok(store)
 }
 
-/// The production component: PostgreSQL, migrated before serving (retried
-/// while the database is still starting), and the configured signing key.
-pub async fn production(settings: &Settings) -> Result<Users, StartError> {
+/// The production component: PostgreSQL, migrated in the background from
+/// the moment the database answers (the service serves, not ready, until
+/// then), and the configured signing key.
+pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<(Users, Migrations), StartError> {
     let config = UsersConfig::from_settings(settings)?;
     let store = postgres_store(settings)?;
     let key_file = Settings::require(
@@ -38,10 +40,14 @@ pub async fn production(settings: &Settings) -> Result<Users, StartError> {
     )?;
     let tokens = TokenIssuer::from_file(&key_file, &config.issuer, config.token_ttl)
         .map_err(|e| settings.invalid(JWT_SIGNING_KEY_FILE, e.to_string()))?;
-    platform::database::migrate_with_retry(|| store.migrate(), |error| matches!(error, StoreError::Unavailable(_)))
-        .await
-        .map_err(StartError::other)?;
-    Ok(assemble(Arc::new(store), tokens, config))
+    let store = Arc::new(store);
+    let migrating = store.clone();
+    let migrate = move || {
+        let store = migrating.clone();
+        async move { store.migrate().await }
+    };
+    let migrations = Migrations::start("users", migrate, shutdown.clone());
+    Ok((assemble(store, tokens, config), migrations))
 }
 
 /// The embedded component for `meshwork up`: `users.db` and the signing key

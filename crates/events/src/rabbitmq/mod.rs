@@ -64,6 +64,20 @@ impl RabbitConfig {
     pub fn dead_letter_queue(&self, subscription: &str) -> String {
         format!("{}{subscription}.dlq", self.prefix)
     }
+
+    /// Whether the broker answers now: connects and closes, within 2 s. For
+    /// readiness; the publisher and consumers keep connections of their own.
+    pub async fn probe(&self) -> Result<(), String> {
+        let connect = Connection::connect(&self.url, ConnectionProperties::default());
+        match tokio::time::timeout(Duration::from_secs(2), connect).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close(200, "readiness probe".into()).await;
+                Ok(())
+            }
+            Ok(Err(error)) => Err(format!("RabbitMQ unreachable: {error}")),
+            Err(_) => Err("RabbitMQ did not answer within 2 s".to_owned()),
+        }
+    }
 }
 
 /// The header counting deliveries of an event to one subscription.

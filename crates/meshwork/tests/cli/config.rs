@@ -144,3 +144,12 @@ async fn etcd_sources_from_the_environment_are_accepted() {
     assert!(line.starts_with("gateway listening on "), "{line}");
     assert!(running.terminate().success());
 }
+
+#[test]
+fn migrate_without_its_database_exits_64_naming_it() {
+    for service in ["users", "orders"] {
+        let output = run(&[service, "migrate"], &[]);
+        assert_eq!(output.status.code(), Some(64), "{service} migrate");
+        assert!(String::from_utf8(output.stderr).unwrap().contains("DATABASE_URL"), "{service} migrate");
+    }
+}

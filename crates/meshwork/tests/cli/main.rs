@@ -3,6 +3,7 @@
 
 mod breaker;
 mod config;
+mod dependencies;
 mod harness;
 mod holds;
 mod orders;

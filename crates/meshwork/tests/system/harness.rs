@@ -122,6 +122,8 @@ pub async fn start_components(test: &str, settings: &[(&str, &str)]) -> Option<P
         ("JWT_SIGNING_KEY_FILE", key_file.to_str().unwrap()),
         // No rate limit unless a test sets one: fuzzing is many requests from one address.
         ("GATEWAY_RATE_LIMIT", "0"),
+        // Readiness follows the migrations and the broker within a moment.
+        ("MESHWORK_READINESS_INTERVAL", "200ms"),
     ];
     let shutdown = CancellationToken::new();
     let (gateway, users, products, orders) = (
@@ -141,6 +143,20 @@ pub async fn start_components(test: &str, settings: &[(&str, &str)]) -> Option<P
         let settings = Settings::load(&Env::from_pairs(pairs), &meshwork::component_settings()).unwrap();
         let server = component.server(&settings, Backends::Production, &shutdown).await.unwrap();
         tokio::spawn(server.serve(listener, shutdown.clone()));
+    }
+    // As an orchestrator would: no traffic before every component is ready
+    // (schemas migrated, brokers reached).
+    for address in [users, products, orders, gateway] {
+        testkit::eventually("a component to be ready", std::time::Duration::from_secs(30), || async move {
+            let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).unwrap();
+            let Ok(channel) = channel.connect().await else { return false };
+            let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+            let answer = tonic_health::pb::health_client::HealthClient::new(channel).check(request).await;
+            answer.is_ok_and(|answer| {
+                answer.into_inner().status() == tonic_health::pb::health_check_response::ServingStatus::Serving
+            })
+        })
+        .await;
     }
     Some(Platform {
         gateway,

@@ -107,12 +107,10 @@ impl SqliteProductStore {
 }
 
 fn from_sqlx(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::DuplicateId,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(error.to_string())
-        }
-        _ => StoreError::Other(error.to_string()),
+    match platform::database::classify(&error) {
+        platform::database::Failure::Duplicate => StoreError::DuplicateId,
+        platform::database::Failure::Unavailable => StoreError::Unavailable(error.to_string()),
+        platform::database::Failure::Other => StoreError::Other(error.to_string()),
     }
 }
 

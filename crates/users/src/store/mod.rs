@@ -27,12 +27,10 @@ pub enum StoreError {
 impl StoreError {
     /// Sorts sqlx's errors into what callers act on differently.
     fn from_sqlx(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::Database(db) if db.is_unique_violation() => Self::EmailTaken,
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                Self::Unavailable(error.to_string())
-            }
-            _ => Self::Other(error.to_string()),
+        match platform::database::classify(&error) {
+            platform::database::Failure::Duplicate => Self::EmailTaken,
+            platform::database::Failure::Unavailable => Self::Unavailable(error.to_string()),
+            platform::database::Failure::Other => Self::Other(error.to_string()),
         }
     }
 }
