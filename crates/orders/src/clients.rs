@@ -1,13 +1,15 @@
-//! The orders service's view of its dependencies: the users and products
-//! services through their generated gRPC clients, each call on the one
-//! guarded call path ([`resilience::Upstream`]: deadline, retries for what
-//! is safe to repeat, a breaker per endpoint, endpoints followed as their
-//! `*_SERVICE_URL` says), the caller's trace propagated, and this service's
-//! token on every call (reserving stock is for services only).
+//! The orders service's dependencies over gRPC ([`Dependencies`] for the
+//! users and products services): their generated clients, each call on the
+//! one guarded call path ([`resilience::Upstream`]: deadline, retries for
+//! what is safe to repeat, a breaker per endpoint, endpoints followed as
+//! their `*_SERVICE_URL` says), the caller's trace propagated, this
+//! service's token on every call (reserving stock is for services only),
+//! and every status turned into the domain's terms here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use contract::products::product_service_client::ProductServiceClient;
 use contract::products::{ReleaseStockRequest, ReserveStockRequest, ReserveStockResponse, StockItem};
 use contract::users::GetUserRequest;
@@ -16,8 +18,10 @@ use platform::access::ServiceTokens;
 use platform::telemetry::TracePropagation;
 use resilience::Upstream;
 
+use crate::dependencies::{Dependencies, DependencyError, HeldItem, Refusal, ReserveError, StockHold};
+
 #[derive(Clone)]
-pub struct Dependencies {
+pub struct GrpcDependencies {
     users: Arc<Upstream>,
     products: Arc<Upstream>,
     service: Arc<ServiceTokens>,
@@ -32,13 +36,13 @@ fn request<T>(message: T, remaining: Duration, service: &ServiceTokens) -> tonic
     request
 }
 
-impl Dependencies {
+impl GrpcDependencies {
     pub fn new(users: Arc<Upstream>, products: Arc<Upstream>, service: Arc<ServiceTokens>) -> Self {
         Self { users, products, service }
     }
 
     /// Whether the user exists (a read: retried).
-    pub async fn user_exists(&self, user_id: &str) -> Result<bool, tonic::Status> {
+    async fn check_user(&self, user_id: &str) -> Result<bool, tonic::Status> {
         let outcome = self
             .users
             .call(true, None, |channel, remaining| {
@@ -56,7 +60,7 @@ impl Dependencies {
     }
 
     /// Reserves stock under `reservation_id` (idempotent by that id: retried).
-    pub async fn reserve(
+    async fn reserve_stock(
         &self,
         reservation_id: &str,
         items: &[(String, i32)],
@@ -77,7 +81,7 @@ impl Dependencies {
     }
 
     /// Releases a reservation (idempotent: retried).
-    pub async fn release(&self, reservation_id: &str) -> Result<bool, tonic::Status> {
+    async fn release_stock(&self, reservation_id: &str) -> Result<bool, tonic::Status> {
         self.products
             .call(true, None, |channel, remaining| {
                 let mut client = ProductServiceClient::with_interceptor(channel, TracePropagation);
@@ -87,5 +91,102 @@ impl Dependencies {
             })
             .await
             .map_err(|error| error.into_status(&self.products.name))
+    }
+}
+
+#[async_trait]
+impl Dependencies for GrpcDependencies {
+    async fn user_exists(&self, user_id: &str) -> Result<bool, DependencyError> {
+        self.check_user(user_id).await.map_err(|status| failure("users", &status))
+    }
+
+    async fn reserve(&self, reservation_id: &str, items: &[(String, i32)]) -> Result<StockHold, ReserveError> {
+        let reserved = self.reserve_stock(reservation_id, items).await.map_err(|status| match status.code() {
+            tonic::Code::NotFound => ReserveError::Refused(Refusal::UnknownProduct(status.message().to_owned())),
+            tonic::Code::FailedPrecondition => {
+                ReserveError::Refused(Refusal::InsufficientStock(status.message().to_owned()))
+            }
+            tonic::Code::InvalidArgument => ReserveError::Refused(Refusal::Invalid(status.message().to_owned())),
+            _ => ReserveError::Failed(failure("products", &status)),
+        })?;
+        stock_hold(reserved).map_err(ReserveError::Failed)
+    }
+
+    async fn release(&self, reservation_id: &str) -> Result<bool, DependencyError> {
+        self.release_stock(reservation_id).await.map_err(|status| failure("products", &status))
+    }
+}
+
+/// A status that is no answer about the request itself.
+fn failure(service: &'static str, status: &tonic::Status) -> DependencyError {
+    match status.code() {
+        tonic::Code::DeadlineExceeded => DependencyError::TimedOut { service },
+        _ => DependencyError::Unavailable { service, why: status.message().to_owned() },
+    }
+}
+
+/// The products service's answer as a hold, its prices in minor units.
+fn stock_hold(reserved: ReserveStockResponse) -> Result<StockHold, DependencyError> {
+    let bad = |why: String| DependencyError::BadAnswer { service: "products", why };
+    let items = reserved
+        .items
+        .into_iter()
+        .map(|item| {
+            let unit_price_minor = contract::money::to_minor(item.unit_price)
+                .map_err(|_| bad(format!("product {} has the invalid price {}", item.product_id, item.unit_price)))?;
+            Ok(HeldItem {
+                product_id: item.product_id,
+                product_name: item.product_name,
+                quantity: item.quantity,
+                unit_price_minor,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let held_for = reserved.held_for.and_then(|held_for| Duration::try_from(held_for).ok());
+    Ok(StockHold { items, held_for })
+}
+
+#[cfg(test)]
+mod tests {
+    use contract::products::ReservedItem;
+    use platform::ErrorCode;
+
+    use super::*;
+    use crate::error::OrderError;
+
+    fn reserved(unit_price: f64) -> ReserveStockResponse {
+        ReserveStockResponse {
+            reservation_id: "r".to_owned(),
+            items: vec![ReservedItem {
+                product_id: "p".to_owned(),
+                quantity: 2,
+                unit_price,
+                product_name: "P".to_owned(),
+            }],
+            held_for: Some(prost_types::Duration { seconds: 300, nanos: 0 }),
+        }
+    }
+
+    #[test]
+    fn a_hold_is_priced_in_minor_units_and_keeps_its_bound() {
+        let hold = stock_hold(reserved(29.99)).unwrap();
+        assert_eq!(hold.items[0].unit_price_minor, 2999);
+        assert_eq!(hold.held_for, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_price_that_cannot_be_right_is_a_fault_not_a_reason_to_retry() {
+        let error = stock_hold(reserved(f64::NAN)).unwrap_err();
+        assert!(matches!(error, DependencyError::BadAnswer { service: "products", .. }), "{error:?}");
+        assert_eq!(OrderError::Dependency(error).code(), ErrorCode::Internal);
+    }
+
+    #[test]
+    fn statuses_become_the_domains_terms() {
+        let timed_out = failure("users", &tonic::Status::deadline_exceeded("late"));
+        assert_eq!(timed_out, DependencyError::TimedOut { service: "users" });
+        assert_eq!(OrderError::Dependency(timed_out).code(), ErrorCode::DeadlineExceeded);
+        let down = failure("products", &tonic::Status::unavailable("down"));
+        assert_eq!(OrderError::Dependency(down).code(), ErrorCode::Unavailable);
     }
 }

@@ -4,6 +4,7 @@
 use platform::ErrorCode;
 use platform::validation::Violations;
 
+use crate::dependencies::{DependencyError, Refusal};
 use crate::domain::{OrderId, OrderStatus};
 use crate::store::StoreError;
 
@@ -20,13 +21,12 @@ pub enum OrderError {
     NotYours(&'static str),
     #[error("order {id} is {from} and cannot become {to}")]
     InvalidTransition { id: OrderId, from: &'static str, to: &'static str },
-    /// The products service refused the reservation; its status says why
-    /// (FAILED_PRECONDITION for stock, NOT_FOUND for a product).
-    #[error("{}", .0.message())]
-    Reservation(tonic::Status),
+    /// The products service refused the reservation, and said why.
+    #[error(transparent)]
+    Reservation(Refusal),
     /// A dependency did not answer usefully.
-    #[error("the {service} service is unavailable: {status}")]
-    Dependency { service: &'static str, status: tonic::Status },
+    #[error(transparent)]
+    Dependency(DependencyError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,14 +42,15 @@ impl OrderError {
             Self::NotFound(_) | Self::UnknownUser(_) => ErrorCode::NotFound,
             Self::InvalidTransition { .. } => ErrorCode::FailedPrecondition,
             Self::NotYours(_) => ErrorCode::PermissionDenied,
-            Self::Reservation(status) if status.code() == tonic::Code::NotFound => ErrorCode::NotFound,
-            Self::Reservation(status) if status.code() == tonic::Code::InvalidArgument => ErrorCode::InvalidArgument,
-            Self::Reservation(_) => ErrorCode::FailedPrecondition,
-            Self::Dependency { status, .. } if status.code() == tonic::Code::DeadlineExceeded => {
-                ErrorCode::DeadlineExceeded
+            Self::Reservation(Refusal::UnknownProduct(_)) => ErrorCode::NotFound,
+            Self::Reservation(Refusal::Invalid(_)) => ErrorCode::InvalidArgument,
+            Self::Reservation(Refusal::InsufficientStock(_)) => ErrorCode::FailedPrecondition,
+            Self::Dependency(DependencyError::TimedOut { .. }) => ErrorCode::DeadlineExceeded,
+            Self::Dependency(DependencyError::Unavailable { .. }) | Self::Store(StoreError::Unavailable(_)) => {
+                ErrorCode::Unavailable
             }
-            Self::Dependency { .. } | Self::Store(StoreError::Unavailable(_)) => ErrorCode::Unavailable,
-            Self::Store(_) => ErrorCode::Internal,
+            // A wrong answer is a fault, not something a retry fixes.
+            Self::Dependency(DependencyError::BadAnswer { .. }) | Self::Store(_) => ErrorCode::Internal,
         }
     }
 }
@@ -59,10 +60,13 @@ impl From<OrderError> for tonic::Status {
         let code = error.code();
         match error {
             OrderError::Invalid(violations) => violations.into_status(),
-            OrderError::Store(_) | OrderError::Dependency { .. } => {
+            OrderError::Store(_) | OrderError::Dependency(_) => {
                 tracing::error!(%error, "orders request failed");
                 let message = match &error {
-                    OrderError::Dependency { service, .. } => {
+                    OrderError::Dependency(DependencyError::TimedOut { service }) => {
+                        format!("the {service} service did not answer in time")
+                    }
+                    OrderError::Dependency(DependencyError::Unavailable { service, .. }) => {
                         format!("the {service} service is unavailable; try again")
                     }
                     OrderError::Store(StoreError::Unavailable(_)) => {

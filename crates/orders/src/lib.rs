@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clients;
+pub mod dependencies;
 pub mod domain;
 pub mod error;
 pub mod grpc;

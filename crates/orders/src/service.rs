@@ -16,7 +16,7 @@ use platform::validation::{Violations, violation};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::clients::Dependencies;
+use crate::dependencies::{Dependencies, DependencyError, ReserveError};
 use crate::domain::{Order, OrderId, OrderItem, OrderStatus, now, parse_user_id};
 use crate::error::OrderError;
 use crate::store::{OrderQuery, OrderStore, StoreError};
@@ -46,12 +46,12 @@ const MAX_KEY_LEN: usize = 200;
 #[derive(Clone)]
 pub struct Orders {
     store: Arc<dyn OrderStore>,
-    dependencies: Dependencies,
+    dependencies: Arc<dyn Dependencies>,
     relay_wake: Arc<Notify>,
 }
 
 impl Orders {
-    pub fn new(store: Arc<dyn OrderStore>, dependencies: Dependencies, relay_wake: Arc<Notify>) -> Self {
+    pub fn new(store: Arc<dyn OrderStore>, dependencies: Arc<dyn Dependencies>, relay_wake: Arc<Notify>) -> Self {
         Self { store, dependencies, relay_wake }
     }
 
@@ -74,11 +74,7 @@ impl Orders {
         {
             return Ok(order);
         }
-        let exists = self
-            .dependencies
-            .user_exists(&user_id.to_string())
-            .await
-            .map_err(|status| OrderError::Dependency { service: "users", status })?;
+        let exists = self.dependencies.user_exists(&user_id.to_string()).await.map_err(OrderError::Dependency)?;
         if !exists {
             return Err(OrderError::UnknownUser(user_id.to_string()));
         }
@@ -86,38 +82,34 @@ impl Orders {
         let id = OrderId::generate();
         let reservation_id = id.to_string();
         let reserving = tokio::time::Instant::now();
-        let reserved = match self.dependencies.reserve(&reservation_id, &items).await {
-            Ok(reserved) => reserved,
-            Err(status) if is_refusal(&status) => return Err(OrderError::Reservation(status)),
-            Err(status) => {
+        let hold = match self.dependencies.reserve(&reservation_id, &items).await {
+            Ok(hold) => hold,
+            Err(ReserveError::Refused(refusal)) => return Err(OrderError::Reservation(refusal)),
+            Err(ReserveError::Failed(error)) => {
                 // The reservation may or may not have happened: undo it.
                 self.release_quietly(&reservation_id).await;
-                return Err(OrderError::Dependency { service: "products", status });
+                return Err(OrderError::Dependency(error));
             }
         };
-        let mut order_items = Vec::with_capacity(reserved.items.len());
-        for item in reserved.items {
-            let Ok(unit_price_minor) = contract::money::to_minor(item.unit_price) else {
-                self.release_quietly(&reservation_id).await;
-                let status = tonic::Status::internal(format!("product {} has an invalid price", item.product_id));
-                return Err(OrderError::Dependency { service: "products", status });
-            };
-            order_items.push(OrderItem {
+        // Half the hold is the last moment to write: the other half is the
+        // write's margin before products may release a hold no order confirms.
+        if let Some(held_for) = hold.held_for
+            && reserving.elapsed() > held_for / 2
+        {
+            self.release_quietly(&reservation_id).await;
+            let why = "the stock hold ran short before the order could be written".to_owned();
+            return Err(OrderError::Dependency(DependencyError::Unavailable { service: "products", why }));
+        }
+        let order_items: Vec<OrderItem> = hold
+            .items
+            .into_iter()
+            .map(|item| OrderItem {
                 product_id: item.product_id,
                 product_name: item.product_name,
                 quantity: item.quantity,
-                unit_price_minor,
-            });
-        }
-        if let Some(write_by) = write_deadline(reserving, reserved.held_for)
-            && tokio::time::Instant::now() > write_by
-        {
-            // Products may release a hold no order confirms once it runs
-            // out; an order written this late could lose its stock.
-            self.release_quietly(&reservation_id).await;
-            let status = tonic::Status::unavailable("the stock hold ran short before the order could be written");
-            return Err(OrderError::Dependency { service: "products", status });
-        }
+                unit_price_minor: item.unit_price_minor,
+            })
+            .collect();
         let at = now();
         let order =
             Order { id, user_id, items: order_items, status: OrderStatus::Pending, created_at: at, updated_at: at };
@@ -250,10 +242,9 @@ impl Orders {
     }
 
     async fn release_quietly(&self, reservation_id: &str) {
-        if let Err(status) = self.dependencies.release(reservation_id).await {
-            // The products service also releases on OrderCancelled; a
-            // reservation without an order is logged for reconciliation.
-            tracing::error!(%reservation_id, %status, "could not release the stock of a failed order");
+        if let Err(error) = self.dependencies.release(reservation_id).await {
+            // Its hold expires (PRODUCTS_HOLD_TTL) if no order confirms it.
+            tracing::warn!(%reservation_id, %error, "could not release the stock of a failed order; its hold will expire");
         }
     }
 }
@@ -262,22 +253,6 @@ impl Orders {
 /// trusted caller.
 fn owned_by(order: &Order, caller: &Caller) -> bool {
     caller.may_act_for(&order.user_id.to_string(), STAFF)
-}
-
-/// The last moment to write an order under a hold of `held_for` taken at
-/// `reserving`: half-way, leaving the other half as margin for the write
-/// itself. None when products sets no bound.
-fn write_deadline(
-    reserving: tokio::time::Instant,
-    held_for: Option<prost_types::Duration>,
-) -> Option<tokio::time::Instant> {
-    let held_for = std::time::Duration::try_from(held_for?).ok()?;
-    Some(reserving + held_for / 2)
-}
-
-/// A refusal is a definite answer: nothing was reserved.
-fn is_refusal(status: &tonic::Status) -> bool {
-    matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::NotFound | tonic::Code::InvalidArgument)
 }
 
 /// A request that passed validation.

@@ -15,7 +15,7 @@ use resilience::EndpointSource;
 use tokio::sync::Notify;
 
 use crate::Orders;
-use crate::clients::Dependencies;
+use crate::clients::GrpcDependencies;
 use crate::relay::OutboxRelay;
 use crate::store::{OrderStore, PostgresOrderStore, SqliteOrderStore};
 
@@ -85,7 +85,7 @@ pub fn assemble(
         .upstream("products", &upstreams.products, shutdown)
         .map_err(|e| settings.invalid(settings::PRODUCT_SERVICE_URL, e))?;
     let (access, service) = service_access(settings, "orders", jwks_from_users(users.clone()))?;
-    let dependencies = Dependencies::new(users, products, service);
+    let dependencies = Arc::new(GrpcDependencies::new(users, products, service));
     let wake = Arc::new(Notify::new());
     let orders = Orders::new(store.clone(), dependencies, wake.clone());
     Ok(Assembled { orders, access, relay: OutboxRelay::new(store, publisher, wake), migrations: None, broker: None })
