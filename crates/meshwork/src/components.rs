@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use events::InProcessBus;
-use events::rabbitmq::{RabbitConfig, run_consumer};
-use platform::settings::{self, Settings};
+use platform::settings::Settings;
 use platform::{CancellationToken, Server, StartError};
 
 /// Where the components keep their data and send their events.
@@ -77,82 +76,40 @@ impl Component {
     }
 
     /// The component's server on the given backends, with its background
-    /// work (outbox relay, event consumers) started and stopping with
-    /// `shutdown`. Configuration errors come back as [`platform::ConfigError`]
-    /// (exit code 64).
+    /// work (each service starts its own: outbox relay, event consumer, hold
+    /// expiry, migrations) stopping with `shutdown`. Configuration errors
+    /// come back as [`platform::ConfigError`] (exit code 64).
     pub async fn server(
         self,
         settings: &Settings,
         backends: Backends<'_>,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Server> {
-        let mut broker: Option<RabbitConfig> = None;
         let server = match self {
             Self::Users => match backends {
-                Backends::Production => {
-                    let (users, migrations) =
-                        users::start::production(settings, shutdown).await.map_err(start_error)?;
-                    users::server(users, settings)?
-                        .readiness_check("migrations", move || std::future::ready(migrations.check()))
-                }
-                Backends::Embedded { data_dir, .. } => {
-                    let users = users::start::embedded(settings, data_dir).await.map_err(start_error)?;
-                    users::server(users, settings)?
-                }
+                Backends::Production => users::start::production(settings, shutdown).await,
+                Backends::Embedded { data_dir, .. } => users::start::embedded(settings, data_dir).await,
             },
-            Self::Products => {
-                let products = match backends {
-                    Backends::Production => {
-                        let products = products::start::production(settings).await.map_err(start_error)?;
-                        let amqp = Settings::require(
-                            &settings.rabbitmq_url,
-                            settings::RABBITMQ_URL,
-                            "the products service consumes order events from RabbitMQ",
-                        )
-                        .map_err(|e| start_error(e.into()))?;
-                        let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
-                        let subscription = products::consumer::OrderEvents::subscription(products.store().clone());
-                        tokio::spawn(run_consumer(bus.clone(), subscription, shutdown.clone()));
-                        broker = Some(bus);
-                        products
-                    }
-                    Backends::Embedded { data_dir, bus, .. } => {
-                        let products = products::start::embedded(settings, data_dir).await.map_err(start_error)?;
-                        bus.subscribe(products::consumer::OrderEvents::subscription(products.store().clone()));
-                        products
-                    }
-                };
-                let upstreams = match backends {
-                    Backends::Production => products::start::Upstreams::from_settings(settings)?,
-                    Backends::Embedded { addresses, .. } => products::start::Upstreams {
+            Self::Products => match backends {
+                Backends::Production => products::start::production(settings, shutdown).await,
+                Backends::Embedded { data_dir, bus, addresses } => {
+                    let upstreams = products::start::Upstreams {
                         users: addresses.source(&addresses.users),
                         orders: addresses.source(&addresses.orders),
-                    },
-                };
-                let server = products::start::serve(products, &upstreams, settings, shutdown.clone())?;
-                match broker.take() {
-                    // Not ready while order events cannot arrive.
-                    Some(broker) => server.readiness_check("broker", move || {
-                        let broker = broker.clone();
-                        async move { broker.probe().await }
-                    }),
-                    None => server,
+                    };
+                    products::start::embedded(settings, data_dir, bus, &upstreams, shutdown).await
                 }
-            }
-            Self::Orders => {
-                let assembled = match backends {
-                    Backends::Production => orders::start::production(settings, shutdown).await,
-                    Backends::Embedded { bus, addresses, .. } => {
-                        let upstreams = orders::start::Upstreams {
-                            users: addresses.source(&addresses.users),
-                            products: addresses.source(&addresses.products),
-                        };
-                        orders::start::embedded(settings, &upstreams, Arc::new(bus.clone()), shutdown).await
-                    }
+            },
+            Self::Orders => match backends {
+                Backends::Production => orders::start::production(settings, shutdown).await,
+                Backends::Embedded { bus, addresses, .. } => {
+                    let upstreams = orders::start::Upstreams {
+                        users: addresses.source(&addresses.users),
+                        products: addresses.source(&addresses.products),
+                    };
+                    orders::start::embedded(settings, &upstreams, Arc::new(bus.clone()), shutdown).await
                 }
-                .map_err(start_error)?;
-                assembled.serve_with_relay(settings, shutdown.clone())
-            }
+            },
             Self::Gateway => {
                 let config = match backends {
                     Backends::Production => gateway::GatewayConfig::from_settings(settings),
@@ -160,13 +117,14 @@ impl Component {
                         settings,
                         [addresses.users.clone(), addresses.products.clone(), addresses.orders.clone()],
                     ),
-                }
-                .map_err(start_error)?;
-                let gateway = gateway::Gateway::new(&config).map_err(start_error)?;
-                gateway::server(gateway, settings, &config.cors, shutdown)
+                };
+                config.and_then(|config| {
+                    let gateway = gateway::Gateway::new(&config)?;
+                    Ok(gateway::server(gateway, settings, &config.cors, shutdown))
+                })
             }
         };
-        Ok(server)
+        server.map_err(start_error)
     }
 }
 

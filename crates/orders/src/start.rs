@@ -1,6 +1,8 @@
-//! Assembling the orders component: its store, its clients of the users
-//! and products services, and its outbox relay onto the bus (RabbitMQ in
-//! production, the in-process bus under `meshwork up`).
+//! The orders component (the same shape in every service: `production` and
+//! `embedded` return the server with its background work started): its
+//! store, its clients of the users and products services, and its outbox
+//! relay onto the bus (RabbitMQ in production, the in-process bus under
+//! `meshwork up`).
 
 use std::sync::Arc;
 
@@ -93,7 +95,7 @@ pub fn assemble(
 
 /// Production: PostgreSQL (`DATABASE_URL`, migrated in the background as
 /// soon as it answers) and RabbitMQ (`RABBITMQ_URL`).
-pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<Assembled, StartError> {
+pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<platform::Server, StartError> {
     let store = postgres_store(settings)?;
     let amqp = Settings::require(
         &settings.rabbitmq_url,
@@ -111,7 +113,8 @@ pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Re
     let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
     let publisher = Arc::new(RabbitPublisher::new(bus.clone()));
     let assembled = assemble(settings, store, &upstreams, publisher, shutdown)?;
-    Ok(Assembled { migrations: Some(migrations), broker: Some(bus), ..assembled })
+    let assembled = Assembled { migrations: Some(migrations), broker: Some(bus), ..assembled };
+    Ok(assembled.serve_with_relay(settings, shutdown.clone()))
 }
 
 /// `meshwork up`: `orders.db` in `data_dir`, the in-process bus.
@@ -120,9 +123,10 @@ pub async fn embedded(
     upstreams: &Upstreams,
     publisher: Arc<dyn Publisher>,
     shutdown: &CancellationToken,
-) -> Result<Assembled, StartError> {
+) -> Result<platform::Server, StartError> {
     let store = SqliteOrderStore::open(&settings.data_dir.join("orders.db")).await.map_err(StartError::other)?;
-    assemble(settings, Arc::new(store), upstreams, publisher, shutdown)
+    Ok(assemble(settings, Arc::new(store), upstreams, publisher, shutdown)?
+        .serve_with_relay(settings, shutdown.clone()))
 }
 
 /// The production store from `DATABASE_URL` (required), not yet migrated.

@@ -1,10 +1,14 @@
-//! Assembling the products component: on MongoDB (`MONGO_URL`, indexes
-//! created at start), or embedded on SQLite for `meshwork up`; then served
-//! with its access rules and its hold expiry.
+//! The products component (the same shape in every service: `production`
+//! and `embedded` return the server with its background work started): on
+//! MongoDB (`MONGO_URL`, indexes created once it answers) with order events
+//! from RabbitMQ, or embedded on SQLite with the in-process bus for
+//! `meshwork up`; served with its access rules and its hold expiry.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use events::InProcessBus;
+use events::rabbitmq::{RabbitConfig, run_consumer};
 use platform::access::{jwks_from_users, service_access};
 use platform::discovery::Discovery;
 use platform::settings::{self, Settings};
@@ -13,6 +17,7 @@ use resilience::EndpointSource;
 
 use crate::Products;
 use crate::config::ProductsConfig;
+use crate::consumer::OrderEvents;
 use crate::holds::{HoldExpiry, OrdersService};
 use crate::store::{MongoProductStore, ProductStore, SqliteProductStore};
 
@@ -63,16 +68,23 @@ pub fn serve(
     Ok(crate::server(products, access, settings))
 }
 
-/// The production component. The driver connects lazily, so the service
-/// starts (and reports not ready) while MongoDB is still coming up; indexes
-/// are created once it answers.
-pub async fn production(settings: &Settings) -> Result<Products, StartError> {
+/// The production component on MongoDB, consuming order events from
+/// RabbitMQ. The driver connects lazily, so the service starts (and reports
+/// not ready) while MongoDB is still coming up; indexes are created once it
+/// answers. Not ready either while the broker cannot be reached.
+pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<platform::Server, StartError> {
     let config = ProductsConfig::from_settings(settings)?;
     let url = Settings::require(
         &settings.mongo_url,
         settings::MONGO_URL,
         "the products service stores its catalog in MongoDB",
     )?;
+    let amqp = Settings::require(
+        &settings.rabbitmq_url,
+        settings::RABBITMQ_URL,
+        "the products service consumes order events from RabbitMQ",
+    )?;
+    let upstreams = Upstreams::from_settings(settings)?;
     let store = MongoProductStore::connect(url.expose())
         .await
         .map_err(|error| settings.invalid(settings::MONGO_URL, error.to_string()))?;
@@ -85,14 +97,32 @@ pub async fn production(settings: &Settings) -> Result<Products, StartError> {
             delay = (delay * 2).min(std::time::Duration::from_secs(10));
         }
     });
-    Ok(assemble(Arc::new(store), &config))
+    let products = assemble(Arc::new(store), &config);
+    let broker = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
+    let subscription = OrderEvents::subscription(products.store().clone());
+    tokio::spawn(run_consumer(broker.clone(), subscription, shutdown.clone()));
+    let server = serve(products, &upstreams, settings, shutdown.clone())?;
+    // Not ready while order events cannot arrive.
+    Ok(server.readiness_check("broker", move || {
+        let broker = broker.clone();
+        async move { broker.probe().await }
+    }))
 }
 
-/// The embedded component for `meshwork up`: `products.db` in `data_dir`.
-pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Products, StartError> {
+/// The embedded component for `meshwork up`: `products.db` in `data_dir`,
+/// order events from the in-process `bus`.
+pub async fn embedded(
+    settings: &Settings,
+    data_dir: &Path,
+    bus: &InProcessBus,
+    upstreams: &Upstreams,
+    shutdown: &CancellationToken,
+) -> Result<platform::Server, StartError> {
     let config = ProductsConfig::from_settings(settings)?;
     let store = SqliteProductStore::open(&data_dir.join("products.db")).await.map_err(StartError::other)?;
-    Ok(assemble(Arc::new(store), &config))
+    let products = assemble(Arc::new(store), &config);
+    bus.subscribe(OrderEvents::subscription(products.store().clone()));
+    Ok(serve(products, upstreams, settings, shutdown.clone())?)
 }
 
 fn assemble(store: Arc<dyn ProductStore>, config: &ProductsConfig) -> Products {

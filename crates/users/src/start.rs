@@ -1,6 +1,8 @@
-//! Assembling the users component for the two ways meshwork runs: on
-//! PostgreSQL with a configured signing key, or embedded (`meshwork up`) on
-//! SQLite with a key it generates and keeps in its data directory.
+//! The users component, served the two ways meshwork runs (the same shape
+//! in every service: `production` and `embedded` return the server with
+//! its background work started): on PostgreSQL with a configured signing
+//! key, or embedded (`meshwork up`) on SQLite with a key it generates and
+//! keeps in its data directory.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ pub fn postgres_store(settings: &Settings) -> Result<PostgresUserStore, StartErr
 /// The production component: PostgreSQL, migrated in the background from
 /// the moment the database answers (the service serves, not ready, until
 /// then), and the configured signing key.
-pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<(Users, Migrations), StartError> {
+pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<platform::Server, StartError> {
     let config = UsersConfig::from_settings(settings)?;
     let store = postgres_store(settings)?;
     let key_file = Settings::require(
@@ -47,12 +49,13 @@ pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Re
         async move { store.migrate().await }
     };
     let migrations = Migrations::start("users", migrate, shutdown.clone());
-    Ok((assemble(store, tokens, config), migrations))
+    let server = crate::server(assemble(store, tokens, config), settings)?;
+    Ok(server.readiness_check("migrations", move || std::future::ready(migrations.check())))
 }
 
 /// The embedded component for `meshwork up`: `users.db` and the signing key
 /// (generated on first start, so tokens survive restarts) in `data_dir`.
-pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Users, StartError> {
+pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<platform::Server, StartError> {
     let config = UsersConfig::from_settings(settings)?;
     let tokens = match &config.signing_key_file {
         Some(path) => TokenIssuer::from_file(path, &config.issuer, config.token_ttl)
@@ -69,7 +72,7 @@ pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<Users, Sta
     };
     let store = SqliteUserStore::open(&data_dir.join("users.db")).await.map_err(StartError::other)?;
     let store: Arc<dyn UserStore> = Arc::new(store);
-    Ok(assemble(store, tokens, config))
+    Ok(crate::server(assemble(store, tokens, config), settings)?)
 }
 
 fn assemble(store: Arc<dyn UserStore>, tokens: TokenIssuer, config: UsersConfig) -> Users {

@@ -110,3 +110,35 @@ async fn orders_is_not_ready_without_its_database_or_its_broker() {
     becomes(&address, ServingStatus::NotServing, "orders to notice its broker is gone").await;
     assert!(running.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn products_is_not_ready_while_its_broker_is_unreachable() {
+    let test = "products_serves_first";
+    let Some(catalog) = testkit::mongo::TestMongo::create(test).await else { return };
+    let Some(broker) = TestBroker::create(test) else { return };
+    for suffix in ["", ".retry", ".dlq"] {
+        broker.track(format!("{}products.order-events{suffix}", broker.prefix));
+    }
+    let rabbit = TcpProxy::start(broker.address().await).await;
+    rabbit.cut();
+    let (mongo_url, rabbit_url) = (catalog.url(), broker.url_via(rabbit.address()));
+    let env = [
+        ("MONGO_URL", mongo_url.as_str()),
+        ("RABBITMQ_URL", rabbit_url.as_str()),
+        ("RABBITMQ_PREFIX", broker.prefix.as_str()),
+        ("USER_SERVICE_URL", "http://127.0.0.1:9"),
+        ("ORDER_SERVICE_URL", "http://127.0.0.1:9"),
+        ("PORT", "0"),
+        ("MESHWORK_HOST", "127.0.0.1"),
+        ("MESHWORK_SERVICE_SECRET", testkit::SERVICE_SECRET),
+        ("MESHWORK_READINESS_INTERVAL", "200ms"),
+    ];
+    let mut running = Running::start(&["products"], &env);
+    let address = listening(&mut running, "products");
+    let (code, body) = ready(&address);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("broker"), "{body}");
+    rabbit.restore();
+    becomes(&address, ServingStatus::Serving, "products to be ready with its broker back").await;
+    assert!(running.terminate().success());
+}
