@@ -5,7 +5,6 @@
 //! `Grpc-Metadata-<key>` headers.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use base64::Engine;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -57,24 +56,6 @@ pub fn request_metadata(headers: &HeaderMap, client: Option<SocketAddr>) -> Meta
     metadata
 }
 
-/// Parses a `Grpc-Timeout` value (`10S`, `500m`, units H M S m u n).
-pub fn parse_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 {
-        return None;
-    }
-    let amount: u64 = digits.parse().ok()?;
-    Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    })
-}
-
 /// The upstream's response metadata as `Grpc-Metadata-*` headers.
 pub fn response_headers(metadata: &MetadataMap, headers: &mut HeaderMap) {
     for (name, value) in metadata.clone().into_headers() {
@@ -113,17 +94,5 @@ mod tests {
         assert!(request_metadata(&headers, None).get("x-meshwork-service-token").is_none());
         assert!(metadata.get("x-other").is_none());
         assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
-    }
-
-    #[test]
-    fn timeouts_parse_in_every_unit() {
-        assert_eq!(parse_timeout("10S"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_timeout("500m"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_timeout("2M"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_timeout("7u"), Some(Duration::from_micros(7)));
-        for bad in ["", "S", "10", "10s", "abcS", "123456789S"] {
-            assert_eq!(parse_timeout(bad), None, "{bad:?}");
-        }
     }
 }

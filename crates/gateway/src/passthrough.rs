@@ -45,7 +45,7 @@ impl Service<http::Request<Body>> for PassThrough {
         let method = path.replace('/', ".");
         let upstream = gateway.upstreams.get(&service);
         let client_timeout =
-            request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(crate::headers::parse_timeout);
+            request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(platform::grpc_timeout::parse);
         Box::pin(async move {
             let Some(upstream) = upstream else {
                 return Ok(tonic::Status::unimplemented(format!("no upstream serves {service}")).into_http());

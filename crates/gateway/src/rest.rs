@@ -90,7 +90,7 @@ async fn call(
         Err(error) => return bad_request(&format!("cannot read the request body: {error}")),
     };
     let timeout =
-        match parts.headers.get("grpc-timeout").map(|v| v.to_str().ok().and_then(crate::headers::parse_timeout)) {
+        match parts.headers.get("grpc-timeout").map(|v| v.to_str().ok().and_then(platform::grpc_timeout::parse)) {
             None => None,
             Some(Some(timeout)) => Some(timeout),
             Some(None) => {

@@ -73,8 +73,9 @@ where
     }
 }
 
-/// A `grpc-timeout` value (gRPC over HTTP/2: at most 8 digits, then a unit).
-fn parse(value: &str) -> Option<Duration> {
+/// A `grpc-timeout` value (gRPC over HTTP/2: at most 8 digits, then a unit:
+/// `10S`, `500m`; H M S m u n).
+pub fn parse(value: &str) -> Option<Duration> {
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -100,8 +101,11 @@ mod tests {
         assert_eq!(parse("200m"), Some(Duration::from_millis(200)));
         assert_eq!(parse("5S"), Some(Duration::from_secs(5)));
         assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("7u"), Some(Duration::from_micros(7)));
         assert_eq!(parse("99999999u"), Some(Duration::from_micros(99_999_999)));
-        for bad in ["", "m", "5", "5s", "123456789m", "-1S", "1.5S"] {
+        assert_eq!(parse("10n"), Some(Duration::from_nanos(10)));
+        for bad in ["", "m", "S", "5", "10", "5s", "abcS", "123456789m", "-1S", "1.5S"] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
