@@ -88,6 +88,21 @@ struct Claims {
     #[serde(default)]
     roles: Vec<String>,
     iat: Option<u64>,
+    exp: u64,
+}
+
+/// Tokens remembered once verified, until they expire: an Ed25519 check
+/// costs ~50 µs, which was a third of the gateway's CPU per request when
+/// every call carried a token (`scripts/bench-peers`). A token is the same
+/// bytes each time its holder sends it, so its signature need not be checked
+/// again; its expiry is, on every use. At most this many; a full memory is
+/// cleared whole (tokens live minutes, so it refills with the ones in use).
+const REMEMBERED_TOKENS: usize = 10_000;
+
+#[derive(Debug, Clone)]
+struct Remembered {
+    identity: UserIdentity,
+    expires_at: u64,
 }
 
 /// The parts of the JOSE header this verifier looks at, read before the
@@ -107,6 +122,8 @@ pub struct UserTokens {
     keys: RwLock<HashMap<String, DecodingKey>>,
     /// When the keys were last fetched (see `refetch_interval`).
     last_fetch: Mutex<Option<Instant>>,
+    /// Verified tokens and whom they prove (see [`REMEMBERED_TOKENS`]).
+    remembered: std::sync::Mutex<HashMap<String, Remembered>>,
 }
 
 impl std::fmt::Debug for UserTokens {
@@ -124,6 +141,7 @@ impl UserTokens {
             refetch_interval: Duration::from_secs(5),
             keys: RwLock::new(HashMap::new()),
             last_fetch: Mutex::new(None),
+            remembered: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -140,6 +158,26 @@ impl UserTokens {
 
     /// The user a token proves, or why it proves nobody.
     pub async fn verify(&self, token: &str) -> Result<UserIdentity, TokenError> {
+        if let Some(identity) = self.remembered(token, jsonwebtoken::get_current_timestamp()) {
+            return Ok(identity);
+        }
+        let (identity, expires_at) = self.check(token).await?;
+        let mut remembered = self.remembered.lock().expect("remembered tokens lock");
+        if remembered.len() >= REMEMBERED_TOKENS {
+            remembered.clear();
+        }
+        remembered.insert(token.to_owned(), Remembered { identity: identity.clone(), expires_at });
+        Ok(identity)
+    }
+
+    /// Whom `token` proves, if it was verified before and has not expired by `now`.
+    fn remembered(&self, token: &str, now: u64) -> Option<UserIdentity> {
+        let remembered = self.remembered.lock().expect("remembered tokens lock");
+        remembered.get(token).filter(|hit| now < hit.expires_at).map(|hit| hit.identity.clone())
+    }
+
+    /// Checks every part of a token: header, key, signature, claims.
+    async fn check(&self, token: &str) -> Result<(UserIdentity, u64), TokenError> {
         let invalid = |why: &str| TokenError::Invalid(why.to_owned());
         let header = token.split('.').next().unwrap_or_default();
         let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| invalid("not a JWT (header.payload.signature)"))?;
@@ -168,7 +206,7 @@ impl UserTokens {
         if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
             return Err(invalid("it was issued in the future (iat)"));
         }
-        Ok(UserIdentity { id: claims.sub, roles: claims.roles })
+        Ok((UserIdentity { id: claims.sub, roles: claims.roles }, claims.exp))
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, TokenError> {
@@ -229,6 +267,20 @@ mod tests {
 
     fn encode(json: &str) -> String {
         URL_SAFE_NO_PAD.encode(json)
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_until_it_expires_and_no_longer() {
+        let tokens = verifier();
+        let identity = UserIdentity { id: "u1".into(), roles: vec!["admin".into()] };
+        tokens
+            .remembered
+            .lock()
+            .unwrap()
+            .insert("a.b.c".to_owned(), Remembered { identity: identity.clone(), expires_at: 1_000 });
+        assert_eq!(tokens.remembered("a.b.c", 999), Some(identity));
+        assert_eq!(tokens.remembered("a.b.c", 1_000), None, "expired: checked again from scratch");
+        assert_eq!(tokens.remembered("a.b.d", 999), None, "only the very same token");
     }
 
     #[test]
