@@ -13,6 +13,12 @@ use meshwork::components::{Backends, Component, start_error};
 use meshwork::{bind, up};
 use platform::{CancellationToken, ConfigError, EXIT_INVALID_CONFIG, Env, Settings};
 
+/// mimalloc instead of glibc's malloc: with the token check remembered, the
+/// allocator was the largest cost left on the gateway's request path (about
+/// a fifth of its CPU, `perf` under `scripts/bench-peers`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Users { action: Some(UsersAction::Keygen) } = cli.command {
