@@ -42,15 +42,14 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
     };
     let span = tracing::info_span!(
         "gateway",
-        otel.name = %format!("{method} {}", route.template),
+        otel.name = route.names.span.as_str(),
         otel.kind = "server",
         http.method = %method,
-        http.route = %route.template,
-        rpc.method = %route.grpc_path(),
+        http.route = route.names.label.as_ref(),
+        rpc.method = route.grpc_path(),
     );
     platform::telemetry::set_parent_from_headers(&span, request.headers());
-    let method_name = format!("{}.{}", route.method.parent_service().full_name(), route.method.name());
-    let admitted = match crate::guard::admit(gateway, &method_name, request.headers(), client).await {
+    let admitted = match crate::guard::admit(gateway, &route.names.full_method, request.headers(), client).await {
         Ok(admitted) => admitted,
         Err(denied) => {
             let mut response = status_response(&denied.status(), &gateway.pool);
@@ -121,10 +120,7 @@ async fn call(
             metadata.insert(key, value);
         }
     }
-    let path = match http::uri::PathAndQuery::try_from(route.grpc_path()) {
-        Ok(path) => path,
-        Err(error) => return error_response(tonic::Code::Internal, &error.to_string(), Vec::new()),
-    };
+    let path = route.names.grpc_path.clone();
     let output = route.method.output();
     let outcome = upstream
         .call(route.is_idempotent(), timeout, |channel, remaining| {
@@ -173,9 +169,10 @@ fn bad_request(message: &str) -> Response {
 
 /// Records the request in the gateway's metrics and passes the response on.
 fn count(route: Option<&Route>, method: &Method, response: Response, started: Instant) -> Response {
-    let route = route.map_or_else(|| "unmatched".to_owned(), |r| r.template.to_string());
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("gateway_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status)
+    let route = route.map_or(metrics::SharedString::const_str("unmatched"), |r| r.names.label.clone());
+    let status = metrics::SharedString::from_owned(response.status().as_str().to_owned());
+    let method = metrics::SharedString::from_owned(method.as_str().to_owned());
+    metrics::counter!("gateway_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("gateway_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
     response

@@ -26,12 +26,40 @@ pub struct Route {
     /// `response_body: "field"`: that field is the whole response body.
     pub response_body: Option<String>,
     pub method: MethodDescriptor,
+    /// Built once, not per request (they were a measurable share of the
+    /// gateway's allocations under `scripts/bench-peers`).
+    pub names: RouteNames,
+}
+
+/// A route's names as each request needs them.
+#[derive(Debug, Clone)]
+pub struct RouteNames {
+    /// `pkg.Service.Method`: what the access rules are keyed by.
+    pub full_method: String,
+    /// `/pkg.Service/Method`, the gRPC path of the RPC.
+    pub grpc_path: http::uri::PathAndQuery,
+    /// `GET /v1/users/{id}`: the span's name.
+    pub span: String,
+    /// The template, as the `route` label of the gateway's metrics.
+    pub label: metrics::SharedString,
+}
+
+impl RouteNames {
+    fn new(http_method: &Method, template: &Template, method: &MethodDescriptor) -> Self {
+        let grpc_path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+        Self {
+            full_method: method.full_name().to_owned(),
+            grpc_path: http::uri::PathAndQuery::try_from(grpc_path).expect("proto names are valid URI paths"),
+            span: format!("{http_method} {template}"),
+            label: metrics::SharedString::from_shared(std::sync::Arc::from(template.to_string())),
+        }
+    }
 }
 
 impl Route {
     /// `/pkg.Service/Method`, the gRPC path of the RPC.
-    pub fn grpc_path(&self) -> String {
-        format!("/{}/{}", self.method.parent_service().full_name(), self.method.name())
+    pub fn grpc_path(&self) -> &str {
+        self.names.grpc_path.as_str()
     }
 
     /// Whether a failed call may be repeated: GET bindings, or RPCs the proto
@@ -169,7 +197,8 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Route, Rout
     {
         return Err(rule_error(format!("response_body field {field} is not in {}", method.output().full_name())));
     }
-    Ok(Route { http_method, template, body, response_body, method: method.clone() })
+    let names = RouteNames::new(&http_method, &template, method);
+    Ok(Route { http_method, template, body, response_body, method: method.clone(), names })
 }
 
 /// A path variable must name a singular, non-message field (through
@@ -206,7 +235,7 @@ mod tests {
     fn found(table: &RouteTable, method: Method, path: &str) -> (String, Vec<(String, String)>) {
         match table.lookup(&method, path) {
             Lookup::Found { route, bindings } => {
-                (route.grpc_path(), bindings.into_iter().map(|(f, v)| (f.join("."), v)).collect())
+                (route.grpc_path().to_owned(), bindings.into_iter().map(|(f, v)| (f.join("."), v)).collect())
             }
             _ => panic!("{method} {path} did not match"),
         }
