@@ -59,7 +59,24 @@ impl Orders {
         &self.store
     }
 
-    pub async fn create(&self, mut input: NewOrder) -> Result<Order, OrderError> {
+    /// Places an order. Once begun, the saga runs to a consistent end on a
+    /// task of its own whatever its caller does (goes away, runs out of
+    /// time): the order is written, or the stock it reserved is released at
+    /// once; the expiry of holds is only the last resort. Its calls to other
+    /// services still get no more than the caller's time.
+    pub async fn create(&self, input: NewOrder) -> Result<Order, OrderError> {
+        let orders = self.clone();
+        let deadline = resilience::deadline::remaining().map(|left| tokio::time::Instant::now() + left);
+        let saga = tokio::spawn(async move {
+            match deadline {
+                Some(deadline) => resilience::deadline::within(deadline, orders.place(input)).await,
+                None => orders.place(input).await,
+            }
+        });
+        saga.await.map_err(|error| OrderError::Store(StoreError::Other(format!("the order saga failed: {error}"))))?
+    }
+
+    async fn place(&self, mut input: NewOrder) -> Result<Order, OrderError> {
         match &input.caller {
             Caller::User(user) if input.user_id.is_empty() => input.user_id = user.id.clone(),
             Caller::User(user) if input.user_id != user.id => {
@@ -242,7 +259,9 @@ impl Orders {
     }
 
     async fn release_quietly(&self, reservation_id: &str) {
-        if let Err(error) = self.dependencies.release(reservation_id).await {
+        // Undoing must not inherit a deadline that may already have passed.
+        let released = resilience::deadline::apart(self.dependencies.release(reservation_id)).await;
+        if let Err(error) = released {
             // Its hold expires (PRODUCTS_HOLD_TTL) if no order confirms it.
             tracing::warn!(%reservation_id, %error, "could not release the stock of a failed order; its hold will expire");
         }

@@ -18,6 +18,14 @@ pub async fn within<F: Future>(deadline: Instant, work: F) -> F::Output {
     DEADLINE.scope(deadline, work).await
 }
 
+/// Runs `work` with no request deadline in force: for compensation that
+/// must finish after the caller's time has run out (every call still has
+/// its callee's own limit).
+pub async fn apart<F: Future>(work: F) -> F::Output {
+    const FAR: Duration = Duration::from_secs(24 * 60 * 60);
+    DEADLINE.scope(Instant::now() + FAR, work).await
+}
+
 /// What is left of the deadline in force, if any.
 pub fn remaining() -> Option<Duration> {
     DEADLINE.try_with(|deadline| deadline.saturating_duration_since(Instant::now())).ok()
@@ -35,6 +43,10 @@ mod tests {
             assert_eq!(remaining(), Some(Duration::from_millis(700)));
             within(Instant::now() + Duration::from_secs(10), async {
                 assert_eq!(remaining(), Some(Duration::from_millis(700)), "an inner scope cannot extend it");
+            })
+            .await;
+            apart(async {
+                assert!(remaining().unwrap() > Duration::from_secs(3600), "compensation is not held to it");
             })
             .await;
         })

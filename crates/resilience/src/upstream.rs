@@ -244,7 +244,11 @@ impl Upstream {
             };
             endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
             let code = outcome.as_ref().map_or_else(|failure| failure.status().code(), |_| tonic::Code::Ok);
-            endpoint.breaker.record(Outcome::of_status(code));
+            // Out of time because the caller gave little is no verdict on the
+            // endpoint: a burst of impatient callers must not open its breaker
+            // (and then refuse the releases that undo what they started).
+            let callers_deadline = code == tonic::Code::DeadlineExceeded && timeout < self.policy.timeout;
+            endpoint.breaker.record(if callers_deadline { Outcome::Neutral } else { Outcome::of_status(code) });
             self.observe(&endpoint, code, started.elapsed());
             let (status, never_sent) = match outcome {
                 Ok(value) => return Ok(value),

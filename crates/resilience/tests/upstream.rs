@@ -129,6 +129,24 @@ async fn failing_endpoints_open_their_breakers_and_calls_are_refused() {
     assert!(matches!(refused, Err(CallError::Refused(Refusal::BreakerOpen { .. }))), "every breaker is open");
 }
 
+#[tokio::test(start_paused = true)]
+async fn running_out_of_a_callers_short_deadline_is_no_verdict_on_the_endpoint() {
+    let policy =
+        Policy { breaker: BreakerConfig { failure_threshold: 2, ..BreakerConfig::default() }, ..Policy::default() };
+    let upstream = upstream(policy);
+    for _ in 0..6 {
+        let impatient = upstream
+            .call(false, Some(Duration::from_millis(50)), |_channel, _remaining| async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok::<(), tonic::Status>(())
+            })
+            .await;
+        assert!(matches!(impatient, Err(CallError::Status(ref s)) if s.code() == tonic::Code::DeadlineExceeded));
+    }
+    let next = upstream.call(false, None, |_channel, _remaining| async { Ok::<(), tonic::Status>(()) }).await;
+    assert!(next.is_ok(), "no breaker opened for the callers' own impatience");
+}
+
 /// A real connection refused: the request provably never reached a service.
 #[tokio::test]
 async fn a_request_that_never_reached_the_service_is_retried_even_when_not_safe_to_repeat() {

@@ -56,6 +56,7 @@ pub struct Shop {
     pub users: UserServiceClient<Channel>,
     pub products: ProductServiceClient<Channel>,
     pub orders: OrderServiceClient<Channel>,
+    pub orders_address: SocketAddr,
     pub order_store: Arc<dyn OrderStore>,
     pub upstreams: Upstreams,
     pub bus: InProcessBus,
@@ -71,11 +72,16 @@ impl Drop for Shop {
 
 /// The users and products services, and what orders needs to reach them.
 pub async fn dependencies(shutdown: &CancellationToken) -> (Upstreams, Arc<dyn ProductStore>) {
-    let user_store = Arc::new(users::store::SqliteUserStore::in_memory().await.unwrap());
+    // Files, as under `meshwork up`, not in-memory databases: a call cancelled
+    // mid-query costs sqlx its connection, and an in-memory database dies
+    // with its only connection.
+    let dir = std::env::temp_dir().join(format!("meshwork-orders-deps-{}", uuid::Uuid::new_v4().simple()));
+    let user_store = Arc::new(users::store::SqliteUserStore::open(&dir.join("users.db")).await.unwrap());
     let tokens = users::tokens::TokenIssuer::from_pem(&users::tokens::generate_pem(), "test", Duration::from_secs(60));
     let users = users::Users::new(user_store, Arc::new(tokens.unwrap()));
     let users_address = testkit::serve(users::server(users, &settings()).unwrap(), shutdown).await;
-    let product_store: Arc<dyn ProductStore> = Arc::new(SqliteProductStore::in_memory().await.unwrap());
+    let product_store: Arc<dyn ProductStore> =
+        Arc::new(SqliteProductStore::open(&dir.join("products.db")).await.unwrap());
     let products = products::Products::new(product_store.clone());
     // Its holds outlast every test, so it never needs to ask orders about one.
     let product_upstreams = products::start::Upstreams {
@@ -129,6 +135,7 @@ pub async fn shop(backend: Backend, test: &str) -> Option<Shop> {
             Channel::from_shared(upstreams.products.to_string()).unwrap().connect().await.unwrap(),
         ),
         orders: OrderServiceClient::new(channel(orders_address).await),
+        orders_address,
         order_store,
         upstreams,
         bus,

@@ -2,6 +2,7 @@
 //! saga over real gRPC against real users and products services, and the
 //! outbox relay against the real RabbitMQ under faults.
 
+mod cancellation;
 mod deadlines;
 mod discovery;
 mod faults;
