@@ -67,12 +67,15 @@ impl Orders {
     pub async fn create(&self, input: NewOrder) -> Result<Order, OrderError> {
         let orders = self.clone();
         let deadline = resilience::deadline::remaining().map(|left| tokio::time::Instant::now() + left);
-        let saga = tokio::spawn(async move {
+        let saga = async move {
             match deadline {
                 Some(deadline) => resilience::deadline::within(deadline, orders.place(input)).await,
                 None => orders.place(input).await,
             }
-        });
+        };
+        // In the request's span, so its logs and the trace it propagates
+        // downstream stay the request's.
+        let saga = tokio::spawn(tracing::Instrument::instrument(saga, tracing::Span::current()));
         saga.await.map_err(|error| OrderError::Store(StoreError::Other(format!("the order saga failed: {error}"))))?
     }
 
