@@ -1,6 +1,7 @@
 //! Deadlines travel: a CreateOrder whose caller allows 200 ms stops then,
 //! even while the products service it waits on never answers, and the
-//! reservation it sent downstream carried no more time than was left.
+//! reservation it sent downstream carried no more time than was left, and
+//! the caller's trace.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,15 +13,24 @@ use tokio::time::Instant;
 
 use crate::helpers::{Backend, at, orders_service, shop};
 
-/// A server that takes any call, notes its `grpc-timeout`, and never answers.
-async fn black_hole(shutdown: &platform::CancellationToken) -> (String, Arc<Mutex<Vec<String>>>) {
+/// What a downstream call carried.
+#[derive(Debug, Clone)]
+struct Seen {
+    timeout: String,
+    traceparent: String,
+}
+
+/// A server that takes any call, notes its `grpc-timeout` and
+/// `traceparent`, and never answers.
+async fn black_hole(shutdown: &platform::CancellationToken) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let noted = seen.clone();
     let swallow = Router::new().fallback(move |request: axum::extract::Request| {
         let noted = noted.clone();
+        let header = |name: &str| request.headers().get(name).map_or("none", |v| v.to_str().unwrap_or("?")).to_owned();
+        let seen = Seen { timeout: header("grpc-timeout"), traceparent: header("traceparent") };
         async move {
-            let timeout = request.headers().get("grpc-timeout").map(|v| v.to_str().unwrap_or("?").to_owned());
-            noted.lock().unwrap().push(timeout.unwrap_or_else(|| "none".to_owned()));
+            noted.lock().unwrap().push(seen);
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
@@ -50,6 +60,7 @@ async fn create_order_with_deadline_header(
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("grpc-timeout", timeout)
+        .header("traceparent", TRACEPARENT)
         .body(Full::new(bytes::Bytes::from(frame)))
         .unwrap();
     let response = client.request(request).await.unwrap();
@@ -59,6 +70,10 @@ async fn create_order_with_deadline_header(
     let trailers = response.into_body().collect().await.unwrap().trailers().cloned().unwrap_or_default();
     tonic::Status::from_header_map(&trailers).unwrap_or_else(|| tonic::Status::ok(""))
 }
+
+/// The caller's trace, which every downstream call must carry on.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn millis(timeout: &str) -> u64 {
     let (amount, unit) = timeout.split_at(timeout.len() - 1);
@@ -90,7 +105,8 @@ async fn a_create_order_stops_at_its_callers_deadline_and_passes_on_only_what_is
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty(), "the reservation reached the products service");
-    for timeout in &seen {
-        assert!(millis(timeout) <= 200, "a downstream call was given {timeout}");
+    for call in &seen {
+        assert!(millis(&call.timeout) <= 200, "a downstream call was given {}", call.timeout);
+        assert!(call.traceparent.contains(TRACE_ID), "a downstream call lost the trace: {}", call.traceparent);
     }
 }
