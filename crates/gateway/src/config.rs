@@ -133,7 +133,7 @@ impl GatewayConfig {
     /// `meshwork up` knows them); auth is optional unless `MESHWORK_AUTH` says
     /// otherwise.
     pub fn embedded(settings: &Settings, urls: [String; 3]) -> Result<Self, StartError> {
-        let mut config = Self::with_shop_sources(settings, urls.map(|url| EndpointSource::Static(vec![url])))?;
+        let mut config = Self::with_shop_sources(settings, urls.map(EndpointSource::single))?;
         config.auth.mode = settings.auth_mode.unwrap_or(crate::auth::AuthMode::Optional);
         Ok(config)
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use events::InProcessBus;
 use platform::settings::Settings;
 use platform::{CancellationToken, Server, StartError};
+use resilience::EndpointSource;
 
 /// Where the components keep their data and send their events.
 #[derive(Clone, Copy)]
@@ -25,13 +26,6 @@ pub struct Addresses {
     pub users: String,
     pub products: String,
     pub orders: String,
-}
-
-impl Addresses {
-    /// One of these addresses as the only endpoint of a service.
-    pub fn source(&self, url: &str) -> resilience::EndpointSource {
-        resilience::EndpointSource::Static(vec![url.to_owned()])
-    }
 }
 
 /// A runnable part of meshwork.
@@ -94,8 +88,8 @@ impl Component {
                 Backends::Production => products::start::production(settings, shutdown).await,
                 Backends::Embedded { data_dir, bus, addresses } => {
                     let upstreams = products::start::Upstreams {
-                        users: addresses.source(&addresses.users),
-                        orders: addresses.source(&addresses.orders),
+                        users: EndpointSource::single(addresses.users.clone()),
+                        orders: EndpointSource::single(addresses.orders.clone()),
                     };
                     products::start::embedded(settings, data_dir, bus, &upstreams, shutdown).await
                 }
@@ -104,8 +98,8 @@ impl Component {
                 Backends::Production => orders::start::production(settings, shutdown).await,
                 Backends::Embedded { bus, addresses, .. } => {
                     let upstreams = orders::start::Upstreams {
-                        users: addresses.source(&addresses.users),
-                        products: addresses.source(&addresses.products),
+                        users: EndpointSource::single(addresses.users.clone()),
+                        products: EndpointSource::single(addresses.products.clone()),
                     };
                     orders::start::embedded(settings, &upstreams, Arc::new(bus.clone()), shutdown).await
                 }

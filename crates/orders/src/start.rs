@@ -62,10 +62,7 @@ impl Assembled {
             server = server.readiness_check("migrations", move || std::future::ready(migrations.check()));
         }
         if let Some(broker) = self.broker {
-            server = server.readiness_check("broker", move || {
-                let broker = broker.clone();
-                async move { broker.probe().await }
-            });
+            server = server.readiness_check("broker", broker.readiness_check());
         }
         server
     }

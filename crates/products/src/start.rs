@@ -103,10 +103,7 @@ pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Re
     tokio::spawn(run_consumer(broker.clone(), subscription, shutdown.clone()));
     let server = serve(products, &upstreams, settings, shutdown.clone())?;
     // Not ready while order events cannot arrive.
-    Ok(server.readiness_check("broker", move || {
-        let broker = broker.clone();
-        async move { broker.probe().await }
-    }))
+    Ok(server.readiness_check("broker", broker.readiness_check()))
 }
 
 /// The embedded component for `meshwork up`: `products.db` in `data_dir`,

@@ -18,6 +18,11 @@ pub enum EndpointSource {
 }
 
 impl EndpointSource {
+    /// One fixed endpoint, `http(s)://host:port`.
+    pub fn single(url: impl Into<String>) -> Self {
+        Self::Static(vec![url.into()])
+    }
+
     /// `http://a:1,http://b:2`, `dns://host:port` or `etcd://component`.
     pub fn parse(value: &str) -> Result<Self, String> {
         let value = value.trim();

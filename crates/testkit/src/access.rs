@@ -1,6 +1,6 @@
 //! Settings and credentials for suites that serve components directly.
 
-use platform::access::{SERVICE_TOKEN_METADATA, ServiceTokens};
+use platform::access::ServiceTokens;
 use platform::{Env, Settings};
 
 /// The service secret every suite's components share.
@@ -30,6 +30,6 @@ pub fn as_service<T>(name: &str, message: T) -> tonic::Request<T> {
 pub fn as_service_with<T>(secret: &str, name: &str, message: T) -> tonic::Request<T> {
     let tokens = ServiceTokens::new(name, secret.as_bytes()).expect("the secret is long enough");
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(SERVICE_TOKEN_METADATA, tokens.token().parse().expect("a token is ASCII"));
+    tokens.attach(&mut request);
     request
 }

@@ -65,6 +65,17 @@ impl RabbitConfig {
         format!("{}{subscription}.dlq", self.prefix)
     }
 
+    /// [`Self::probe`] as a readiness check (`platform::Server::readiness_check`).
+    pub fn readiness_check(
+        &self,
+    ) -> impl Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static {
+        let broker = self.clone();
+        move || {
+            let broker = broker.clone();
+            Box::pin(async move { broker.probe().await })
+        }
+    }
+
     /// Whether the broker answers now: connects and closes, within 2 s. For
     /// readiness; the publisher and consumers keep connections of their own.
     pub async fn probe(&self) -> Result<(), String> {

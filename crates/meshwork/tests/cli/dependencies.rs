@@ -33,12 +33,6 @@ async fn becomes(address: &str, serving: ServingStatus, what: &str) {
     .await;
 }
 
-fn listening(running: &mut Running, component: &str) -> String {
-    let line = running.read_line();
-    let prefix = format!("{component} listening on ");
-    line.trim().strip_prefix(&prefix).unwrap_or_else(|| panic!("{line}")).to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn users_serves_while_its_database_is_down_and_is_ready_once_it_returns() {
     let Some(database) = TestDatabase::create("users_serves_first").await else { return };
@@ -56,7 +50,7 @@ async fn users_serves_while_its_database_is_down_and_is_ready_once_it_returns() 
         ("MESHWORK_READINESS_INTERVAL", "200ms"),
     ];
     let mut running = Running::start(&["users"], &env);
-    let address = listening(&mut running, "users");
+    let address = running.listening("users");
     assert_eq!(health(&address).await, ServingStatus::NotServing);
     let (code, body) = ready(&address);
     assert_eq!(code, 503, "{body}");
@@ -91,7 +85,7 @@ async fn orders_is_not_ready_without_its_database_or_its_broker() {
         ("MESHWORK_READINESS_INTERVAL", "200ms"),
     ];
     let mut running = Running::start(&["orders"], &env);
-    let address = listening(&mut running, "orders");
+    let address = running.listening("orders");
     assert_eq!(health(&address).await, ServingStatus::NotServing);
 
     postgres.restore();
@@ -134,7 +128,7 @@ async fn products_is_not_ready_while_its_broker_is_unreachable() {
         ("MESHWORK_READINESS_INTERVAL", "200ms"),
     ];
     let mut running = Running::start(&["products"], &env);
-    let address = listening(&mut running, "products");
+    let address = running.listening("products");
     let (code, body) = ready(&address);
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("broker"), "{body}");

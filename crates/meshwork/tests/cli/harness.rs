@@ -48,6 +48,13 @@ impl Running {
         line
     }
 
+    /// Reads the `<component> listening on <address>` line: the address.
+    pub fn listening(&mut self, component: &str) -> String {
+        let line = self.read_line();
+        let prefix = format!("{component} listening on ");
+        line.trim().strip_prefix(&prefix).unwrap_or_else(|| panic!("{line}")).to_owned()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -64,8 +64,7 @@ async fn products_serves_on_mongodb() {
         ("MESHWORK_AUTH", "optional"),
     ];
     let mut running = Running::start(&["products"], &env);
-    let line = running.read_line();
-    let address = line.trim().strip_prefix("products listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let address = running.listening("products");
     let mut products = client(&address).await;
     products.create_product(template_product()).await.unwrap();
     let internal = ReserveStockRequest { reservation_id: "order-0".to_owned(), items: Vec::new() };

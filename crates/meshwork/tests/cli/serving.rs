@@ -7,8 +7,7 @@ async fn a_component_serves_health_and_exits_cleanly_on_sigterm() {
     let mut env = vec![("PORT", "0"), ("MESHWORK_HOST", "127.0.0.1")];
     env.extend(crate::harness::UNREACHABLE_UPSTREAMS);
     let mut running = Running::start(&["gateway"], &env);
-    let line = running.read_line();
-    let address = line.trim().strip_prefix("gateway listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+    let address = running.listening("gateway");
     assert_eq!(health(&address).await, tonic_health::pb::health_check_response::ServingStatus::Serving);
     let status = running.terminate();
     assert!(status.success(), "exit status {status}");

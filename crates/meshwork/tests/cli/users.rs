@@ -50,8 +50,7 @@ impl UsersAlone {
         let migrated = run(&["users", "migrate"], &env);
         assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
         let mut running = Running::start(&["users"], &env);
-        let line = running.read_line();
-        let address = line.trim().strip_prefix("users listening on ").unwrap_or_else(|| panic!("{line}")).to_owned();
+        let address = running.listening("users");
         Some(Self { running, address, key_file, _database: database })
     }
 

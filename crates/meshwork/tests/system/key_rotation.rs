@@ -63,9 +63,8 @@ async fn a_rotated_signing_key_is_fetched_when_a_token_names_it() {
 
     let env = Env::from_pairs([("MESHWORK_AUTH", "required"), ("GATEWAY_RATE_LIMIT", "0")]);
     let settings = Settings::load(&env, &meshwork::component_settings()).unwrap();
-    let at = |url: String| gateway::EndpointSource::Static(vec![url]);
-    let unused = at("http://127.0.0.1:9".to_owned());
-    let sources = [at(format!("http://{users_address}")), unused.clone(), unused];
+    let unused = gateway::EndpointSource::single("http://127.0.0.1:9");
+    let sources = [gateway::EndpointSource::single(format!("http://{users_address}")), unused.clone(), unused];
     let mut config = gateway::GatewayConfig::with_shop_sources(&settings, sources).unwrap();
     // Production waits 5 s between fetches; the test need not.
     config.auth.key_refetch_interval = Duration::ZERO;

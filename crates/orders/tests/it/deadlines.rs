@@ -11,7 +11,7 @@ use contract::orders::CreateOrderRequest;
 use orders::start::Upstreams;
 use tokio::time::Instant;
 
-use crate::helpers::{Backend, at, orders_service, shop};
+use crate::helpers::{Backend, orders_service, shop};
 
 /// What a downstream call carried.
 #[derive(Debug, Clone)]
@@ -92,7 +92,8 @@ async fn a_create_order_stops_at_its_callers_deadline_and_passes_on_only_what_is
     let Some(shop) = shop(Backend::Sqlite, "deadline_travels").await else { return };
     let user = shop.user().await;
     let (products, seen) = black_hole(&shop.shutdown).await;
-    let upstreams = Upstreams { users: shop.upstreams.users.clone(), products: at(products) };
+    let upstreams =
+        Upstreams { users: shop.upstreams.users.clone(), products: resilience::EndpointSource::single(products) };
     let address =
         orders_service(shop.order_store.clone(), &upstreams, Arc::new(shop.bus.clone()), &shop.shutdown).await;
     let request =

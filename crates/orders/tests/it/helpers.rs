@@ -39,11 +39,6 @@ pub async fn order_store(backend: Backend, test: &str) -> Option<(Arc<dyn OrderS
     }
 }
 
-/// One fixed endpoint.
-pub fn at(url: String) -> resilience::EndpointSource {
-    resilience::EndpointSource::Static(vec![url])
-}
-
 fn settings() -> Settings {
     testkit::settings()
 }
@@ -85,13 +80,15 @@ pub async fn dependencies(shutdown: &CancellationToken) -> (Upstreams, Arc<dyn P
     let products = products::Products::new(product_store.clone());
     // Its holds outlast every test, so it never needs to ask orders about one.
     let product_upstreams = products::start::Upstreams {
-        users: at(format!("http://{users_address}")),
-        orders: at("http://127.0.0.1:9".to_owned()),
+        users: resilience::EndpointSource::single(format!("http://{users_address}")),
+        orders: resilience::EndpointSource::single("http://127.0.0.1:9".to_owned()),
     };
     let products = products::start::serve(products, &product_upstreams, &settings(), shutdown.clone()).unwrap();
     let products_address = testkit::serve(products, shutdown).await;
-    let upstreams =
-        Upstreams { users: at(format!("http://{users_address}")), products: at(format!("http://{products_address}")) };
+    let upstreams = Upstreams {
+        users: resilience::EndpointSource::single(format!("http://{users_address}")),
+        products: resilience::EndpointSource::single(format!("http://{products_address}")),
+    };
     (upstreams, product_store)
 }
 

@@ -73,7 +73,7 @@ pub async fn spawn_app(backend: Backend, test: &str) -> Option<TestApp> {
 pub async fn serve(store: Arc<dyn ProductStore>, database: Option<TestMongo>, readiness_interval: Duration) -> TestApp {
     // No users or orders service here: no user token is ever sent to this
     // server, and no hold it takes runs out while a test lasts.
-    let nowhere = resilience::EndpointSource::Static(vec!["http://127.0.0.1:9".to_owned()]);
+    let nowhere = resilience::EndpointSource::single("http://127.0.0.1:9");
     let upstreams = products::start::Upstreams { users: nowhere.clone(), orders: nowhere };
     let shutdown = CancellationToken::new();
     let server = products::start::serve(Products::new(store), &upstreams, &testkit::settings(), shutdown.clone())
