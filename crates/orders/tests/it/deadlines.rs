@@ -16,6 +16,7 @@ use crate::helpers::{Backend, orders_service, shop};
 /// What a downstream call carried.
 #[derive(Debug, Clone)]
 struct Seen {
+    path: String,
     timeout: String,
     traceparent: String,
 }
@@ -28,7 +29,8 @@ async fn black_hole(shutdown: &platform::CancellationToken) -> (String, Arc<Mute
     let swallow = Router::new().fallback(move |request: axum::extract::Request| {
         let noted = noted.clone();
         let header = |name: &str| request.headers().get(name).map_or("none", |v| v.to_str().unwrap_or("?")).to_owned();
-        let seen = Seen { timeout: header("grpc-timeout"), traceparent: header("traceparent") };
+        let path = request.uri().path().to_owned();
+        let seen = Seen { path, timeout: header("grpc-timeout"), traceparent: header("traceparent") };
         async move {
             noted.lock().unwrap().push(seen);
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -107,7 +109,16 @@ async fn a_create_order_stops_at_its_callers_deadline_and_passes_on_only_what_is
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty(), "the reservation reached the products service");
     for call in &seen {
-        assert!(millis(&call.timeout) <= 200, "a downstream call was given {}", call.timeout);
+        match call.path.as_str() {
+            "/shop.products.v1.ProductService/ReserveStock" => {
+                assert!(millis(&call.timeout) <= 200, "the reservation was given {}", call.timeout);
+            }
+            // Undoing the reservation runs after the caller's time is spent,
+            // on purpose (a saga ends consistently), with its own limit.
+            "/shop.products.v1.ProductService/ReleaseStock" => {}
+            other => panic!("an unexpected downstream call: {other}"),
+        }
         assert!(call.traceparent.contains(TRACE_ID), "a downstream call lost the trace: {}", call.traceparent);
     }
+    assert!(seen.iter().any(|call| call.path.ends_with("/ReserveStock")), "a ReserveStock among the calls: {seen:?}");
 }
