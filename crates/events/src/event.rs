@@ -35,6 +35,14 @@ impl Event {
         self
     }
 
+    /// How long ago the event was made, read from its UUIDv7 id (`None`
+    /// for another kind of id, or a clock that went backwards).
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let (seconds, nanos) = self.id.get_timestamp()?.to_unix();
+        let made = std::time::UNIX_EPOCH + std::time::Duration::new(seconds, nanos);
+        std::time::SystemTime::now().duration_since(made).ok()
+    }
+
     pub fn is<M: Name>(&self) -> bool {
         self.kind == M::full_name()
     }

@@ -14,7 +14,7 @@ use events::{Event, Handler, HandlerError, Subscription};
 use prost::Name;
 
 use crate::domain::{ProductId, ReservationId};
-use crate::store::{ProductStore, StoreError};
+use crate::store::{Applied, OrderEffect, ProductStore, StoreError};
 
 /// The durable name of this consumer (its queue, and its inbox entries).
 pub const CONSUMER: &str = "products.order-events";
@@ -28,13 +28,31 @@ impl OrderEvents {
         Self { store }
     }
 
-    /// The subscription that delivers order events to this handler.
+    /// The subscription that delivers order events to this handler: up to
+    /// [`LANES`] orders' events applied side by side, each order's in the
+    /// order they happened (a cancellation after its creation).
     pub fn subscription(store: Arc<dyn ProductStore>) -> Subscription {
         Subscription::new(
             CONSUMER,
             vec![OrderCreated::full_name(), OrderCancelled::full_name(), OrderStatusChanged::full_name()],
             Arc::new(Self::new(store)),
         )
+        .ordered_by(LANES, order_id)
+    }
+}
+
+/// Events applied at once. The stores serialise their writes anyway; the
+/// lanes overlap each event's reads and round trips with the others'.
+pub const LANES: usize = 8;
+
+/// The order an event is about: its ordering key.
+fn order_id(event: &Event) -> Option<String> {
+    if event.is::<OrderCreated>() {
+        event.decode::<OrderCreated>().ok().map(|created| created.order_id)
+    } else if event.is::<OrderCancelled>() {
+        event.decode::<OrderCancelled>().ok().map(|cancelled| cancelled.order_id)
+    } else {
+        event.decode::<OrderStatusChanged>().ok().map(|changed| changed.order_id)
     }
 }
 
@@ -56,38 +74,48 @@ fn retryable(error: StoreError) -> HandlerError {
 #[async_trait]
 impl Handler for OrderEvents {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
+        let Some(effect) = effect_of(event)? else { return Ok(()) };
         let event_id = event.id.to_string();
-        if self.store.inbox_contains(CONSUMER, &event_id).await.map_err(retryable)? {
-            tracing::debug!(%event_id, "event already applied");
-            return Ok(());
-        }
-        if event.is::<OrderCreated>() {
-            let created: OrderCreated = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;
-            let reservation = ReservationId::parse(&created.order_id)
-                .map_err(|why| HandlerError::permanent(format!("order id {:?} {why}", created.order_id)))?;
-            if !self.store.confirm(&reservation).await.map_err(retryable)? {
-                // Cancelled already, or its hold expired while no one could
-                // tell that the order existed: worth a person's look.
-                tracing::warn!(order_id = %created.order_id, "an order was created for stock no longer held");
+        match self.store.apply_once(CONSUMER, &event_id, &effect).await.map_err(retryable)? {
+            Applied::Before => tracing::debug!(%event_id, "event already applied"),
+            Applied::Now { held } => {
+                if !held && let OrderEffect::Created { order_id, .. } = &effect {
+                    // Cancelled already, or its hold expired while no one
+                    // could tell that the order existed: worth a person's look.
+                    tracing::warn!(%order_id, "an order was created for stock no longer held");
+                }
+                tracing::info!(%event_id, kind = %event.kind, "order event applied");
             }
-            self.store.record_sale(&created.order_id, &items(&created.items)?).await.map_err(retryable)?;
-        } else if event.is::<OrderCancelled>() {
-            let cancelled: OrderCancelled = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;
-            let reservation = ReservationId::parse(&cancelled.order_id)
-                .map_err(|why| HandlerError::permanent(format!("order id {:?} {why}", cancelled.order_id)))?;
-            self.store.release(&reservation).await.map_err(retryable)?;
-            self.store.cancel_sale(&cancelled.order_id, &items(&cancelled.items)?).await.map_err(retryable)?;
-        } else if event.is::<OrderStatusChanged>() {
-            let changed: OrderStatusChanged = event.decode().map_err(|e| HandlerError::permanent(e.to_string()))?;
-            // Orders are cancelled only before they ship.
-            if changed.to_status == "SHIPPED" {
-                self.store.settle_order(&changed.order_id).await.map_err(retryable)?;
-            }
-        } else {
-            return Ok(());
         }
-        self.store.inbox_record(CONSUMER, &event_id).await.map_err(retryable)?;
-        tracing::info!(%event_id, kind = %event.kind, "order event applied");
         Ok(())
+    }
+}
+
+/// What `event` asks of the catalog; `None` for an event with nothing to do.
+fn effect_of(event: &Event) -> Result<Option<OrderEffect>, HandlerError> {
+    let undecodable = |e: events::event::DecodeError| HandlerError::permanent(e.to_string());
+    let reservation = |order_id: &str| {
+        ReservationId::parse(order_id).map_err(|why| HandlerError::permanent(format!("order id {order_id:?} {why}")))
+    };
+    if event.is::<OrderCreated>() {
+        let created: OrderCreated = event.decode().map_err(undecodable)?;
+        Ok(Some(OrderEffect::Created {
+            reservation: reservation(&created.order_id)?,
+            items: items(&created.items)?,
+            order_id: created.order_id,
+        }))
+    } else if event.is::<OrderCancelled>() {
+        let cancelled: OrderCancelled = event.decode().map_err(undecodable)?;
+        Ok(Some(OrderEffect::Cancelled {
+            reservation: reservation(&cancelled.order_id)?,
+            items: items(&cancelled.items)?,
+            order_id: cancelled.order_id,
+        }))
+    } else if event.is::<OrderStatusChanged>() {
+        let changed: OrderStatusChanged = event.decode().map_err(undecodable)?;
+        // Orders are cancelled only before they ship.
+        Ok((changed.to_status == "SHIPPED").then_some(OrderEffect::Shipped { order_id: changed.order_id }))
+    } else {
+        Ok(None)
     }
 }

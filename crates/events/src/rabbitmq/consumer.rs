@@ -1,4 +1,5 @@
-//! Consuming with manual acknowledgements. Each delivery is handled, then:
+//! Consuming with manual acknowledgements, in lanes (see
+//! [`crate::Subscription::ordering_key`]). Each delivery is handled, then:
 //! acknowledged on success; on failure re-published to the delay queue with
 //! its attempt count raised (and only then acknowledged, so it is never
 //! lost); after `max_attempts`, or at once for a permanent failure,
@@ -16,6 +17,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
 use platform::CancellationToken;
 use resilience::Backoff;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{
@@ -27,6 +29,7 @@ use crate::{BusError, Subscription};
 /// Consumes `subscription` until `shutdown` is cancelled, reconnecting with
 /// backoff whenever the broker is unreachable or drops the connection.
 pub async fn run_consumer(config: RabbitConfig, subscription: Subscription, shutdown: CancellationToken) {
+    crate::metrics::register(&subscription.name);
     let backoff = Backoff::default();
     let mut failures = 0;
     while !shutdown.is_cancelled() {
@@ -68,13 +71,39 @@ async fn consume(config: &RabbitConfig, subscription: &Subscription, failures: &
         Ok((connection, channel, deliveries))
     })
     .await?;
-    tracing::info!(queue = %config.queue(&subscription.name), "consuming");
+    tracing::info!(queue = %config.queue(&subscription.name), lanes = subscription.lanes(), "consuming");
     *failures = 0;
-    while let Some(delivery) = deliveries.next().await {
-        let delivery = delivery.map_err(unavailable)?;
-        handle(config, subscription, &channel, delivery).await?;
+    // One lane per unit of concurrency, each applying its deliveries in
+    // the order they came; a delivery's lane follows its ordering key, so
+    // the events of one key stay in order while other keys overlap. The
+    // prefetch bounds how many wait in the lanes unacknowledged.
+    let (lanes, queued): (Vec<_>, Vec<_>) =
+        (0..subscription.lanes()).map(|_| mpsc::channel::<Delivery>(usize::from(config.prefetch.max(1)))).unzip();
+    let workers = queued.into_iter().map(|mut queued| {
+        let channel = &channel;
+        async move {
+            while let Some(delivery) = queued.recv().await {
+                handle(config, subscription, channel, delivery).await?;
+            }
+            Ok::<(), BusError>(())
+        }
+    });
+    let dispatch = async {
+        while let Some(delivery) = deliveries.next().await {
+            let delivery = delivery.map_err(unavailable)?;
+            let lane = event_from(&delivery.properties, &delivery.data).map_or(0, |event| subscription.lane(&event));
+            if lanes[lane].send(delivery).await.is_err() {
+                break;
+            }
+        }
+        Err(BusError::Unavailable("the consumer was cancelled by the broker".to_owned()))
+    };
+    // Whichever ends first ends the session; unacknowledged deliveries go
+    // back to the queue with the connection, to be delivered again.
+    tokio::select! {
+        outcome = dispatch => outcome,
+        outcome = futures::future::try_join_all(workers) => outcome.and(Err(BusError::Unavailable("the lanes stopped".to_owned()))),
     }
-    Err(BusError::Unavailable("the consumer was cancelled by the broker".to_owned()))
 }
 
 async fn handle(
@@ -84,6 +113,9 @@ async fn handle(
     delivery: Delivery,
 ) -> Result<(), BusError> {
     let attempt = attempts(&delivery.properties);
+    if attempt > 1 || delivery.redelivered {
+        crate::metrics::redelivered(&subscription.name);
+    }
     let outcome = match event_from(&delivery.properties, &delivery.data) {
         None => Err(crate::HandlerError::permanent("message without an event id or type")),
         Some(event) => {
@@ -95,12 +127,17 @@ async fn handle(
                 headers.insert("traceparent", value);
                 platform::telemetry::set_parent_from_headers(&span, &headers);
             }
-            subscription.handler.handle(&event).instrument(span).await
+            let outcome = subscription.handler.handle(&event).instrument(span).await;
+            if outcome.is_ok() {
+                crate::metrics::applied(&subscription.name, &event);
+            }
+            outcome
         }
     };
     if let Err(error) = outcome {
         let (queue, next_attempt) = if error.permanent || attempt >= subscription.max_attempts {
             tracing::error!(subscription = %subscription.name, attempt, %error, "event dead-lettered");
+            crate::metrics::dead_lettered(&subscription.name);
             (config.dead_letter_queue(&subscription.name), attempt)
         } else {
             tracing::warn!(subscription = %subscription.name, attempt, %error, "event handler failed; retrying later");

@@ -11,7 +11,7 @@ use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 
 use super::{RabbitConfig, bounded, connect, properties, unavailable};
-use crate::{BusError, Event, Publisher};
+use crate::{BusError, Event, PartialPublish, Publisher};
 
 pub struct RabbitPublisher {
     config: RabbitConfig,
@@ -46,33 +46,51 @@ impl RabbitPublisher {
 #[async_trait]
 impl Publisher for RabbitPublisher {
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        // One publish at a time: confirms then map one-to-one to events, and
-        // the outbox relay publishes in order anyway.
+        self.publish_batch(std::slice::from_ref(event)).await.map_err(|partial| partial.error)
+    }
+
+    /// Publishes every event, then awaits their confirms in order: one
+    /// round trip to the broker per batch instead of one per event. One
+    /// batch at a time, so the confirms of a batch are its own.
+    async fn publish_batch(&self, events: &[Event]) -> Result<(), PartialPublish> {
         let mut open = self.open.lock().await;
-        let channel = self.channel(&mut open).await?;
-        let outcome = bounded(&self.config, "a publish and its confirm", async {
-            channel
-                .basic_publish(
-                    self.config.exchange().into(),
-                    event.kind.clone().into(),
-                    BasicPublishOptions::default(),
-                    &event.payload,
-                    properties(event, FieldTable::default()),
-                )
-                .await
-                .map_err(unavailable)?
-                .await
-                .map_err(unavailable)
+        let channel = self.channel(&mut open).await.map_err(|error| PartialPublish { taken: 0, error })?;
+        let mut taken = 0;
+        let outcome = bounded(&self.config, "a batch of publishes and their confirms", async {
+            let mut confirms = Vec::with_capacity(events.len());
+            for event in events {
+                let confirm = channel
+                    .basic_publish(
+                        self.config.exchange().into(),
+                        event.kind.clone().into(),
+                        BasicPublishOptions::default(),
+                        &event.payload,
+                        properties(event, FieldTable::default()),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                confirms.push((event, confirm));
+            }
+            for (event, confirm) in confirms {
+                match confirm.await.map_err(unavailable)? {
+                    Confirmation::Ack(_) => taken += 1,
+                    Confirmation::Nack(_) => {
+                        return Err(BusError::Refused(format!("broker nacked event {}", event.id)));
+                    }
+                    Confirmation::NotRequested => {
+                        return Err(BusError::Refused("publisher confirms are off".to_owned()));
+                    }
+                }
+            }
+            Ok(())
         })
         .await;
-        match outcome {
-            Ok(Confirmation::Ack(_)) => Ok(()),
-            Ok(Confirmation::Nack(_)) => Err(BusError::Refused(format!("broker nacked event {}", event.id))),
-            Ok(Confirmation::NotRequested) => Err(BusError::Refused("publisher confirms are off".to_owned())),
-            Err(error) => {
+        outcome.map_err(|error| {
+            if matches!(error, BusError::Unavailable(_)) {
+                // Reconnect at the next publish.
                 *open = None;
-                Err(error)
             }
-        }
+            PartialPublish { taken, error }
+        })
     }
 }

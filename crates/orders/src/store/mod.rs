@@ -42,6 +42,13 @@ pub struct OutboxEntry {
     pub event: events::Event,
 }
 
+/// What waits in the outbox: how many events, and since when.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub unsent: u64,
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Which orders to list.
 #[derive(Debug, Clone, Default)]
 pub struct OrderQuery {
@@ -81,7 +88,10 @@ pub trait OrderStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// The oldest unsent events, in the order they were written.
     async fn unsent(&self, limit: u32) -> Result<Vec<OutboxEntry>, StoreError>;
-    async fn mark_sent(&self, seq: i64) -> Result<(), StoreError>;
+    /// The bus has these events: they leave the outbox, which so holds only
+    /// what is still to be published (no history grows there).
+    async fn mark_sent(&self, seqs: &[i64]) -> Result<(), StoreError>;
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
     /// Waits to become the one relay (PostgreSQL: an advisory lock); the
     /// lease lasts as long as the returned value.
     async fn relay_lease(&self) -> Result<Option<Box<dyn RelayLease>>, StoreError>;

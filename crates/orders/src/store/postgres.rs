@@ -13,6 +13,8 @@ const RELAY_LOCK: i64 = 0x6d65_7368_776f_726b;
 #[derive(Debug, Clone)]
 pub struct PostgresOrderStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL runs writers side by side.
+    writes: PgPool,
 }
 
 /// Holds the relay's advisory lock on a connection taken out of the pool,
@@ -25,7 +27,7 @@ impl PostgresOrderStore {
     /// A lazy pool: the service starts (not ready) while the database is down.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
         let pool = platform::database::postgres_lazy(url).map_err(StoreError::from_sqlx)?;
-        Ok(Self { pool })
+        Ok(Self { writes: pool.clone(), pool })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -1,6 +1,8 @@
 //! The SQL both adapters run: PostgreSQL and SQLite accept the same text
 //! here (`$n` parameters, a nil/max UUID instead of NULL cursors), so one
-//! macro implements [`super::OrderStore`] for each pool type. Only the
+//! macro implements [`super::OrderStore`] for each pool type. Reads go to
+//! `pool`, writes to `writes` (the same pool on PostgreSQL; SQLite's one
+//! writing connection, see `platform::database::SqlitePools`). Only the
 //! relay lease differs, and each adapter provides it as `relay_lease_impl`.
 
 macro_rules! impl_order_store {
@@ -14,7 +16,7 @@ macro_rules! impl_order_store {
                 event: &events::Event,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::StoreError;
-                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                let mut tx = self.writes.begin().await.map_err(StoreError::from_sqlx)?;
                 sqlx::query(
                     "INSERT INTO orders (id, user_id, status, total_minor, idempotency_key, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -110,7 +112,7 @@ macro_rules! impl_order_store {
                 event: &events::Event,
             ) -> Result<bool, $crate::store::StoreError> {
                 use $crate::store::StoreError;
-                let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
+                let mut tx = self.writes.begin().await.map_err(StoreError::from_sqlx)?;
                 // Compare-and-set on the status: of two concurrent changes
                 // from one status, exactly one wins.
                 let changed = sqlx::query("UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
@@ -131,8 +133,7 @@ macro_rules! impl_order_store {
 
             async fn unsent(&self, limit: u32) -> Result<Vec<$crate::store::OutboxEntry>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<_, $crate::store::OutboxRow>(
-                    "SELECT seq, event_id, kind, payload, traceparent FROM outbox
-                     WHERE sent_at IS NULL ORDER BY seq LIMIT $1",
+                    "SELECT seq, event_id, kind, payload, traceparent FROM outbox ORDER BY seq LIMIT $1",
                 )
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
@@ -141,14 +142,34 @@ macro_rules! impl_order_store {
                 Ok(rows.into_iter().map($crate::store::OutboxRow::into_entry).collect())
             }
 
-            async fn mark_sent(&self, seq: i64) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("UPDATE outbox SET sent_at = $2 WHERE seq = $1")
-                    .bind(seq)
-                    .bind($crate::domain::now())
-                    .execute(&self.pool)
-                    .await
-                    .map_err($crate::store::StoreError::from_sqlx)?;
+            async fn mark_sent(&self, seqs: &[i64]) -> Result<(), $crate::store::StoreError> {
+                if seqs.is_empty() {
+                    return Ok(());
+                }
+                // Exactly these rows: one with a smaller seq may have
+                // committed after they were read, and is still to be sent.
+                let mut delete = sqlx::QueryBuilder::<$database>::new("DELETE FROM outbox WHERE seq IN (");
+                let mut listed = delete.separated(", ");
+                for seq in seqs {
+                    listed.push_bind(*seq);
+                }
+                delete.push(")");
+                delete.build().execute(&self.writes).await.map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(())
+            }
+
+            async fn backlog(&self) -> Result<$crate::store::Backlog, $crate::store::StoreError> {
+                use $crate::store::StoreError;
+                let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
+                let oldest: Option<chrono::DateTime<chrono::Utc>> =
+                    sqlx::query_scalar("SELECT created_at FROM outbox ORDER BY seq LIMIT 1")
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(StoreError::from_sqlx)?;
+                Ok($crate::store::Backlog { unsent: unsent.max(0) as u64, oldest })
             }
 
             async fn relay_lease(

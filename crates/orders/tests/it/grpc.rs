@@ -237,8 +237,11 @@ impl OrderStore for FailingCreates {
     async fn unsent(&self, limit: u32) -> Result<Vec<orders::store::OutboxEntry>, StoreError> {
         self.0.unsent(limit).await
     }
-    async fn mark_sent(&self, seq: i64) -> Result<(), StoreError> {
-        self.0.mark_sent(seq).await
+    async fn mark_sent(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        self.0.mark_sent(seqs).await
+    }
+    async fn backlog(&self) -> Result<orders::store::Backlog, StoreError> {
+        self.0.backlog().await
     }
     async fn relay_lease(&self) -> Result<Option<Box<dyn RelayLease>>, StoreError> {
         self.0.relay_lease().await

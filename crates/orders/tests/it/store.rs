@@ -57,12 +57,17 @@ async fn the_outbox_is_read_in_order_and_marked_sent(backend: Backend, test: &st
         store.create(&order, None, &created).await.unwrap();
         written.push(created.id);
     }
+    let backlog = store.backlog().await.unwrap();
+    assert_eq!(backlog.unsent, 5);
+    assert!(backlog.oldest.is_some());
     let unsent = store.unsent(3).await.unwrap();
     assert_eq!(unsent.iter().map(|e| e.event.id).collect::<Vec<_>>(), written[..3]);
-    store.mark_sent(unsent[0].seq).await.unwrap();
-    store.mark_sent(unsent[1].seq).await.unwrap();
+    // Exactly the rows named: the first stays, as one that committed late would.
+    store.mark_sent(&[unsent[1].seq, unsent[2].seq]).await.unwrap();
     let rest: Vec<uuid::Uuid> = store.unsent(10).await.unwrap().into_iter().map(|e| e.event.id).collect();
-    assert_eq!(rest, written[2..]);
+    assert_eq!(rest, [written[0], written[3], written[4]]);
+    store.mark_sent(&[]).await.unwrap();
+    assert_eq!(store.backlog().await.unwrap().unsent, 3);
 }
 
 async fn a_status_change_is_compare_and_set(backend: Backend, test: &str) {

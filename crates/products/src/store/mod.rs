@@ -42,6 +42,27 @@ pub enum AdjustError {
     Store(#[from] StoreError),
 }
 
+/// What an order event does to the catalog (see the consumer).
+#[derive(Debug, Clone)]
+pub enum OrderEffect {
+    /// The order was written: its hold no longer expires, its units are sold.
+    Created { reservation: ReservationId, order_id: String, items: Vec<(ProductId, i32)> },
+    /// The order was cancelled: its stock goes back, its sale is taken back.
+    Cancelled { reservation: ReservationId, order_id: String, items: Vec<(ProductId, i32)> },
+    /// The order shipped and can no longer be cancelled.
+    Shipped { order_id: String },
+}
+
+/// What [`ProductStore::apply_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The inbox had the event: nothing was done again.
+    Before,
+    /// Applied now. `held` is false for a creation whose stock was no
+    /// longer held (released, or its hold expired), worth a person's look.
+    Now { held: bool },
+}
+
 /// The outcome of a reservation attempt.
 #[derive(Debug)]
 pub enum ReserveOutcome {
@@ -97,5 +118,35 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError>;
     /// Records that `consumer` applied the event (a repeat is a no-op).
     async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError>;
+
+    /// Applies `effect` for the event `event_id` of `consumer`, once: a
+    /// repeat finds the event in the inbox and does nothing. This default
+    /// takes the steps one by one, each idempotent, so that a crash between
+    /// them is repaired when the event is delivered again; a store that can
+    /// take them in one transaction does (SQLite: one commit per event
+    /// instead of three, which is what lets the consumer keep up).
+    async fn apply_once(&self, consumer: &str, event_id: &str, effect: &OrderEffect) -> Result<Applied, StoreError> {
+        if self.inbox_contains(consumer, event_id).await? {
+            return Ok(Applied::Before);
+        }
+        let held = match effect {
+            OrderEffect::Created { reservation, order_id, items } => {
+                let held = self.confirm(reservation).await?;
+                self.record_sale(order_id, items).await?;
+                held
+            }
+            OrderEffect::Cancelled { reservation, order_id, items } => {
+                self.release(reservation).await?;
+                self.cancel_sale(order_id, items).await?;
+                true
+            }
+            OrderEffect::Shipped { order_id } => {
+                self.settle_order(order_id).await?;
+                true
+            }
+        };
+        self.inbox_record(consumer, event_id).await?;
+        Ok(Applied::Now { held })
+    }
     async fn ping(&self) -> Result<(), StoreError>;
 }

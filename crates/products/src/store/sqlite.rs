@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
+use super::{AdjustError, Applied, OrderEffect, ProductStore, ReserveOutcome, StoreError};
 use crate::domain::{
     Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation,
     ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
@@ -18,7 +18,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 #[derive(Debug, Clone)]
 pub struct SqliteProductStore {
+    /// Reads; writes go to the one writing connection (see
+    /// `platform::database::SqlitePools`).
     pool: SqlitePool,
+    writes: SqlitePool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -64,11 +67,11 @@ impl SqliteProductStore {
     }
 
     async fn open_at(path: Option<&Path>) -> Result<Self, StoreError> {
-        let pool = platform::database::open_sqlite(path, &MIGRATOR).await.map_err(|error| match error {
+        let pools = platform::database::open_sqlite(path, &MIGRATOR).await.map_err(|error| match error {
             platform::database::OpenError::Sqlx(error) => from_sqlx(error),
             other => StoreError::Other(other.to_string()),
         })?;
-        Ok(Self { pool })
+        Ok(Self { pool: pools.reads, writes: pools.writes })
     }
 
     async fn get_with(connection: &mut SqliteConnection, id: &str) -> Result<Option<Product>, StoreError> {
@@ -79,6 +82,115 @@ impl SqliteProductStore {
             .map_err(from_sqlx)?
             .map(ProductRow::into_product)
             .transpose()
+    }
+
+    async fn confirm_in(connection: &mut SqliteConnection, id: &ReservationId) -> Result<bool, StoreError> {
+        let held = sqlx::query("UPDATE reservations SET confirmed = 1 WHERE id = ?1 AND state = 'reserved'")
+            .bind(id.as_str())
+            .execute(connection)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(held.rows_affected() == 1)
+    }
+
+    /// Gives back what the reservation took, once (see [`ProductStore::release`]).
+    async fn release_in(tx: &mut SqliteConnection, id: &ReservationId) -> Result<bool, StoreError> {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM reservations WHERE id = ?1")
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        let now = crate::domain::now();
+        match state.as_deref() {
+            Some("reserved") => {
+                for item in Self::reservation_items(tx, id).await? {
+                    sqlx::query("UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1")
+                        .bind(item.product_id.as_str())
+                        .bind(item.quantity)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(from_sqlx)?;
+                }
+                sqlx::query("UPDATE reservations SET state = 'released' WHERE id = ?1")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => {
+                sqlx::query("INSERT INTO reservations (id, state, created_at) VALUES (?1, 'released', ?2)")
+                    .bind(id.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn record_sale_in(
+        tx: &mut SqliteConnection,
+        order_id: &str,
+        items: &[(ProductId, i32)],
+    ) -> Result<(), StoreError> {
+        for (product_id, quantity) in items {
+            let inserted =
+                sqlx::query("INSERT OR IGNORE INTO sales (order_id, product_id, quantity) VALUES (?1, ?2, ?3)")
+                    .bind(order_id)
+                    .bind(product_id.as_str())
+                    .bind(quantity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            if inserted.rows_affected() == 1 {
+                sqlx::query("UPDATE products SET units_sold = units_sold + ?2 WHERE id = ?1")
+                    .bind(product_id.as_str())
+                    .bind(quantity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn cancel_sale_in(
+        tx: &mut SqliteConnection,
+        order_id: &str,
+        items: &[(ProductId, i32)],
+    ) -> Result<(), StoreError> {
+        for (product_id, quantity) in items {
+            let cancelled =
+                sqlx::query("UPDATE sales SET cancelled = 1 WHERE order_id = ?1 AND product_id = ?2 AND cancelled = 0")
+                    .bind(order_id)
+                    .bind(product_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            if cancelled.rows_affected() == 1 {
+                sqlx::query("UPDATE products SET units_sold = units_sold - ?2 WHERE id = ?1")
+                    .bind(product_id.as_str())
+                    .bind(quantity)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(from_sqlx)?;
+            } else {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO sales (order_id, product_id, quantity, cancelled) VALUES (?1, ?2, ?3, 1)",
+                )
+                .bind(order_id)
+                .bind(product_id.as_str())
+                .bind(quantity)
+                .execute(&mut *tx)
+                .await
+                .map_err(from_sqlx)?;
+            }
+        }
+        Ok(())
     }
 
     async fn reservation_items(
@@ -136,7 +248,7 @@ impl ProductStore for SqliteProductStore {
         .bind(product.search_text())
         .bind(product.created_at)
         .bind(product.updated_at)
-        .execute(&self.pool)
+        .execute(&self.writes)
         .await
         .map_err(from_sqlx)?;
         Ok(())
@@ -185,7 +297,7 @@ impl ProductStore for SqliteProductStore {
     }
 
     async fn update(&self, id: &ProductId, changes: &ProductChanges) -> Result<Option<Product>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
         let Some(mut product) = Self::get_with(&mut tx, id.as_str()).await? else { return Ok(None) };
         if let Some(name) = &changes.name {
             product.name = name.clone();
@@ -221,14 +333,14 @@ impl ProductStore for SqliteProductStore {
     async fn delete(&self, id: &ProductId) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM products WHERE id = ?1")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(from_sqlx)?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn adjust_stock(&self, id: &ProductId, delta: i32) -> Result<Product, AdjustError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
         let product = Self::get_with(&mut tx, id.as_str()).await?.ok_or(AdjustError::NotFound)?;
         let stock = i64::from(product.stock) + i64::from(delta);
         if stock < 0 {
@@ -256,7 +368,7 @@ impl ProductStore for SqliteProductStore {
         items: &[(ProductId, i32)],
         expires_at: DateTime<Utc>,
     ) -> Result<ReserveOutcome, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
         let state: Option<(String, Option<i64>)> =
             sqlx::query_as("SELECT state, expires_at_ms FROM reservations WHERE id = ?1")
                 .bind(id.as_str())
@@ -325,12 +437,8 @@ impl ProductStore for SqliteProductStore {
     }
 
     async fn confirm(&self, id: &ReservationId) -> Result<bool, StoreError> {
-        let held = sqlx::query("UPDATE reservations SET confirmed = 1 WHERE id = ?1 AND state = 'reserved'")
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(from_sqlx)?;
-        Ok(held.rows_affected() == 1)
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        Self::confirm_in(&mut connection, id).await
     }
 
     async fn expired_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<ReservationId>, StoreError> {
@@ -350,98 +458,21 @@ impl ProductStore for SqliteProductStore {
     }
 
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM reservations WHERE id = ?1")
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        let now = crate::domain::now();
-        match state.as_deref() {
-            Some("reserved") => {
-                for item in Self::reservation_items(&mut tx, id).await? {
-                    sqlx::query("UPDATE products SET stock = stock + ?2, updated_at = ?3 WHERE id = ?1")
-                        .bind(item.product_id.as_str())
-                        .bind(item.quantity)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(from_sqlx)?;
-                }
-                sqlx::query("UPDATE reservations SET state = 'released' WHERE id = ?1")
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
-                tx.commit().await.map_err(from_sqlx)?;
-                Ok(true)
-            }
-            Some(_) => Ok(false),
-            None => {
-                sqlx::query("INSERT INTO reservations (id, state, created_at) VALUES (?1, 'released', ?2)")
-                    .bind(id.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
-                tx.commit().await.map_err(from_sqlx)?;
-                Ok(false)
-            }
-        }
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let released = Self::release_in(&mut tx, id).await?;
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(released)
     }
 
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
-        for (product_id, quantity) in items {
-            let inserted =
-                sqlx::query("INSERT OR IGNORE INTO sales (order_id, product_id, quantity) VALUES (?1, ?2, ?3)")
-                    .bind(order_id)
-                    .bind(product_id.as_str())
-                    .bind(quantity)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
-            if inserted.rows_affected() == 1 {
-                sqlx::query("UPDATE products SET units_sold = units_sold + ?2 WHERE id = ?1")
-                    .bind(product_id.as_str())
-                    .bind(quantity)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
-            }
-        }
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        Self::record_sale_in(&mut tx, order_id, items).await?;
         tx.commit().await.map_err(from_sqlx)
     }
 
     async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
-        for (product_id, quantity) in items {
-            let cancelled =
-                sqlx::query("UPDATE sales SET cancelled = 1 WHERE order_id = ?1 AND product_id = ?2 AND cancelled = 0")
-                    .bind(order_id)
-                    .bind(product_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
-            if cancelled.rows_affected() == 1 {
-                sqlx::query("UPDATE products SET units_sold = units_sold - ?2 WHERE id = ?1")
-                    .bind(product_id.as_str())
-                    .bind(quantity)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
-            } else {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO sales (order_id, product_id, quantity, cancelled) VALUES (?1, ?2, ?3, 1)",
-                )
-                .bind(order_id)
-                .bind(product_id.as_str())
-                .bind(quantity)
-                .execute(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
-            }
-        }
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        Self::cancel_sale_in(&mut tx, order_id, items).await?;
         tx.commit().await.map_err(from_sqlx)
     }
 
@@ -465,10 +496,40 @@ impl ProductStore for SqliteProductStore {
         sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
             .bind(consumer)
             .bind(event_id)
-            .execute(&self.pool)
+            .execute(&self.writes)
             .await
             .map_err(from_sqlx)?;
         Ok(())
+    }
+
+    /// One transaction: the inbox row, written first, is also the check.
+    async fn apply_once(&self, consumer: &str, event_id: &str, effect: &OrderEffect) -> Result<Applied, StoreError> {
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let first = sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
+            .bind(consumer)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        if first.rows_affected() == 0 {
+            return Ok(Applied::Before);
+        }
+        let held = match effect {
+            OrderEffect::Created { reservation, order_id, items } => {
+                let held = Self::confirm_in(&mut tx, reservation).await?;
+                Self::record_sale_in(&mut tx, order_id, items).await?;
+                held
+            }
+            OrderEffect::Cancelled { reservation, order_id, items } => {
+                Self::release_in(&mut tx, reservation).await?;
+                Self::cancel_sale_in(&mut tx, order_id, items).await?;
+                true
+            }
+            // Holds and sales are rows of their own tables here: nothing to settle.
+            OrderEffect::Shipped { .. } => true,
+        };
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(Applied::Now { held })
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -10,6 +10,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 #[derive(Debug, Clone)]
 pub struct PostgresUserStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL runs writers side by side.
+    writes: PgPool,
 }
 
 impl PostgresUserStore {
@@ -17,7 +19,7 @@ impl PostgresUserStore {
     /// starts (and reports not ready) while the database is down.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
         let pool = platform::database::postgres_lazy(url).map_err(StoreError::from_sqlx)?;
-        Ok(Self { pool })
+        Ok(Self { writes: pool.clone(), pool })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

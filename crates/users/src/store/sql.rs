@@ -3,7 +3,8 @@
 //! UUIDv7 and sort after it), so one macro implements [`UserStore`] for each
 //! pool type instead of two copies drifting apart.
 
-/// Implements [`super::UserStore`] for a struct with a sqlx `pool` field.
+/// Implements [`super::UserStore`] for a struct with sqlx pools `pool`
+/// (reads) and `writes` (see `platform::database::SqlitePools`).
 macro_rules! impl_user_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -21,7 +22,7 @@ macro_rules! impl_user_store {
                 .bind(user.roles.to_column())
                 .bind(user.created_at)
                 .bind(user.updated_at)
-                .execute(&self.pool)
+                .execute(&self.writes)
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(())
@@ -87,7 +88,7 @@ macro_rules! impl_user_store {
                 .bind(user.name.as_str())
                 .bind(&record.password_hash)
                 .bind(user.updated_at)
-                .execute(&self.pool)
+                .execute(&self.writes)
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(result.rows_affected() == 1)
@@ -104,7 +105,7 @@ macro_rules! impl_user_store {
                     .bind(expected.to_column())
                     .bind(roles.to_column())
                     .bind(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6))
-                    .execute(&self.pool)
+                    .execute(&self.writes)
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(result.rows_affected() == 1)
@@ -113,7 +114,7 @@ macro_rules! impl_user_store {
             async fn delete(&self, id: $crate::domain::UserId) -> Result<bool, $crate::store::StoreError> {
                 let result = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id.as_uuid())
-                    .execute(&self.pool)
+                    .execute(&self.writes)
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(result.rows_affected() == 1)

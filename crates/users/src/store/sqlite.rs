@@ -12,6 +12,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Debug, Clone)]
 pub struct SqliteUserStore {
     pool: SqlitePool,
+    writes: SqlitePool,
 }
 
 impl SqliteUserStore {
@@ -26,11 +27,11 @@ impl SqliteUserStore {
     }
 
     async fn open_at(path: Option<&Path>) -> Result<Self, StoreError> {
-        let pool = platform::database::open_sqlite(path, &MIGRATOR).await.map_err(|error| match error {
+        let pools = platform::database::open_sqlite(path, &MIGRATOR).await.map_err(|error| match error {
             platform::database::OpenError::Sqlx(error) => StoreError::from_sqlx(error),
             other => StoreError::Other(other.to_string()),
         })?;
-        Ok(Self { pool })
+        Ok(Self { pool: pools.reads, writes: pools.writes })
     }
 }
 
