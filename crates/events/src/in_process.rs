@@ -70,14 +70,29 @@ impl Publisher for InProcessBus {
         self.publish_batch(std::slice::from_ref(event)).await.map_err(|partial| partial.error)
     }
 
-    /// Each subscription applies the batch in its lanes side by side, each
+    /// Each subscription applies the batch in one go if its handler can
+    /// (one transaction for the lot), else in its lanes side by side, each
     /// lane in publishing order, as a RabbitMQ consumer with the same
     /// settings would.
     async fn publish_batch(&self, events: &[Event]) -> Result<(), PartialPublish> {
         let subscriptions: Vec<Subscription> = self.subscriptions.read().expect("subscriptions lock").clone();
         for subscription in &subscriptions {
+            let wanted: Vec<&Event> = events.iter().filter(|event| subscription.wants(event)).collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            match subscription.handler.handle_batch(&wanted).await {
+                Some(Ok(())) => {
+                    wanted.iter().for_each(|event| crate::metrics::applied(&subscription.name, event));
+                    continue;
+                }
+                Some(Err(error)) => {
+                    tracing::debug!(subscription = %subscription.name, %error, "a batch failed; delivering its events one by one");
+                }
+                None => {}
+            }
             let mut lanes: Vec<Vec<&Event>> = vec![Vec::new(); subscription.lanes()];
-            for event in events.iter().filter(|event| subscription.wants(event)) {
+            for event in wanted {
                 lanes[subscription.lane(event)].push(event);
             }
             let lanes = lanes.into_iter().filter(|lane| !lane.is_empty()).map(|lane| async move {

@@ -32,6 +32,15 @@ impl HandlerError {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError>;
+
+    /// Applies `events` together, in order, all or none (one transaction),
+    /// where that is cheaper than one by one: the in-process bus hands a
+    /// relay batch over this way. `None`: not supported, or not this time;
+    /// the bus then delivers each event on its own, with retries, which is
+    /// also what follows an error here.
+    async fn handle_batch(&self, _events: &[&Event]) -> Option<Result<(), HandlerError>> {
+        None
+    }
 }
 
 /// Names the sequence an event belongs to (for order events: the order id).

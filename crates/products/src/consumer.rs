@@ -43,7 +43,7 @@ impl OrderEvents {
 
 /// Events applied at once. The stores serialise their writes anyway; the
 /// lanes overlap each event's reads and round trips with the others'.
-pub const LANES: usize = 8;
+pub const LANES: usize = 32;
 
 /// The order an event is about: its ordering key.
 fn order_id(event: &Event) -> Option<String> {
@@ -76,18 +76,47 @@ impl Handler for OrderEvents {
     async fn handle(&self, event: &Event) -> Result<(), HandlerError> {
         let Some(effect) = effect_of(event)? else { return Ok(()) };
         let event_id = event.id.to_string();
-        match self.store.apply_once(CONSUMER, &event_id, &effect).await.map_err(retryable)? {
-            Applied::Before => tracing::debug!(%event_id, "event already applied"),
-            Applied::Now { held } => {
-                if !held && let OrderEffect::Created { order_id, .. } = &effect {
-                    // Cancelled already, or its hold expired while no one
-                    // could tell that the order existed: worth a person's look.
-                    tracing::warn!(%order_id, "an order was created for stock no longer held");
+        let applied = self.store.apply_once(CONSUMER, &event_id, &effect).await.map_err(retryable)?;
+        report(event, &effect, applied);
+        Ok(())
+    }
+
+    /// All in one store call (SQLite: one transaction). An event that
+    /// cannot be decoded makes the bus deliver the batch one by one, so that
+    /// it alone is dead-lettered.
+    async fn handle_batch(&self, events: &[&Event]) -> Option<Result<(), HandlerError>> {
+        let mut effects = Vec::with_capacity(events.len());
+        let mut applying = Vec::with_capacity(events.len());
+        for event in events {
+            match effect_of(event) {
+                Ok(Some(effect)) => {
+                    effects.push((event.id.to_string(), effect));
+                    applying.push(*event);
                 }
-                tracing::info!(%event_id, kind = %event.kind, "order event applied");
+                Ok(None) => {}
+                Err(error) => return Some(Err(error)),
             }
         }
-        Ok(())
+        let outcome = self.store.apply_all_once(CONSUMER, &effects).await.map_err(retryable).map(|applied| {
+            for ((event, (_, effect)), applied) in applying.iter().zip(&effects).zip(applied) {
+                report(event, effect, applied);
+            }
+        });
+        Some(outcome)
+    }
+}
+
+fn report(event: &Event, effect: &OrderEffect, applied: Applied) {
+    match applied {
+        Applied::Before => tracing::debug!(event_id = %event.id, "event already applied"),
+        Applied::Now { held } => {
+            if !held && let OrderEffect::Created { order_id, .. } = effect {
+                // Cancelled already, or its hold expired while no one could
+                // tell that the order existed: worth a person's look.
+                tracing::warn!(%order_id, "an order was created for stock no longer held");
+            }
+            tracing::info!(event_id = %event.id, kind = %event.kind, "order event applied");
+        }
     }
 }
 

@@ -148,5 +148,20 @@ pub trait ProductStore: Send + Sync + 'static {
         self.inbox_record(consumer, event_id).await?;
         Ok(Applied::Now { held })
     }
+
+    /// [`Self::apply_once`] for each of `effects` (event id, effect), in
+    /// order. This default applies them one by one; SQLite applies them
+    /// all or none, in one transaction.
+    async fn apply_all_once(
+        &self,
+        consumer: &str,
+        effects: &[(String, OrderEffect)],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut applied = Vec::with_capacity(effects.len());
+        for (event_id, effect) in effects {
+            applied.push(self.apply_once(consumer, event_id, effect).await?);
+        }
+        Ok(applied)
+    }
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -84,6 +84,40 @@ impl SqliteProductStore {
             .transpose()
     }
 
+    /// Applies `effect` once within `tx`: the inbox row, written first, is
+    /// also the check.
+    async fn apply_once_in(
+        tx: &mut SqliteConnection,
+        consumer: &str,
+        event_id: &str,
+        effect: &OrderEffect,
+    ) -> Result<Applied, StoreError> {
+        let first = sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
+            .bind(consumer)
+            .bind(event_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
+        if first.rows_affected() == 0 {
+            return Ok(Applied::Before);
+        }
+        let held = match effect {
+            OrderEffect::Created { reservation, order_id, items } => {
+                let held = Self::confirm_in(tx, reservation).await?;
+                Self::record_sale_in(tx, order_id, items).await?;
+                held
+            }
+            OrderEffect::Cancelled { reservation, order_id, items } => {
+                Self::release_in(tx, reservation).await?;
+                Self::cancel_sale_in(tx, order_id, items).await?;
+                true
+            }
+            // Holds and sales are rows of their own tables here: nothing to settle.
+            OrderEffect::Shipped { .. } => true,
+        };
+        Ok(Applied::Now { held })
+    }
+
     async fn confirm_in(connection: &mut SqliteConnection, id: &ReservationId) -> Result<bool, StoreError> {
         let held = sqlx::query("UPDATE reservations SET confirmed = 1 WHERE id = ?1 AND state = 'reserved'")
             .bind(id.as_str())
@@ -505,31 +539,24 @@ impl ProductStore for SqliteProductStore {
     /// One transaction: the inbox row, written first, is also the check.
     async fn apply_once(&self, consumer: &str, event_id: &str, effect: &OrderEffect) -> Result<Applied, StoreError> {
         let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
-        let first = sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
-            .bind(consumer)
-            .bind(event_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(from_sqlx)?;
-        if first.rows_affected() == 0 {
-            return Ok(Applied::Before);
-        }
-        let held = match effect {
-            OrderEffect::Created { reservation, order_id, items } => {
-                let held = Self::confirm_in(&mut tx, reservation).await?;
-                Self::record_sale_in(&mut tx, order_id, items).await?;
-                held
-            }
-            OrderEffect::Cancelled { reservation, order_id, items } => {
-                Self::release_in(&mut tx, reservation).await?;
-                Self::cancel_sale_in(&mut tx, order_id, items).await?;
-                true
-            }
-            // Holds and sales are rows of their own tables here: nothing to settle.
-            OrderEffect::Shipped { .. } => true,
-        };
+        let applied = Self::apply_once_in(&mut tx, consumer, event_id, effect).await?;
         tx.commit().await.map_err(from_sqlx)?;
-        Ok(Applied::Now { held })
+        Ok(applied)
+    }
+
+    /// One transaction for them all: one wait for the writer, one commit.
+    async fn apply_all_once(
+        &self,
+        consumer: &str,
+        effects: &[(String, OrderEffect)],
+    ) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut applied = Vec::with_capacity(effects.len());
+        for (event_id, effect) in effects {
+            applied.push(Self::apply_once_in(&mut tx, consumer, event_id, effect).await?);
+        }
+        tx.commit().await.map_err(from_sqlx)?;
+        Ok(applied)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -109,7 +109,33 @@ async fn an_undecodable_event_is_a_permanent_failure(backend: Backend, test: &st
     assert!(error.permanent, "{error:?}");
 }
 
+/// What the in-process bus hands over per relay batch: applied in order,
+/// each event once, however often the batch comes again.
+async fn a_batch_is_applied_in_order_and_each_event_once(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let handler = OrderEvents::new(store.clone());
+    for (order, quantity) in [("order-1", 2), ("order-2", 3)] {
+        let items = vec![(ProductId::parse("a").unwrap(), quantity)];
+        let reservation = products::domain::ReservationId::parse(order).unwrap();
+        store.reserve(&reservation, &items, held()).await.unwrap();
+    }
+    let first = created("order-1", 2);
+    let batch =
+        [first.clone(), created("order-2", 3), cancelled("order-1", 2), first, status_changed("order-2", "PAID")];
+    let batch: Vec<&Event> = batch.iter().collect();
+    for _ in 0..2 {
+        handler.handle_batch(&batch).await.expect("the consumer applies batches").unwrap();
+        assert_eq!(sold(&store, "a").await, (7, 3), "order-1 sold, then cancelled; order-2 sold");
+    }
+    let mut broken = created("order-3", 1);
+    broken.payload = vec![0xff, 0xff];
+    let error = handler.handle_batch(&[&broken]).await.unwrap().unwrap_err();
+    assert!(error.permanent, "the bus then delivers one by one, dead-lettering only this one: {error:?}");
+}
+
 testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mongo }: [
+    a_batch_is_applied_in_order_and_each_event_once,
     a_redelivered_event_is_applied_once,
     a_cancellation_returns_the_stock_and_the_sale_once,
     a_cancellation_before_the_creation_wins,
