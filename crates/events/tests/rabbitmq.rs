@@ -121,6 +121,33 @@ async fn published_events_arrive_with_their_id_kind_and_trace_context() {
     assert_eq!(applied[0].traceparent.as_deref(), Some(traceparent.as_str()));
 }
 
+/// A batch goes out with its confirms; the consumer applies it in lanes,
+/// and every order's events arrive in the order they were published.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_arrives_whole_and_each_key_in_order_across_lanes() {
+    let Some(mut bus) = TestBus::new("a_batch_arrives_whole") else { return };
+    let (recorder, mut received) = Recorder::new();
+    let order_of = |event: &Event| event.decode::<OrderCreated>().ok().map(|created| created.order_id);
+    bus.consume(bus.config.clone(), subscription("products", recorder.clone()).ordered_by(8, order_of)).await;
+
+    let orders = ["o-1", "o-2", "o-3", "o-4", "o-5"];
+    let batch: Vec<Event> = (0..20).flat_map(|_| orders.map(created)).collect();
+    RabbitPublisher::new(bus.config.clone()).publish_batch(&batch).await.unwrap();
+    for _ in &batch {
+        next(&mut received).await;
+    }
+
+    let applied = recorder.applied.lock().unwrap().clone();
+    assert_eq!(applied.len(), batch.len(), "each once");
+    for order in orders {
+        let published: Vec<uuid::Uuid> =
+            batch.iter().filter(|e| order_of(e).as_deref() == Some(order)).map(|e| e.id).collect();
+        let arrived: Vec<uuid::Uuid> =
+            applied.iter().filter(|e| order_of(e).as_deref() == Some(order)).map(|e| e.id).collect();
+        assert_eq!(arrived, published, "{order}'s events in order");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_event_is_retried_through_the_delay_queue() {
     let Some(mut bus) = TestBus::new("a_failing_event_is_retried") else { return };

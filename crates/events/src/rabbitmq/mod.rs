@@ -32,7 +32,8 @@ pub struct RabbitConfig {
     pub url: String,
     /// Prefix of every exchange and queue name, e.g. `meshwork.`.
     pub prefix: String,
-    /// Unacknowledged deliveries a consumer holds at once.
+    /// Unacknowledged deliveries a consumer holds at once: enough to keep
+    /// every lane of a subscription busy.
     pub prefetch: u16,
     /// The longest one step with the broker may take: connecting (with the
     /// topology declared), or a publish until its confirm.
@@ -41,7 +42,7 @@ pub struct RabbitConfig {
 
 impl RabbitConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), prefix: "meshwork.".to_owned(), prefetch: 16, step_timeout: Duration::from_secs(10) }
+        Self { url: url.into(), prefix: "meshwork.".to_owned(), prefetch: 64, step_timeout: Duration::from_secs(10) }
     }
 
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {

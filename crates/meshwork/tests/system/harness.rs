@@ -221,6 +221,16 @@ impl Platform {
         Reply { status, headers, body }
     }
 
+    /// A plain GET to one component's port (`/metrics`, `/health/ready`).
+    pub async fn get(&self, address: SocketAddr, path: &str) -> Reply {
+        let request = http::Request::get(format!("http://{address}{path}")).body(Full::new(Bytes::new())).unwrap();
+        let response = self.client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+        Reply { status, headers, body }
+    }
+
     pub async fn channel(&self, address: SocketAddr) -> tonic::transport::Channel {
         tonic::transport::Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap()
     }

@@ -9,5 +9,6 @@ mod harness;
 mod access;
 mod fuzz;
 mod key_rotation;
+mod pipeline;
 mod security;
 mod template;
