@@ -181,12 +181,7 @@ impl SqliteProductStore {
                     .await
                     .map_err(from_sqlx)?;
             if inserted.rows_affected() == 1 {
-                sqlx::query("UPDATE products SET units_sold = units_sold + ?2 WHERE id = ?1")
-                    .bind(product_id.as_str())
-                    .bind(quantity)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
+                Self::count_sold(tx, product_id, *quantity).await?;
             }
         }
         Ok(())
@@ -206,12 +201,7 @@ impl SqliteProductStore {
                     .await
                     .map_err(from_sqlx)?;
             if cancelled.rows_affected() == 1 {
-                sqlx::query("UPDATE products SET units_sold = units_sold - ?2 WHERE id = ?1")
-                    .bind(product_id.as_str())
-                    .bind(quantity)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(from_sqlx)?;
+                Self::count_sold(tx, product_id, -quantity).await?;
             } else {
                 sqlx::query(
                     "INSERT OR IGNORE INTO sales (order_id, product_id, quantity, cancelled) VALUES (?1, ?2, ?3, 1)",
@@ -224,6 +214,17 @@ impl SqliteProductStore {
                 .map_err(from_sqlx)?;
             }
         }
+        Ok(())
+    }
+
+    /// Adds `units` (negative: takes them back) to the product's units sold.
+    async fn count_sold(tx: &mut SqliteConnection, product_id: &ProductId, units: i32) -> Result<(), StoreError> {
+        sqlx::query("UPDATE products SET units_sold = units_sold + ?2 WHERE id = ?1")
+            .bind(product_id.as_str())
+            .bind(units)
+            .execute(&mut *tx)
+            .await
+            .map_err(from_sqlx)?;
         Ok(())
     }
 
