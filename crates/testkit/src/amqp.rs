@@ -97,15 +97,19 @@ impl Drop for TestBroker {
         let queues = std::mem::take(&mut *self.queues.lock().unwrap());
         let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            // Bounded: a cleanup must never hang the test that is ending.
-            let _ = runtime.block_on(tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let cleanup = async {
                 let Ok(connection) = Connection::connect(&url, ConnectionProperties::default()).await else { return };
                 let Ok(channel) = connection.create_channel().await else { return };
                 for queue in queues {
                     let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
                 }
                 let _ = channel.exchange_delete(exchange.into(), ExchangeDeleteOptions::default()).await;
-            }));
+            };
+            // Bounded: a cleanup must never hang the test that is ending. The
+            // timer is made inside the runtime (its clock is the runtime's).
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), cleanup).await;
+            });
         });
         let _ = cleanup.join();
     }
