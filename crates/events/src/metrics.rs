@@ -11,9 +11,26 @@
 //! - `events_consumer_lag_seconds`: how old the event it last applied was
 //!   (from the time in its UUIDv7 id): how far behind the producer it runs.
 
+use metrics::{Unit, describe_counter, describe_gauge};
+
 use crate::Event;
 
+fn describe() {
+    describe_counter!("events_applied_total", "Events the consumer's handler applied.");
+    describe_counter!(
+        "events_redelivered_total",
+        "Deliveries after the first of an event: a failed handler retried, or the broker re-sending."
+    );
+    describe_counter!("events_dead_lettered_total", "Events the consumer gave up on, parked for an operator.");
+    describe_gauge!(
+        "events_consumer_lag_seconds",
+        Unit::Seconds,
+        "Age of the event the consumer last applied: how far behind the producer it runs."
+    );
+}
+
 pub(crate) fn register(consumer: &str) {
+    describe();
     let consumer = consumer.to_owned();
     metrics::counter!("events_applied_total", "consumer" => consumer.clone()).absolute(0);
     metrics::counter!("events_redelivered_total", "consumer" => consumer.clone()).absolute(0);

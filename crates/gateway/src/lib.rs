@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod guard;
 pub mod headers;
+mod metrics;
 pub mod openapi;
 pub mod passthrough;
 pub mod ratelimit;
@@ -84,6 +85,7 @@ impl Gateway {
     pub fn from_descriptor_sets(sets: Vec<&'static [u8]>, config: &GatewayConfig) -> Result<Self, StartError> {
         // The upstreams set their breaker gauges as they are built.
         platform::metrics::install();
+        metrics::register();
         let mut pool = DescriptorPool::new();
         for set in &sets {
             pool.decode_file_descriptor_set(*set).map_err(StartError::other)?;

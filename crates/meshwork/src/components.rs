@@ -82,7 +82,7 @@ impl Component {
         let server = match self {
             Self::Users => match backends {
                 Backends::Production => users::start::production(settings, shutdown).await,
-                Backends::Embedded { data_dir, .. } => users::start::embedded(settings, data_dir).await,
+                Backends::Embedded { data_dir, .. } => users::start::embedded(settings, data_dir, shutdown).await,
             },
             Self::Products => match backends {
                 Backends::Production => products::start::production(settings, shutdown).await,

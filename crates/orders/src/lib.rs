@@ -9,6 +9,7 @@ pub mod dependencies;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+mod metrics;
 pub mod relay;
 pub mod service;
 pub mod start;

@@ -37,11 +37,6 @@ impl OutboxRelay {
     /// Relays until `shutdown`; only while holding the relay lease, so that
     /// replicas of the service do not publish the same rows side by side.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        // Present at 0 before the first event, as every pipeline metric.
-        metrics::counter!("outbox_events_published_total").absolute(0);
-        metrics::counter!("outbox_publish_failures_total").absolute(0);
-        metrics::gauge!("outbox_unsent_events").set(0.0);
-        metrics::gauge!("outbox_oldest_unsent_age_seconds").set(0.0);
         let backoff = Backoff { base: Duration::from_millis(50), max: Duration::from_secs(5) };
         let mut failures = 0;
         while !shutdown.is_cancelled() {

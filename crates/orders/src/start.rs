@@ -76,6 +76,7 @@ pub fn assemble(
     publisher: Arc<dyn Publisher>,
     shutdown: &CancellationToken,
 ) -> Result<Assembled, StartError> {
+    crate::metrics::register();
     let discovery = Discovery::from_settings(settings);
     let users = discovery
         .upstream("users", &upstreams.users, shutdown)
@@ -94,6 +95,7 @@ pub fn assemble(
 /// soon as it answers) and RabbitMQ (`RABBITMQ_URL`).
 pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<platform::Server, StartError> {
     let store = postgres_store(settings)?;
+    store.report_pool_metrics("orders", shutdown);
     let amqp = Settings::require(
         &settings.rabbitmq_url,
         settings::RABBITMQ_URL,
@@ -122,6 +124,7 @@ pub async fn embedded(
     shutdown: &CancellationToken,
 ) -> Result<platform::Server, StartError> {
     let store = SqliteOrderStore::open(&settings.data_dir.join("orders.db")).await.map_err(StartError::other)?;
+    store.report_pool_metrics("orders", shutdown);
     Ok(assemble(settings, Arc::new(store), upstreams, publisher, shutdown)?
         .serve_with_relay(settings, shutdown.clone()))
 }

@@ -161,3 +161,26 @@ impl Migrations {
         self.state.lock().expect("migrations lock").clone()
     }
 }
+
+/// Reports `pool`'s connections as gauges labelled `pool = name`, sampled
+/// every second until `shutdown` (the sampler holds the pool until then):
+/// `db_client_connections` by `state` (`used`, `idle`, after the
+/// OpenTelemetry database client metrics) and `db_client_connections_max`.
+pub fn report_pool<DB: sqlx::Database>(name: &str, pool: sqlx::Pool<DB>, shutdown: CancellationToken) {
+    metrics::describe_gauge!("db_client_connections", "Open database connections, by pool and state (used, idle).");
+    metrics::describe_gauge!("db_client_connections_max", "Connections a database pool may open.");
+    let used = metrics::gauge!("db_client_connections", "pool" => name.to_owned(), "state" => "used");
+    let idle = metrics::gauge!("db_client_connections", "pool" => name.to_owned(), "state" => "idle");
+    metrics::gauge!("db_client_connections_max", "pool" => name.to_owned()).set(pool.options().get_max_connections());
+    tokio::spawn(async move {
+        loop {
+            let (open, idle_now) = (pool.size() as f64, pool.num_idle() as f64);
+            used.set(open - idle_now);
+            idle.set(idle_now);
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+}

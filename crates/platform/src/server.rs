@@ -170,6 +170,9 @@ impl Server {
     /// accepting, and lets in-flight calls finish for at most the grace period.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
         crate::metrics::install();
+        for service in &self.services {
+            crate::metrics::register_service(service);
+        }
         let component = self.component;
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let health = Arc::new(HealthSync { reporter, services: self.services.clone() });

@@ -81,6 +81,8 @@ impl Drop for TelemetryGuard {
 /// Must run inside the Tokio runtime (the OTLP exporter is a tonic client).
 pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_new(&settings.log_filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    // Before any component starts, so each finds the recorder to describe its metrics to.
+    crate::metrics::install();
     let service_name = settings.service_name.clone().unwrap_or_else(|| default_service_name.to_owned());
 
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
@@ -129,6 +131,7 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
 pub fn init_for_tests() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        crate::metrics::install();
         let provider = SdkTracerProvider::builder().build();
         let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("meshwork-test"));
         let fmt_layer = std::env::var_os("TEST_LOG").map(|_| tracing_subscriber::fmt::layer().with_test_writer());

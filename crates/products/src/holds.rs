@@ -96,6 +96,11 @@ impl HoldExpiry {
 
     /// Sweeps until `shutdown`; a failed round is logged and retried.
     pub async fn run(self, shutdown: CancellationToken) {
+        metrics::describe_counter!(
+            "products_holds_expired_total",
+            "Stock holds released because no order was written for them within the hold's lifetime."
+        );
+        metrics::counter!("products_holds_expired_total").absolute(0);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,

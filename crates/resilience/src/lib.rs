@@ -14,6 +14,7 @@ pub mod budget;
 pub mod bulkhead;
 pub mod deadline;
 pub mod endpoints;
+mod metrics;
 pub mod upstream;
 
 pub use backoff::Backoff;

@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
 use crate::{
-    Backoff, Balancer, BreakerConfig, BreakerState, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome,
-    RetryBudget, Strategy,
+    Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
+    Strategy,
 };
 
 /// How hard a caller tries, per upstream (DESIGN §6 defaults).
@@ -126,8 +126,10 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(name: impl Into<String>, policy: Policy) -> Self {
+        let name = name.into();
+        crate::metrics::upstream_created(&name);
         Self {
-            name: name.into(),
+            name,
             balancer: Balancer::new(policy.strategy),
             bulkhead: Bulkhead::new(policy.bulkhead),
             budget: RetryBudget::default(),
@@ -155,17 +157,9 @@ impl Upstream {
             let (upstream, endpoint) = (self.name.clone(), url.clone());
             let breaker = CircuitBreaker::new(self.policy.breaker).on_transition(Arc::new(move |from, to| {
                 tracing::warn!(%upstream, %endpoint, from = from.as_str(), to = to.as_str(), "circuit breaker changed state");
-                let labels = [("upstream", upstream.clone()), ("endpoint", endpoint.clone())];
-                metrics::gauge!("circuit_breaker_state", &labels).set(to.as_gauge());
-                let [u, e] = labels;
-                metrics::counter!(
-                    "circuit_breaker_transitions_total",
-                    &[u, e, ("from", from.as_str().to_owned()), ("to", to.as_str().to_owned())]
-                )
-                .increment(1);
+                crate::metrics::breaker_changed(&upstream, &endpoint, from, to);
             }));
-            metrics::gauge!("circuit_breaker_state", "upstream" => self.name.clone(), "endpoint" => url.clone())
-                .set(BreakerState::Closed.as_gauge());
+            crate::metrics::endpoint_added(&self.name, url);
             next.push(Arc::new(Endpoint { url: url.clone(), channel, breaker, in_flight: AtomicUsize::new(0) }));
         }
         if next.iter().map(|e| &e.url).ne(current.iter().map(|e| &e.url)) {
@@ -215,7 +209,7 @@ impl Upstream {
         let _slot = match tokio::time::timeout(timeout, self.bulkhead.enter()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => {
-                metrics::counter!("upstream_shed_total", "upstream" => self.name.clone()).increment(1);
+                crate::metrics::shed(&self.name);
                 return Err(CallError::Refused(Refusal::Overloaded));
             }
             Err(_) => return Err(CallError::Status(deadline_exceeded(timeout))),
@@ -264,7 +258,7 @@ impl Upstream {
                 return Err(CallError::Status(status));
             }
             retries += 1;
-            metrics::counter!("upstream_retries_total", "upstream" => self.name.clone()).increment(1);
+            crate::metrics::retried(&self.name);
             tracing::debug!(upstream = %self.name, endpoint = %endpoint.url, retry = retries, ?delay, %status, "retrying");
             failed = Some(endpoint);
             tokio::time::sleep(delay).await;
@@ -272,17 +266,14 @@ impl Upstream {
     }
 
     fn refused(&self, endpoints: &[Arc<Endpoint>]) -> Refusal {
-        metrics::counter!("upstream_breaker_rejected_total", "upstream" => self.name.clone()).increment(1);
+        crate::metrics::breaker_rejected(&self.name);
         let retry_after =
             endpoints.iter().filter_map(|e| e.breaker.open_remaining()).min().unwrap_or(self.policy.breaker.open_for);
         Refusal::BreakerOpen { retry_after }
     }
 
     fn observe(&self, endpoint: &Endpoint, code: tonic::Code, elapsed: Duration) {
-        let labels = [("upstream", self.name.clone()), ("endpoint", endpoint.url.clone())];
-        metrics::histogram!("upstream_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-        let [u, e] = labels;
-        metrics::counter!("upstream_requests_total", &[u, e, ("code", format!("{code:?}"))]).increment(1);
+        crate::metrics::attempted(&self.name, &endpoint.url, code, elapsed);
     }
 }
 

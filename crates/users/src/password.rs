@@ -41,6 +41,11 @@ pub struct Hashing {
 
 impl Hashing {
     pub fn new(at_once: usize, wait: Duration) -> Self {
+        metrics::describe_counter!(
+            "users_password_hashing_rejected_total",
+            "Sign-ins and password changes refused because every hashing slot stayed busy."
+        );
+        metrics::counter!("users_password_hashing_rejected_total").absolute(0);
         Self { slots: Arc::new(Semaphore::new(at_once)), wait, memory: Arc::default() }
     }
 

@@ -35,6 +35,7 @@ pub fn postgres_store(settings: &Settings) -> Result<PostgresUserStore, StartErr
 pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<platform::Server, StartError> {
     let config = UsersConfig::from_settings(settings)?;
     let store = postgres_store(settings)?;
+    store.report_pool_metrics("users", shutdown);
     let key_file = Settings::require(
         &config.signing_key_file,
         JWT_SIGNING_KEY_FILE,
@@ -55,7 +56,11 @@ pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Re
 
 /// The embedded component for `meshwork up`: `users.db` and the signing key
 /// (generated on first start, so tokens survive restarts) in `data_dir`.
-pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<platform::Server, StartError> {
+pub async fn embedded(
+    settings: &Settings,
+    data_dir: &Path,
+    shutdown: &CancellationToken,
+) -> Result<platform::Server, StartError> {
     let config = UsersConfig::from_settings(settings)?;
     let tokens = match &config.signing_key_file {
         Some(path) => TokenIssuer::from_file(path, &config.issuer, config.token_ttl)
@@ -71,6 +76,7 @@ pub async fn embedded(settings: &Settings, data_dir: &Path) -> Result<platform::
         }
     };
     let store = SqliteUserStore::open(&data_dir.join("users.db")).await.map_err(StartError::other)?;
+    store.report_pool_metrics("users", shutdown);
     let store: Arc<dyn UserStore> = Arc::new(store);
     Ok(crate::server(assemble(store, tokens, config), settings)?)
 }

@@ -9,6 +9,7 @@ mod harness;
 mod access;
 mod fuzz;
 mod key_rotation;
+mod metrics;
 mod pipeline;
 mod security;
 mod template;

@@ -24,6 +24,11 @@ struct AdvisoryLock(#[allow(dead_code)] sqlx::PgConnection);
 impl RelayLease for AdvisoryLock {}
 
 impl PostgresOrderStore {
+    /// Reports the pool's connections in `/metrics` until `shutdown` (`pool` = `component`).
+    pub fn report_pool_metrics(&self, component: &str, shutdown: &platform::CancellationToken) {
+        platform::database::report_pool(component, self.pool.clone(), shutdown.clone());
+    }
+
     /// A lazy pool: the service starts (not ready) while the database is down.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
         let pool = platform::database::postgres_lazy(url).map_err(StoreError::from_sqlx)?;

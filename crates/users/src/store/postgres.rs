@@ -15,6 +15,11 @@ pub struct PostgresUserStore {
 }
 
 impl PostgresUserStore {
+    /// Reports the pool's connections in `/metrics` until `shutdown` (`pool` = `component`).
+    pub fn report_pool_metrics(&self, component: &str, shutdown: &platform::CancellationToken) {
+        platform::database::report_pool(component, self.pool.clone(), shutdown.clone());
+    }
+
     /// A lazy pool: nothing is connected until first use, so the service
     /// starts (and reports not ready) while the database is down.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {

@@ -16,6 +16,13 @@ pub struct SqliteUserStore {
 }
 
 impl SqliteUserStore {
+    /// Reports both pools' connections in `/metrics` until `shutdown`
+    /// (`pool` = `{component}.reads` and `{component}.writes`).
+    pub fn report_pool_metrics(&self, component: &str, shutdown: &platform::CancellationToken) {
+        platform::database::report_pool(&format!("{component}.reads"), self.pool.clone(), shutdown.clone());
+        platform::database::report_pool(&format!("{component}.writes"), self.writes.clone(), shutdown.clone());
+    }
+
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         Self::open_at(Some(path)).await
