@@ -81,6 +81,7 @@ impl Readiness {
 /// Keeps `grpc.health.v1` in step with the checks: the overall status ("")
 /// and each named service are SERVING exactly when every check passes.
 pub(crate) struct HealthSync {
+    pub component: &'static str,
     pub reporter: HealthReporter,
     pub services: Vec<&'static str>,
 }
@@ -97,7 +98,11 @@ impl HealthSync {
             if let Some(reason) = failure {
                 tracing::warn!(check = %name, %reason, "dependency check failed");
             }
+            let labels = [("component", self.component.to_owned()), ("check", name.clone())];
+            metrics::gauge!("meshwork_dependency_up", &labels).set(if failure.is_none() { 1.0 } else { 0.0 });
         }
+        let ready = if report.is_ready() { 1.0 } else { 0.0 };
+        metrics::gauge!("meshwork_ready", "component" => self.component).set(ready);
         let status = if report.is_ready() { ServingStatus::Serving } else { ServingStatus::NotServing };
         self.set(status).await;
     }

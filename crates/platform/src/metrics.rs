@@ -55,6 +55,8 @@ fn describe_platform() {
     gauge!("meshwork_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     PROCESS.get_or_init(metrics_process::Collector::default).describe();
 
+    describe_gauge!("meshwork_ready", "1 while the component is ready (every dependency check passes), else 0.");
+    describe_gauge!("meshwork_dependency_up", "1 while the named dependency check passes, else 0.");
     describe_histogram!(
         "grpc_server_handling_seconds",
         Unit::Seconds,

@@ -175,7 +175,7 @@ impl Server {
         }
         let component = self.component;
         let (reporter, health_service) = tonic_health::server::health_reporter();
-        let health = Arc::new(HealthSync { reporter, services: self.services.clone() });
+        let health = Arc::new(HealthSync { component, reporter, services: self.services.clone() });
         health.apply(&self.readiness.evaluate().await).await;
 
         // Both reflection versions advertise exactly the services served here,

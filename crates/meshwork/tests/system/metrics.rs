@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 
 use crate::harness::{Deployment, deploy};
 
-/// What every component exports: the process, the build, its connections.
-const EVERY_COMPONENT: [&str; 6] = [
+/// What every component exports: readiness, the process, the build, its connections.
+const EVERY_COMPONENT: [&str; 7] = [
+    "meshwork_ready",
     "process_resident_memory_bytes",
     "process_cpu_seconds_total",
     "process_open_fds",
@@ -86,3 +87,47 @@ async fn every_component_passes_promtool_with_its_families_from_start(deployment
 }
 
 in_both_deployments!(every_component_passes_promtool_with_its_families_from_start);
+
+/// Families the operator's files (the alerting rules and the dashboard in
+/// `ops/`) read: each name that starts like one of ours.
+fn families_read_by_ops() -> std::collections::BTreeSet<String> {
+    const OURS: [&str; 14] = [
+        "grpc_server_",
+        "grpc_deadline_",
+        "gateway_",
+        "upstream_",
+        "circuit_breaker_",
+        "outbox_",
+        "events_",
+        "db_client_",
+        "meshwork_",
+        "process_",
+        "orders_",
+        "products_",
+        "users_",
+        "access_",
+    ];
+    let ops = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops");
+    let files = ["prometheus/alerts.yml", "grafana/dashboards/meshwork.json"];
+    let text: String = files.iter().map(|file| std::fs::read_to_string(ops.join(file)).unwrap()).collect();
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| OURS.iter().any(|prefix| word.starts_with(prefix)))
+        .map(|word| word.strip_suffix("_bucket").unwrap_or(word).to_owned())
+        .collect()
+}
+
+/// Every family the alerting rules and the dashboard read is one the
+/// platform exports (a renamed metric would leave an alert silent).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_family_the_alerts_and_dashboard_read_is_exported() {
+    let platform = crate::harness::start().await;
+    // One call through the gateway, so that the duration histograms have samples.
+    platform.rest("GET", "/products/none", None).await;
+    let page = String::from_utf8(platform.get(platform.gateway, "/metrics").await.body).unwrap();
+    let exported: std::collections::BTreeSet<&str> =
+        page.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    let read = families_read_by_ops();
+    assert!(read.len() > 20, "the files were read: {read:?}");
+    let missing: Vec<_> = read.iter().filter(|name| !exported.contains(name.as_str())).collect();
+    assert!(missing.is_empty(), "ops/ reads {missing:?}, which no component exports:\n{page}");
+}
