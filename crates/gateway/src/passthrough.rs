@@ -46,7 +46,16 @@ impl Service<http::Request<Body>> for PassThrough {
         let upstream = gateway.upstreams.get(&service);
         let client_timeout =
             request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(platform::grpc_timeout::parse);
-        Box::pin(async move {
+        let span = tracing::info_span!(
+            "gateway",
+            otel.name = %path,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = path.split('/').nth(1).unwrap_or_default(),
+        );
+        platform::telemetry::set_parent_from_headers(&span, request.headers());
+        let forwarded = async move {
             let Some(upstream) = upstream else {
                 return Ok(tonic::Status::unimplemented(format!("no upstream serves {service}")).into_http());
             };
@@ -77,8 +86,12 @@ impl Service<http::Request<Body>> for PassThrough {
             // bulkhead and deadline (until the response headers) apply.
             let mut request = Some(request);
             let outcome = upstream
-                .call(false, client_timeout, |channel, _remaining| {
-                    let request = request.take();
+                .call(&path, false, client_timeout, |channel, _remaining| {
+                    let mut request = request.take();
+                    // The attempt's CLIENT span is current: the service's span is its child.
+                    if let Some(request) = request.as_mut() {
+                        platform::telemetry::inject_current_context(request.headers_mut());
+                    }
                     async move {
                         let request = request.ok_or_else(|| tonic::Status::internal("request already sent"))?;
                         let response = channel.oneshot(request).await.map_err(send_error)?;
@@ -104,7 +117,8 @@ impl Service<http::Request<Body>> for PassThrough {
                     response
                 }
             })
-        })
+        };
+        Box::pin(tracing::Instrument::instrument(forwarded, span))
     }
 }
 

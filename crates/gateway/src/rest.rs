@@ -40,13 +40,17 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
         Lookup::WrongMethod(allowed) => return count(None, &method, method_not_allowed(&allowed), started),
         Lookup::BadEscape(error) => return count(None, &method, bad_request(&error.to_string()), started),
     };
+    // An HTTP SERVER span (OpenTelemetry HTTP semantic conventions 1.37);
+    // the gRPC call it makes is the CLIENT span beneath it.
     let span = tracing::info_span!(
         "gateway",
         otel.name = route.names.span.as_str(),
         otel.kind = "server",
-        http.method = %method,
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
         http.route = route.names.label.as_ref(),
-        rpc.method = route.grpc_path(),
+        http.response.status_code = tracing::field::Empty,
+        url.path = request.uri().path(),
     );
     platform::telemetry::set_parent_from_headers(&span, request.headers());
     let admitted = match crate::guard::admit(gateway, &route.names.full_method, request.headers(), client).await {
@@ -54,11 +58,13 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
         Err(denied) => {
             let mut response = status_response(&denied.status(), &gateway.pool);
             response.headers_mut().extend(denied.headers());
+            record_status(&span, &response);
             return count(Some(route), &method, response, started);
         }
     };
-    let mut response = call(gateway, route, bindings, request, client).instrument(span).await;
+    let mut response = call(gateway, route, bindings, request, client).instrument(span.clone()).await;
     response.headers_mut().extend(admitted.headers);
+    record_status(&span, &response);
     count(Some(route), &method, response, started)
 }
 
@@ -109,23 +115,15 @@ async fn call(
         );
     };
 
-    let mut metadata = crate::headers::request_metadata(&parts.headers, client);
-    let mut trace = HeaderMap::new();
-    platform::telemetry::inject_current_context(&mut trace);
-    for (name, value) in &trace {
-        if let (Ok(key), Some(value)) = (
-            name.as_str().parse::<tonic::metadata::AsciiMetadataKey>(),
-            value.to_str().ok().and_then(|v| v.parse().ok()),
-        ) {
-            metadata.insert(key, value);
-        }
-    }
+    let metadata = crate::headers::request_metadata(&parts.headers, client);
     let path = route.names.grpc_path.clone();
     let output = route.method.output();
     let outcome = upstream
-        .call(route.is_idempotent(), timeout, |channel, remaining| {
-            let mut request =
-                tonic::Request::from_parts(metadata.clone(), tonic::Extensions::default(), message.clone());
+        .call(path.path(), route.is_idempotent(), timeout, |channel, remaining| {
+            // The attempt's own CLIENT span is the current one: the service's span is its child.
+            let mut metadata = metadata.clone();
+            with_trace_context(&mut metadata);
+            let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message.clone());
             request.set_timeout(remaining);
             let (path, codec) = (path.clone(), DynamicCodec::new(output.clone()));
             async move {
@@ -154,6 +152,29 @@ async fn call(
                 response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
             }
             response
+        }
+    }
+}
+
+/// The response's status on the server span; a 5xx marks it failed (a 4xx
+/// is the client's, not the server's, error).
+fn record_status(span: &tracing::Span, response: &Response) {
+    span.record("http.response.status_code", i64::from(response.status().as_u16()));
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+/// The current trace context (W3C `traceparent`) in gRPC metadata.
+fn with_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
+    let mut trace = HeaderMap::new();
+    platform::telemetry::inject_current_context(&mut trace);
+    for (name, value) in &trace {
+        if let (Ok(key), Some(value)) = (
+            name.as_str().parse::<tonic::metadata::AsciiMetadataKey>(),
+            value.to_str().ok().and_then(|v| v.parse().ok()),
+        ) {
+            metadata.insert(key, value);
         }
     }
 }

@@ -34,9 +34,11 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("the Tokio runtime starts");
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => match error.downcast_ref::<ConfigError>() {
-            Some(error) => invalid_configuration(error),
-            None => {
+        Err(error) => match (error.downcast_ref::<Logged>(), error.downcast_ref::<ConfigError>()) {
+            (Some(Logged { invalid_configuration: true }), _) => ExitCode::from(EXIT_INVALID_CONFIG as u8),
+            (Some(Logged { invalid_configuration: false }), _) => ExitCode::FAILURE,
+            (None, Some(error)) => invalid_configuration(error),
+            (None, None) => {
                 eprintln!("meshwork: {error:#}");
                 ExitCode::FAILURE
             }
@@ -58,6 +60,33 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Orders { .. } => "orders",
     };
     let _telemetry = platform::telemetry::init(&settings.telemetry, service_name)?;
+    // From here on, a failure is a line of the log stream like any other.
+    run_logged(command, settings).await.map_err(|error| {
+        let invalid_configuration = error.downcast_ref::<ConfigError>().is_some();
+        let error = format!("{error:#}");
+        match invalid_configuration {
+            true => tracing::error!(error, "meshwork: invalid configuration"),
+            false => tracing::error!(error, "meshwork stopped"),
+        }
+        anyhow::Error::new(Logged { invalid_configuration })
+    })
+}
+
+/// A failure already written to the log stream; only the exit code is left to give.
+#[derive(Debug)]
+struct Logged {
+    invalid_configuration: bool,
+}
+
+impl std::fmt::Display for Logged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("see the log")
+    }
+}
+
+impl std::error::Error for Logged {}
+
+async fn run_logged(command: Command, settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     platform::shutdown::cancel_on_signal(shutdown.clone());
     match command {
@@ -85,7 +114,8 @@ async fn serve_one(component: Component, settings: Settings, shutdown: Cancellat
     let address = SocketAddr::new(host, settings.port.unwrap_or(component.default_port()));
     let server = component.server(&settings, Backends::Production, &shutdown).await?;
     let listener = bind(address).await?;
-    println!("{} listening on {}", component.name(), listener.local_addr()?);
+    // The server logs its address ("serving gRPC and HTTP"), on the log
+    // stream like every other line; stdout carries nothing.
     register(component, &settings, &shutdown);
     server.serve(listener, shutdown).await?;
     Ok(())

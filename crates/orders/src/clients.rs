@@ -45,7 +45,7 @@ impl GrpcDependencies {
     async fn check_user(&self, user_id: &str) -> Result<bool, tonic::Status> {
         let outcome = self
             .users
-            .call(true, None, |channel, remaining| {
+            .call("shop.users.v1.UserService/GetUser", true, None, |channel, remaining| {
                 let mut client = UserServiceClient::with_interceptor(channel, TracePropagation);
                 let request = request(GetUserRequest { id: user_id.to_owned() }, remaining, &self.service);
                 async move { client.get_user(request).await }
@@ -70,7 +70,7 @@ impl GrpcDependencies {
             .map(|(product_id, quantity)| StockItem { product_id: product_id.clone(), quantity: *quantity })
             .collect();
         self.products
-            .call(true, None, |channel, remaining| {
+            .call("shop.products.v1.ProductService/ReserveStock", true, None, |channel, remaining| {
                 let mut client = ProductServiceClient::with_interceptor(channel, TracePropagation);
                 let message = ReserveStockRequest { reservation_id: reservation_id.to_owned(), items: items.clone() };
                 let request = request(message, remaining, &self.service);
@@ -83,7 +83,7 @@ impl GrpcDependencies {
     /// Releases a reservation (idempotent: retried).
     async fn release_stock(&self, reservation_id: &str) -> Result<bool, tonic::Status> {
         self.products
-            .call(true, None, |channel, remaining| {
+            .call("shop.products.v1.ProductService/ReleaseStock", true, None, |channel, remaining| {
                 let mut client = ProductServiceClient::with_interceptor(channel, TracePropagation);
                 let message = ReleaseStockRequest { reservation_id: reservation_id.to_owned() };
                 let request = request(message, remaining, &self.service);

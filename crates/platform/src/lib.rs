@@ -14,6 +14,7 @@ pub mod error_code;
 pub mod grpc_timeout;
 pub mod health;
 pub mod id;
+mod json_log;
 pub mod metrics;
 pub mod pagination;
 #[cfg(feature = "etcd")]

@@ -85,7 +85,7 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
     crate::metrics::install();
     let service_name = settings.service_name.clone().unwrap_or_else(|| default_service_name.to_owned());
 
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service_name).build();
+    let resource = resource(service_name);
     let mut provider = SdkTracerProvider::builder().with_resource(resource);
     if let Some(endpoint) = &settings.otlp_endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -105,9 +105,8 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
     };
     let fmt_layer = if json {
         tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(crate::json_log::JsonWithTraceIds::new())
             .with_writer(std::io::stderr)
             .boxed()
     } else {
@@ -121,9 +120,27 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
         .with(otel_layer.with_filter(LevelFilter::INFO))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
+    crate::json_log::remember_dispatcher();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(TelemetryGuard { provider })
+}
+
+/// Who exports the spans (OpenTelemetry resource semantic conventions
+/// 1.37): `service.name`, `service.version` (this build) and
+/// `service.instance.id` (one per process, so replicas are told apart),
+/// plus whatever `OTEL_RESOURCE_ATTRIBUTES` names (such as
+/// `deployment.environment.name=prod`), which wins over these defaults.
+fn resource(service_name: String) -> opentelemetry_sdk::Resource {
+    use opentelemetry::{Key, KeyValue};
+    let from_environment = opentelemetry_sdk::Resource::builder().build();
+    let mut resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service_name)
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
+    if from_environment.get(&Key::from_static_str("service.instance.id")).is_none() {
+        resource = resource.with_attribute(KeyValue::new("service.instance.id", uuid::Uuid::new_v4().to_string()));
+    }
+    resource.build()
 }
 
 /// For tests: logs to the test writer when `TEST_LOG` is set, and installs the

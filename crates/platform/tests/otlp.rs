@@ -80,17 +80,26 @@ async fn server_spans_are_exported_over_otlp_as_children_of_the_callers_trace() 
 
     let exports = receiver.exports.lock().unwrap();
     let resource_spans: Vec<_> = exports.iter().flat_map(|e| &e.resource_spans).collect();
-    let service_names: Vec<_> = resource_spans
-        .iter()
-        .filter_map(|rs| rs.resource.as_ref())
-        .flat_map(|r| &r.attributes)
-        .filter(|kv| kv.key == "service.name")
-        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-        .collect();
+    // The resource names the service, its build and this process.
+    let resource_attribute = |key: &str| -> Vec<String> {
+        resource_spans
+            .iter()
+            .filter_map(|rs| rs.resource.as_ref())
+            .flat_map(|r| &r.attributes)
+            .filter(|kv| kv.key == key)
+            .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                Value::StringValue(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let service_names = resource_attribute("service.name");
     assert!(service_names.iter().any(|n| n == "otlp-test"), "service names: {service_names:?}");
+    assert!(resource_attribute("service.version").iter().all(|v| v == env!("CARGO_PKG_VERSION")));
+    assert!(!resource_attribute("service.version").is_empty(), "a service.version");
+    let instances = resource_attribute("service.instance.id");
+    assert!(instances.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()), "instance ids: {instances:?}");
+    assert!(!instances.is_empty(), "a service.instance.id");
 
     let spans: Vec<_> = resource_spans.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans).collect();
     let call = spans.iter().find(|span| span.name == "test.v1.SlowService/Call").unwrap_or_else(|| {

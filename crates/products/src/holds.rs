@@ -54,7 +54,7 @@ impl OrderLedger for OrdersService {
     async fn has_order(&self, order_id: &str) -> Result<bool, String> {
         let answer = self
             .orders
-            .call(true, None, |channel, remaining| {
+            .call("shop.orders.v1.OrderService/GetOrder", true, None, |channel, remaining| {
                 let mut request = tonic::Request::new(GetOrderRequest { id: order_id.to_owned() });
                 request.set_timeout(remaining);
                 self.service.attach(&mut request);

@@ -12,6 +12,7 @@ pub mod balancer;
 pub mod breaker;
 pub mod budget;
 pub mod bulkhead;
+mod client_span;
 pub mod deadline;
 pub mod endpoints;
 mod metrics;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+use tracing::Instrument;
 
 use crate::{
     Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
@@ -188,9 +189,12 @@ impl Upstream {
     }
 
     /// Runs `attempt` against an endpoint of this upstream under the whole
-    /// stack. `attempt` gets the endpoint's channel and the time left.
+    /// stack. `attempt` gets the endpoint's channel and the time left, and
+    /// runs in the CLIENT span of its try at `method` (`pkg.Service/Method`);
+    /// the trace context it sends must be taken inside it.
     pub async fn call<T, F, Fut>(
         &self,
+        method: &str,
         idempotent: bool,
         client_deadline: Option<Duration>,
         mut attempt: F,
@@ -210,6 +214,7 @@ impl Upstream {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => {
                 crate::metrics::shed(&self.name);
+                crate::client_span::event("bulkhead full: call shed", &self.name, []);
                 return Err(CallError::Refused(Refusal::Overloaded));
             }
             Err(_) => return Err(CallError::Status(deadline_exceeded(timeout))),
@@ -232,12 +237,15 @@ impl Upstream {
             let remaining = deadline.saturating_duration_since(Instant::now());
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let outcome = match tokio::time::timeout(remaining, attempt(endpoint.channel.clone(), remaining)).await {
+            let span = crate::client_span::attempt(method, &endpoint.url, retries);
+            let attempted = span.in_scope(|| attempt(endpoint.channel.clone(), remaining)).instrument(span.clone());
+            let outcome = match tokio::time::timeout(remaining, attempted).await {
                 Ok(outcome) => outcome.map_err(|status| transport_failure(status, &endpoint.url)),
                 Err(_) => Err(Failure::Sent(deadline_exceeded(timeout))),
             };
             endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
             let code = outcome.as_ref().map_or_else(|failure| failure.status().code(), |_| tonic::Code::Ok);
+            crate::client_span::finish(&span, code);
             // Out of time because the caller gave little is no verdict on the
             // endpoint: a burst of impatient callers must not open its breaker
             // (and then refuse the releases that undo what they started).
@@ -259,6 +267,11 @@ impl Upstream {
             }
             retries += 1;
             crate::metrics::retried(&self.name);
+            let attributes = [
+                opentelemetry::KeyValue::new("meshwork.retry", i64::from(retries)),
+                opentelemetry::KeyValue::new("rpc.grpc.status_code", status.code() as i64),
+            ];
+            crate::client_span::event("retrying", &self.name, attributes);
             tracing::debug!(upstream = %self.name, endpoint = %endpoint.url, retry = retries, ?delay, %status, "retrying");
             failed = Some(endpoint);
             tokio::time::sleep(delay).await;
@@ -267,6 +280,7 @@ impl Upstream {
 
     fn refused(&self, endpoints: &[Arc<Endpoint>]) -> Refusal {
         crate::metrics::breaker_rejected(&self.name);
+        crate::client_span::event("circuit breaker open: call refused", &self.name, []);
         let retry_after =
             endpoints.iter().filter_map(|e| e.breaker.open_remaining()).min().unwrap_or(self.policy.breaker.open_for);
         Refusal::BreakerOpen { retry_after }

@@ -10,6 +10,9 @@ use std::time::Duration;
 use resilience::{BreakerConfig, CallError, Policy, Refusal, Upstream};
 use tokio::time::Instant;
 
+/// The method every test call names (its CLIENT span's).
+const METHOD: &str = "test.v1.Test/Call";
+
 fn upstream(policy: Policy) -> Upstream {
     let upstream = Upstream::new("test", policy);
     // Never connected to: the scripted attempts ignore their channel.
@@ -30,7 +33,7 @@ async fn call(
 ) -> (tonic::Code, u32) {
     let attempts = AtomicU32::new(0);
     let outcome = upstream
-        .call(idempotent, None, |_channel, _remaining| {
+        .call(METHOD, idempotent, None, |_channel, _remaining| {
             let n = attempts.fetch_add(1, Ordering::SeqCst);
             let answer = script(n);
             async move { answer }
@@ -83,7 +86,7 @@ async fn no_attempt_outlives_the_callers_deadline() {
     let upstream = upstream(lenient_breakers());
     let started = Instant::now();
     let outcome = upstream
-        .call(true, Some(Duration::from_millis(200)), |_channel, remaining| async move {
+        .call(METHOD, true, Some(Duration::from_millis(200)), |_channel, remaining| async move {
             assert!(remaining <= Duration::from_millis(200), "an attempt is given at most what is left: {remaining:?}");
             tokio::time::sleep(Duration::from_secs(60)).await;
             Ok::<(), tonic::Status>(())
@@ -99,7 +102,7 @@ async fn retries_stop_before_their_wait_would_pass_the_deadline() {
     let upstream = upstream(Policy { max_retries: 100, ..lenient_breakers() });
     let started = Instant::now();
     let outcome = upstream
-        .call(true, Some(Duration::from_secs(1)), |_channel, _remaining| async { Err::<(), _>(unavailable()) })
+        .call(METHOD, true, Some(Duration::from_secs(1)), |_channel, _remaining| async { Err::<(), _>(unavailable()) })
         .await;
     assert!(matches!(outcome, Err(CallError::Status(ref s)) if s.code() == tonic::Code::Unavailable));
     assert!(started.elapsed() < Duration::from_secs(1), "gave up at {:?}", started.elapsed());
@@ -125,7 +128,7 @@ async fn failing_endpoints_open_their_breakers_and_calls_are_refused() {
     for _ in 0..4 {
         call(&upstream, false, |_| Err(unavailable())).await;
     }
-    let refused = upstream.call(true, None, |_channel, _remaining| async { Ok::<(), tonic::Status>(()) }).await;
+    let refused = upstream.call(METHOD, true, None, |_channel, _remaining| async { Ok::<(), tonic::Status>(()) }).await;
     assert!(matches!(refused, Err(CallError::Refused(Refusal::BreakerOpen { .. }))), "every breaker is open");
 }
 
@@ -136,14 +139,14 @@ async fn running_out_of_a_callers_short_deadline_is_no_verdict_on_the_endpoint()
     let upstream = upstream(policy);
     for _ in 0..6 {
         let impatient = upstream
-            .call(false, Some(Duration::from_millis(50)), |_channel, _remaining| async {
+            .call(METHOD, false, Some(Duration::from_millis(50)), |_channel, _remaining| async {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 Ok::<(), tonic::Status>(())
             })
             .await;
         assert!(matches!(impatient, Err(CallError::Status(ref s)) if s.code() == tonic::Code::DeadlineExceeded));
     }
-    let next = upstream.call(false, None, |_channel, _remaining| async { Ok::<(), tonic::Status>(()) }).await;
+    let next = upstream.call(METHOD, false, None, |_channel, _remaining| async { Ok::<(), tonic::Status>(()) }).await;
     assert!(next.is_ok(), "no breaker opened for the callers' own impatience");
 }
 
@@ -169,7 +172,7 @@ async fn a_request_that_never_reached_the_service_is_retried_even_when_not_safe_
 
     let attempts = AtomicU32::new(0);
     let outcome = upstream
-        .call(false, Some(Duration::from_secs(5)), |channel, _remaining| {
+        .call(METHOD, false, Some(Duration::from_secs(5)), |channel, _remaining| {
             attempts.fetch_add(1, Ordering::SeqCst);
             async move { HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await }
         })

@@ -140,8 +140,7 @@ async fn etcd_sources_from_the_environment_are_accepted() {
     env.extend(crate::harness::UNREACHABLE_UPSTREAMS);
     env.push(("PRODUCT_SERVICE_URL", "etcd://products"));
     let mut running = crate::harness::Running::start(&["gateway"], &env);
-    let line = running.read_line();
-    assert!(line.starts_with("gateway listening on "), "{line}");
+    running.listening("gateway");
     assert!(running.terminate().success());
 }
 

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshwork");
@@ -32,13 +33,50 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 pub struct Running {
     child: Child,
     pub stdout: BufReader<std::process::ChildStdout>,
+    /// Every line of its log stream (stderr) so far, read as it is written
+    /// (a full pipe would stop the process).
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
 }
 
 impl Running {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = meshwork(args, env).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = meshwork(args, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Self { child, stdout }
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let (written, stderr) = (log.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                written.0.lock().unwrap().push(line);
+                written.1.notify_all();
+            }
+        });
+        Self { child, stdout, log }
+    }
+
+    /// The log lines written so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.0.lock().unwrap().clone()
+    }
+
+    /// Waits (at most 30 s) for a JSON log line that `matches`, and returns it.
+    pub fn wait_for_log(&self, what: &str, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let (lines, written) = &*self.log;
+        let mut lines = lines.lock().unwrap();
+        let mut seen = 0;
+        loop {
+            for line in &lines[seen..] {
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(line)
+                    && matches(&json)
+                {
+                    return json;
+                }
+            }
+            seen = lines.len();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "no log line {what} within 30 s; the log:\n{}", lines.join("\n"));
+            lines = written.wait_timeout(lines, left).unwrap().0;
+        }
     }
 
     pub fn read_line(&mut self) -> String {
@@ -48,11 +86,12 @@ impl Running {
         line
     }
 
-    /// Reads the `<component> listening on <address>` line: the address.
+    /// Waits for the component's "serving" log line: its address.
     pub fn listening(&mut self, component: &str) -> String {
-        let line = self.read_line();
-        let prefix = format!("{component} listening on ");
-        line.trim().strip_prefix(&prefix).unwrap_or_else(|| panic!("{line}")).to_owned()
+        let line = self.wait_for_log(&format!("of {component} serving"), |line| {
+            line["message"] == "serving gRPC and HTTP" && line["component"] == component
+        });
+        line["address"].as_str().expect("the address is a string").to_owned()
     }
 
     pub fn pid(&self) -> u32 {

@@ -6,6 +6,7 @@ mod config;
 mod dependencies;
 mod harness;
 mod holds;
+mod logs;
 mod orders;
 mod products;
 mod serving;

@@ -48,7 +48,7 @@ pub fn jwks_from_users(users: Arc<Upstream>) -> impl JwksSource {
         let users = users.clone();
         Box::pin(async move {
             let response = users
-                .call(true, Some(JWKS_TIMEOUT), |channel, remaining| async move {
+                .call("shop.users.v1.UserService/GetJwks", true, Some(JWKS_TIMEOUT), |channel, remaining| async move {
                     let mut request = tonic::Request::new(GetJwksRequest {});
                     request.set_timeout(remaining);
                     UserServiceClient::new(channel).get_jwks(request).await
