@@ -7,6 +7,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use crate::{BusError, Event, PartialPublish, Publisher, Subscription};
 
@@ -38,12 +39,17 @@ impl InProcessBus {
         self.dead_letters.lock().expect("dead letters lock").clone()
     }
 
-    async fn deliver(&self, subscription: &Subscription, event: &Event) {
+    async fn deliver(&self, subscription: &Subscription, (event, producer): (&Event, Option<&str>)) {
         for attempt in 1..=subscription.max_attempts {
             if attempt > 1 {
                 crate::metrics::redelivered(&subscription.name);
             }
-            match subscription.handler.handle(event).await {
+            let span = consumer_span(subscription, (event, producer), attempt);
+            let outcome = subscription.handler.handle(event).instrument(span.clone()).await;
+            if outcome.is_err() {
+                crate::trace::failed(&span);
+            }
+            match outcome {
                 Ok(()) => return crate::metrics::applied(&subscription.name, event),
                 Err(error) if error.permanent || attempt == subscription.max_attempts => {
                     crate::metrics::dead_lettered(&subscription.name);
@@ -75,35 +81,65 @@ impl Publisher for InProcessBus {
     /// lane in publishing order, as a RabbitMQ consumer with the same
     /// settings would.
     async fn publish_batch(&self, events: &[Event]) -> Result<(), PartialPublish> {
+        // Each event's PRODUCER span lasts until every subscription has it.
+        let producers: Vec<tracing::Span> =
+            events.iter().map(|event| crate::trace::producer(crate::trace::IN_PROCESS, DESTINATION, event)).collect();
+        let contexts: Vec<Option<String>> =
+            producers.iter().zip(events).map(|(producer, event)| crate::trace::carried(producer, event)).collect();
         let subscriptions: Vec<Subscription> = self.subscriptions.read().expect("subscriptions lock").clone();
         for subscription in &subscriptions {
-            let wanted: Vec<&Event> = events.iter().filter(|event| subscription.wants(event)).collect();
+            let wanted: Vec<(&Event, Option<&str>)> = events
+                .iter()
+                .zip(&contexts)
+                .filter(|(event, _)| subscription.wants(event))
+                .map(|(event, context)| (event, context.as_deref()))
+                .collect();
             if wanted.is_empty() {
                 continue;
             }
-            match subscription.handler.handle_batch(&wanted).await {
+            // One CONSUMER span per event, each in its own trace, all lasting
+            // the one transaction that applies the batch.
+            let spans: Vec<tracing::Span> = wanted
+                .iter()
+                .map(|&delivery| {
+                    let span = consumer_span(subscription, delivery, 1);
+                    crate::trace::batch(&span, wanted.len());
+                    span
+                })
+                .collect();
+            let batch: Vec<&Event> = wanted.iter().map(|(event, _)| *event).collect();
+            match subscription.handler.handle_batch(&batch).instrument(spans[0].clone()).await {
                 Some(Ok(())) => {
-                    wanted.iter().for_each(|event| crate::metrics::applied(&subscription.name, event));
+                    batch.iter().for_each(|event| crate::metrics::applied(&subscription.name, event));
                     continue;
                 }
                 Some(Err(error)) => {
+                    spans.iter().for_each(crate::trace::failed);
                     tracing::debug!(subscription = %subscription.name, %error, "a batch failed; delivering its events one by one");
                 }
                 None => {}
             }
-            let mut lanes: Vec<Vec<&Event>> = vec![Vec::new(); subscription.lanes()];
-            for event in wanted {
-                lanes[subscription.lane(event)].push(event);
+            drop(spans);
+            let mut lanes: Vec<Vec<(&Event, Option<&str>)>> = vec![Vec::new(); subscription.lanes()];
+            for delivery in wanted {
+                lanes[subscription.lane(delivery.0)].push(delivery);
             }
             let lanes = lanes.into_iter().filter(|lane| !lane.is_empty()).map(|lane| async move {
-                for event in lane {
-                    self.deliver(subscription, event).await;
+                for delivery in lane {
+                    self.deliver(subscription, delivery).await;
                 }
             });
             futures::future::join_all(lanes).await;
         }
         Ok(())
     }
+}
+
+/// `messaging.destination.name` of the in-process bus: its one stream of events.
+const DESTINATION: &str = "events";
+
+fn consumer_span(subscription: &Subscription, delivery: (&Event, Option<&str>), attempt: u32) -> tracing::Span {
+    crate::trace::consumer(crate::trace::IN_PROCESS, DESTINATION, &subscription.name, delivery, attempt)
 }
 
 #[cfg(test)]

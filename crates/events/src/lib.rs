@@ -16,6 +16,7 @@ pub mod in_process;
 mod metrics;
 pub mod rabbitmq;
 pub mod subscription;
+mod trace;
 
 pub use event::Event;
 pub use in_process::InProcessBus;

@@ -117,8 +117,14 @@ async fn published_events_arrive_with_their_id_kind_and_trace_context() {
 
     assert_eq!(next(&mut received).await, event.id);
     let applied = recorder.applied.lock().unwrap().clone();
-    assert_eq!(applied, [event]);
-    assert_eq!(applied[0].traceparent.as_deref(), Some(traceparent.as_str()));
+    assert_eq!(applied.len(), 1);
+    assert_eq!((applied[0].id, &applied[0].kind, &applied[0].payload), (event.id, &event.kind, &event.payload));
+    // The same trace; the message's parent is the publisher's PRODUCER span,
+    // a child of the span that made the event.
+    let carried = applied[0].traceparent.as_deref().expect("the trace context travels");
+    let (trace, parent) = (&carried[3..35], &carried[36..52]);
+    assert_eq!(trace, &traceparent[3..35], "{carried}");
+    assert_ne!(parent, &traceparent[36..52], "{carried}: the PRODUCER span is the parent");
 }
 
 /// A batch goes out with its confirms; the consumer applies it in lanes,

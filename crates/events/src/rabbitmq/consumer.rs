@@ -119,17 +119,19 @@ async fn handle(
     let outcome = match event_from(&delivery.properties, &delivery.data) {
         None => Err(crate::HandlerError::permanent("message without an event id or type")),
         Some(event) => {
-            let span = tracing::info_span!("consume", otel.name = %event.kind, otel.kind = "consumer", event_id = %event.id, attempt);
-            if let Some(traceparent) = &event.traceparent
-                && let Ok(value) = traceparent.parse()
-            {
-                let mut headers = http::HeaderMap::new();
-                headers.insert("traceparent", value);
-                platform::telemetry::set_parent_from_headers(&span, &headers);
-            }
-            let outcome = subscription.handler.handle(&event).instrument(span).await;
-            if outcome.is_ok() {
-                crate::metrics::applied(&subscription.name, &event);
+            let producer = event.traceparent.as_deref();
+            let exchange = config.exchange();
+            let span = crate::trace::consumer(
+                crate::trace::RABBITMQ,
+                &exchange,
+                &subscription.name,
+                (&event, producer),
+                attempt,
+            );
+            let outcome = subscription.handler.handle(&event).instrument(span.clone()).await;
+            match &outcome {
+                Ok(()) => crate::metrics::applied(&subscription.name, &event),
+                Err(_) => crate::trace::failed(&span),
             }
             outcome
         }

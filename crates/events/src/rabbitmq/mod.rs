@@ -171,10 +171,12 @@ async fn declare_subscription(
     Ok(())
 }
 
-fn properties(event: &Event, extra_headers: FieldTable) -> BasicProperties {
-    let mut headers = extra_headers;
-    if let Some(traceparent) = &event.traceparent {
-        headers.insert(TRACEPARENT_HEADER.into(), AMQPValue::LongString(traceparent.clone().into()));
+/// The message's properties; `traceparent` is the context of the span that
+/// publishes it (the consumer's parent).
+fn properties(event: &Event, traceparent: Option<String>) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    if let Some(traceparent) = traceparent {
+        headers.insert(TRACEPARENT_HEADER.into(), AMQPValue::LongString(traceparent.into()));
     }
     BasicProperties::default()
         .with_message_id(event.id.to_string().into())

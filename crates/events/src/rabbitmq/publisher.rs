@@ -6,7 +6,6 @@
 use async_trait::async_trait;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 
@@ -58,20 +57,23 @@ impl Publisher for RabbitPublisher {
         let mut taken = 0;
         let outcome = bounded(&self.config, "a batch of publishes and their confirms", async {
             let mut confirms = Vec::with_capacity(events.len());
+            let exchange = self.config.exchange();
             for event in events {
+                // Open until the broker confirms the event.
+                let span = crate::trace::producer(crate::trace::RABBITMQ, &exchange, event);
                 let confirm = channel
                     .basic_publish(
-                        self.config.exchange().into(),
+                        exchange.as_str().into(),
                         event.kind.clone().into(),
                         BasicPublishOptions::default(),
                         &event.payload,
-                        properties(event, FieldTable::default()),
+                        properties(event, crate::trace::carried(&span, event)),
                     )
                     .await
                     .map_err(unavailable)?;
-                confirms.push((event, confirm));
+                confirms.push((event, confirm, span));
             }
-            for (event, confirm) in confirms {
+            for (event, confirm, _span) in confirms {
                 match confirm.await.map_err(unavailable)? {
                     Confirmation::Ack(_) => taken += 1,
                     Confirmation::Nack(_) => {

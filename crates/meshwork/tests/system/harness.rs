@@ -24,6 +24,9 @@ pub struct Platform {
     pub data_dir: std::path::PathBuf,
     /// Test databases and broker names, removed when the platform is dropped.
     _backends: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    /// The prefix of its RabbitMQ names, on the production backends.
+    #[allow(dead_code)] // read by the trace suite, which shares this harness
+    rabbitmq_prefix: Option<String>,
 }
 
 impl Drop for Platform {
@@ -57,6 +60,7 @@ pub async fn start_with(settings: &[(&str, &str)]) -> Platform {
         shutdown,
         data_dir,
         _backends: Vec::new(),
+        rabbitmq_prefix: None,
     };
     tokio::spawn(up.wait());
     platform
@@ -158,6 +162,7 @@ pub async fn start_components(test: &str, settings: &[(&str, &str)]) -> Option<P
         })
         .await;
     }
+    let rabbitmq_prefix = Some(broker.prefix.clone());
     Some(Platform {
         gateway,
         users,
@@ -167,6 +172,7 @@ pub async fn start_components(test: &str, settings: &[(&str, &str)]) -> Option<P
         shutdown,
         data_dir,
         _backends: vec![Box::new(users_db), Box::new(orders_db), Box::new(catalog), Box::new(broker)],
+        rabbitmq_prefix,
     })
 }
 
@@ -184,6 +190,12 @@ impl Reply {
 }
 
 impl Platform {
+    /// The prefix of its RabbitMQ exchange and queues (`None` under `up`).
+    #[allow(dead_code)] // used by the trace suite, which shares this harness
+    pub fn rabbitmq_prefix(&self) -> Option<&str> {
+        self.rabbitmq_prefix.as_deref()
+    }
+
     /// A REST call to the gateway; `path` may carry a query.
     pub async fn rest(&self, method: &str, path: &str, body: Option<&[u8]>) -> Reply {
         self.rest_as(None, method, path, body).await

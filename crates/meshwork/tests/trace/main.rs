@@ -1,29 +1,32 @@
-//! One REST `POST /orders` is one trace an operator can read: `meshwork up`
-//! exports to a real OTLP/gRPC receiver run by the test, and the spans of
-//! the call form one tree under the caller's trace, each hop a CLIENT span
-//! and the SERVER span it leads to, with the OpenTelemetry semantic
-//! conventions' attributes (1.37: HTTP, RPC).
+//! One REST `POST /orders` is one trace an operator can read, under
+//! `meshwork up` and as separate components on their production backends:
+//! the platform exports to a real OTLP/gRPC receiver run by the test, and
+//! the spans of the call form one tree under the caller's trace, following
+//! the OpenTelemetry semantic conventions 1.37 (HTTP, RPC, messaging): each
+//! gRPC hop a CLIENT span and the SERVER span under it, then the order's
+//! event published (PRODUCER) and processed by the products consumer
+//! (CONSUMER, the PRODUCER's child).
+//!
+//! Its own binary: telemetry (the exporter under test) is set up once per
+//! process, before the harness would set up its own.
+
+#[path = "../system/harness.rs"]
+#[macro_use]
+#[allow(dead_code)] // shared with the system suite, which uses all of it
+mod harness;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use meshwork::components::Component;
+use harness::{Deployment, deploy};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use platform::{CancellationToken, Env, Settings};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-
-const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const CALLER_SPAN: &str = "00f067aa0ba902b7";
+use platform::telemetry::{LogFormat, TelemetryGuard, TelemetrySettings};
 
 #[derive(Clone, Default)]
 struct Receiver {
@@ -40,6 +43,37 @@ impl TraceService for Receiver {
         self.spans.lock().unwrap().extend(spans);
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
+}
+
+/// The receiver, on a runtime of its own (each test has its own), and the
+/// process's telemetry exporting to it.
+fn receiver() -> &'static (Receiver, TelemetryGuard) {
+    static RECEIVER: OnceLock<(Receiver, TelemetryGuard)> = OnceLock::new();
+    RECEIVER.get_or_init(|| {
+        let receiver = Receiver::default();
+        let (address, guard) = std::sync::mpsc::channel();
+        let serving = receiver.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async move {
+                let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let endpoint = format!("http://{}", collector.local_addr().unwrap());
+                let settings = TelemetrySettings {
+                    service_name: None,
+                    log_format: LogFormat::Json,
+                    log_filter: "error".to_owned(),
+                    otlp_endpoint: Some(endpoint),
+                };
+                address.send(platform::telemetry::init(&settings, "meshwork").unwrap()).unwrap();
+                tonic::transport::Server::builder()
+                    .add_service(TraceServiceServer::new(serving))
+                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(collector))
+                    .await
+                    .unwrap();
+            });
+        });
+        (receiver, guard.recv().unwrap())
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -64,82 +98,63 @@ fn int(span: &Span, key: &str) -> i64 {
     }
 }
 
-async fn post(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    url: String,
-    body: String,
-) -> serde_json::Value {
-    let request = http::Request::post(url)
-        .header("content-type", "application/json")
-        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn one_post_orders_is_one_tree_of_client_and_server_spans() {
-    let receiver = Receiver::default();
-    let collector = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_url = format!("http://{}", collector.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(receiver.clone()))
-            .serve_with_incoming(TcpListenerStream::new(collector)),
-    );
-
-    let data_dir = std::env::temp_dir().join(format!("meshwork-trace-{}", uuid::Uuid::new_v4().simple()));
-    let env = Env::from_pairs([
-        ("MESHWORK_DATA_DIR", data_dir.to_str().unwrap()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", collector_url.as_str()),
-        ("RUST_LOG", "warn"),
-    ]);
-    let settings = Settings::load(&env, &meshwork::component_settings()).unwrap();
-    let telemetry = platform::telemetry::init(&settings.telemetry, "meshwork").unwrap();
-    let shutdown = CancellationToken::new();
-    let up = meshwork::up::start(&settings, 0, None, shutdown.clone()).await.unwrap();
-    let gateway = up.address(Component::Gateway);
-    let running = tokio::spawn(up.wait());
-
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let user = post(&client, format!("http://{gateway}/users"), r#"{"email":"t@example.com","name":"T"}"#.into()).await;
-    let product = r#"{"id":"traced","name":"Traced","price":2.5,"stock":3}"#;
-    post(&client, format!("http://{gateway}/products"), product.into()).await;
-    let order = format!(r#"{{"userId":{},"productId":"traced","quantity":1}}"#, user["id"]);
-    let order = post(&client, format!("http://{gateway}/orders"), order).await;
+async fn one_post_orders_is_one_tree_of_spans(deployment: Deployment, test: &str) {
+    let (receiver, telemetry) = receiver();
+    let Some(platform) = deploy(deployment, test, &[("MESHWORK_AUTH", "optional")]).await else { return };
+    let trace_id = uuid::Uuid::new_v4().simple().to_string();
+    let caller = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{caller}-01");
+    let headers = [("traceparent", traceparent.as_str())];
+    let post = |path: &'static str, body: String| {
+        let platform = &platform;
+        async move {
+            let reply = platform.rest_with(None, &headers, "POST", path, Some(body.as_bytes())).await;
+            assert!((200..300).contains(&reply.status), "{path}: {}", String::from_utf8_lossy(&reply.body));
+            reply.json()
+        }
+    };
+    let user = post("/users", format!(r#"{{"email":"{test}@example.com","name":"T"}}"#)).await;
+    post("/products", r#"{"id":"traced","name":"Traced","price":2.5,"stock":3}"#.to_owned()).await;
+    let order = post("/orders", format!(r#"{{"userId":{},"productId":"traced","quantity":1}}"#, user["id"])).await;
     assert!(order["id"].is_string(), "{order}");
 
-    shutdown.cancel();
-    running.await.unwrap().unwrap();
-    // Dropping the guard flushes the batch exporter.
-    tokio::task::spawn_blocking(move || drop(telemetry)).await.unwrap();
-    let _ = std::fs::remove_dir_all(&data_dir);
-
-    let spans = receiver.spans.lock().unwrap();
-    let by_id: HashMap<String, &Span> = spans.iter().map(|span| (hex(&span.span_id), span)).collect();
-    let named = |name: &str, kind: SpanKind| -> Vec<&Span> {
-        spans.iter().filter(|span| span.name == name && span.kind == kind as i32).collect()
+    // Every span of the order's trace, from the gateway to the consumer, arrives.
+    let order_trace = || -> Vec<Span> {
+        telemetry.flush();
+        let spans = receiver.spans.lock().unwrap();
+        spans.iter().filter(|span| hex(&span.trace_id) == trace_id).cloned().collect()
     };
+    testkit::eventually("the consumer's span to be exported", Duration::from_secs(20), || {
+        let spans = order_trace();
+        async move { spans.iter().any(|span| span.kind == SpanKind::Consumer as i32) }
+    })
+    .await;
+    let spans = order_trace();
+    let by_id: HashMap<String, &Span> = spans.iter().map(|span| (hex(&span.span_id), span)).collect();
+    let names: Vec<_> = spans.iter().map(|span| (span.name.as_str(), span.kind)).collect();
     let parent = |span: &Span| by_id.get(&hex(&span.parent_span_id)).copied();
-    let all_names: Vec<_> = spans.iter().map(|span| (span.name.as_str(), span.kind)).collect();
+    let child = |name: &str, kind: SpanKind, of: &Span| -> &Span {
+        spans
+            .iter()
+            .find(|span| {
+                span.name == name && span.kind == kind as i32 && parent(span).is_some_and(|p| p.span_id == of.span_id)
+            })
+            .unwrap_or_else(|| panic!("no {kind:?} span {name} under {} among {names:?}", of.name))
+    };
 
-    // The gateway's HTTP SERVER span, the child of the caller's span.
-    let servers = named("POST /orders", SpanKind::Server);
-    let [gateway] = servers.as_slice() else { panic!("one gateway span for POST /orders among {all_names:?}") };
-    assert_eq!((hex(&gateway.trace_id).as_str(), hex(&gateway.parent_span_id).as_str()), (TRACE_ID, CALLER_SPAN));
+    // The gateway's HTTP SERVER span of the order, the child of the caller's span.
+    let gateway = spans
+        .iter()
+        .find(|span| span.name == "POST /orders" && hex(&span.parent_span_id) == caller)
+        .unwrap_or_else(|| panic!("no gateway span for POST /orders among {names:?}"));
+    assert_eq!(gateway.kind, SpanKind::Server as i32);
     assert_eq!(string(gateway, "http.request.method"), "POST");
     assert_eq!(string(gateway, "http.route"), "/orders");
     assert!((200..300).contains(&int(gateway, "http.response.status_code")), "{gateway:?}");
 
-    // Each hop: a CLIENT span under its caller, the SERVER span under it.
-    let hop = |method: &str, caller: &Span| {
-        let clients = named(method, SpanKind::Client);
-        let client = clients
-            .iter()
-            .find(|client| parent(client).is_some_and(|p| p.span_id == caller.span_id))
-            .unwrap_or_else(|| panic!("no CLIENT span {method} under {} among {all_names:?}", caller.name));
+    // Each gRPC hop: a CLIENT span under its caller, the SERVER span under it.
+    let hop = |method: &str, caller: &Span| -> &Span {
+        let client = child(method, SpanKind::Client, caller);
         let (service, name) = method.split_once('/').unwrap();
         assert_eq!(string(client, "rpc.system"), "grpc");
         assert_eq!(string(client, "rpc.service"), service);
@@ -147,19 +162,38 @@ async fn one_post_orders_is_one_tree_of_client_and_server_spans() {
         assert_eq!(string(client, "server.address"), "127.0.0.1");
         assert!(int(client, "server.port") > 0, "{client:?}");
         assert_eq!(int(client, "rpc.grpc.status_code"), 0);
-        let servers = named(method, SpanKind::Server);
-        let server = servers
-            .iter()
-            .find(|server| parent(server).is_some_and(|p| p.span_id == client.span_id))
-            .unwrap_or_else(|| panic!("no SERVER span {method} under its CLIENT span among {all_names:?}"));
+        let server = child(method, SpanKind::Server, client);
         assert_eq!(string(server, "rpc.system"), "grpc");
         assert_eq!(string(server, "rpc.service"), service);
         assert_eq!(string(server, "rpc.method"), name);
         assert_eq!(int(server, "rpc.grpc.status_code"), 0);
-        assert_eq!(hex(&server.trace_id), TRACE_ID);
-        *server
+        server
     };
     let orders = hop("shop.orders.v1.OrderService/CreateOrder", gateway);
     hop("shop.users.v1.UserService/GetUser", orders);
     hop("shop.products.v1.ProductService/ReserveStock", orders);
+
+    // The order's event: published (PRODUCER, from the order's span) and
+    // processed by the products consumer (CONSUMER, the PRODUCER's child).
+    let (system, destination) = match deployment {
+        Deployment::Up => ("meshwork_in_process", "events".to_owned()),
+        Deployment::Components => ("rabbitmq", format!("{}events", platform.rabbitmq_prefix().unwrap())),
+    };
+    let producer = spans
+        .iter()
+        .find(|span| span.kind == SpanKind::Producer as i32)
+        .unwrap_or_else(|| panic!("no PRODUCER span among {names:?}"));
+    assert_eq!(producer.name, format!("publish {destination}"));
+    assert!(parent(producer).is_some_and(|p| p.span_id == orders.span_id), "published from the order's span");
+    let consumer = child(&format!("process {destination}"), SpanKind::Consumer, producer);
+    for span in [producer, consumer] {
+        assert_eq!(string(span, "messaging.system"), system);
+        assert_eq!(string(span, "messaging.destination.name"), destination);
+        assert_eq!(string(span, "messaging.message.id"), string(producer, "messaging.message.id"));
+    }
+    assert_eq!(string(producer, "messaging.operation.type"), "send");
+    assert_eq!(string(consumer, "messaging.operation.type"), "process");
+    assert_eq!(string(consumer, "messaging.consumer.group.name"), "products.order-events");
 }
+
+in_both_deployments!(one_post_orders_is_one_tree_of_spans);
