@@ -7,6 +7,8 @@
 //! either on the shelf or sold to a written order (`stock + units sold =
 //! initial`), and stays so.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use contract::orders::order_service_client::OrderServiceClient;
@@ -155,12 +157,15 @@ async fn stock_the_shelves(users: &str, products: &str, service_secret: &str) ->
 }
 
 /// Sixteen clients place one-unit orders until `kill` stops the service
-/// under them; every acknowledged order's id and product.
+/// under them, mid-load: once orders are flowing (16 acknowledged, however
+/// slow the backends) and 700 ms have passed. Every acknowledged order's id
+/// and product.
 async fn place_orders_until(orders: &str, user_id: &str, kill: impl FnOnce()) -> Vec<(String, &'static str)> {
     let orders = OrderServiceClient::new(channel(orders).await);
+    let flowing = Arc::new(AtomicUsize::new(0));
     let placing: Vec<_> = (0..16)
         .map(|client| {
-            let (mut orders, user_id) = (orders.clone(), user_id.to_owned());
+            let (mut orders, user_id, flowing) = (orders.clone(), user_id.to_owned(), flowing.clone());
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 for n in 0..500 {
@@ -175,12 +180,18 @@ async fn place_orders_until(orders: &str, user_id: &str, kill: impl FnOnce()) ->
                         Ok(created) => acknowledged.push((created.into_inner().order.unwrap().id, product)),
                         Err(_) => break,
                     }
+                    flowing.fetch_add(1, Ordering::Relaxed);
                 }
                 acknowledged
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
+    testkit::eventually("orders to flow", Duration::from_secs(30), || {
+        let flowing = flowing.clone();
+        async move { flowing.load(Ordering::Relaxed) >= 16 }
+    })
+    .await;
     kill();
     let mut acknowledged = Vec::new();
     for task in placing {
