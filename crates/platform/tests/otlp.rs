@@ -8,49 +8,22 @@
 #[allow(dead_code)] // shared with the server suite, which uses all of it
 mod slow_service;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use platform::telemetry::{LogFormat, TelemetrySettings};
 use platform::{CancellationToken, Server};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-
-#[derive(Clone, Default)]
-struct Receiver {
-    exports: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.exports.lock().unwrap().push(request.into_inner());
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn server_spans_are_exported_over_otlp_as_children_of_the_callers_trace() {
-    let receiver = Receiver::default();
-    let collector = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let collector_address = collector.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(receiver.clone()))
-            .serve_with_incoming(TcpListenerStream::new(collector)),
-    );
+    let (receiver, collector) = testkit::otlp::Receiver::start().await;
 
     let settings = TelemetrySettings {
         service_name: Some("otlp-test".to_owned()),
         log_format: LogFormat::Json,
         log_filter: "warn".to_owned(),
-        otlp_endpoint: Some(format!("http://{collector_address}")),
+        otlp_endpoint: Some(collector),
     };
     let guard = platform::telemetry::init(&settings, "unused").unwrap();
 
@@ -78,7 +51,7 @@ async fn server_spans_are_exported_over_otlp_as_children_of_the_callers_trace() 
     // Dropping the guard flushes the batch exporter.
     tokio::task::spawn_blocking(move || drop(guard)).await.unwrap();
 
-    let exports = receiver.exports.lock().unwrap();
+    let exports = receiver.exports();
     let resource_spans: Vec<_> = exports.iter().flat_map(|e| &e.resource_spans).collect();
     // The resource names the service, its build and this process.
     let resource_attribute = |key: &str| -> Vec<String> {

@@ -7,6 +7,7 @@
 mod access;
 pub mod amqp;
 pub mod mongo;
+pub mod otlp;
 pub mod postgres;
 pub mod proxy;
 mod serve;

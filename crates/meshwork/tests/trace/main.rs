@@ -16,63 +16,38 @@
 mod harness;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use harness::{Deployment, deploy};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use platform::telemetry::{LogFormat, TelemetryGuard, TelemetrySettings};
-
-#[derive(Clone, Default)]
-struct Receiver {
-    spans: Arc<Mutex<Vec<Span>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans = request.into_inner().resource_spans.into_iter().flat_map(|r| r.scope_spans).flat_map(|s| s.spans);
-        self.spans.lock().unwrap().extend(spans);
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
-    }
-}
+use testkit::otlp::Receiver;
 
 /// The receiver, on a runtime of its own (each test has its own), and the
 /// process's telemetry exporting to it.
 fn receiver() -> &'static (Receiver, TelemetryGuard) {
     static RECEIVER: OnceLock<(Receiver, TelemetryGuard)> = OnceLock::new();
     RECEIVER.get_or_init(|| {
-        let receiver = Receiver::default();
-        let (address, guard) = std::sync::mpsc::channel();
-        let serving = receiver.clone();
+        let (started, ready) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().unwrap();
             runtime.block_on(async move {
-                let collector = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let endpoint = format!("http://{}", collector.local_addr().unwrap());
+                let (receiver, endpoint) = Receiver::start().await;
                 let settings = TelemetrySettings {
                     service_name: None,
                     log_format: LogFormat::Json,
                     log_filter: "error".to_owned(),
                     otlp_endpoint: Some(endpoint),
                 };
-                address.send(platform::telemetry::init(&settings, "meshwork").unwrap()).unwrap();
-                tonic::transport::Server::builder()
-                    .add_service(TraceServiceServer::new(serving))
-                    .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(collector))
-                    .await
-                    .unwrap();
+                started.send((receiver, platform::telemetry::init(&settings, "meshwork").unwrap())).unwrap();
+                std::future::pending::<()>().await
             });
         });
-        (receiver, guard.recv().unwrap())
+        ready.recv().unwrap()
     })
 }
 
@@ -121,8 +96,7 @@ async fn one_post_orders_is_one_tree_of_spans(deployment: Deployment, test: &str
     // Every span of the order's trace, from the gateway to the consumer, arrives.
     let order_trace = || -> Vec<Span> {
         telemetry.flush();
-        let spans = receiver.spans.lock().unwrap();
-        spans.iter().filter(|span| hex(&span.trace_id) == trace_id).cloned().collect()
+        receiver.spans().into_iter().filter(|span| hex(&span.trace_id) == trace_id).collect()
     };
     testkit::eventually("the consumer's span to be exported", Duration::from_secs(20), || {
         let spans = order_trace();
