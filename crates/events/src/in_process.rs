@@ -39,12 +39,20 @@ impl InProcessBus {
         self.dead_letters.lock().expect("dead letters lock").clone()
     }
 
-    async fn deliver(&self, subscription: &Subscription, (event, producer): (&Event, Option<&str>)) {
+    /// Delivers `event` until it is applied or dead-lettered; the first
+    /// attempt runs in `first` when given (a span made for a batch that
+    /// was not applied as one).
+    async fn deliver(
+        &self,
+        subscription: &Subscription,
+        (event, producer): (&Event, Option<&str>),
+        mut first: Option<tracing::Span>,
+    ) {
         for attempt in 1..=subscription.max_attempts {
             if attempt > 1 {
                 crate::metrics::redelivered(&subscription.name);
             }
-            let span = consumer_span(subscription, (event, producer), attempt);
+            let span = first.take().unwrap_or_else(|| consumer_span(subscription, (event, producer), attempt));
             let outcome = subscription.handler.handle(event).instrument(span.clone()).await;
             if outcome.is_err() {
                 crate::trace::failed(&span);
@@ -97,36 +105,39 @@ impl Publisher for InProcessBus {
             if wanted.is_empty() {
                 continue;
             }
-            // One CONSUMER span per event, each in its own trace, all lasting
-            // the one transaction that applies the batch.
-            let spans: Vec<tracing::Span> = wanted
-                .iter()
-                .map(|&delivery| {
-                    let span = consumer_span(subscription, delivery, 1);
-                    crate::trace::batch(&span, wanted.len());
-                    span
-                })
-                .collect();
+            // One CONSUMER span per event, each in its own trace: all lasting
+            // the one transaction that applies the batch, or each the first
+            // delivery of its event when the handler takes them one by one.
+            let mut spans: Vec<Option<tracing::Span>> =
+                wanted.iter().map(|&delivery| Some(consumer_span(subscription, delivery, 1))).collect();
             let batch: Vec<&Event> = wanted.iter().map(|(event, _)| *event).collect();
-            match subscription.handler.handle_batch(&batch).instrument(spans[0].clone()).await {
+            let current = spans[0].clone().unwrap_or_else(tracing::Span::none);
+            match subscription.handler.handle_batch(&batch).instrument(current).await {
                 Some(Ok(())) => {
+                    for span in spans.iter().flatten() {
+                        crate::trace::batch(span, batch.len());
+                    }
                     batch.iter().for_each(|event| crate::metrics::applied(&subscription.name, event));
                     continue;
                 }
                 Some(Err(error)) => {
-                    spans.iter().for_each(crate::trace::failed);
+                    for span in spans.iter().flatten() {
+                        crate::trace::batch(span, batch.len());
+                        crate::trace::failed(span);
+                    }
+                    // The deliveries that follow are new attempts, in spans of their own.
+                    spans.iter_mut().for_each(|span| *span = None);
                     tracing::debug!(subscription = %subscription.name, %error, "a batch failed; delivering its events one by one");
                 }
                 None => {}
             }
-            drop(spans);
-            let mut lanes: Vec<Vec<(&Event, Option<&str>)>> = vec![Vec::new(); subscription.lanes()];
-            for delivery in wanted {
-                lanes[subscription.lane(delivery.0)].push(delivery);
+            let mut lanes: Vec<Vec<_>> = vec![Vec::new(); subscription.lanes()];
+            for (delivery, span) in wanted.into_iter().zip(spans) {
+                lanes[subscription.lane(delivery.0)].push((delivery, span));
             }
             let lanes = lanes.into_iter().filter(|lane| !lane.is_empty()).map(|lane| async move {
-                for delivery in lane {
-                    self.deliver(subscription, delivery).await;
+                for (delivery, span) in lane {
+                    self.deliver(subscription, delivery, span).await;
                 }
             });
             futures::future::join_all(lanes).await;
