@@ -202,7 +202,9 @@ impl Products {
         let id = id.expect("validated");
         let items: Vec<(ProductId, i32)> = merged.into_iter().collect();
         let expires_at = now() + self.hold_ttl;
-        match self.store.reserve(&id, &items, expires_at).await? {
+        let store = self.store.clone();
+        let reserved = to_completion(async move { store.reserve(&id, &items, expires_at).await }).await?;
+        match reserved {
             ReserveOutcome::Reserved(reservation) => Ok(reservation),
             ReserveOutcome::Refused(refused) => Err(refused.into()),
         }
@@ -211,7 +213,22 @@ impl Products {
     /// True if this call released the reservation.
     pub async fn release(&self, reservation_id: &str) -> Result<bool, ProductError> {
         let id = ReservationId::parse(reservation_id).map_err(|why| violation("reservation_id", why))?;
-        Ok(self.store.release(&id).await?)
+        let store = self.store.clone();
+        Ok(to_completion(async move { store.release(&id).await }).await?)
+    }
+}
+
+/// Runs a change to stock to its end even if the call that asked for it
+/// goes away (its client disconnects, or dies, and the server drops the
+/// call's future): on MongoDB a reservation or a release is several writes,
+/// and one stopped between them would leave stock held for nothing.
+async fn to_completion<T: Send + 'static>(
+    change: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::spawn(change).await {
+        Ok(outcome) => outcome,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(StoreError::Unavailable("the service is stopping".to_owned())),
     }
 }
 
