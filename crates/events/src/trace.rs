@@ -23,8 +23,12 @@ pub(crate) fn producer(system: &'static str, destination: &str, event: &Event) -
         messaging.operation.type = "send",
         messaging.operation.name = "publish",
         messaging.message.id = %event.id,
-        messaging.rabbitmq.destination.routing_key = %event.kind,
+        messaging.rabbitmq.destination.routing_key = Empty,
     );
+    // RabbitMQ routes by the event's kind; the in-process bus has no routing key.
+    if system == RABBITMQ {
+        span.record("messaging.rabbitmq.destination.routing_key", event.kind.as_str());
+    }
     follow(&span, event.traceparent.as_deref());
     span
 }
