@@ -95,7 +95,7 @@ pub fn assemble(
 /// soon as it answers) and RabbitMQ (`RABBITMQ_URL`).
 pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<platform::Server, StartError> {
     let store = postgres_store(settings)?;
-    store.report_pool_metrics("orders", shutdown);
+    store.report_pool_metrics(shutdown);
     let amqp = Settings::require(
         &settings.rabbitmq_url,
         settings::RABBITMQ_URL,
@@ -124,7 +124,7 @@ pub async fn embedded(
     shutdown: &CancellationToken,
 ) -> Result<platform::Server, StartError> {
     let store = SqliteOrderStore::open(&settings.data_dir.join("orders.db")).await.map_err(StartError::other)?;
-    store.report_pool_metrics("orders", shutdown);
+    store.report_pool_metrics(shutdown);
     Ok(assemble(settings, Arc::new(store), upstreams, publisher, shutdown)?
         .serve_with_relay(settings, shutdown.clone()))
 }

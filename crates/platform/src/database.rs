@@ -162,13 +162,95 @@ impl Migrations {
     }
 }
 
+/// A pool as a store uses it: every connection taken from it is timed and
+/// counted while awaited, so `/metrics` shows a pool that is too small (the
+/// OpenTelemetry database client metrics, labelled `pool = name`):
+/// `db_client_connection_wait_time_seconds` and
+/// `db_client_connection_pending_requests`; [`StorePool::report`] adds the
+/// open connections by state.
+#[derive(Debug)]
+pub struct StorePool<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+    name: Arc<str>,
+    wait_time: metrics::Histogram,
+    pending: metrics::Gauge,
+}
+
+// By hand: a derive would ask for `DB: Clone`, which the database markers are not.
+impl<DB: sqlx::Database> Clone for StorePool<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            name: self.name.clone(),
+            wait_time: self.wait_time.clone(),
+            pending: self.pending.clone(),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> StorePool<DB> {
+    /// `pool` as `name` (`orders`, or `orders.writes` where a store has two).
+    pub fn new(name: &str, pool: sqlx::Pool<DB>) -> Self {
+        describe_pool_metrics();
+        let label = || ("pool", name.to_owned());
+        Self {
+            wait_time: metrics::histogram!("db_client_connection_wait_time_seconds", &[label()]),
+            pending: metrics::gauge!("db_client_connection_pending_requests", &[label()]),
+            name: name.into(),
+            pool,
+        }
+    }
+
+    /// A connection, timed and counted while awaited (even if the wait is
+    /// abandoned: the count goes down when the future is dropped).
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+        struct Pending<'a>(&'a metrics::Gauge);
+        impl Drop for Pending<'_> {
+            fn drop(&mut self) {
+                self.0.decrement(1.0);
+            }
+        }
+        self.pending.increment(1.0);
+        let _pending = Pending(&self.pending);
+        let started = std::time::Instant::now();
+        let connection = self.pool.acquire().await;
+        self.wait_time.record(started.elapsed());
+        connection
+    }
+
+    /// The pool itself, for what needs no timing (migrations, tests).
+    pub fn inner(&self) -> &sqlx::Pool<DB> {
+        &self.pool
+    }
+
+    /// Reports the pool's connections until `shutdown`, see [`report_pool`].
+    pub fn report(&self, shutdown: &CancellationToken) {
+        report_pool(&self.name, self.pool.clone(), shutdown.clone());
+    }
+}
+
+/// Describes the database pool families, for any pool that reports them
+/// (the SQL pools here; the MongoDB driver's from its own events).
+pub fn describe_pool_metrics() {
+    metrics::describe_gauge!("db_client_connections", "Open database connections, by pool and state (used, idle).");
+    metrics::describe_gauge!("db_client_connections_max", "Connections a database pool may open.");
+    metrics::describe_histogram!(
+        "db_client_connection_wait_time_seconds",
+        metrics::Unit::Seconds,
+        "Time to take a connection from a database pool."
+    );
+    metrics::describe_gauge!(
+        "db_client_connection_pending_requests",
+        "Calls waiting for a connection from a database pool."
+    );
+}
+
 /// Reports `pool`'s connections as gauges labelled `pool = name`, sampled
 /// every second until `shutdown` (the sampler holds the pool until then):
 /// `db_client_connections` by `state` (`used`, `idle`, after the
 /// OpenTelemetry database client metrics) and `db_client_connections_max`.
 pub fn report_pool<DB: sqlx::Database>(name: &str, pool: sqlx::Pool<DB>, shutdown: CancellationToken) {
-    metrics::describe_gauge!("db_client_connections", "Open database connections, by pool and state (used, idle).");
-    metrics::describe_gauge!("db_client_connections_max", "Connections a database pool may open.");
+    describe_pool_metrics();
     let used = metrics::gauge!("db_client_connections", "pool" => name.to_owned(), "state" => "used");
     let idle = metrics::gauge!("db_client_connections", "pool" => name.to_owned(), "state" => "idle");
     metrics::gauge!("db_client_connections_max", "pool" => name.to_owned()).set(pool.options().get_max_connections());

@@ -9,6 +9,7 @@ pub mod config;
 pub mod connections;
 #[cfg(feature = "database")]
 pub mod database;
+pub mod db_trace;
 pub mod discovery;
 pub mod error_code;
 pub mod grpc_timeout;

@@ -221,11 +221,13 @@ impl Products {
 /// Runs a change to stock to its end even if the call that asked for it
 /// goes away (its client disconnects, or dies, and the server drops the
 /// call's future): on MongoDB a reservation or a release is several writes,
-/// and one stopped between them would leave stock held for nothing.
+/// and one stopped between them would leave stock held for nothing. The
+/// change runs in the caller's span, so its database calls stay in the
+/// call's trace.
 async fn to_completion<T: Send + 'static>(
     change: impl Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {
-    match tokio::spawn(change).await {
+    match tokio::spawn(tracing::Instrument::in_current_span(change)).await {
         Ok(outcome) => outcome,
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
         Err(_) => Err(StoreError::Unavailable("the service is stopping".to_owned())),

@@ -117,7 +117,7 @@ pub async fn embedded(
 ) -> Result<platform::Server, StartError> {
     let config = ProductsConfig::from_settings(settings)?;
     let store = SqliteProductStore::open(&data_dir.join("products.db")).await.map_err(StartError::other)?;
-    store.report_pool_metrics("products", shutdown);
+    store.report_pool_metrics(shutdown);
     let products = assemble(Arc::new(store), &config);
     bus.subscribe(OrderEvents::subscription(products.store().clone()));
     Ok(serve(products, upstreams, settings, shutdown.clone())?)

@@ -35,7 +35,7 @@ pub fn postgres_store(settings: &Settings) -> Result<PostgresUserStore, StartErr
 pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Result<platform::Server, StartError> {
     let config = UsersConfig::from_settings(settings)?;
     let store = postgres_store(settings)?;
-    store.report_pool_metrics("users", shutdown);
+    store.report_pool_metrics(shutdown);
     let key_file = Settings::require(
         &config.signing_key_file,
         JWT_SIGNING_KEY_FILE,
@@ -76,7 +76,7 @@ pub async fn embedded(
         }
     };
     let store = SqliteUserStore::open(&data_dir.join("users.db")).await.map_err(StartError::other)?;
-    store.report_pool_metrics("users", shutdown);
+    store.report_pool_metrics(shutdown);
     let store: Arc<dyn UserStore> = Arc::new(store);
     Ok(crate::server(assemble(store, tokens, config), settings)?)
 }

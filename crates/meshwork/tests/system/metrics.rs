@@ -30,9 +30,11 @@ const UPSTREAMS: [&str; 5] = [
     "circuit_breaker_transitions_total",
 ];
 const GATEWAY: [&str; 2] = ["gateway_rate_limited_total", "gateway_auth_failures_total"];
-const USERS: [&str; 2] = ["users_password_hashing_rejected_total", "db_client_connections"];
+/// Every service's database pool (SQL, or the MongoDB driver's).
+const POOL: [&str; 3] = ["db_client_connections", "db_client_connections_max", "db_client_connection_pending_requests"];
+const USERS: [&str; 1] = ["users_password_hashing_rejected_total"];
 const PRODUCTS: [&str; 2] = ["products_holds_expired_total", "events_dead_lettered_total"];
-const ORDERS: [&str; 3] = ["orders_created_total", "outbox_oldest_unsent_age_seconds", "db_client_connections"];
+const ORDERS: [&str; 2] = ["orders_created_total", "outbox_oldest_unsent_age_seconds"];
 
 /// promtool's findings on `page`, or `None` (test skipped) when promtool is
 /// not installed; CI (`MESHWORK_REQUIRE_SERVICES=1`) installs it and fails
@@ -71,9 +73,9 @@ async fn every_component_passes_promtool_with_its_families_from_start(deployment
     let Some(platform) = deploy(deployment, test, &[]).await else { return };
     let components = [
         ("gateway", platform.gateway, [&EVERY_COMPONENT[..], &UPSTREAMS, &GATEWAY].concat()),
-        ("users", platform.users, [&EVERY_COMPONENT[..], &SERVICE, &USERS].concat()),
-        ("products", platform.products, [&EVERY_COMPONENT[..], &SERVICE, &UPSTREAMS, &PRODUCTS].concat()),
-        ("orders", platform.orders, [&EVERY_COMPONENT[..], &SERVICE, &UPSTREAMS, &ORDERS].concat()),
+        ("users", platform.users, [&EVERY_COMPONENT[..], &SERVICE, &POOL, &USERS].concat()),
+        ("products", platform.products, [&EVERY_COMPONENT[..], &SERVICE, &UPSTREAMS, &POOL, &PRODUCTS].concat()),
+        ("orders", platform.orders, [&EVERY_COMPONENT[..], &SERVICE, &UPSTREAMS, &POOL, &ORDERS].concat()),
     ];
     for (component, address, families) in components {
         let reply = platform.get(address, "/metrics").await;

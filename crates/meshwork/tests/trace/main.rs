@@ -5,7 +5,8 @@
 //! the OpenTelemetry semantic conventions 1.37 (HTTP, RPC, messaging): each
 //! gRPC hop a CLIENT span and the SERVER span under it, then the order's
 //! event published (PRODUCER) and processed by the products consumer
-//! (CONSUMER, the PRODUCER's child).
+//! (CONSUMER, the PRODUCER's child); each database call a CLIENT span
+//! (database conventions) under the call that made it.
 //!
 //! Its own binary: telemetry (the exporter under test) is set up once per
 //! process, before the harness would set up its own.
@@ -144,8 +145,32 @@ async fn one_post_orders_is_one_tree_of_spans(deployment: Deployment, test: &str
         server
     };
     let orders = hop("shop.orders.v1.OrderService/CreateOrder", gateway);
-    hop("shop.users.v1.UserService/GetUser", orders);
-    hop("shop.products.v1.ProductService/ReserveStock", orders);
+    let users = hop("shop.users.v1.UserService/GetUser", orders);
+    let products = hop("shop.products.v1.ProductService/ReserveStock", orders);
+
+    // Each database call: a CLIENT span under the call that made it, with
+    // what ran and where, and never the statement or its values.
+    let (sql, products_db, take_stock) = match deployment {
+        Deployment::Up => ("sqlite", "sqlite", "UPDATE products"),
+        Deployment::Components => ("postgresql", "mongodb", "findAndModify products"),
+    };
+    let db_call = |name: &str, system: &str, of: &Span| {
+        let span = child(name, SpanKind::Client, of);
+        assert_eq!(string(span, "db.system.name"), system, "{span:?}");
+        let (operation, collection) = name.split_once(' ').unwrap_or((name, ""));
+        assert_eq!(string(span, "db.operation.name"), operation, "{span:?}");
+        if !collection.is_empty() {
+            assert_eq!(string(span, "db.collection.name"), collection, "{span:?}");
+        }
+        for secret in ["db.query.text", "db.statement", "db.query.parameter"] {
+            assert!(span.attributes.iter().all(|a| !a.key.starts_with(secret)), "{secret} in {span:?}");
+        }
+    };
+    db_call("SELECT users", sql, users);
+    db_call("INSERT orders", sql, orders);
+    db_call("INSERT outbox", sql, orders);
+    db_call("COMMIT", sql, orders);
+    db_call(take_stock, products_db, products);
 
     // The order's event: published (PRODUCER, from the order's span) and
     // processed by the products consumer (CONSUMER, the PRODUCER's child).

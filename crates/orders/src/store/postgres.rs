@@ -1,6 +1,7 @@
 //! The PostgreSQL adapter, migrations embedded from `migrations/postgres`.
 
-use sqlx::PgPool;
+use platform::database::StorePool;
+use platform::db_trace::{DbCall as _, DbSystem};
 use sqlx::postgres::Postgres;
 
 use super::{RelayLease, StoreError};
@@ -12,9 +13,9 @@ const RELAY_LOCK: i64 = 0x6d65_7368_776f_726b;
 
 #[derive(Debug, Clone)]
 pub struct PostgresOrderStore {
-    pool: PgPool,
+    pool: StorePool<Postgres>,
     /// The same pool: PostgreSQL runs writers side by side.
-    writes: PgPool,
+    writes: StorePool<Postgres>,
 }
 
 /// Holds the relay's advisory lock on a connection taken out of the pool,
@@ -24,19 +25,19 @@ struct AdvisoryLock(#[allow(dead_code)] sqlx::PgConnection);
 impl RelayLease for AdvisoryLock {}
 
 impl PostgresOrderStore {
-    /// Reports the pool's connections in `/metrics` until `shutdown` (`pool` = `component`).
-    pub fn report_pool_metrics(&self, component: &str, shutdown: &platform::CancellationToken) {
-        platform::database::report_pool(component, self.pool.clone(), shutdown.clone());
+    /// Reports the pool's connections in `/metrics` until `shutdown` (`pool="orders"`).
+    pub fn report_pool_metrics(&self, shutdown: &platform::CancellationToken) {
+        self.pool.report(shutdown);
     }
 
     /// A lazy pool: the service starts (not ready) while the database is down.
     pub fn connect_lazy(url: &str) -> Result<Self, StoreError> {
-        let pool = platform::database::postgres_lazy(url).map_err(StoreError::from_sqlx)?;
+        let pool = StorePool::new("orders", platform::database::postgres_lazy(url).map_err(StoreError::from_sqlx)?);
         Ok(Self { writes: pool.clone(), pool })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(|error| match error {
+        MIGRATOR.run(self.pool.inner()).await.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(error) => StoreError::from_sqlx(error),
             other => StoreError::Other(format!("migration failed: {other}")),
         })
@@ -47,10 +48,11 @@ impl PostgresOrderStore {
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK)
             .fetch_one(&mut *connection)
+            .db_call(DbSystem::Postgresql, "SELECT", "")
             .await
             .map_err(StoreError::from_sqlx)?;
         Ok(locked.then(|| Box::new(AdvisoryLock(connection.detach())) as Box<dyn RelayLease>))
     }
 }
 
-super::sql::impl_order_store!(PostgresOrderStore, Postgres);
+super::sql::impl_order_store!(PostgresOrderStore, Postgres, DbSystem::Postgresql);

@@ -4,9 +4,11 @@
 //! `pool`, writes to `writes` (the same pool on PostgreSQL; SQLite's one
 //! writing connection, see `platform::database::SqlitePools`). Only the
 //! relay lease differs, and each adapter provides it as `relay_lease_impl`.
+//! Every statement runs in its CLIENT span (`platform::db_trace`), on a
+//! connection taken from a `platform::database::StorePool`.
 
 macro_rules! impl_order_store {
-    ($store:ty, $database:ty) => {
+    ($store:ty, $database:ty, $system:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::OrderStore for $store {
             async fn create(
@@ -16,7 +18,11 @@ macro_rules! impl_order_store {
                 event: &events::Event,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::StoreError;
-                let mut tx = self.writes.begin().await.map_err(StoreError::from_sqlx)?;
+                let mut connection = self.writes.acquire().await.map_err(StoreError::from_sqlx)?;
+                let mut tx = sqlx::Connection::begin(&mut *connection)
+                    .db_call($system, "BEGIN", "")
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
                 sqlx::query(
                     "INSERT INTO orders (id, user_id, status, total_minor, idempotency_key, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -29,6 +35,7 @@ macro_rules! impl_order_store {
                 .bind(order.created_at)
                 .bind(order.updated_at)
                 .execute(&mut *tx)
+                .db_call($system, "INSERT", "orders")
                 .await
                 .map_err(StoreError::from_sqlx)?;
                 for (position, item) in order.items.iter().enumerate() {
@@ -43,11 +50,12 @@ macro_rules! impl_order_store {
                     .bind(item.quantity)
                     .bind(item.unit_price_minor)
                     .execute(&mut *tx)
+                    .db_call($system, "INSERT", "order_items")
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 }
                 Self::insert_event(&mut tx, event, order.created_at).await?;
-                tx.commit().await.map_err(StoreError::from_sqlx)
+                tx.commit().db_call($system, "COMMIT", "").await.map_err(StoreError::from_sqlx)
             }
 
             async fn get(
@@ -58,7 +66,8 @@ macro_rules! impl_order_store {
                     "SELECT id, user_id, status, created_at, updated_at FROM orders WHERE id = $1",
                 )
                 .bind(id.as_uuid())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "SELECT", "orders")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(self.with_items(rows).await?.pop())
@@ -75,7 +84,8 @@ macro_rules! impl_order_store {
                 )
                 .bind(user_id)
                 .bind(key)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "SELECT", "orders")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(self.with_items(rows).await?.pop())
@@ -97,7 +107,8 @@ macro_rules! impl_order_store {
                 .bind(query.user_id.unwrap_or(uuid::Uuid::nil()))
                 .bind(uuid::Uuid::nil())
                 .bind(i64::from(query.limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "SELECT", "orders")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 self.with_items(rows).await
@@ -112,7 +123,11 @@ macro_rules! impl_order_store {
                 event: &events::Event,
             ) -> Result<bool, $crate::store::StoreError> {
                 use $crate::store::StoreError;
-                let mut tx = self.writes.begin().await.map_err(StoreError::from_sqlx)?;
+                let mut connection = self.writes.acquire().await.map_err(StoreError::from_sqlx)?;
+                let mut tx = sqlx::Connection::begin(&mut *connection)
+                    .db_call($system, "BEGIN", "")
+                    .await
+                    .map_err(StoreError::from_sqlx)?;
                 // Compare-and-set on the status: of two concurrent changes
                 // from one status, exactly one wins.
                 let changed = sqlx::query("UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2")
@@ -121,13 +136,14 @@ macro_rules! impl_order_store {
                     .bind(to.as_str())
                     .bind(at)
                     .execute(&mut *tx)
+                    .db_call($system, "UPDATE", "orders")
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 if changed.rows_affected() != 1 {
                     return Ok(false);
                 }
                 Self::insert_event(&mut tx, event, at).await?;
-                tx.commit().await.map_err(StoreError::from_sqlx)?;
+                tx.commit().db_call($system, "COMMIT", "").await.map_err(StoreError::from_sqlx)?;
                 Ok(true)
             }
 
@@ -136,7 +152,8 @@ macro_rules! impl_order_store {
                     "SELECT seq, event_id, kind, payload, traceparent FROM outbox ORDER BY seq LIMIT $1",
                 )
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "SELECT", "outbox")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(rows.into_iter().map($crate::store::OutboxRow::into_entry).collect())
@@ -154,19 +171,27 @@ macro_rules! impl_order_store {
                     listed.push_bind(*seq);
                 }
                 delete.push(")");
-                delete.build().execute(&self.writes).await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut connection = self.writes.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                delete
+                    .build()
+                    .execute(&mut *connection)
+                    .db_call($system, "DELETE", "outbox")
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(())
             }
 
             async fn backlog(&self) -> Result<$crate::store::Backlog, $crate::store::StoreError> {
                 use $crate::store::StoreError;
                 let unsent: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                    .db_call($system, "SELECT", "outbox")
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 let oldest: Option<chrono::DateTime<chrono::Utc>> =
                     sqlx::query_scalar("SELECT created_at FROM outbox ORDER BY seq LIMIT 1")
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                        .db_call($system, "SELECT", "outbox")
                         .await
                         .map_err(StoreError::from_sqlx)?;
                 Ok($crate::store::Backlog { unsent: unsent.max(0) as u64, oldest })
@@ -179,7 +204,12 @@ macro_rules! impl_order_store {
             }
 
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut connection = self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                sqlx::query("SELECT 1")
+                    .execute(&mut *connection)
+                    .db_call($system, "SELECT", "")
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(())
             }
         }
@@ -199,6 +229,7 @@ macro_rules! impl_order_store {
                 .bind(&event.traceparent)
                 .bind(at)
                 .execute(&mut **tx)
+                .db_call($system, "INSERT", "outbox")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(())
@@ -216,7 +247,8 @@ macro_rules! impl_order_store {
                          FROM order_items WHERE order_id = $1 ORDER BY position",
                     )
                     .bind(row.id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                    .db_call($system, "SELECT", "order_items")
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)?;
                     items.append(&mut rows);

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use sqlx::SqlitePool;
+use platform::database::StorePool;
+use platform::db_trace::{DbCall as _, DbSystem};
 use sqlx::sqlite::Sqlite;
 
 use super::{RelayLease, StoreError};
@@ -11,16 +12,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 #[derive(Debug, Clone)]
 pub struct SqliteOrderStore {
-    pool: SqlitePool,
-    writes: SqlitePool,
+    pool: StorePool<Sqlite>,
+    writes: StorePool<Sqlite>,
 }
 
 impl SqliteOrderStore {
     /// Reports both pools' connections in `/metrics` until `shutdown`
-    /// (`pool` = `{component}.reads` and `{component}.writes`).
-    pub fn report_pool_metrics(&self, component: &str, shutdown: &platform::CancellationToken) {
-        platform::database::report_pool(&format!("{component}.reads"), self.pool.clone(), shutdown.clone());
-        platform::database::report_pool(&format!("{component}.writes"), self.writes.clone(), shutdown.clone());
+    /// (`pool="orders.reads"` and `pool="orders.writes"`).
+    pub fn report_pool_metrics(&self, shutdown: &platform::CancellationToken) {
+        self.pool.report(shutdown);
+        self.writes.report(shutdown);
     }
 
     /// Opens (creating if needed) the database file and applies migrations.
@@ -38,7 +39,10 @@ impl SqliteOrderStore {
             platform::database::OpenError::Sqlx(error) => StoreError::from_sqlx(error),
             other => StoreError::Other(other.to_string()),
         })?;
-        Ok(Self { pool: pools.reads, writes: pools.writes })
+        Ok(Self {
+            pool: StorePool::new("orders.reads", pools.reads),
+            writes: StorePool::new("orders.writes", pools.writes),
+        })
     }
 
     /// One process owns the file: its relay is the only one.
@@ -47,4 +51,4 @@ impl SqliteOrderStore {
     }
 }
 
-super::sql::impl_order_store!(SqliteOrderStore, Sqlite);
+super::sql::impl_order_store!(SqliteOrderStore, Sqlite, DbSystem::Sqlite);

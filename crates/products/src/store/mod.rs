@@ -3,6 +3,7 @@
 //! concurrent reservation tests that prove stock is never oversold.
 
 mod mongo;
+mod mongo_pool;
 mod sqlite;
 
 pub use mongo::MongoProductStore;

@@ -21,6 +21,7 @@ use mongodb::bson::{self, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
+use platform::db_trace::{DbCall as _, DbSystem};
 use serde::{Deserialize, Serialize};
 
 use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
@@ -28,6 +29,9 @@ use crate::domain::{
     Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation,
     ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
 };
+
+/// Every command runs in its CLIENT span (`platform::db_trace`).
+const MONGO: DbSystem = DbSystem::Mongodb;
 
 /// How long a reservation claim is exclusive before a retry may take it over.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
@@ -133,6 +137,7 @@ impl MongoProductStore {
         options.server_selection_timeout = Some(Duration::from_secs(3));
         options.connect_timeout = Some(Duration::from_secs(2));
         options.app_name = Some("meshwork-products".to_owned());
+        super::mongo_pool::report(&mut options);
         let database_name = options.default_database.clone().unwrap_or_else(|| "shop".to_owned());
         let client = Client::with_options(options).map_err(from_mongo)?;
         Ok(Self::with_database(client.database(&database_name)))
@@ -145,15 +150,28 @@ impl MongoProductStore {
     /// Creates the indexes the queries use (idempotent).
     pub async fn create_indexes(&self) -> Result<(), StoreError> {
         for keys in [doc! { "price_minor": 1 }, doc! { "stock": 1 }] {
-            self.products.create_index(IndexModel::builder().keys(keys).build()).await.map_err(from_mongo)?;
+            self.products
+                .create_index(IndexModel::builder().keys(keys).build())
+                .db_call(MONGO, "createIndexes", "products")
+                .await
+                .map_err(from_mongo)?;
         }
         let expiry = IndexModel::builder().keys(doc! { "state": 1, "expires_at": 1 }).build();
-        self.reservations.create_index(expiry).await.map_err(from_mongo)?;
+        self.reservations
+            .create_index(expiry)
+            .db_call(MONGO, "createIndexes", "reservations")
+            .await
+            .map_err(from_mongo)?;
         Ok(())
     }
 
     async fn product_doc(&self, id: &str) -> Result<Option<ProductDoc>, StoreError> {
-        self.products.find_one(doc! { "_id": id }).projection(without_markers()).await.map_err(from_mongo)
+        self.products
+            .find_one(doc! { "_id": id })
+            .projection(without_markers())
+            .db_call(MONGO, "find", "products")
+            .await
+            .map_err(from_mongo)
     }
 
     fn hold_views(&self) -> Collection<HoldView> {
@@ -177,12 +195,17 @@ impl MongoProductStore {
                 expires_at,
                 items: Vec::new(),
             };
-            match self.reservations.insert_one(&claim).await {
+            match self.reservations.insert_one(&claim).db_call(MONGO, "insert", "reservations").await {
                 Ok(_) => return Ok(None),
                 Err(error) if !is_duplicate_key(&error) => return Err(from_mongo(error)),
                 Err(_) => {}
             }
-            let Some(existing) = self.reservations.find_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?
+            let Some(existing) = self
+                .reservations
+                .find_one(doc! { "_id": id.as_str() })
+                .db_call(MONGO, "find", "reservations")
+                .await
+                .map_err(from_mongo)?
             else {
                 continue; // a refused attempt removed its claim just now
             };
@@ -202,6 +225,7 @@ impl MongoProductStore {
                             doc! { "_id": id.as_str(), "state": "pending", "owner": &existing.owner },
                             doc! { "$set": { "owner": owner, "lease_until": lease_from_now() } },
                         )
+                        .db_call(MONGO, "update", "reservations")
                         .await
                         .map_err(from_mongo)?;
                     if takeover.modified_count == 1 {
@@ -237,6 +261,7 @@ impl MongoProductStore {
             )
             .projection(with_hold(&hold))
             .return_document(ReturnDocument::After)
+            .db_call(MONGO, "findAndModify", "products")
             .await
             .map_err(from_mongo)?;
         let doc = match taken {
@@ -246,6 +271,7 @@ impl MongoProductStore {
                     .hold_views()
                     .find_one(doc! { "_id": product.as_str() })
                     .projection(with_hold(&hold))
+                    .db_call(MONGO, "find", "products")
                     .await
                     .map_err(from_mongo)?;
                 match current {
@@ -278,6 +304,7 @@ impl MongoProductStore {
                 doc! { "_id": product, &hold: { "$exists": true } },
                 doc! { "$inc": { "stock": quantity }, "$unset": { &hold: "" }, "$set": { "updated_at": bson::DateTime::now() } },
             )
+            .db_call(MONGO, "update", "products")
             .await
             .map_err(from_mongo)?;
         Ok(())
@@ -291,6 +318,7 @@ impl MongoProductStore {
             .hold_views()
             .find(doc! { &hold: { "$exists": true } })
             .projection(with_hold(&hold))
+            .db_call(MONGO, "find", "products")
             .await
             .map_err(from_mongo)?
             .try_collect()
@@ -425,7 +453,7 @@ fn from_mongo(error: mongodb::error::Error) -> StoreError {
 #[async_trait]
 impl ProductStore for MongoProductStore {
     async fn insert(&self, product: &Product) -> Result<(), StoreError> {
-        self.products.insert_one(to_doc(product)).await.map_err(from_mongo)?;
+        self.products.insert_one(to_doc(product)).db_call(MONGO, "insert", "products").await.map_err(from_mongo)?;
         Ok(())
     }
 
@@ -445,6 +473,7 @@ impl ProductStore for MongoProductStore {
             .projection(without_markers())
             .sort(doc! { "_id": 1 })
             .limit(i64::from(limit))
+            .db_call(MONGO, "find", "products")
             .await
             .map_err(from_mongo)?;
         let docs: Vec<ProductDoc> = cursor.try_collect().await.map_err(from_mongo)?;
@@ -477,13 +506,19 @@ impl ProductStore for MongoProductStore {
             .find_one_and_update(doc! { "_id": id.as_str() }, doc! { "$set": set })
             .projection(without_markers())
             .return_document(ReturnDocument::After)
+            .db_call(MONGO, "findAndModify", "products")
             .await
             .map_err(from_mongo)?;
         updated.map(from_doc).transpose()
     }
 
     async fn delete(&self, id: &ProductId) -> Result<bool, StoreError> {
-        let result = self.products.delete_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?;
+        let result = self
+            .products
+            .delete_one(doc! { "_id": id.as_str() })
+            .db_call(MONGO, "delete", "products")
+            .await
+            .map_err(from_mongo)?;
         Ok(result.deleted_count == 1)
     }
 
@@ -500,6 +535,7 @@ impl ProductStore for MongoProductStore {
             .find_one_and_update(filter, update)
             .projection(without_markers())
             .return_document(ReturnDocument::After)
+            .db_call(MONGO, "findAndModify", "products")
             .await
             .map_err(from_mongo)?;
         match updated {
@@ -532,6 +568,7 @@ impl ProductStore for MongoProductStore {
                     }
                     self.reservations
                         .delete_one(doc! { "_id": id.as_str(), "owner": &owner })
+                        .db_call(MONGO, "delete", "reservations")
                         .await
                         .map_err(from_mongo)?;
                     return Ok(ReserveOutcome::Refused(refused));
@@ -555,6 +592,7 @@ impl ProductStore for MongoProductStore {
                 doc! { "_id": id.as_str(), "owner": &owner, "state": "pending" },
                 doc! { "$set": { "state": "reserved", "items": items_doc } },
             )
+            .db_call(MONGO, "update", "reservations")
             .await
             .map_err(from_mongo)?;
         if settled.modified_count == 1 {
@@ -569,12 +607,18 @@ impl ProductStore for MongoProductStore {
         let confirmed = self
             .reservations
             .update_one(doc! { "_id": id.as_str(), "state": "reserved" }, doc! { "$set": { "state": "confirmed" } })
+            .db_call(MONGO, "update", "reservations")
             .await
             .map_err(from_mongo)?;
         if confirmed.modified_count == 1 {
             return Ok(true);
         }
-        let current = self.reservations.find_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?;
+        let current = self
+            .reservations
+            .find_one(doc! { "_id": id.as_str() })
+            .db_call(MONGO, "find", "reservations")
+            .await
+            .map_err(from_mongo)?;
         Ok(current.is_some_and(|reservation| reservation.state == ReservationState::Confirmed))
     }
 
@@ -590,6 +634,7 @@ impl ProductStore for MongoProductStore {
             .find(filter)
             .sort(doc! { "expires_at": 1 })
             .limit(i64::from(limit))
+            .db_call(MONGO, "find", "reservations")
             .await
             .map_err(from_mongo)?
             .try_collect()
@@ -604,7 +649,12 @@ impl ProductStore for MongoProductStore {
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
         loop {
-            let Some(existing) = self.reservations.find_one(doc! { "_id": id.as_str() }).await.map_err(from_mongo)?
+            let Some(existing) = self
+                .reservations
+                .find_one(doc! { "_id": id.as_str() })
+                .db_call(MONGO, "find", "reservations")
+                .await
+                .map_err(from_mongo)?
             else {
                 // Never reserved: leave a tombstone so a late reserve is refused.
                 let tombstone = ReservationDoc {
@@ -615,7 +665,7 @@ impl ProductStore for MongoProductStore {
                     expires_at: epoch(),
                     items: Vec::new(),
                 };
-                match self.reservations.insert_one(&tombstone).await {
+                match self.reservations.insert_one(&tombstone).db_call(MONGO, "insert", "reservations").await {
                     Ok(_) => return Ok(false),
                     Err(error) if is_duplicate_key(&error) => continue,
                     Err(error) => return Err(from_mongo(error)),
@@ -636,6 +686,7 @@ impl ProductStore for MongoProductStore {
                             doc! { "_id": id.as_str(), "state": "pending", "owner": &existing.owner },
                             doc! { "$set": { "state": "released" } },
                         )
+                        .db_call(MONGO, "update", "reservations")
                         .await
                         .map_err(from_mongo)?;
                     self.give_back_everywhere(id).await?;
@@ -648,6 +699,7 @@ impl ProductStore for MongoProductStore {
                             doc! { "_id": id.as_str(), "state": { "$in": ["reserved", "confirmed"] } },
                             doc! { "$set": { "state": "released" } },
                         )
+                        .db_call(MONGO, "update", "reservations")
                         .await
                         .map_err(from_mongo)?;
                     // Always give back: holds make this exactly-once, and it
@@ -669,6 +721,7 @@ impl ProductStore for MongoProductStore {
                     doc! { "_id": product_id.as_str(), &sold: { "$exists": false } },
                     doc! { "$inc": { "units_sold": i64::from(*quantity) }, "$set": { &sold: i64::from(*quantity) } },
                 )
+                .db_call(MONGO, "update", "products")
                 .await
                 .map_err(from_mongo)?;
         }
@@ -684,6 +737,7 @@ impl ProductStore for MongoProductStore {
                     doc! { "_id": product_id.as_str(), &sold: { "$exists": false } },
                     doc! { "$set": { &sold: 0_i64 } },
                 )
+                .db_call(MONGO, "update", "products")
                 .await
                 .map_err(from_mongo)?;
             // ...then take back a counted one, exactly once.
@@ -692,6 +746,7 @@ impl ProductStore for MongoProductStore {
                     doc! { "_id": product_id.as_str(), &sold: { "$gt": 0_i64 } },
                     doc! { "$inc": { "units_sold": -i64::from(*quantity) }, "$set": { &sold: 0_i64 } },
                 )
+                .db_call(MONGO, "update", "products")
                 .await
                 .map_err(from_mongo)?;
         }
@@ -702,6 +757,7 @@ impl ProductStore for MongoProductStore {
         let reserved = self
             .reservations
             .find_one(doc! { "_id": order_id, "state": { "$in": ["reserved", "confirmed"] } })
+            .db_call(MONGO, "find", "reservations")
             .await
             .map_err(from_mongo)?;
         let Some(reservation) = reserved else { return Ok(()) };
@@ -709,6 +765,7 @@ impl ProductStore for MongoProductStore {
         for item in &reservation.items {
             self.products
                 .update_one(doc! { "_id": &item.product_id }, doc! { "$unset": { &hold: "", &sold: "" } })
+                .db_call(MONGO, "update", "products")
                 .await
                 .map_err(from_mongo)?;
         }
@@ -717,13 +774,21 @@ impl ProductStore for MongoProductStore {
 
     async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
         let inbox = self.database.collection::<Document>("inbox");
-        let found = inbox.find_one(doc! { "_id": format!("{consumer}:{event_id}") }).await.map_err(from_mongo)?;
+        let found = inbox
+            .find_one(doc! { "_id": format!("{consumer}:{event_id}") })
+            .db_call(MONGO, "find", "inbox")
+            .await
+            .map_err(from_mongo)?;
         Ok(found.is_some())
     }
 
     async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError> {
         let inbox = self.database.collection::<Document>("inbox");
-        match inbox.insert_one(doc! { "_id": format!("{consumer}:{event_id}"), "at": bson::DateTime::now() }).await {
+        match inbox
+            .insert_one(doc! { "_id": format!("{consumer}:{event_id}"), "at": bson::DateTime::now() })
+            .db_call(MONGO, "insert", "inbox")
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) if is_duplicate_key(&error) => Ok(()),
             Err(error) => Err(from_mongo(error)),
@@ -731,7 +796,7 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.database.run_command(doc! { "ping": 1 }).await.map_err(from_mongo)?;
+        self.database.run_command(doc! { "ping": 1 }).db_call(MONGO, "ping", "").await.map_err(from_mongo)?;
         Ok(())
     }
 }

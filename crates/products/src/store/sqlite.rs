@@ -6,7 +6,9 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use platform::database::StorePool;
+use platform::db_trace::{DbCall as _, DbSystem};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{AdjustError, Applied, OrderEffect, ProductStore, ReserveOutcome, StoreError};
 use crate::domain::{
@@ -16,12 +18,15 @@ use crate::domain::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Every statement runs in its CLIENT span (`platform::db_trace`).
+const SQLITE: DbSystem = DbSystem::Sqlite;
+
 #[derive(Debug, Clone)]
 pub struct SqliteProductStore {
     /// Reads; writes go to the one writing connection (see
     /// `platform::database::SqlitePools`).
-    pool: SqlitePool,
-    writes: SqlitePool,
+    pool: StorePool<Sqlite>,
+    writes: StorePool<Sqlite>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -57,10 +62,10 @@ const COLUMNS: &str = "id, name, description, price_minor, stock, units_sold, cr
 
 impl SqliteProductStore {
     /// Reports both pools' connections in `/metrics` until `shutdown`
-    /// (`pool` = `{component}.reads` and `{component}.writes`).
-    pub fn report_pool_metrics(&self, component: &str, shutdown: &platform::CancellationToken) {
-        platform::database::report_pool(&format!("{component}.reads"), self.pool.clone(), shutdown.clone());
-        platform::database::report_pool(&format!("{component}.writes"), self.writes.clone(), shutdown.clone());
+    /// (`pool="products.reads"` and `pool="products.writes"`).
+    pub fn report_pool_metrics(&self, shutdown: &platform::CancellationToken) {
+        self.pool.report(shutdown);
+        self.writes.report(shutdown);
     }
 
     /// Opens (creating if needed) the database file and applies migrations.
@@ -78,13 +83,17 @@ impl SqliteProductStore {
             platform::database::OpenError::Sqlx(error) => from_sqlx(error),
             other => StoreError::Other(other.to_string()),
         })?;
-        Ok(Self { pool: pools.reads, writes: pools.writes })
+        Ok(Self {
+            pool: StorePool::new("products.reads", pools.reads),
+            writes: StorePool::new("products.writes", pools.writes),
+        })
     }
 
     async fn get_with(connection: &mut SqliteConnection, id: &str) -> Result<Option<Product>, StoreError> {
         sqlx::query_as::<_, ProductRow>(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM products WHERE id = ?1")))
             .bind(id)
             .fetch_optional(connection)
+            .db_call(SQLITE, "SELECT", "products")
             .await
             .map_err(from_sqlx)?
             .map(ProductRow::into_product)
@@ -103,6 +112,7 @@ impl SqliteProductStore {
             .bind(consumer)
             .bind(event_id)
             .execute(&mut *tx)
+            .db_call(SQLITE, "INSERT", "inbox")
             .await
             .map_err(from_sqlx)?;
         if first.rows_affected() == 0 {
@@ -129,6 +139,7 @@ impl SqliteProductStore {
         let held = sqlx::query("UPDATE reservations SET confirmed = 1 WHERE id = ?1 AND state = 'reserved'")
             .bind(id.as_str())
             .execute(connection)
+            .db_call(SQLITE, "UPDATE", "reservations")
             .await
             .map_err(from_sqlx)?;
         Ok(held.rows_affected() == 1)
@@ -139,6 +150,7 @@ impl SqliteProductStore {
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM reservations WHERE id = ?1")
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
+            .db_call(SQLITE, "SELECT", "reservations")
             .await
             .map_err(from_sqlx)?;
         let now = crate::domain::now();
@@ -150,12 +162,14 @@ impl SqliteProductStore {
                         .bind(item.quantity)
                         .bind(now)
                         .execute(&mut *tx)
+                        .db_call(SQLITE, "UPDATE", "products")
                         .await
                         .map_err(from_sqlx)?;
                 }
                 sqlx::query("UPDATE reservations SET state = 'released' WHERE id = ?1")
                     .bind(id.as_str())
                     .execute(&mut *tx)
+                    .db_call(SQLITE, "UPDATE", "reservations")
                     .await
                     .map_err(from_sqlx)?;
                 Ok(true)
@@ -166,6 +180,7 @@ impl SqliteProductStore {
                     .bind(id.as_str())
                     .bind(now)
                     .execute(&mut *tx)
+                    .db_call(SQLITE, "INSERT", "reservations")
                     .await
                     .map_err(from_sqlx)?;
                 Ok(false)
@@ -185,6 +200,7 @@ impl SqliteProductStore {
                     .bind(product_id.as_str())
                     .bind(quantity)
                     .execute(&mut *tx)
+                    .db_call(SQLITE, "INSERT", "sales")
                     .await
                     .map_err(from_sqlx)?;
             if inserted.rows_affected() == 1 {
@@ -205,6 +221,7 @@ impl SqliteProductStore {
                     .bind(order_id)
                     .bind(product_id.as_str())
                     .execute(&mut *tx)
+                    .db_call(SQLITE, "UPDATE", "sales")
                     .await
                     .map_err(from_sqlx)?;
             if cancelled.rows_affected() == 1 {
@@ -217,6 +234,7 @@ impl SqliteProductStore {
                 .bind(product_id.as_str())
                 .bind(quantity)
                 .execute(&mut *tx)
+                .db_call(SQLITE, "INSERT", "sales")
                 .await
                 .map_err(from_sqlx)?;
             }
@@ -230,6 +248,7 @@ impl SqliteProductStore {
             .bind(product_id.as_str())
             .bind(units)
             .execute(&mut *tx)
+            .db_call(SQLITE, "UPDATE", "products")
             .await
             .map_err(from_sqlx)?;
         Ok(())
@@ -245,6 +264,7 @@ impl SqliteProductStore {
         )
         .bind(id.as_str())
         .fetch_all(connection)
+        .db_call(SQLITE, "SELECT", "reservation_items")
         .await
         .map_err(from_sqlx)?;
         rows.into_iter()
@@ -290,7 +310,8 @@ impl ProductStore for SqliteProductStore {
         .bind(product.search_text())
         .bind(product.created_at)
         .bind(product.updated_at)
-        .execute(&self.writes)
+        .execute(&mut *self.writes.acquire().await.map_err(from_sqlx)?)
+        .db_call(SQLITE, "INSERT", "products")
         .await
         .map_err(from_sqlx)?;
         Ok(())
@@ -330,7 +351,8 @@ impl ProductStore for SqliteProductStore {
         query.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
         query
             .build_query_as::<ProductRow>()
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.pool.acquire().await.map_err(from_sqlx)?)
+            .db_call(SQLITE, "SELECT", "products")
             .await
             .map_err(from_sqlx)?
             .into_iter()
@@ -339,7 +361,11 @@ impl ProductStore for SqliteProductStore {
     }
 
     async fn update(&self, id: &ProductId, changes: &ProductChanges) -> Result<Option<Product>, StoreError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         let Some(mut product) = Self::get_with(&mut tx, id.as_str()).await? else { return Ok(None) };
         if let Some(name) = &changes.name {
             product.name = name.clone();
@@ -366,23 +392,29 @@ impl ProductStore for SqliteProductStore {
         .bind(product.search_text())
         .bind(product.updated_at)
         .execute(&mut *tx)
+        .db_call(SQLITE, "UPDATE", "products")
         .await
         .map_err(from_sqlx)?;
-        tx.commit().await.map_err(from_sqlx)?;
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)?;
         Ok(Some(product))
     }
 
     async fn delete(&self, id: &ProductId) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM products WHERE id = ?1")
             .bind(id.as_str())
-            .execute(&self.writes)
+            .execute(&mut *self.writes.acquire().await.map_err(from_sqlx)?)
+            .db_call(SQLITE, "DELETE", "products")
             .await
             .map_err(from_sqlx)?;
         Ok(result.rows_affected() == 1)
     }
 
     async fn adjust_stock(&self, id: &ProductId, delta: i32) -> Result<Product, AdjustError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         let product = Self::get_with(&mut tx, id.as_str()).await?.ok_or(AdjustError::NotFound)?;
         let stock = i64::from(product.stock) + i64::from(delta);
         if stock < 0 {
@@ -398,9 +430,10 @@ impl ProductStore for SqliteProductStore {
             .bind(stock)
             .bind(updated_at)
             .execute(&mut *tx)
+            .db_call(SQLITE, "UPDATE", "products")
             .await
             .map_err(from_sqlx)?;
-        tx.commit().await.map_err(from_sqlx)?;
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)?;
         Ok(Product { stock, updated_at, ..product })
     }
 
@@ -410,11 +443,16 @@ impl ProductStore for SqliteProductStore {
         items: &[(ProductId, i32)],
         expires_at: DateTime<Utc>,
     ) -> Result<ReserveOutcome, StoreError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         let state: Option<(String, Option<i64>)> =
             sqlx::query_as("SELECT state, expires_at_ms FROM reservations WHERE id = ?1")
                 .bind(id.as_str())
                 .fetch_optional(&mut *tx)
+                .db_call(SQLITE, "SELECT", "reservations")
                 .await
                 .map_err(from_sqlx)?;
         match state {
@@ -451,6 +489,7 @@ impl ProductStore for SqliteProductStore {
             .bind(now)
             .bind(expires_at.timestamp_millis())
             .execute(&mut *tx)
+            .db_call(SQLITE, "INSERT", "reservations")
             .await
             .map_err(from_sqlx)?;
         for item in &taken {
@@ -459,6 +498,7 @@ impl ProductStore for SqliteProductStore {
                 .bind(item.quantity)
                 .bind(now)
                 .execute(&mut *tx)
+                .db_call(SQLITE, "UPDATE", "products")
                 .await
                 .map_err(from_sqlx)?;
             sqlx::query(
@@ -471,10 +511,11 @@ impl ProductStore for SqliteProductStore {
             .bind(item.quantity)
             .bind(item.unit_price.minor())
             .execute(&mut *tx)
+            .db_call(SQLITE, "INSERT", "reservation_items")
             .await
             .map_err(from_sqlx)?;
         }
-        tx.commit().await.map_err(from_sqlx)?;
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)?;
         Ok(ReserveOutcome::Reserved(Reservation { id: id.clone(), items: taken, expires_at }))
     }
 
@@ -491,7 +532,8 @@ impl ProductStore for SqliteProductStore {
         )
         .bind(now.timestamp_millis())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.pool.acquire().await.map_err(from_sqlx)?)
+        .db_call(SQLITE, "SELECT", "reservations")
         .await
         .map_err(from_sqlx)?;
         ids.iter()
@@ -500,22 +542,34 @@ impl ProductStore for SqliteProductStore {
     }
 
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         let released = Self::release_in(&mut tx, id).await?;
-        tx.commit().await.map_err(from_sqlx)?;
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)?;
         Ok(released)
     }
 
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         Self::record_sale_in(&mut tx, order_id, items).await?;
-        tx.commit().await.map_err(from_sqlx)
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)
     }
 
     async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         Self::cancel_sale_in(&mut tx, order_id, items).await?;
-        tx.commit().await.map_err(from_sqlx)
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)
     }
 
     async fn settle_order(&self, _order_id: &str) -> Result<(), StoreError> {
@@ -528,7 +582,8 @@ impl ProductStore for SqliteProductStore {
         let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM inbox WHERE consumer = ?1 AND event_id = ?2")
             .bind(consumer)
             .bind(event_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.pool.acquire().await.map_err(from_sqlx)?)
+            .db_call(SQLITE, "SELECT", "inbox")
             .await
             .map_err(from_sqlx)?;
         Ok(found.is_some())
@@ -538,7 +593,8 @@ impl ProductStore for SqliteProductStore {
         sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
             .bind(consumer)
             .bind(event_id)
-            .execute(&self.writes)
+            .execute(&mut *self.writes.acquire().await.map_err(from_sqlx)?)
+            .db_call(SQLITE, "INSERT", "inbox")
             .await
             .map_err(from_sqlx)?;
         Ok(())
@@ -546,9 +602,13 @@ impl ProductStore for SqliteProductStore {
 
     /// One transaction: the inbox row, written first, is also the check.
     async fn apply_once(&self, consumer: &str, event_id: &str, effect: &OrderEffect) -> Result<Applied, StoreError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         let applied = Self::apply_once_in(&mut tx, consumer, event_id, effect).await?;
-        tx.commit().await.map_err(from_sqlx)?;
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)?;
         Ok(applied)
     }
 
@@ -558,17 +618,22 @@ impl ProductStore for SqliteProductStore {
         consumer: &str,
         effects: &[(String, OrderEffect)],
     ) -> Result<Vec<Applied>, StoreError> {
-        let mut tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(from_sqlx)?;
+        let mut connection = self.writes.acquire().await.map_err(from_sqlx)?;
+        let mut tx = sqlx::Connection::begin_with(&mut *connection, "BEGIN IMMEDIATE")
+            .db_call(SQLITE, "BEGIN", "")
+            .await
+            .map_err(from_sqlx)?;
         let mut applied = Vec::with_capacity(effects.len());
         for (event_id, effect) in effects {
             applied.push(Self::apply_once_in(&mut tx, consumer, event_id, effect).await?);
         }
-        tx.commit().await.map_err(from_sqlx)?;
+        tx.commit().db_call(SQLITE, "COMMIT", "").await.map_err(from_sqlx)?;
         Ok(applied)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(from_sqlx)?;
+        let mut connection = self.pool.acquire().await.map_err(from_sqlx)?;
+        sqlx::query("SELECT 1").execute(&mut *connection).db_call(SQLITE, "SELECT", "").await.map_err(from_sqlx)?;
         Ok(())
     }
 }

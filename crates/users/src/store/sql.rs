@@ -3,10 +3,12 @@
 //! UUIDv7 and sort after it), so one macro implements [`UserStore`] for each
 //! pool type instead of two copies drifting apart.
 
-/// Implements [`super::UserStore`] for a struct with sqlx pools `pool`
-/// (reads) and `writes` (see `platform::database::SqlitePools`).
+/// Implements [`super::UserStore`] for a struct with pools `pool` (reads)
+/// and `writes` (see `platform::database::SqlitePools`), both
+/// `platform::database::StorePool`s, on the database `$system` (a
+/// `platform::db_trace::DbSystem`, for the spans of its calls).
 macro_rules! impl_user_store {
-    ($store:ty) => {
+    ($store:ty, $system:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::UserStore for $store {
             async fn insert(&self, record: &$crate::domain::UserRecord) -> Result<(), $crate::store::StoreError> {
@@ -22,7 +24,8 @@ macro_rules! impl_user_store {
                 .bind(user.roles.to_column())
                 .bind(user.created_at)
                 .bind(user.updated_at)
-                .execute(&self.writes)
+                .execute(&mut *self.writes.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "INSERT", "users")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(())
@@ -36,7 +39,8 @@ macro_rules! impl_user_store {
                     "SELECT id, email, name, password_hash, roles, created_at, updated_at FROM users WHERE id = $1",
                 )
                 .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "SELECT", "users")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?
                 .map($crate::store::UserRow::into_record)
@@ -52,7 +56,8 @@ macro_rules! impl_user_store {
                      FROM users WHERE lower(email) = lower($1)",
                 )
                 .bind(email)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "SELECT", "users")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?
                 .map($crate::store::UserRow::into_record)
@@ -70,7 +75,8 @@ macro_rules! impl_user_store {
                 )
                 .bind(after.map_or(uuid::Uuid::nil(), |id| id.as_uuid()))
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "SELECT", "users")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?
                 .into_iter()
@@ -88,7 +94,8 @@ macro_rules! impl_user_store {
                 .bind(user.name.as_str())
                 .bind(&record.password_hash)
                 .bind(user.updated_at)
-                .execute(&self.writes)
+                .execute(&mut *self.writes.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                .db_call($system, "UPDATE", "users")
                 .await
                 .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(result.rows_affected() == 1)
@@ -105,7 +112,8 @@ macro_rules! impl_user_store {
                     .bind(expected.to_column())
                     .bind(roles.to_column())
                     .bind(chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6))
-                    .execute(&self.writes)
+                    .execute(&mut *self.writes.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                    .db_call($system, "UPDATE", "users")
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(result.rows_affected() == 1)
@@ -114,14 +122,20 @@ macro_rules! impl_user_store {
             async fn delete(&self, id: $crate::domain::UserId) -> Result<bool, $crate::store::StoreError> {
                 let result = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id.as_uuid())
-                    .execute(&self.writes)
+                    .execute(&mut *self.writes.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
+                    .db_call($system, "DELETE", "users")
                     .await
                     .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(result.rows_affected() == 1)
             }
 
             async fn ping(&self) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("SELECT 1").execute(&self.pool).await.map_err($crate::store::StoreError::from_sqlx)?;
+                let mut connection = self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?;
+                sqlx::query("SELECT 1")
+                    .execute(&mut *connection)
+                    .db_call($system, "SELECT", "users")
+                    .await
+                    .map_err($crate::store::StoreError::from_sqlx)?;
                 Ok(())
             }
         }

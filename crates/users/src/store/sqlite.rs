@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use sqlx::SqlitePool;
+use platform::database::StorePool;
+use platform::db_trace::{DbCall as _, DbSystem};
+use sqlx::Sqlite;
 
 use super::StoreError;
 
@@ -11,16 +13,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 #[derive(Debug, Clone)]
 pub struct SqliteUserStore {
-    pool: SqlitePool,
-    writes: SqlitePool,
+    pool: StorePool<Sqlite>,
+    writes: StorePool<Sqlite>,
 }
 
 impl SqliteUserStore {
     /// Reports both pools' connections in `/metrics` until `shutdown`
-    /// (`pool` = `{component}.reads` and `{component}.writes`).
-    pub fn report_pool_metrics(&self, component: &str, shutdown: &platform::CancellationToken) {
-        platform::database::report_pool(&format!("{component}.reads"), self.pool.clone(), shutdown.clone());
-        platform::database::report_pool(&format!("{component}.writes"), self.writes.clone(), shutdown.clone());
+    /// (`pool="users.reads"` and `pool="users.writes"`).
+    pub fn report_pool_metrics(&self, shutdown: &platform::CancellationToken) {
+        self.pool.report(shutdown);
+        self.writes.report(shutdown);
     }
 
     /// Opens (creating if needed) the database file and applies migrations.
@@ -38,8 +40,11 @@ impl SqliteUserStore {
             platform::database::OpenError::Sqlx(error) => StoreError::from_sqlx(error),
             other => StoreError::Other(other.to_string()),
         })?;
-        Ok(Self { pool: pools.reads, writes: pools.writes })
+        Ok(Self {
+            pool: StorePool::new("users.reads", pools.reads),
+            writes: StorePool::new("users.writes", pools.writes),
+        })
     }
 }
 
-super::sql::impl_user_store!(SqliteUserStore);
+super::sql::impl_user_store!(SqliteUserStore, DbSystem::Sqlite);
