@@ -266,3 +266,53 @@ pub fn report_pool<DB: sqlx::Database>(name: &str, pool: sqlx::Pool<DB>, shutdow
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::*;
+
+    /// The value of the one sample of `family` on `page`.
+    fn sample(page: &str, family: &str) -> f64 {
+        page.lines()
+            .find(|line| line.starts_with(family) && !line.starts_with('#'))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {family} in:\n{page}"))
+    }
+
+    #[tokio::test]
+    async fn a_pool_counts_who_waits_for_a_connection_and_times_every_wait() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let registry = recorder.handle();
+        // An in-memory database: one connection, so a second caller waits.
+        let pools = open_sqlite(None, &sqlx::migrate::Migrator::DEFAULT).await.unwrap();
+        let pool = metrics::with_local_recorder(&recorder, || StorePool::new("test", pools.writes));
+
+        let held = pool.acquire().await.unwrap();
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.acquire().await.map(drop) }
+        });
+        let pending = || sample(&registry.render(), "db_client_connection_pending_requests");
+        for _ in 0..100 {
+            if pending() == 1.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(pending(), 1.0, "the second caller waits");
+
+        // A caller that gives up waiting is no longer counted.
+        waiting.abort();
+        let _ = waiting.await;
+        assert_eq!(pending(), 0.0);
+
+        drop(held);
+        pool.acquire().await.unwrap();
+        // Timed: the first take and the last (the abandoned wait was not done).
+        assert_eq!(sample(&registry.render(), "db_client_connection_wait_time_seconds_count"), 2.0);
+    }
+}
