@@ -78,6 +78,9 @@ pub struct Swept {
     pub confirmed: usize,
     /// Left for a later round: the orders service did not answer.
     pub undecided: usize,
+    /// Releases whose caller died part-way, finished (see
+    /// `ProductStore::finish_interrupted_releases`).
+    pub finished: usize,
 }
 
 pub struct HoldExpiry {
@@ -116,7 +119,8 @@ impl HoldExpiry {
 
     /// One round over the holds that have run out.
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
-        let mut swept = Swept::default();
+        let finished = self.store.finish_interrupted_releases(crate::domain::now(), BATCH).await?;
+        let mut swept = Swept { finished: finished as usize, ..Swept::default() };
         for _ in 0..MAX_BATCHES {
             let expired = self.store.expired_holds(crate::domain::now(), BATCH).await?;
             let full = expired.len() == BATCH as usize;

@@ -106,6 +106,13 @@ pub trait ProductStore: Send + Sync + 'static {
     /// this call released it; false if it was released before (or never
     /// existed, in which case a later reserve of this id is refused).
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError>;
+    /// Finishes up to `limit` releases whose caller died part-way (a
+    /// release that is several writes, on MongoDB, and began before `now`
+    /// less a lease); how many. A store whose release is one transaction
+    /// has none.
+    async fn finish_interrupted_releases(&self, _now: DateTime<Utc>, _limit: u32) -> Result<u32, StoreError> {
+        Ok(0)
+    }
     /// Counts an order's units as sold, once per order.
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;
     /// Takes back a counted sale, once; a sale not counted yet never will be.

@@ -118,6 +118,8 @@ enum ReservationState {
     Reserved,
     /// Reserved, and an order holds it: it no longer expires.
     Confirmed,
+    /// Being given back (see `finish_release`).
+    Releasing,
     Released,
 }
 
@@ -213,7 +215,7 @@ impl MongoProductStore {
                 ReservationState::Reserved | ReservationState::Confirmed => {
                     return Ok(Some(ReserveOutcome::Reserved(to_reservation(id, &existing))));
                 }
-                ReservationState::Released => {
+                ReservationState::Releasing | ReservationState::Released => {
                     let refused = ReservationRefused::AlreadyReleased(id.as_str().to_owned());
                     return Ok(Some(ReserveOutcome::Refused(refused)));
                 }
@@ -294,6 +296,25 @@ impl MongoProductStore {
             quantity: i32::try_from(quantity).unwrap_or(i32::MAX),
             unit_price: Price::from_minor(doc.price_minor),
         }))
+    }
+
+    /// The end of a release marked `releasing`: gives back the holds (those
+    /// of `items`, or wherever they are for a claim that died before
+    /// recording its items), then marks it `released`. Each step is
+    /// idempotent, so a call that dies part-way is finished by another.
+    async fn finish_release(&self, id: &ReservationId, items: &[ReservedItemDoc]) -> Result<(), StoreError> {
+        if items.is_empty() {
+            self.give_back_everywhere(id).await?;
+        }
+        for item in items {
+            self.give_back(id, &item.product_id, item.quantity).await?;
+        }
+        self.reservations
+            .update_one(doc! { "_id": id.as_str(), "state": "releasing" }, doc! { "$set": { "state": "released" } })
+            .db_call(MONGO, "update", "reservations")
+            .await
+            .map_err(from_mongo)?;
+        Ok(())
     }
 
     /// Returns a hold to stock; a no-op when the hold is already gone.
@@ -678,39 +699,64 @@ impl ProductStore for MongoProductStore {
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                ReservationState::Pending => {
-                    // Its reserving call died: release whatever it held.
-                    let released = self
+                ReservationState::Pending | ReservationState::Reserved | ReservationState::Confirmed => {
+                    // Marked first, so that nothing confirms it meanwhile;
+                    // a crash before the end leaves it `releasing`, which
+                    // `finish_interrupted_releases` finishes.
+                    let mut filter = match existing.state {
+                        // Its reserving call died: release whatever it held.
+                        ReservationState::Pending => doc! { "state": "pending", "owner": &existing.owner },
+                        _ => doc! { "state": { "$in": ["reserved", "confirmed"] } },
+                    };
+                    filter.insert("_id", id.as_str());
+                    let started = self
                         .reservations
-                        .update_one(
-                            doc! { "_id": id.as_str(), "state": "pending", "owner": &existing.owner },
-                            doc! { "$set": { "state": "released" } },
-                        )
+                        .update_one(filter, doc! { "$set": { "state": "releasing", "lease_until": lease_from_now() } })
                         .db_call(MONGO, "update", "reservations")
                         .await
                         .map_err(from_mongo)?;
-                    self.give_back_everywhere(id).await?;
-                    return Ok(released.modified_count == 1);
+                    if started.modified_count == 0 {
+                        continue; // another call changed it since it was read: look again
+                    }
+                    self.finish_release(id, &existing.items).await?;
+                    return Ok(true);
                 }
-                ReservationState::Reserved | ReservationState::Confirmed | ReservationState::Released => {
-                    let released = self
-                        .reservations
-                        .update_one(
-                            doc! { "_id": id.as_str(), "state": { "$in": ["reserved", "confirmed"] } },
-                            doc! { "$set": { "state": "released" } },
-                        )
-                        .db_call(MONGO, "update", "reservations")
-                        .await
-                        .map_err(from_mongo)?;
-                    // Always give back: holds make this exactly-once, and it
-                    // finishes a release whose caller died half-way.
+                ReservationState::Releasing => {
+                    // Another call is at it, or died at it: holds make
+                    // finishing it here exactly-once.
+                    self.finish_release(id, &existing.items).await?;
+                    return Ok(false);
+                }
+                ReservationState::Released => {
+                    // Released before `releasing` existed, a give-back may be
+                    // missing: holds make giving back again a no-op otherwise.
                     for item in &existing.items {
                         self.give_back(id, &item.product_id, item.quantity).await?;
                     }
-                    return Ok(released.modified_count == 1);
+                    return Ok(false);
                 }
             }
         }
+    }
+
+    async fn finish_interrupted_releases(&self, now: DateTime<Utc>, limit: u32) -> Result<u32, StoreError> {
+        let filter = doc! { "state": "releasing", "lease_until": { "$lt": from_chrono(now) } };
+        let interrupted: Vec<ReservationDoc> = self
+            .reservations
+            .find(filter)
+            .limit(i64::from(limit))
+            .db_call(MONGO, "find", "reservations")
+            .await
+            .map_err(from_mongo)?
+            .try_collect()
+            .await
+            .map_err(from_mongo)?;
+        for reservation in &interrupted {
+            let id = ReservationId::parse(&reservation.id)
+                .map_err(|why| StoreError::Other(format!("{:?} {why}", reservation.id)))?;
+            self.finish_release(&id, &reservation.items).await?;
+        }
+        Ok(interrupted.len() as u32)
     }
 
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {

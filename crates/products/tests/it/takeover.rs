@@ -3,7 +3,9 @@
 //! for one item, the reservation still pending, its lease run out) is
 //! finished by the next caller without taking the held item twice; a release
 //! of such a reservation gives back what the holds say; and a shipped order's
-//! bookkeeping leaves the documents, so they do not grow with every order.
+//! bookkeeping leaves the documents, so they do not grow with every order;
+//! a release whose caller died part-way (stock given back for one item of
+//! two) is finished, once, by the next sweep.
 
 use std::sync::Arc;
 
@@ -94,4 +96,36 @@ async fn a_shipped_orders_holds_and_sale_markers_leave_the_product() {
     assert_eq!(stored_fields(&database, "a", "sold").await, ["order-2"]);
     let product = store.get(&ProductId::parse("a").unwrap()).await.unwrap().unwrap();
     assert_eq!((product.stock, product.units_sold), (6, 4));
+}
+
+#[tokio::test]
+async fn a_release_interrupted_part_way_is_finished_by_the_sweep_once() {
+    let Some((store, Some(database))) = store(Backend::Mongo, "takeover_releasing").await else { return };
+    store.insert(&product("fig", "Fig", 100, 5)).await.unwrap();
+    store.insert(&product("date", "Date", 100, 5)).await.unwrap();
+    let id = ReservationId::parse("order-4").unwrap();
+    let items = [(ProductId::parse("fig").unwrap(), 2), (ProductId::parse("date").unwrap(), 3)];
+    assert!(matches!(store.reserve(&id, &items, held()).await.unwrap(), ReserveOutcome::Reserved(_)));
+
+    // What a release leaves when its process dies after giving back the
+    // figs: marked releasing (its lease run out), the dates still held.
+    let db = database.database();
+    let epoch = mongodb::bson::DateTime::from_millis(0);
+    db.collection::<Document>("reservations")
+        .update_one(doc! { "_id": "order-4" }, doc! { "$set": { "state": "releasing", "lease_until": epoch } })
+        .await
+        .unwrap();
+    db.collection::<Document>("products")
+        .update_one(doc! { "_id": "fig" }, doc! { "$inc": { "stock": 2 }, "$unset": { "holds.order-4": "" } })
+        .await
+        .unwrap();
+    assert_eq!((stock_of(&store, "fig").await, stock_of(&store, "date").await), (5, 2));
+    assert!(!store.confirm(&id).await.unwrap(), "a release under way cannot be confirmed");
+    assert!(matches!(store.reserve(&id, &items, held()).await.unwrap(), ReserveOutcome::Refused(_)));
+
+    assert_eq!(store.finish_interrupted_releases(products::domain::now(), 10).await.unwrap(), 1);
+    assert_eq!((stock_of(&store, "fig").await, stock_of(&store, "date").await), (5, 5), "every unit is back, once");
+    assert_eq!(store.finish_interrupted_releases(products::domain::now(), 10).await.unwrap(), 0, "and it is done");
+    assert!(!store.release(&id).await.unwrap(), "released before");
+    assert_eq!((stock_of(&store, "fig").await, stock_of(&store, "date").await), (5, 5));
 }
