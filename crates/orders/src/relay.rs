@@ -13,7 +13,7 @@ use platform::CancellationToken;
 use resilience::Backoff;
 use tokio::sync::Notify;
 
-use crate::store::OrderStore;
+use crate::store::{OrderStore, RelayLease};
 
 /// Rows fetched, and published as one batch, per round.
 const BATCH: u32 = 100;
@@ -36,32 +36,43 @@ impl OutboxRelay {
 
     /// Relays until `shutdown`; only while holding the relay lease, so that
     /// replicas of the service do not publish the same rows side by side.
+    /// The lease is kept from round to round and checked before each (on
+    /// PostgreSQL it is a session: taking it anew each round was a new
+    /// connection per batch, and the ~100 ms that costs before an idle
+    /// relay's first publish).
     pub async fn run(mut self, shutdown: CancellationToken) {
         let backoff = Backoff { base: Duration::from_millis(50), max: Duration::from_secs(5) };
         let mut failures = 0;
+        let mut lease: Option<Box<dyn RelayLease>> = None;
         while !shutdown.is_cancelled() {
-            let lease = match self.store.relay_lease().await {
-                Ok(Some(lease)) => lease,
-                Ok(None) => {
-                    // Another replica relays; check again later.
-                    if sleep_or_shutdown(Duration::from_secs(2), &shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "outbox relay cannot take its lease");
-                    failures += 1;
-                    if sleep_or_shutdown(backoff.ceiling(failures), &shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
+            let held = match lease.as_mut() {
+                Some(lease) => lease.still_held().await,
+                None => false,
             };
+            if !held {
+                lease = None;
+                match self.store.relay_lease().await {
+                    Ok(Some(taken)) => lease = Some(taken),
+                    Ok(None) => {
+                        // Another replica relays; check again later.
+                        if sleep_or_shutdown(Duration::from_secs(2), &shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox relay cannot take its lease");
+                        failures += 1;
+                        if sleep_or_shutdown(backoff.ceiling(failures), &shutdown).await {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
             match self.relay_batch().await {
                 Ok(0) => {
                     failures = 0;
-                    drop(lease);
                     tokio::select! {
                         () = self.wake.notified() => {}
                         () = tokio::time::sleep(self.poll) => {}
@@ -70,7 +81,8 @@ impl OutboxRelay {
                 }
                 Ok(_) => failures = 0,
                 Err(error) => {
-                    drop(lease);
+                    // The database may be what failed: take the lease anew.
+                    lease = None;
                     failures += 1;
                     let delay = backoff.ceiling(failures.min(10));
                     tracing::warn!(%error, ?delay, "outbox relay paused");

@@ -60,9 +60,21 @@ pub struct OrderQuery {
 }
 
 /// Keeps the outbox relay single across replicas while it is held.
-pub trait RelayLease: Send {}
+#[async_trait]
+pub trait RelayLease: Send {
+    /// Whether it is still held: false once what holds it is gone (on
+    /// PostgreSQL, the session whose advisory lock it is), so another
+    /// replica may have it now.
+    async fn still_held(&mut self) -> bool;
+}
 
-impl RelayLease for () {}
+/// One process owns an embedded database: its lease is never lost.
+#[async_trait]
+impl RelayLease for () {
+    async fn still_held(&mut self) -> bool {
+        true
+    }
+}
 
 #[async_trait]
 pub trait OrderStore: Send + Sync + 'static {

@@ -20,9 +20,16 @@ pub struct PostgresOrderStore {
 
 /// Holds the relay's advisory lock on a connection taken out of the pool,
 /// so that dropping it closes the session and so releases the lock.
-struct AdvisoryLock(#[allow(dead_code)] sqlx::PgConnection);
+struct AdvisoryLock(sqlx::PgConnection);
 
-impl RelayLease for AdvisoryLock {}
+#[async_trait::async_trait]
+impl RelayLease for AdvisoryLock {
+    /// The lock is the session's: held while the session answers.
+    async fn still_held(&mut self) -> bool {
+        let ping = sqlx::query("SELECT 1").execute(&mut self.0).db_call(DbSystem::Postgresql, "SELECT", "");
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(2), ping).await, Ok(Ok(_)))
+    }
+}
 
 impl PostgresOrderStore {
     /// Reports the pool's connections in `/metrics` until `shutdown` (`pool="orders"`).

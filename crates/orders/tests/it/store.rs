@@ -110,11 +110,22 @@ async fn lists_filter_by_status_and_user_newest_first(backend: Backend, test: &s
 }
 
 async fn one_relay_holds_the_lease_at_a_time(backend: Backend, test: &str) {
-    let Some((store, _db)) = order_store(backend, test).await else { return };
-    let first = store.relay_lease().await.unwrap();
-    assert!(first.is_some());
-    if matches!(backend, Backend::Postgres) {
+    let Some((store, db)) = order_store(backend, test).await else { return };
+    let mut first = store.relay_lease().await.unwrap().expect("the first relay gets the lease");
+    assert!(first.still_held().await);
+    if let Some(db) = db {
         assert!(store.relay_lease().await.unwrap().is_none(), "a second relay waits");
+        // The lease is its session's: once the session is gone, the
+        // holder learns it has lost it.
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(db.url()).await.unwrap();
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        assert!(!first.still_held().await, "a lease whose session was ended is not held");
         drop(first);
         let mut again = None;
         for _ in 0..50 {
