@@ -1,5 +1,6 @@
 //! The one codegen point: `proto/` -> Rust messages, tonic clients and servers,
-//! and the encoded descriptor set that reflection and the gateway read.
+//! and the encoded descriptor set that reflection and the gateway read. The
+//! googleapis files it imports are vendored apart, in `third_party/`.
 //!
 //! protox compiles the protos in-process, so no system `protoc` is needed. The
 //! descriptor set is written from protox's own encoding: decoding it into
@@ -8,17 +9,18 @@
 use std::path::{Path, PathBuf};
 
 const PROTO_ROOT: &str = "proto";
+const GOOGLEAPIS: &str = "third_party/googleapis";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The shop's contract, and google.rpc's error details so that reflection
     // clients and the gateway can decode the details of an error status.
     let mut files = Vec::new();
-    collect_protos(&Path::new(PROTO_ROOT).join("shop"), &mut files)?;
-    collect_protos(&Path::new(PROTO_ROOT).join("meshwork"), &mut files)?;
-    collect_protos(&Path::new(PROTO_ROOT).join("google").join("rpc"), &mut files)?;
+    collect_protos(PROTO_ROOT, "shop", &mut files)?;
+    collect_protos(PROTO_ROOT, "meshwork", &mut files)?;
+    collect_protos(GOOGLEAPIS, "google/rpc", &mut files)?;
     files.sort();
 
-    let mut compiler = protox::Compiler::new([PROTO_ROOT])?;
+    let mut compiler = protox::Compiler::new([PROTO_ROOT, GOOGLEAPIS])?;
     compiler.include_imports(true).include_source_info(true);
     compiler.open_files(&files)?;
 
@@ -35,17 +37,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds_with_config(compiler.file_descriptor_set(), config)?;
 
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
+    println!("cargo:rerun-if-changed={GOOGLEAPIS}");
     Ok(())
 }
 
-fn collect_protos(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_protos(&path, out)?;
-        } else if path.extension().is_some_and(|ext| ext == "proto") {
-            // protox resolves files relative to the include root.
-            out.push(path.strip_prefix(PROTO_ROOT).expect("under root").to_path_buf());
+/// Every `.proto` under `root/dir`, named relative to `root` (an include
+/// root: protox resolves files relative to it).
+fn collect_protos(root: &str, dir: &str, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut pending = vec![Path::new(root).join(dir)];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "proto") {
+                out.push(path.strip_prefix(root).expect("under its root").to_path_buf());
+            }
         }
     }
     Ok(())

@@ -19,8 +19,8 @@ use crate::echo::{Echo, Mirror};
 /// The echo proto compiled with protox, options intact, as `buf build` would.
 pub fn echo_descriptor_set() -> Vec<u8> {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut compiler =
-        protox::Compiler::new([format!("{root}/tests/protos"), format!("{root}/../../proto")]).expect("proto roots");
+    let roots = [format!("{root}/tests/protos"), format!("{root}/../../third_party/googleapis")];
+    let mut compiler = protox::Compiler::new(roots).expect("proto roots");
     compiler.include_imports(true).open_files(["echo/v1/echo.proto"]).expect("echo.proto compiles");
     compiler.encode_file_descriptor_set()
 }
