@@ -52,6 +52,16 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<OrdersAction>,
     },
+    /// Exit 0 if the component on this host is ready (its /health/ready
+    /// answers 200), 1 if not: a container HEALTHCHECK, without curl.
+    Healthcheck {
+        /// The component's port (default: $PORT, else 8000).
+        #[arg(long, env = "PORT", default_value_t = 8000)]
+        port: u16,
+        /// What to ask: /health/ready, or /health/live for "the process answers".
+        #[arg(long, default_value = "/health/ready")]
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]

@@ -3,6 +3,7 @@
 //! its production backends, as docker-compose and Kubernetes do.
 
 mod cli;
+mod healthcheck;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -24,6 +25,15 @@ fn main() -> ExitCode {
     if let Command::Users { action: Some(UsersAction::Keygen) } = cli.command {
         print!("{}", users::tokens::generate_pem());
         return ExitCode::SUCCESS;
+    }
+    if let Command::Healthcheck { port, path } = &cli.command {
+        return match healthcheck::check(*port, path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("meshwork healthcheck: {why}");
+                ExitCode::FAILURE
+            }
+        };
     }
     // Configuration is checked before the runtime starts and before any port
     // is bound, so a bad deployment fails at once and says why.
@@ -58,6 +68,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Users { .. } => "users",
         Command::Products => "products",
         Command::Orders { .. } => "orders",
+        Command::Healthcheck { .. } => unreachable!("handled before configuration"),
     };
     let _telemetry = platform::telemetry::init(&settings.telemetry, service_name)?;
     // From here on, a failure is a line of the log stream like any other.
@@ -103,7 +114,9 @@ async fn run_logged(command: Command, settings: Settings) -> anyhow::Result<()> 
             println!("users database migrated");
             Ok(())
         }
-        Command::Users { action: Some(UsersAction::Keygen) } => unreachable!("handled before configuration"),
+        Command::Users { action: Some(UsersAction::Keygen) } | Command::Healthcheck { .. } => {
+            unreachable!("handled before configuration")
+        }
         Command::Products => serve_one(Component::Products, settings, shutdown).await,
         Command::Orders { action: None } => serve_one(Component::Orders, settings, shutdown).await,
     }
