@@ -64,13 +64,18 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum UsersAction {
     /// Apply the database migrations and exit (the service also applies them at start).
     #[command(after_help = env_help(&[s::DATABASE_URL]))]
     Migrate,
     /// Print a new Ed25519 token signing key (PKCS#8 PEM) for JWT_SIGNING_KEY_FILE.
-    Keygen,
+    Keygen {
+        /// Write it to this file instead, readable by its owner only (0600);
+        /// a key already there is kept, so running it again is harmless.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]

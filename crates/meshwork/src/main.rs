@@ -22,9 +22,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Users { action: Some(UsersAction::Keygen) } = cli.command {
-        print!("{}", users::tokens::generate_pem());
-        return ExitCode::SUCCESS;
+    if let Command::Users { action: Some(UsersAction::Keygen { out }) } = &cli.command {
+        return match out {
+            None => {
+                print!("{}", users::tokens::generate_pem());
+                ExitCode::SUCCESS
+            }
+            Some(path) => match write_key(path) {
+                Ok(message) => {
+                    println!("{message}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("meshwork users keygen: cannot write {}: {error}", path.display());
+                    ExitCode::FAILURE
+                }
+            },
+        };
     }
     if let Command::Healthcheck { port, path } = &cli.command {
         return match healthcheck::check(*port, path) {
@@ -53,6 +67,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Writes a new signing key to `path`, created readable by its owner only,
+/// unless a key is already there (a restarted stack keeps its tokens valid).
+fn write_key(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(mut file) => {
+            file.write_all(users::tokens::generate_pem().as_bytes())?;
+            file.sync_all()?;
+            Ok(format!("wrote a new token signing key to {}", path.display()))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && std::fs::metadata(path)?.len() > 0 => {
+            Ok(format!("kept the token signing key in {}", path.display()))
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -114,7 +147,7 @@ async fn run_logged(command: Command, settings: Settings) -> anyhow::Result<()> 
             println!("users database migrated");
             Ok(())
         }
-        Command::Users { action: Some(UsersAction::Keygen) } | Command::Healthcheck { .. } => {
+        Command::Users { action: Some(UsersAction::Keygen { .. }) } | Command::Healthcheck { .. } => {
             unreachable!("handled before configuration")
         }
         Command::Products => serve_one(Component::Products, settings, shutdown).await,

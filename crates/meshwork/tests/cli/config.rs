@@ -83,6 +83,32 @@ fn keygen_prints_a_pkcs8_pem_key() {
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n") && pem.ends_with("-----END PRIVATE KEY-----\n"), "{pem}");
 }
 
+/// As docker-compose's `keys` step runs it: the key file is the owner's
+/// alone, a second run keeps the first key, and a place it cannot write to
+/// is a failure (which stops the stack) that says why.
+#[test]
+fn keygen_out_writes_a_key_once_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("meshwork-keygen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("token.pem");
+    let first = run(&["users", "keygen", "--out", key.to_str().unwrap()], &[]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let written = std::fs::read_to_string(&key).unwrap();
+    assert!(written.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{written}");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let again = run(&["users", "keygen", "--out", key.to_str().unwrap()], &[]);
+    assert!(again.status.success());
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), written, "the first key is kept");
+
+    let nowhere = dir.join("missing-dir/token.pem");
+    let failed = run(&["users", "keygen", "--out", nowhere.to_str().unwrap()], &[]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("cannot write"), "says why");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn unknown_key_in_the_config_file_exits_64() {
     let path = std::env::temp_dir().join(format!("meshwork-cli-{}.toml", std::process::id()));
