@@ -2,6 +2,7 @@
 //! failures, serving, a clean exit on SIGTERM, and no stock lost to SIGKILL.
 
 mod breaker;
+mod compose;
 mod config;
 mod dependencies;
 mod harness;
