@@ -107,6 +107,13 @@ struct ReservationDoc {
     items: Vec<ReservedItemDoc>,
 }
 
+impl ReservationDoc {
+    fn reservation_id(&self) -> Result<ReservationId, StoreError> {
+        ReservationId::parse(&self.id)
+            .map_err(|why| StoreError::Other(format!("stored reservation {:?}: {why}", self.id)))
+    }
+}
+
 fn epoch() -> bson::DateTime {
     bson::DateTime::from_millis(0)
 }
@@ -296,6 +303,20 @@ impl MongoProductStore {
             quantity: i32::try_from(quantity).unwrap_or(i32::MAX),
             unit_price: Price::from_minor(doc.price_minor),
         }))
+    }
+
+    /// Up to `limit` reservations matching `filter`, in `order` if given.
+    async fn find_reservations(
+        &self,
+        filter: Document,
+        order: Option<Document>,
+        limit: u32,
+    ) -> Result<Vec<ReservationDoc>, StoreError> {
+        let mut find = self.reservations.find(filter).limit(i64::from(limit));
+        if let Some(order) = order {
+            find = find.sort(order);
+        }
+        find.db_call(MONGO, "find", "reservations").await.map_err(from_mongo)?.try_collect().await.map_err(from_mongo)
     }
 
     /// The end of a release marked `releasing`: gives back the holds (those
@@ -650,21 +671,8 @@ impl ProductStore for MongoProductStore {
             "expires_at": { "$lt": now },
             "$or": [{ "state": "reserved" }, { "state": "pending", "lease_until": { "$lt": now } }],
         };
-        let expired: Vec<ReservationDoc> = self
-            .reservations
-            .find(filter)
-            .sort(doc! { "expires_at": 1 })
-            .limit(i64::from(limit))
-            .db_call(MONGO, "find", "reservations")
-            .await
-            .map_err(from_mongo)?
-            .try_collect()
-            .await
-            .map_err(from_mongo)?;
-        expired
-            .iter()
-            .map(|r| ReservationId::parse(&r.id).map_err(|why| StoreError::Other(format!("{:?} {why}", r.id))))
-            .collect()
+        let expired = self.find_reservations(filter, Some(doc! { "expires_at": 1 }), limit).await?;
+        expired.iter().map(ReservationDoc::reservation_id).collect()
     }
 
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
@@ -741,20 +749,9 @@ impl ProductStore for MongoProductStore {
 
     async fn finish_interrupted_releases(&self, now: DateTime<Utc>, limit: u32) -> Result<u32, StoreError> {
         let filter = doc! { "state": "releasing", "lease_until": { "$lt": from_chrono(now) } };
-        let interrupted: Vec<ReservationDoc> = self
-            .reservations
-            .find(filter)
-            .limit(i64::from(limit))
-            .db_call(MONGO, "find", "reservations")
-            .await
-            .map_err(from_mongo)?
-            .try_collect()
-            .await
-            .map_err(from_mongo)?;
+        let interrupted = self.find_reservations(filter, None, limit).await?;
         for reservation in &interrupted {
-            let id = ReservationId::parse(&reservation.id)
-                .map_err(|why| StoreError::Other(format!("{:?} {why}", reservation.id)))?;
-            self.finish_release(&id, &reservation.items).await?;
+            self.finish_release(&reservation.reservation_id()?, &reservation.items).await?;
         }
         Ok(interrupted.len() as u32)
     }
