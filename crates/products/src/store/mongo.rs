@@ -183,6 +183,14 @@ impl MongoProductStore {
             .map_err(from_mongo)
     }
 
+    async fn reservation(&self, id: &ReservationId) -> Result<Option<ReservationDoc>, StoreError> {
+        self.reservations
+            .find_one(doc! { "_id": id.as_str() })
+            .db_call(MONGO, "find", "reservations")
+            .await
+            .map_err(from_mongo)
+    }
+
     fn hold_views(&self) -> Collection<HoldView> {
         self.products.clone_with_type()
     }
@@ -209,13 +217,7 @@ impl MongoProductStore {
                 Err(error) if !is_duplicate_key(&error) => return Err(from_mongo(error)),
                 Err(_) => {}
             }
-            let Some(existing) = self
-                .reservations
-                .find_one(doc! { "_id": id.as_str() })
-                .db_call(MONGO, "find", "reservations")
-                .await
-                .map_err(from_mongo)?
-            else {
+            let Some(existing) = self.reservation(id).await? else {
                 continue; // a refused attempt removed its claim just now
             };
             match existing.state {
@@ -655,12 +657,7 @@ impl ProductStore for MongoProductStore {
         if confirmed.modified_count == 1 {
             return Ok(true);
         }
-        let current = self
-            .reservations
-            .find_one(doc! { "_id": id.as_str() })
-            .db_call(MONGO, "find", "reservations")
-            .await
-            .map_err(from_mongo)?;
+        let current = self.reservation(id).await?;
         Ok(current.is_some_and(|reservation| reservation.state == ReservationState::Confirmed))
     }
 
@@ -678,13 +675,7 @@ impl ProductStore for MongoProductStore {
     async fn release(&self, id: &ReservationId) -> Result<bool, StoreError> {
         let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
         loop {
-            let Some(existing) = self
-                .reservations
-                .find_one(doc! { "_id": id.as_str() })
-                .db_call(MONGO, "find", "reservations")
-                .await
-                .map_err(from_mongo)?
-            else {
+            let Some(existing) = self.reservation(id).await? else {
                 // Never reserved: leave a tombstone so a late reserve is refused.
                 let tombstone = ReservationDoc {
                     id: id.as_str().to_owned(),
