@@ -142,6 +142,7 @@ impl Publisher for InProcessBus {
             });
             futures::future::join_all(lanes).await;
         }
+        producers.iter().for_each(crate::trace::end);
         Ok(())
     }
 }

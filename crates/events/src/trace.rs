@@ -80,6 +80,14 @@ pub(crate) fn carried(producer: &tracing::Span, event: &Event) -> Option<String>
     own.or_else(|| event.traceparent.clone())
 }
 
+/// Ends `span` now, as exported. tracing-opentelemetry stamps a span's end
+/// at its last exit, not when it closes: a PRODUCER span entered only to
+/// inject its context (`carried`) would end there, before the publish it
+/// stands for is done.
+pub(crate) fn end(span: &tracing::Span) {
+    span.in_scope(|| {});
+}
+
 /// Makes `span` the child of the remote span `traceparent` names.
 fn follow(span: &tracing::Span, traceparent: Option<&str>) {
     let Some(value) = traceparent.and_then(|value| value.parse().ok()) else { return };

@@ -73,8 +73,10 @@ impl Publisher for RabbitPublisher {
                     .map_err(unavailable)?;
                 confirms.push((event, confirm, span));
             }
-            for (event, confirm, _span) in confirms {
-                match confirm.await.map_err(unavailable)? {
+            for (event, confirm, span) in confirms {
+                let confirmed = confirm.await;
+                crate::trace::end(&span);
+                match confirmed.map_err(unavailable)? {
                     Confirmation::Ack(_) => taken += 1,
                     Confirmation::Nack(_) => {
                         return Err(BusError::Refused(format!("broker nacked event {}", event.id)));
