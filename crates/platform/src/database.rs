@@ -223,9 +223,27 @@ impl<DB: sqlx::Database> StorePool<DB> {
         &self.pool
     }
 
-    /// Reports the pool's connections until `shutdown`, see [`report_pool`].
+    /// Reports the pool's connections as gauges labelled `pool = name`,
+    /// sampled every second until `shutdown` (the sampler holds the pool
+    /// until then): `db_client_connections` by `state` (`used`, `idle`,
+    /// after the OpenTelemetry database client metrics) and
+    /// `db_client_connections_max`.
     pub fn report(&self, shutdown: &CancellationToken) {
-        report_pool(&self.name, self.pool.clone(), shutdown.clone());
+        let (name, pool, shutdown) = (self.name.to_string(), self.pool.clone(), shutdown.clone());
+        let used = metrics::gauge!("db_client_connections", "pool" => name.clone(), "state" => "used");
+        let idle = metrics::gauge!("db_client_connections", "pool" => name.clone(), "state" => "idle");
+        metrics::gauge!("db_client_connections_max", "pool" => name).set(pool.options().get_max_connections());
+        tokio::spawn(async move {
+            loop {
+                let (open, idle_now) = (pool.size() as f64, pool.num_idle() as f64);
+                used.set(open - idle_now);
+                idle.set(idle_now);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
     }
 }
 
@@ -243,28 +261,6 @@ pub fn describe_pool_metrics() {
         "db_client_connection_pending_requests",
         "Calls waiting for a connection from a database pool."
     );
-}
-
-/// Reports `pool`'s connections as gauges labelled `pool = name`, sampled
-/// every second until `shutdown` (the sampler holds the pool until then):
-/// `db_client_connections` by `state` (`used`, `idle`, after the
-/// OpenTelemetry database client metrics) and `db_client_connections_max`.
-pub fn report_pool<DB: sqlx::Database>(name: &str, pool: sqlx::Pool<DB>, shutdown: CancellationToken) {
-    describe_pool_metrics();
-    let used = metrics::gauge!("db_client_connections", "pool" => name.to_owned(), "state" => "used");
-    let idle = metrics::gauge!("db_client_connections", "pool" => name.to_owned(), "state" => "idle");
-    metrics::gauge!("db_client_connections_max", "pool" => name.to_owned()).set(pool.options().get_max_connections());
-    tokio::spawn(async move {
-        loop {
-            let (open, idle_now) = (pool.size() as f64, pool.num_idle() as f64);
-            used.set(open - idle_now);
-            idle.set(idle_now);
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = shutdown.cancelled() => return,
-            }
-        }
-    });
 }
 
 #[cfg(test)]
