@@ -101,6 +101,7 @@ const COMMON: &[Setting] = &[
     s::IDLE_TIMEOUT,
     s::BODY_READ_TIMEOUT,
     s::MAX_CONNECTIONS,
+    s::SERVING_THREADS,
     s::LOG_FORMAT,
     s::RUST_LOG,
     s::OTEL_EXPORTER_OTLP_ENDPOINT,

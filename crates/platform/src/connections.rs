@@ -25,11 +25,13 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+use crate::serving_threads::ServingThreads;
 
 /// How long, and how many, connections may be held open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,11 +79,13 @@ impl Connections {
 }
 
 /// Accepts connections until `shutdown` is cancelled, then drops the
-/// listener so new connections are refused while old ones drain.
+/// listener so new connections are refused while old ones drain. Each
+/// connection is served on one of `threads`, or on this runtime if none.
 pub(crate) async fn accept_until(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    threads: Option<&ServingThreads>,
     shutdown: &CancellationToken,
 ) -> Connections {
     let mut builder = AutoBuilder::new(TokioExecutor::new());
@@ -127,18 +131,39 @@ pub(crate) async fn accept_until(
                 }
             })
         };
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(stream),
-                hyper_util::service::TowerToHyperService::new(service),
-            )
-            .into_owned();
+        let builder = builder.clone();
         let stop = connections.stop.clone();
-        connections.tasks.spawn(async move {
+        let serve_on = move |stream: TcpStream| async move {
+            let connection = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    hyper_util::service::TowerToHyperService::new(service),
+                )
+                .into_owned();
             serve(connection, |c| c.graceful_shutdown(), activity, limits.idle, stop).await;
             drop(slot);
             tracing::trace!(%remote, "connection closed");
-        });
+        };
+        match threads {
+            None => {
+                connections.tasks.spawn(serve_on(stream));
+            }
+            Some(threads) => match stream.into_std() {
+                // Registered again with the reactor of the thread that serves it.
+                Ok(stream) => {
+                    connections.tasks.spawn_on(
+                        async move {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => serve_on(stream).await,
+                                Err(error) => tracing::debug!(%remote, %error, "connection lost in hand-off"),
+                            }
+                        },
+                        threads.next(),
+                    );
+                }
+                Err(error) => tracing::debug!(%remote, %error, "connection lost in hand-off"),
+            },
+        }
         while connections.tasks.try_join_next().is_some() {}
     }
 }

@@ -27,6 +27,7 @@ use crate::connections::{ConnectionLimits, accept_until};
 use crate::grpc_timeout::GrpcTimeoutLayer;
 use crate::health::{HealthSync, Readiness};
 use crate::rpc_telemetry::RpcTelemetryLayer;
+use crate::serving_threads::ServingThreads;
 use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,8 @@ pub struct Server {
     readiness_interval: Duration,
     access: ServerAccess,
     limits: ConnectionLimits,
+    /// 0: connections are served on the caller's runtime.
+    serving_threads: usize,
 }
 
 impl Server {
@@ -74,15 +77,26 @@ impl Server {
             readiness_interval: Duration::from_secs(5),
             access: ServerAccess::default(),
             limits: ConnectionLimits::default(),
+            serving_threads: crate::serving_threads::default_count(),
         }
     }
 
-    /// Takes the shutdown grace period, the readiness interval and the
-    /// connection limits from settings.
+    /// Takes the shutdown grace period, the readiness interval, the
+    /// connection limits and the serving threads from settings.
     pub fn with_settings(self, settings: &Settings) -> Self {
         self.grace_period(settings.shutdown_grace)
             .readiness_interval(settings.readiness_interval)
             .connection_limits(settings.connection_limits)
+            .serving_threads(settings.serving_threads)
+    }
+
+    /// How many threads serve connections, each with a runtime of its own
+    /// (default: one per core; see `serving_threads`). 0 serves them on the
+    /// runtime that calls [`Server::serve`]. The process has one set of
+    /// serving threads: the first server to start them sets their number.
+    pub fn serving_threads(mut self, count: usize) -> Self {
+        self.serving_threads = count;
+        self
     }
 
     /// Timeouts and the cap on open connections (see [`ConnectionLimits`]).
@@ -226,7 +240,8 @@ impl Server {
 
         let address = listener.local_addr()?;
         tracing::info!(%component, %address, "serving gRPC and HTTP");
-        let connections = accept_until(listener, app, self.limits, &shutdown).await;
+        let threads = (self.serving_threads > 0).then(|| ServingThreads::get_or_start(self.serving_threads));
+        let connections = accept_until(listener, app, self.limits, threads, &shutdown).await;
         draining.store(true, Ordering::SeqCst);
         health.set(ServingStatus::NotServing).await;
         tracing::info!(%component, "stopped accepting; draining in-flight calls");

@@ -7,6 +7,7 @@
 //! is open. [`EndpointSource`] names where an upstream's endpoints come from.
 #![forbid(unsafe_code)]
 
+pub mod affinity;
 pub mod backoff;
 pub mod balancer;
 pub mod breaker;

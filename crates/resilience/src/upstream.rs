@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use thread_local::ThreadLocal;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 use tracing::Instrument;
@@ -51,12 +52,30 @@ impl Default for Policy {
     }
 }
 
-/// One address of an upstream: its channel, breaker and load.
+/// One address of an upstream: its channels, breaker and load.
 pub struct Endpoint {
     pub url: String,
-    channel: Channel,
+    /// How to open another channel to it.
+    target: TonicEndpoint,
+    /// The channel callers share.
+    shared: Channel,
+    /// One channel per serving thread (see [`crate::affinity`]), opened on
+    /// the thread's first call.
+    per_thread: ThreadLocal<Channel>,
     breaker: CircuitBreaker,
     in_flight: AtomicUsize,
+}
+
+impl Endpoint {
+    /// The channel this thread's calls go through. Channels connect on
+    /// their first call, and this one is driven by the runtime it is made on.
+    fn channel(&self) -> Channel {
+        if crate::affinity::is_per_thread() {
+            self.per_thread.get_or(|| self.target.connect_lazy()).clone()
+        } else {
+            self.shared.clone()
+        }
+    }
 }
 
 impl Candidate for Endpoint {
@@ -149,19 +168,25 @@ impl Upstream {
                 next.push(existing.clone());
                 continue;
             }
-            let channel = TonicEndpoint::from_shared(url.clone())
+            let target = TonicEndpoint::from_shared(url.clone())
                 .map_err(|e| format!("invalid endpoint {url}: {e}"))?
                 .connect_timeout(self.policy.connect_timeout)
                 .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30))
-                .connect_lazy();
+                .http2_keep_alive_interval(Duration::from_secs(30));
             let (upstream, endpoint) = (self.name.clone(), url.clone());
             let breaker = CircuitBreaker::new(self.policy.breaker).on_transition(Arc::new(move |from, to| {
                 tracing::warn!(%upstream, %endpoint, from = from.as_str(), to = to.as_str(), "circuit breaker changed state");
                 crate::metrics::breaker_changed(&upstream, &endpoint, from, to);
             }));
             crate::metrics::endpoint_added(&self.name, url);
-            next.push(Arc::new(Endpoint { url: url.clone(), channel, breaker, in_flight: AtomicUsize::new(0) }));
+            next.push(Arc::new(Endpoint {
+                url: url.clone(),
+                shared: target.connect_lazy(),
+                target,
+                per_thread: ThreadLocal::new(),
+                breaker,
+                in_flight: AtomicUsize::new(0),
+            }));
         }
         if next.iter().map(|e| &e.url).ne(current.iter().map(|e| &e.url)) {
             tracing::info!(upstream = %self.name, endpoints = ?urls, "upstream endpoints updated");
@@ -238,7 +263,7 @@ impl Upstream {
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let span = crate::client_span::attempt(method, &endpoint.url, retries);
-            let attempted = span.in_scope(|| attempt(endpoint.channel.clone(), remaining)).instrument(span.clone());
+            let attempted = span.in_scope(|| attempt(endpoint.channel(), remaining)).instrument(span.clone());
             let outcome = match tokio::time::timeout(remaining, attempted).await {
                 Ok(outcome) => outcome.map_err(|status| transport_failure(status, &endpoint.url)),
                 Err(_) => Err(Failure::Sent(deadline_exceeded(timeout))),

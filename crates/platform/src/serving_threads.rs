@@ -1,0 +1,74 @@
+//! The threads that serve connections: one per core by default, each
+//! running a single-threaded Tokio runtime of its own. A connection is
+//! handed to one of them when it is accepted and stays there, with every
+//! task its requests spawn and the upstream connections they call through
+//! (see `resilience::affinity`). A request is then served start to end on
+//! one thread, so no thread has to wake another to pass it on.
+//!
+//! Why: on a 2-core machine shared with the load and the backend, a
+//! work-stealing runtime's threads spend much of their time waking each
+//! other; the gateway's REST GET cost 73 µs of CPU with two worker threads
+//! and 47 µs with one (`scripts/bench-peers`). With a serving thread per
+//! core, alternating runs against the shared runtime in one session gave
+//! 60-61 µs instead of 67-73 per GET, 64-68 instead of 73-79 per POST and
+//! 55-62 instead of 63-72 per gRPC call, at 8-20% more requests per
+//! second; the platform server reached 0.96-1.02× a bare tonic server's
+//! req/s in two runs (0.78× before). The price is nginx's: a thread's connections are
+//! not stolen by an idle one, which many connections spread round-robin
+//! make up for.
+//!
+//! The threads are shared by every server of the process (`meshwork up`
+//! runs four) and live as long as it does; the first server to start them
+//! sets how many there are.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::runtime::Handle;
+
+pub(crate) struct ServingThreads {
+    runtimes: Vec<Handle>,
+    next: AtomicUsize,
+}
+
+static THREADS: OnceLock<ServingThreads> = OnceLock::new();
+
+impl ServingThreads {
+    /// The process's serving threads, started on first use with `count`.
+    pub(crate) fn get_or_start(count: usize) -> &'static Self {
+        THREADS.get_or_init(|| {
+            let runtimes = (0..count.max(1)).map(start_thread).collect();
+            Self { runtimes, next: AtomicUsize::new(0) }
+        })
+    }
+
+    /// The runtime the next connection goes to (round-robin: connections
+    /// are alike, and a counter costs nothing).
+    pub(crate) fn next(&self) -> &Handle {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.runtimes.len();
+        &self.runtimes[index]
+    }
+}
+
+fn start_thread(index: usize) -> Handle {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name(format!("meshwork-serve-{index}"))
+        .build()
+        .expect("a serving thread's runtime starts");
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(format!("meshwork-serve-{index}"))
+        .spawn(move || {
+            resilience::affinity::connect_per_thread();
+            // Drives the connections spawned onto it until the process ends.
+            runtime.block_on(std::future::pending::<()>());
+        })
+        .expect("a serving thread starts");
+    handle
+}
+
+/// One thread per core the process may use.
+pub(crate) fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
