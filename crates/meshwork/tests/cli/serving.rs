@@ -34,7 +34,9 @@ async fn up_serves_four_components_and_exits_cleanly_on_sigterm() {
 /// curl) says whether the component on a port is ready, as its exit code.
 #[tokio::test(flavor = "multi_thread")]
 async fn healthcheck_exits_zero_for_a_ready_component_and_one_otherwise() {
-    let mut running = Running::start(&["up", "--base-port", "0"], &[]);
+    // Not the default ./meshwork-data: that would be the crate's directory.
+    let data_dir = std::env::temp_dir().join(format!("meshwork-healthcheck-{}", uuid::Uuid::new_v4()));
+    let mut running = Running::start(&["up", "--base-port", "0"], &[("MESHWORK_DATA_DIR", data_dir.to_str().unwrap())]);
     let banner = running.read_up_banner();
     let users = banner.iter().find(|(name, _)| name == "users").map(|(_, address)| address.clone()).unwrap();
     let port = users.rsplit(':').next().unwrap();
@@ -57,4 +59,5 @@ async fn healthcheck_exits_zero_for_a_ready_component_and_one_otherwise() {
     let missing = run(&["healthcheck", "--port", port, "--path", "/no/such/page"], &[]);
     assert_eq!(missing.status.code(), Some(1), "anything but 200 is not healthy");
     running.terminate();
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
