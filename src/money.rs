@@ -22,7 +22,14 @@ pub enum MoneyError {
 }
 
 /// Converts a decimal amount from the API into minor units, refusing what
-/// cannot be a price: NaN, infinities, negatives, more than two decimals.
+/// cannot be a price: NaN, infinities, negatives, a fraction of a cent.
+///
+/// A client that computed the amount in floating point gets the cent it
+/// meant: Python's and JavaScript's `0.1 + 0.2` is 0.30000000000000004, and
+/// that is 30 cents. What counts is the distance to the nearest whole cent
+/// against the error `f64` arithmetic can make at that size (a few units in
+/// the last place); `1.005` and `29.999` are a real half and nine tenths of
+/// a cent away, and refused.
 pub fn to_minor(amount: f64) -> Result<i64, MoneyError> {
     if !amount.is_finite() {
         return Err(MoneyError::NotFinite);
@@ -33,17 +40,94 @@ pub fn to_minor(amount: f64) -> Result<i64, MoneyError> {
     if amount > MAX_MAJOR {
         return Err(MoneyError::TooLarge);
     }
-    // The shortest decimal that round-trips to `amount` is what the client
-    // wrote (JSON `29.99` parses to the f64 whose shortest form is "29.99"),
-    // so decimals are counted on it, exactly, rather than on 29.99 * 100.
-    let decimal = amount.to_string();
-    let (whole, fraction) = decimal.split_once('.').unwrap_or((&decimal, ""));
-    if fraction.len() > 2 {
+    let minor = (amount * MINOR_PER_MAJOR as f64).round();
+    if (minor / MINOR_PER_MAJOR as f64 - amount).abs() > amount * ROUNDING_ERROR {
         return Err(MoneyError::TooPrecise);
     }
-    let whole: i64 = whole.parse().map_err(|_| MoneyError::TooLarge)?;
-    let cents: i64 = format!("{fraction:0<2}").parse().expect("two ASCII digits");
-    Ok(whole * MINOR_PER_MAJOR + cents)
+    // At most MAX_MAJOR * 100: exact in both f64 and i64.
+    Ok(minor as i64)
+}
+
+/// How far, relative to the amount, client arithmetic may drift from the
+/// cent it meant: eight units in the last place, room for a short sum of
+/// prices and a multiplication by a quantity.
+const ROUNDING_ERROR: f64 = 8.0 * f64::EPSILON;
+
+/// The currency of an amount: an ISO 4217 code whose minor unit is a
+/// hundredth (USD, EUR, GBP, ...), since every amount here is kept in
+/// hundredths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Currency(String);
+
+/// The currency of a price given without one.
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+/// ISO 4217 currencies whose minor unit is not a hundredth, with their
+/// number of decimals.
+const NOT_IN_CENTS: &[(&str, u8)] = &[
+    ("BIF", 0),
+    ("CLP", 0),
+    ("DJF", 0),
+    ("GNF", 0),
+    ("ISK", 0),
+    ("JPY", 0),
+    ("KMF", 0),
+    ("KRW", 0),
+    ("PYG", 0),
+    ("RWF", 0),
+    ("UGX", 0),
+    ("UYI", 0),
+    ("VND", 0),
+    ("VUV", 0),
+    ("XAF", 0),
+    ("XOF", 0),
+    ("XPF", 0),
+    ("BHD", 3),
+    ("IQD", 3),
+    ("JOD", 3),
+    ("KWD", 3),
+    ("LYD", 3),
+    ("OMR", 3),
+    ("TND", 3),
+    ("CLF", 4),
+    ("UYW", 4),
+];
+
+impl Currency {
+    /// An ISO 4217 code (`USD`); empty means [`DEFAULT_CURRENCY`].
+    pub fn parse(code: &str) -> Result<Self, String> {
+        if code.is_empty() {
+            return Ok(Self::default());
+        }
+        if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err("must be an ISO 4217 code: three capital letters, such as USD".to_owned());
+        }
+        if let Some((_, decimals)) = NOT_IN_CENTS.iter().find(|(known, _)| *known == code) {
+            return Err(format!("{code} has {decimals} decimals; prices here are in currencies with cents (two)"));
+        }
+        Ok(Self(code.to_owned()))
+    }
+
+    /// A code read back from storage, checked when it was written.
+    pub fn from_stored(code: String) -> Self {
+        Self(code)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Currency {
+    fn default() -> Self {
+        Self(DEFAULT_CURRENCY.to_owned())
+    }
+}
+
+impl std::fmt::Display for Currency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Converts minor units back into the API's decimal form.
@@ -78,11 +162,34 @@ mod tests {
     }
 
     #[test]
+    fn floating_point_arithmetic_lands_on_the_cent_it_meant() {
+        assert_eq!(to_minor(0.1 + 0.2), Ok(30));
+        assert_eq!(0.1 + 0.2, 0.30000000000000004);
+        assert_eq!(to_minor(0.1 + 0.7), Ok(80));
+        assert_eq!(to_minor(19.99 * 3.0), Ok(5997));
+        assert_eq!(to_minor(1.1 * 1.1 - 0.21), Ok(100));
+        assert_eq!(to_minor(99_999_999.99 + 0.01), Ok(10_000_000_000));
+    }
+
+    #[test]
     fn impossible_amounts_are_refused() {
         assert_eq!(to_minor(f64::NAN), Err(MoneyError::NotFinite));
         assert_eq!(to_minor(f64::INFINITY), Err(MoneyError::NotFinite));
         assert_eq!(to_minor(-0.01), Err(MoneyError::Negative));
         assert_eq!(to_minor(2e12), Err(MoneyError::TooLarge));
+    }
+
+    #[test]
+    fn currencies_are_iso_codes_in_cents() {
+        assert_eq!(Currency::parse("").unwrap().as_str(), "USD");
+        assert_eq!(Currency::parse("EUR").unwrap().as_str(), "EUR");
+        assert!(Currency::parse("usd").unwrap_err().contains("three capital letters"));
+        assert!(Currency::parse("EURO").unwrap_err().contains("ISO 4217"));
+        assert_eq!(
+            Currency::parse("JPY").unwrap_err(),
+            "JPY has 0 decimals; prices here are in currencies with cents (two)"
+        );
+        assert!(Currency::parse("KWD").unwrap_err().contains("3 decimals"));
     }
 
     #[test]

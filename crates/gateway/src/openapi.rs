@@ -179,7 +179,12 @@ impl Schemas {
             if bound.iter().any(|path| path.len() == 1 && path[0] == field.name()) {
                 continue;
             }
-            properties.insert(field.json_name().to_owned(), self.field(&field));
+            let mut schema = self.field(&field);
+            if field.field_descriptor_proto().options.as_ref().and_then(|o| o.deprecated) == Some(true) {
+                // `[deprecated = true]`: still filled, to be read no more.
+                schema["deprecated"] = Json::Bool(true);
+            }
+            properties.insert(field.json_name().to_owned(), schema);
         }
         json!({ "type": "object", "properties": properties })
     }
@@ -253,4 +258,20 @@ fn status_schema() -> Json {
         },
         "required": ["code", "message", "details"],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deprecated_fields_are_marked_and_the_others_are_not() {
+        let pool = prost_reflect::DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        let created = pool.get_message_by_name("shop.events.v1.OrderCreated").unwrap();
+        let mut schemas = Schemas::default();
+        schemas.message(&created);
+        let properties = &schemas.0["shop.events.v1.OrderCreated"]["properties"];
+        assert_eq!(properties["total"]["deprecated"], true);
+        assert_eq!(properties["totalMinor"].get("deprecated"), None);
+    }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use contract::money::Currency;
 use contract::products::product_service_client::ProductServiceClient;
 use contract::products::{ReleaseStockRequest, ReserveStockRequest, ReserveStockResponse, StockItem};
 use contract::users::GetUserRequest;
@@ -132,13 +133,24 @@ fn stock_hold(reserved: ReserveStockResponse) -> Result<StockHold, DependencyErr
         .items
         .into_iter()
         .map(|item| {
-            let unit_price_minor = contract::money::to_minor(item.unit_price)
-                .map_err(|_| bad(format!("product {} has the invalid price {}", item.product_id, item.unit_price)))?;
+            let currency = Currency::parse(&item.currency).map_err(|why| {
+                bad(format!("product {} has the currency {:?}: {why}", item.product_id, item.currency))
+            })?;
+            // A products service from before prices were sent in minor units
+            // sends no currency, and the price only as a decimal.
+            #[allow(deprecated)]
+            let unit_price_minor = match item.currency.is_empty() {
+                false if item.unit_price_minor >= 0 => Ok(item.unit_price_minor),
+                false => Err(bad(format!("product {} has the price {} cents", item.product_id, item.unit_price_minor))),
+                true => contract::money::to_minor(item.unit_price)
+                    .map_err(|_| bad(format!("product {} has the invalid price {}", item.product_id, item.unit_price))),
+            }?;
             Ok(HeldItem {
                 product_id: item.product_id,
                 product_name: item.product_name,
                 quantity: item.quantity,
                 unit_price_minor,
+                currency,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -154,6 +166,8 @@ mod tests {
     use super::*;
     use crate::error::OrderError;
 
+    /// As a products service from before minor units answers.
+    #[allow(deprecated)]
     fn reserved(unit_price: f64) -> ReserveStockResponse {
         ReserveStockResponse {
             reservation_id: "r".to_owned(),
@@ -162,6 +176,7 @@ mod tests {
                 quantity: 2,
                 unit_price,
                 product_name: "P".to_owned(),
+                ..Default::default()
             }],
             held_for: Some(prost_types::Duration { seconds: 300, nanos: 0 }),
         }
@@ -172,6 +187,17 @@ mod tests {
         let hold = stock_hold(reserved(29.99)).unwrap();
         assert_eq!(hold.items[0].unit_price_minor, 2999);
         assert_eq!(hold.held_for, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_hold_in_minor_units_is_taken_as_it_is_with_its_currency() {
+        let mut answer = reserved(0.0);
+        answer.items[0].unit_price_minor = 1999;
+        answer.items[0].currency = "EUR".to_owned();
+        let hold = stock_hold(answer).unwrap();
+        assert_eq!((hold.items[0].unit_price_minor, hold.items[0].currency.as_str()), (1999, "EUR"));
+        let legacy = stock_hold(reserved(19.99)).unwrap();
+        assert_eq!((legacy.items[0].unit_price_minor, legacy.items[0].currency.as_str()), (1999, "USD"));
     }
 
     #[test]

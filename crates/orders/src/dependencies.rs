@@ -21,6 +21,7 @@ pub struct HeldItem {
     pub product_name: String,
     pub quantity: i32,
     pub unit_price_minor: i64,
+    pub currency: contract::money::Currency,
 }
 
 /// The products service's definite no: nothing was reserved.
@@ -32,6 +33,9 @@ pub enum Refusal {
     InsufficientStock(String),
     #[error("{0}")]
     Invalid(String),
+    /// Reserved, but priced in more than one currency: an order has one.
+    #[error("the items are priced in different currencies ({0}): place one order per currency")]
+    MixedCurrencies(String),
 }
 
 /// A dependency that gave no usable answer.

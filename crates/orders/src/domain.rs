@@ -4,6 +4,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+pub use contract::money::Currency;
 use uuid::Uuid;
 
 platform::uuid_id!(
@@ -76,6 +77,8 @@ pub struct Order {
     pub user_id: Uuid,
     pub items: Vec<OrderItem>,
     pub status: OrderStatus,
+    /// Of every amount in the order (its items all share it).
+    pub currency: Currency,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -132,6 +135,7 @@ mod tests {
             user_id: Uuid::now_v7(),
             items: vec![item(2, 2999), item(3, 10)],
             status: Pending,
+            currency: Currency::default(),
             created_at: now(),
             updated_at: now(),
         };

@@ -44,7 +44,9 @@ impl OrderError {
             Self::NotYours(_) => ErrorCode::PermissionDenied,
             Self::Reservation(Refusal::UnknownProduct(_)) => ErrorCode::NotFound,
             Self::Reservation(Refusal::Invalid(_)) => ErrorCode::InvalidArgument,
-            Self::Reservation(Refusal::InsufficientStock(_)) => ErrorCode::FailedPrecondition,
+            Self::Reservation(Refusal::InsufficientStock(_) | Refusal::MixedCurrencies(_)) => {
+                ErrorCode::FailedPrecondition
+            }
             Self::Dependency(DependencyError::TimedOut { .. }) => ErrorCode::DeadlineExceeded,
             Self::Dependency(DependencyError::Unavailable { .. }) | Self::Store(StoreError::Unavailable(_)) => {
                 ErrorCode::Unavailable

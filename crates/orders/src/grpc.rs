@@ -36,7 +36,7 @@ fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
 }
 
-fn status_to_proto(status: OrderStatus) -> contract::orders::OrderStatus {
+pub(crate) fn status_to_proto(status: OrderStatus) -> contract::orders::OrderStatus {
     use contract::orders::OrderStatus as Proto;
     match status {
         OrderStatus::Pending => Proto::Pending,
@@ -67,6 +67,7 @@ fn to_proto(order: Order) -> contract::orders::Order {
         user_id: order.user_id.to_string(),
         status: status_to_proto(order.status) as i32,
         total,
+        currency: order.currency.to_string(),
         created_at: Some(timestamp(order.created_at)),
         updated_at: Some(timestamp(order.updated_at)),
         items: order

@@ -16,8 +16,8 @@ use platform::validation::{Violations, violation};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::dependencies::{Dependencies, DependencyError, ReserveError};
-use crate::domain::{Order, OrderId, OrderItem, OrderStatus, now, parse_user_id};
+use crate::dependencies::{Dependencies, DependencyError, HeldItem, Refusal, ReserveError};
+use crate::domain::{Currency, Order, OrderId, OrderItem, OrderStatus, now, parse_user_id};
 use crate::error::OrderError;
 use crate::store::{OrderQuery, OrderStore, StoreError};
 
@@ -120,6 +120,13 @@ impl Orders {
             let why = "the stock hold ran short before the order could be written".to_owned();
             return Err(OrderError::Dependency(DependencyError::Unavailable { service: "products", why }));
         }
+        let currency = match one_currency(&hold.items) {
+            Ok(currency) => currency,
+            Err(refusal) => {
+                self.release_quietly(&reservation_id).await;
+                return Err(OrderError::Reservation(refusal));
+            }
+        };
         let order_items: Vec<OrderItem> = hold
             .items
             .into_iter()
@@ -131,8 +138,17 @@ impl Orders {
             })
             .collect();
         let at = now();
-        let order =
-            Order { id, user_id, items: order_items, status: OrderStatus::Pending, created_at: at, updated_at: at };
+        let order = Order {
+            id,
+            user_id,
+            items: order_items,
+            status: OrderStatus::Pending,
+            currency,
+            created_at: at,
+            updated_at: at,
+        };
+        // The decimal total is still sent for consumers written before total_minor.
+        #[allow(deprecated)]
         let event = event(|event_id, occurred_at| OrderCreated {
             event_id,
             occurred_at,
@@ -140,6 +156,8 @@ impl Orders {
             user_id: order.user_id.to_string(),
             items: lines(&order),
             total: contract::money::to_major(order.total_minor()),
+            total_minor: order.total_minor(),
+            currency: order.currency.to_string(),
         });
         match self.store.create(&order, key.as_deref(), &event).await {
             Ok(()) => {
@@ -323,6 +341,20 @@ fn validate(input: &NewOrder) -> Result<ValidOrder, Violations> {
     Ok(ValidOrder { user_id: user_id.expect("validated"), items: merged.into_iter().collect(), idempotency_key: key })
 }
 
+/// The one currency of a hold's items; an order cannot mix them.
+fn one_currency(items: &[HeldItem]) -> Result<Currency, Refusal> {
+    let mut currencies: Vec<&str> = items.iter().map(|item| item.currency.as_str()).collect();
+    currencies.sort_unstable();
+    currencies.dedup();
+    match currencies.as_slice() {
+        [] => Ok(Currency::default()),
+        [_] => Ok(items[0].currency.clone()),
+        several => Err(Refusal::MixedCurrencies(several.join(", "))),
+    }
+}
+
+/// The decimal prices are still sent for consumers written before the minor units.
+#[allow(deprecated)]
 fn lines(order: &Order) -> Vec<OrderLine> {
     order
         .items
@@ -331,10 +363,13 @@ fn lines(order: &Order) -> Vec<OrderLine> {
             product_id: item.product_id.clone(),
             quantity: item.quantity,
             unit_price: contract::money::to_major(item.unit_price_minor),
+            unit_price_minor: item.unit_price_minor,
         })
         .collect()
 }
 
+/// The statuses' names are still sent for consumers written before the enum.
+#[allow(deprecated)]
 fn status_changed(order: &Order, to: OrderStatus) -> Event {
     event(|event_id, occurred_at| OrderStatusChanged {
         event_id,
@@ -343,6 +378,8 @@ fn status_changed(order: &Order, to: OrderStatus) -> Event {
         user_id: order.user_id.to_string(),
         from_status: order.status.as_str().to_owned(),
         to_status: to.as_str().to_owned(),
+        old_status: crate::grpc::status_to_proto(order.status) as i32,
+        new_status: crate::grpc::status_to_proto(to) as i32,
     })
 }
 

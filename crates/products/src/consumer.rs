@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use contract::events::{OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged};
+use contract::orders::OrderStatus;
 use events::{Event, Handler, HandlerError, Subscription};
 use prost::Name;
 
@@ -142,8 +143,14 @@ fn effect_of(event: &Event) -> Result<Option<OrderEffect>, HandlerError> {
         }))
     } else if event.is::<OrderStatusChanged>() {
         let changed: OrderStatusChanged = event.decode().map_err(undecodable)?;
-        // Orders are cancelled only before they ship.
-        Ok((changed.to_status == "SHIPPED").then_some(OrderEffect::Shipped { order_id: changed.order_id }))
+        // Orders are cancelled only before they ship. An event written
+        // before the enum (still in an outbox or a queue) names the status.
+        #[allow(deprecated)]
+        let shipped = match changed.new_status() {
+            OrderStatus::Unspecified => changed.to_status == "SHIPPED",
+            status => status == OrderStatus::Shipped,
+        };
+        Ok(shipped.then_some(OrderEffect::Shipped { order_id: changed.order_id }))
     } else {
         Ok(None)
     }

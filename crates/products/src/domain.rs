@@ -2,6 +2,7 @@
 //! reservations. Money is integer minor units (`contract::money`).
 
 use chrono::{DateTime, Utc};
+pub use contract::money::Currency;
 
 /// A product id: 1 to 64 characters of `[A-Za-z0-9._-]` (the template's
 /// `prod-123`), chosen by the client or generated.
@@ -138,6 +139,8 @@ pub struct Product {
     pub name: ProductName,
     pub description: Description,
     pub price: Price,
+    /// The price's currency; fixed when the product is created.
+    pub currency: Currency,
     pub stock: i32,
     pub units_sold: i64,
     pub created_at: DateTime<Utc>,
@@ -194,6 +197,7 @@ pub struct ReservedItem {
     pub product_name: String,
     pub quantity: i32,
     pub unit_price: Price,
+    pub currency: Currency,
 }
 
 /// Stock taken for one reservation id, held until `expires_at` unless an
@@ -269,6 +273,7 @@ mod tests {
             name: ProductName::parse("Blue Widget").unwrap(),
             description: Description::parse("A sturdy gadget").unwrap(),
             price: Price::from_minor(2999),
+            currency: Currency::default(),
             stock: 0,
             units_sold: 0,
             created_at: now(),

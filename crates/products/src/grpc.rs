@@ -36,6 +36,7 @@ fn to_proto(product: Product) -> contract::products::Product {
         name: product.name.as_str().to_owned(),
         description: product.description.as_str().to_owned(),
         price: product.price.to_decimal(),
+        currency: product.currency.to_string(),
         stock: product.stock,
         units_sold: product.units_sold,
         created_at: Some(timestamp(product.created_at)),
@@ -55,7 +56,14 @@ impl ProductService for ProductsApi {
         request: Request<CreateProductRequest>,
     ) -> Result<Response<CreateProductResponse>, Status> {
         let r = request.into_inner();
-        let input = NewProduct { id: r.id, name: r.name, description: r.description, price: r.price, stock: r.stock };
+        let input = NewProduct {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            price: r.price,
+            stock: r.stock,
+            currency: r.currency,
+        };
         let product = self.products.create(input).await?;
         Ok(Response::new(CreateProductResponse { product: Some(to_proto(product)) }))
     }
@@ -131,11 +139,17 @@ impl ProductService for ProductsApi {
             items: reservation
                 .items
                 .into_iter()
-                .map(|item| ReservedItem {
-                    product_id: item.product_id.as_str().to_owned(),
-                    quantity: item.quantity,
-                    unit_price: item.unit_price.to_decimal(),
-                    product_name: item.product_name,
+                .map(|item| {
+                    // Still filled for an orders service that predates unit_price_minor.
+                    #[allow(deprecated)]
+                    ReservedItem {
+                        product_id: item.product_id.as_str().to_owned(),
+                        quantity: item.quantity,
+                        unit_price: item.unit_price.to_decimal(),
+                        unit_price_minor: item.unit_price.minor(),
+                        currency: item.currency.to_string(),
+                        product_name: item.product_name,
+                    }
                 })
                 .collect(),
         }))

@@ -9,8 +9,8 @@ use platform::pagination::PageRequest;
 use platform::validation::{Violations, violation};
 
 use crate::domain::{
-    Description, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation, ReservationId,
-    now, parse_stock, search_words,
+    Currency, Description, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation,
+    ReservationId, now, parse_stock, search_words,
 };
 use crate::error::ProductError;
 use crate::store::{ProductStore, ReserveOutcome, StoreError};
@@ -23,6 +23,8 @@ pub struct NewProduct {
     pub description: String,
     pub price: f64,
     pub stock: i32,
+    /// ISO 4217; empty for the default.
+    pub currency: String,
 }
 
 /// Changes as received; `None` leaves a field as it is.
@@ -81,6 +83,7 @@ impl Products {
         let name = violations.check("name", ProductName::parse(&input.name));
         let description = violations.check("description", Description::parse(&input.description));
         let price = violations.check("price", Price::from_decimal(input.price));
+        let currency = violations.check("currency", Currency::parse(&input.currency));
         let stock = violations.check("stock", parse_stock(input.stock));
         violations.into_result()?;
         let at = now();
@@ -89,6 +92,7 @@ impl Products {
             name: name.expect("validated"),
             description: description.expect("validated"),
             price: price.expect("validated"),
+            currency: currency.expect("validated"),
             stock: stock.expect("validated"),
             units_sold: 0,
             created_at: at,

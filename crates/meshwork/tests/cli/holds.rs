@@ -145,6 +145,7 @@ async fn stock_the_shelves(users: &str, products: &str, service_secret: &str) ->
             description: String::new(),
             price: 1.0,
             stock: STOCK,
+            currency: String::new(),
         };
         products.create_product(product).await.unwrap();
     }

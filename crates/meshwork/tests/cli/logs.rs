@@ -75,6 +75,7 @@ async fn a_line_written_in_a_call_names_its_trace_and_span() {
         description: String::new(),
         price: 1.0,
         stock: 5,
+        currency: String::new(),
     };
     products.create_product(product).await.unwrap();
 

@@ -41,6 +41,7 @@ async fn up_runs_the_whole_order_flow() {
         description: String::new(),
         price: 29.99,
         stock: 100,
+        currency: String::new(),
     };
     products.create_product(product).await.unwrap();
 

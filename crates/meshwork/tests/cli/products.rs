@@ -22,6 +22,7 @@ fn template_product() -> CreateProductRequest {
         description: String::new(),
         price: 29.99,
         stock: 100,
+        currency: String::new(),
     }
 }
 

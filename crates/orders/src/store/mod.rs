@@ -115,6 +115,7 @@ struct OrderRow {
     id: Uuid,
     user_id: Uuid,
     status: String,
+    currency: String,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -171,6 +172,7 @@ fn assemble(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, Stor
             user_id: row.user_id,
             items,
             status,
+            currency: contract::money::Currency::from_stored(row.currency),
             created_at: row.created_at,
             updated_at: row.updated_at,
         });

@@ -24,8 +24,8 @@ macro_rules! impl_order_store {
                     .await
                     .map_err(StoreError::from_sqlx)?;
                 sqlx::query(
-                    "INSERT INTO orders (id, user_id, status, total_minor, idempotency_key, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO orders (id, user_id, status, total_minor, idempotency_key, created_at, updated_at, currency)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(order.id.as_uuid())
                 .bind(order.user_id)
@@ -34,6 +34,7 @@ macro_rules! impl_order_store {
                 .bind(idempotency_key)
                 .bind(order.created_at)
                 .bind(order.updated_at)
+                .bind(order.currency.as_str())
                 .execute(&mut *tx)
                 .db_call($system, "INSERT", "orders")
                 .await
@@ -63,7 +64,7 @@ macro_rules! impl_order_store {
                 id: $crate::domain::OrderId,
             ) -> Result<Option<$crate::domain::Order>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<_, $crate::store::OrderRow>(
-                    "SELECT id, user_id, status, created_at, updated_at FROM orders WHERE id = $1",
+                    "SELECT id, user_id, status, currency, created_at, updated_at FROM orders WHERE id = $1",
                 )
                 .bind(id.as_uuid())
                 .fetch_all(&mut *self.pool.acquire().await.map_err($crate::store::StoreError::from_sqlx)?)
@@ -79,7 +80,7 @@ macro_rules! impl_order_store {
                 key: &str,
             ) -> Result<Option<$crate::domain::Order>, $crate::store::StoreError> {
                 let rows = sqlx::query_as::<_, $crate::store::OrderRow>(
-                    "SELECT id, user_id, status, created_at, updated_at FROM orders
+                    "SELECT id, user_id, status, currency, created_at, updated_at FROM orders
                      WHERE user_id = $1 AND idempotency_key = $2",
                 )
                 .bind(user_id)
@@ -98,7 +99,7 @@ macro_rules! impl_order_store {
                 // Unset filters match everything: the status is compared only
                 // when given, the user only when given.
                 let rows = sqlx::query_as::<_, $crate::store::OrderRow>(
-                    "SELECT id, user_id, status, created_at, updated_at FROM orders
+                    "SELECT id, user_id, status, currency, created_at, updated_at FROM orders
                      WHERE id < $1 AND ($2 = '' OR status = $2) AND ($3 = $4 OR user_id = $3)
                      ORDER BY id DESC LIMIT $5",
                 )

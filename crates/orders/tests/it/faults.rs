@@ -109,6 +109,7 @@ impl RabbitShop {
             description: String::new(),
             price: 1.0,
             stock,
+            currency: String::new(),
         };
         self.products.clone().create_product(request).await.unwrap();
     }

@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use contract::events::{OrderCreated, OrderStatusChanged};
 use contract::orders::{
     CancelOrderRequest, CreateOrderRequest, DeliverOrderRequest, GetOrderRequest, LineItem, ListOrdersRequest,
     ListUserOrdersRequest, OrderStatus, PayOrderRequest, ShipOrderRequest,
 };
 use orders::domain::{Order, OrderId};
 use orders::store::{OrderStore, RelayLease, StoreError};
+use prost::Name;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -47,6 +49,7 @@ async fn template_order_reserves_stock_and_prices_from_the_catalog(backend: Back
     assert_eq!(order.status(), OrderStatus::Pending);
     assert_eq!(order.user_id, user);
     assert_eq!(order.total, 60.28, "2 × 29.99 + 3 × 0.10, summed in cents");
+    assert_eq!(order.currency, "USD");
     let lines: Vec<(&str, i32, f64, f64)> =
         order.items.iter().map(|i| (i.product_id.as_str(), i.quantity, i.unit_price, i.line_total)).collect();
     assert_eq!(lines, [("prod-123", 2, 29.99, 59.98), ("prod-9", 3, 0.1, 0.3)]);
@@ -78,6 +81,14 @@ async fn refusals_name_the_problem_and_take_no_stock(backend: Backend, test: &st
     assert_eq!(status.code(), Code::NotFound);
     assert!(status.message().contains("prod-404"), "{status:?}");
     assert_eq!(shop.stock("prod-123").await, (5, 0));
+
+    shop.product_in("prod-eur", 10.0, "EUR", 5).await;
+    let mut mixed = order_for(&user, "prod-123", 1);
+    mixed.items = vec![LineItem { product_id: "prod-eur".to_owned(), quantity: 1 }];
+    let status = create(&shop, mixed).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("different currencies (EUR, USD)"), "{status:?}");
+    assert_eq!((shop.stock("prod-123").await, shop.stock("prod-eur").await), ((5, 0), (5, 0)), "released");
 
     let status = create(&shop, order_for("not-a-user", "", 0)).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["user_id", "items"]);
@@ -115,6 +126,49 @@ async fn a_repeated_idempotency_key_returns_the_first_order(backend: Backend, te
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     assert_ne!(ids[0], first.id);
     assert_eq!(shop.stock("prod-123").await.0, 97, "stock taken once per key");
+}
+
+/// Keeps every event the bus delivers.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<events::Event>>);
+
+#[async_trait]
+impl events::Handler for Recorded {
+    async fn handle(&self, event: &events::Event) -> Result<(), events::HandlerError> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+impl Recorded {
+    fn decoded<M: prost::Message + prost::Name + Default>(&self) -> Vec<M> {
+        self.0.lock().unwrap().iter().filter(|e| e.is::<M>()).map(|e| e.decode::<M>().unwrap()).collect()
+    }
+}
+
+async fn events_carry_minor_units_the_currency_and_status_enums(backend: Backend, test: &str) {
+    let Some(shop) = shop(backend, test).await else { return };
+    let recorded = Arc::new(Recorded::default());
+    let kinds = vec![OrderCreated::full_name(), OrderStatusChanged::full_name()];
+    shop.bus.subscribe(events::Subscription::new("recorder", kinds, recorded.clone()));
+    let user = shop.user().await;
+    shop.product_in("prod-gbp", 0.1 + 0.2, "GBP", 10).await;
+    let order = create(&shop, order_for(&user, "prod-gbp", 3)).await.unwrap();
+    assert_eq!((order.total, order.currency.as_str()), (0.9, "GBP"));
+    shop.orders.clone().pay_order(PayOrderRequest { id: order.id.clone(), ..Default::default() }).await.unwrap();
+
+    testkit::eventually("both events delivered", std::time::Duration::from_secs(10), || async {
+        recorded.0.lock().unwrap().len() == 2
+    })
+    .await;
+    let created = &recorded.decoded::<OrderCreated>()[0];
+    assert_eq!((created.total_minor, created.currency.as_str()), (90, "GBP"));
+    assert_eq!(created.items[0].unit_price_minor, 30);
+    let changed = &recorded.decoded::<OrderStatusChanged>()[0];
+    assert_eq!((changed.old_status(), changed.new_status()), (OrderStatus::Pending, OrderStatus::Paid));
+    #[allow(deprecated)]
+    let (total, unit_price, to_status) = (created.total, created.items[0].unit_price, changed.to_status.as_str());
+    assert_eq!((total, unit_price, to_status), (0.9, 0.3, "PAID"), "still sent for consumers written before");
 }
 
 async fn the_status_machine_is_enforced(backend: Backend, test: &str) {
@@ -272,4 +326,5 @@ testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, postgres => 
     cancelling_returns_the_stock_through_the_event,
     lists_are_newest_first_filtered_and_paginated,
     a_failed_order_write_releases_the_reservation,
+    events_carry_minor_units_the_currency_and_status_enums,
 ]);

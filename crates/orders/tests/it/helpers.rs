@@ -152,12 +152,18 @@ impl Shop {
     }
 
     pub async fn product(&self, id: &str, price: f64, stock: i32) {
+        self.product_in(id, price, "", stock).await;
+    }
+
+    /// A product priced in `currency` (empty: the default).
+    pub async fn product_in(&self, id: &str, price: f64, currency: &str, stock: i32) {
         let request = CreateProductRequest {
             id: id.to_owned(),
             name: format!("Product {id}"),
             description: String::new(),
             price,
             stock,
+            currency: currency.to_owned(),
         };
         self.products.clone().create_product(request).await.unwrap();
     }

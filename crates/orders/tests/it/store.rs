@@ -20,6 +20,7 @@ fn order(user_id: uuid::Uuid) -> Order {
             unit_price_minor: 150,
         }],
         status: OrderStatus::Pending,
+        currency: orders::domain::Currency::parse("EUR").unwrap(),
         created_at: at,
         updated_at: at,
     }

@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{AdjustError, ProductStore, ReserveOutcome, StoreError};
 use crate::domain::{
-    Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation,
-    ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
+    Currency, Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName,
+    Reservation, ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
 };
 
 /// Every command runs in its CLIENT span (`platform::db_trace`).
@@ -52,6 +52,9 @@ struct ProductDoc {
     name: String,
     description: String,
     price_minor: i64,
+    /// Documents from before currencies were priced in US dollars.
+    #[serde(default = "usd")]
+    currency: String,
     stock: i64,
     units_sold: i64,
     search_text: String,
@@ -73,6 +76,8 @@ struct HoldView {
     name: String,
     #[serde(default)]
     price_minor: i64,
+    #[serde(default = "usd")]
+    currency: String,
     #[serde(default)]
     stock: i64,
     #[serde(default)]
@@ -87,7 +92,7 @@ fn without_markers() -> Document {
 
 /// Just the fields `take` answers with, and the hold `hold` (`holds.<id>`).
 fn with_hold(hold: &str) -> Document {
-    doc! { "name": 1, "price_minor": 1, "stock": 1, hold: 1 }
+    doc! { "name": 1, "price_minor": 1, "currency": 1, "stock": 1, hold: 1 }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +141,12 @@ struct ReservedItemDoc {
     product_name: String,
     quantity: i64,
     unit_price_minor: i64,
+    #[serde(default = "usd")]
+    currency: String,
+}
+
+fn usd() -> String {
+    contract::money::DEFAULT_CURRENCY.to_owned()
 }
 
 impl MongoProductStore {
@@ -156,7 +167,8 @@ impl MongoProductStore {
         Self { products: database.collection("products"), reservations: database.collection("reservations"), database }
     }
 
-    /// Creates the indexes the queries use (idempotent).
+    /// Creates the indexes the queries use, and brings documents written
+    /// before a field existed up to date (idempotent).
     pub async fn create_indexes(&self) -> Result<(), StoreError> {
         for keys in [doc! { "price_minor": 1 }, doc! { "stock": 1 }] {
             self.products
@@ -169,6 +181,13 @@ impl MongoProductStore {
         self.reservations
             .create_index(expiry)
             .db_call(MONGO, "createIndexes", "reservations")
+            .await
+            .map_err(from_mongo)?;
+        // Products from before currencies existed were in US dollars; they
+        // read as such anyway (`usd`), this makes the stored data say so.
+        self.products
+            .update_many(doc! { "currency": { "$exists": false } }, doc! { "$set": { "currency": usd() } })
+            .db_call(MONGO, "update", "products")
             .await
             .map_err(from_mongo)?;
         Ok(())
@@ -304,6 +323,7 @@ impl MongoProductStore {
             product_name: doc.name,
             quantity: i32::try_from(quantity).unwrap_or(i32::MAX),
             unit_price: Price::from_minor(doc.price_minor),
+            currency: Currency::from_stored(doc.currency),
         }))
     }
 
@@ -397,6 +417,7 @@ fn to_reservation(id: &ReservationId, doc: &ReservationDoc) -> Reservation {
             product_name: item.product_name.clone(),
             quantity: i32::try_from(item.quantity).unwrap_or(i32::MAX),
             unit_price: Price::from_minor(item.unit_price_minor),
+            currency: Currency::from_stored(item.currency.clone()),
         })
         .collect();
     Reservation { id: id.clone(), items, expires_at: to_chrono(doc.expires_at) }
@@ -408,6 +429,7 @@ fn to_doc(product: &Product) -> ProductDoc {
         name: product.name.as_str().to_owned(),
         description: product.description.as_str().to_owned(),
         price_minor: product.price.minor(),
+        currency: product.currency.to_string(),
         stock: i64::from(product.stock),
         units_sold: product.units_sold,
         search_text: product.search_text(),
@@ -425,6 +447,7 @@ fn from_doc(doc: ProductDoc) -> Result<Product, StoreError> {
         name: ProductName::parse(&doc.name).map_err(|why| corrupt("name", why))?,
         description: Description::parse(&doc.description).map_err(|why| corrupt("description", why))?,
         price: Price::from_minor(doc.price_minor),
+        currency: Currency::from_stored(doc.currency),
         stock: stock_from_stored(doc.stock),
         units_sold: doc.units_sold,
         created_at: time(doc.created_at),
@@ -627,6 +650,7 @@ impl ProductStore for MongoProductStore {
                     "product_name": &item.product_name,
                     "quantity": i64::from(item.quantity),
                     "unit_price_minor": item.unit_price.minor(),
+                    "currency": item.currency.as_str(),
                 }
             })
             .collect();

@@ -12,8 +12,8 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{AdjustError, Applied, OrderEffect, ProductStore, ReserveOutcome, StoreError};
 use crate::domain::{
-    Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName, Reservation,
-    ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
+    Currency, Description, MAX_STOCK, Price, Product, ProductChanges, ProductFilter, ProductId, ProductName,
+    Reservation, ReservationId, ReservationRefused, ReservedItem, stock_from_stored,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -35,6 +35,7 @@ struct ProductRow {
     name: String,
     description: String,
     price_minor: i64,
+    currency: String,
     stock: i64,
     units_sold: i64,
     created_at: chrono::DateTime<chrono::Utc>,
@@ -50,6 +51,7 @@ impl ProductRow {
             name: ProductName::parse(&self.name).map_err(|why| corrupt("name", why))?,
             description: Description::parse(&self.description).map_err(|why| corrupt("description", why))?,
             price: Price::from_minor(self.price_minor),
+            currency: Currency::from_stored(self.currency),
             stock: stock_from_stored(self.stock),
             units_sold: self.units_sold,
             created_at: self.created_at,
@@ -58,7 +60,7 @@ impl ProductRow {
     }
 }
 
-const COLUMNS: &str = "id, name, description, price_minor, stock, units_sold, created_at, updated_at";
+const COLUMNS: &str = "id, name, description, price_minor, currency, stock, units_sold, created_at, updated_at";
 
 impl SqliteProductStore {
     /// Reports both pools' connections in `/metrics` until `shutdown`
@@ -258,8 +260,8 @@ impl SqliteProductStore {
         connection: &mut SqliteConnection,
         id: &ReservationId,
     ) -> Result<Vec<ReservedItem>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT product_id, product_name, quantity, unit_price_minor FROM reservation_items
+        let rows: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT product_id, product_name, quantity, unit_price_minor, currency FROM reservation_items
              WHERE reservation_id = ?1 ORDER BY rowid",
         )
         .bind(id.as_str())
@@ -268,12 +270,13 @@ impl SqliteProductStore {
         .await
         .map_err(from_sqlx)?;
         rows.into_iter()
-            .map(|(product_id, product_name, quantity, unit_price_minor)| {
+            .map(|(product_id, product_name, quantity, unit_price_minor, currency)| {
                 Ok(ReservedItem {
                     product_id: ProductId::parse(&product_id).map_err(|why| StoreError::Other(why.to_owned()))?,
                     product_name,
                     quantity: i32::try_from(quantity).map_err(|e| StoreError::Other(e.to_string()))?,
                     unit_price: Price::from_minor(unit_price_minor),
+                    currency: Currency::from_stored(currency),
                 })
             })
             .collect()
@@ -298,8 +301,9 @@ fn like_pattern(word: &str) -> String {
 impl ProductStore for SqliteProductStore {
     async fn insert(&self, product: &Product) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO products (id, name, description, price_minor, stock, units_sold, search_text, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO products
+                 (id, name, description, price_minor, stock, units_sold, search_text, created_at, updated_at, currency)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .bind(product.id.as_str())
         .bind(product.name.as_str())
@@ -310,6 +314,7 @@ impl ProductStore for SqliteProductStore {
         .bind(product.search_text())
         .bind(product.created_at)
         .bind(product.updated_at)
+        .bind(product.currency.as_str())
         .execute(&mut *self.writes.acquire().await.map_err(from_sqlx)?)
         .db_call(SQLITE, "INSERT", "products")
         .await
@@ -481,6 +486,7 @@ impl ProductStore for SqliteProductStore {
                 product_name: product.name.as_str().to_owned(),
                 quantity: *quantity,
                 unit_price: product.price,
+                currency: product.currency.clone(),
             });
         }
         let now = crate::domain::now();
@@ -502,14 +508,15 @@ impl ProductStore for SqliteProductStore {
                 .await
                 .map_err(from_sqlx)?;
             sqlx::query(
-                "INSERT INTO reservation_items (reservation_id, product_id, product_name, quantity, unit_price_minor)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO reservation_items (reservation_id, product_id, product_name, quantity, unit_price_minor, currency)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .bind(id.as_str())
             .bind(item.product_id.as_str())
             .bind(&item.product_name)
             .bind(item.quantity)
             .bind(item.unit_price.minor())
+            .bind(item.currency.as_str())
             .execute(&mut *tx)
             .db_call(SQLITE, "INSERT", "reservation_items")
             .await

@@ -16,6 +16,7 @@ fn template_product() -> CreateProductRequest {
         description: "A fine widget".to_owned(),
         price: 29.99,
         stock: 100,
+        currency: String::new(),
     }
 }
 
@@ -53,8 +54,20 @@ async fn catalog_lifecycle_create_get_update_adjust_delete(backend: Backend, tes
     let fetched = client.get_product(GetProductRequest { id: "prod-123".to_owned() }).await.unwrap().into_inner();
     assert_eq!(fetched.product, Some(created.clone()));
 
+    assert_eq!(created.currency, "USD", "the default");
     let generated = create(&app, CreateProductRequest { id: String::new(), ..template_product() }).await;
     assert!(generated.id.starts_with("prod-") && generated.id != "prod-123", "{}", generated.id);
+    // What Python and JavaScript compute for 0.1 + 0.2 is 30 cents.
+    let euro = CreateProductRequest {
+        id: "prod-eur".to_owned(),
+        price: 0.1 + 0.2,
+        currency: "EUR".to_owned(),
+        ..template_product()
+    };
+    let euro = create(&app, euro).await;
+    assert_eq!((euro.price, euro.currency.as_str()), (0.3, "EUR"));
+    let fetched = client.get_product(GetProductRequest { id: "prod-eur".to_owned() }).await.unwrap().into_inner();
+    assert_eq!(fetched.product.unwrap().currency, "EUR", "stored");
 
     let updated = client
         .update_product(UpdateProductRequest { id: "prod-123".to_owned(), price: Some(19.5), ..Default::default() })
@@ -89,10 +102,15 @@ async fn bad_fields_are_reported_as_field_violations(backend: Backend, test: &st
         description: String::new(),
         price: 1.999,
         stock: -1,
+        currency: "usd".to_owned(),
     };
     let status = client.create_product(bad).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
-    assert_eq!(violated_fields(&status), ["id", "name", "price", "stock"]);
+    assert_eq!(violated_fields(&status), ["id", "name", "price", "currency", "stock"]);
+    let yen = CreateProductRequest { currency: "JPY".to_owned(), ..template_product() };
+    let status = client.create_product(yen).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["currency"]);
+    assert!(status.message().contains("JPY has 0 decimals"), "{status:?}");
 
     for price in [f64::NAN, f64::INFINITY, -0.01] {
         let status = client.create_product(CreateProductRequest { price, ..template_product() }).await.unwrap_err();
@@ -223,7 +241,14 @@ async fn list_filters_by_price_range_and_stock(backend: Backend, test: &str) {
     for (id, price, stock) in [("a", 1.0, 0), ("b", 10.0, 5), ("c", 20.0, 5), ("d", 30.0, 0)] {
         create(
             &app,
-            CreateProductRequest { id: id.to_owned(), name: id.to_owned(), description: String::new(), price, stock },
+            CreateProductRequest {
+                id: id.to_owned(),
+                name: id.to_owned(),
+                description: String::new(),
+                price,
+                stock,
+                currency: String::new(),
+            },
         )
         .await;
     }
@@ -251,9 +276,18 @@ async fn reserve_and_release_over_grpc(backend: Backend, test: &str) {
     assert_eq!(reserved.reservation_id, "order-1");
     let line = &reserved.items[0];
     assert_eq!(
-        (line.product_id.as_str(), line.quantity, line.unit_price, line.product_name.as_str()),
-        ("prod-123", 2, 29.99, "Widget")
+        (
+            line.product_id.as_str(),
+            line.quantity,
+            line.unit_price_minor,
+            line.currency.as_str(),
+            line.product_name.as_str()
+        ),
+        ("prod-123", 2, 2999, "USD", "Widget")
     );
+    #[allow(deprecated)]
+    let decimal = line.unit_price;
+    assert_eq!(decimal, 29.99, "still sent for an orders service from before minor units");
     let held_for =
         |r: &contract::products::ReserveStockResponse| std::time::Duration::try_from(r.held_for.unwrap()).unwrap();
     let first_hold = held_for(&reserved);

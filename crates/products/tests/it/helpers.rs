@@ -8,7 +8,7 @@ use std::time::Duration;
 use contract::products::product_service_client::ProductServiceClient;
 use platform::CancellationToken;
 use products::Products;
-use products::domain::{Description, Price, Product, ProductId, ProductName, now};
+use products::domain::{Currency, Description, Price, Product, ProductId, ProductName, now};
 use products::store::{MongoProductStore, ProductStore, SqliteProductStore};
 use testkit::mongo::TestMongo;
 use tonic::transport::Channel;
@@ -45,6 +45,7 @@ pub fn product(id: &str, name: &str, price_minor: i64, stock: i32) -> Product {
         name: ProductName::parse(name).unwrap(),
         description: Description::parse("").unwrap(),
         price: Price::from_minor(price_minor),
+        currency: Currency::default(),
         stock,
         units_sold: 0,
         created_at: at,

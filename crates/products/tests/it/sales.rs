@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use contract::events::{OrderCancelled, OrderCreated, OrderLine, OrderStatusChanged};
+use contract::orders::OrderStatus;
 use events::{Event, Handler};
 use products::consumer::OrderEvents;
 use products::domain::ProductId;
@@ -18,7 +19,7 @@ async fn sold(store: &Arc<dyn ProductStore>, id: &str) -> (i32, i64) {
 }
 
 fn lines(quantity: i32) -> Vec<OrderLine> {
-    vec![OrderLine { product_id: "a".to_owned(), quantity, unit_price: 1.0 }]
+    vec![OrderLine { product_id: "a".to_owned(), quantity, unit_price_minor: 100, ..Default::default() }]
 }
 
 fn created(order: &str, quantity: i32) -> Event {
@@ -31,7 +32,14 @@ fn cancelled(order: &str, quantity: i32) -> Event {
     Event::new(uuid::Uuid::now_v7(), &message)
 }
 
-pub fn status_changed(order: &str, to: &str) -> Event {
+pub fn status_changed(order: &str, to: OrderStatus) -> Event {
+    let message = OrderStatusChanged { order_id: order.to_owned(), new_status: to as i32, ..Default::default() };
+    Event::new(uuid::Uuid::now_v7(), &message)
+}
+
+/// As the orders service wrote it before statuses were the enum: by name.
+#[allow(deprecated)]
+pub fn status_named(order: &str, to: &str) -> Event {
     let message = OrderStatusChanged { order_id: order.to_owned(), to_status: to.to_owned(), ..Default::default() };
     Event::new(uuid::Uuid::now_v7(), &message)
 }
@@ -93,11 +101,11 @@ async fn shipping_settles_an_order_without_changing_any_count(backend: Backend, 
     store.insert(&product("a", "A", 100, 10)).await.unwrap();
     let handler = OrderEvents::new(store.clone());
     place(&store, &handler, "order-1", 3).await;
-    for to in ["PAID", "SHIPPED", "SHIPPED", "DELIVERED"] {
+    for to in [OrderStatus::Paid, OrderStatus::Shipped, OrderStatus::Shipped, OrderStatus::Delivered] {
         handler.handle(&status_changed("order-1", to)).await.unwrap();
     }
     assert_eq!(sold(&store, "a").await, (7, 3));
-    handler.handle(&status_changed("never-placed", "SHIPPED")).await.unwrap();
+    handler.handle(&status_changed("never-placed", OrderStatus::Shipped)).await.unwrap();
 }
 
 async fn an_undecodable_event_is_a_permanent_failure(backend: Backend, test: &str) {
@@ -121,8 +129,13 @@ async fn a_batch_is_applied_in_order_and_each_event_once(backend: Backend, test:
         store.reserve(&reservation, &items, held()).await.unwrap();
     }
     let first = created("order-1", 2);
-    let batch =
-        [first.clone(), created("order-2", 3), cancelled("order-1", 2), first, status_changed("order-2", "PAID")];
+    let batch = [
+        first.clone(),
+        created("order-2", 3),
+        cancelled("order-1", 2),
+        first,
+        status_changed("order-2", OrderStatus::Paid),
+    ];
     let batch: Vec<&Event> = batch.iter().collect();
     for _ in 0..2 {
         handler.handle_batch(&batch).await.expect("the consumer applies batches").unwrap();
