@@ -80,6 +80,12 @@ impl Authenticator {
         Ok(Self { mode: config.mode, policy, tokens })
     }
 
+    /// Who may call `method` (`pkg.Service.Method`) here; `None` for a
+    /// method of no loaded service.
+    pub fn rule(&self, method: &str) -> Option<Rule> {
+        self.policy.rule(method).cloned()
+    }
+
     pub fn mode(&self) -> AuthMode {
         self.mode
     }

@@ -100,7 +100,6 @@ impl Gateway {
                 discovered.push((upstream, source.clone()));
             }
         }
-        let openapi = serde_json::to_vec_pretty(&openapi::document(&routes)).map_err(StartError::other)?;
         tracing::info!(
             routes = routes.routes().len(),
             upstreams = config.upstreams.len(),
@@ -113,6 +112,8 @@ impl Gateway {
                 reason,
             },
         )?;
+        let document = openapi::document(&routes, |method| auth.rule(method));
+        let openapi = serde_json::to_vec_pretty(&document).map_err(StartError::other)?;
         let rate_limit = ratelimit::RateLimit::new(&config.rate_limit, "rate limit exceeded");
         let sign_in_limit =
             ratelimit::RateLimit::new(&config.sign_in_limit, "too many sign-in attempts from this address");

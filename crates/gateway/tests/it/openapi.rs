@@ -28,9 +28,31 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
         "#/components/schemas/google.rpc.Status"
     );
 
+    // The contract's comments, access rules and always-emitted fields.
+    assert_eq!(document["servers"][0]["url"], "/");
+    assert_eq!(document["components"]["securitySchemes"]["bearerAuth"]["scheme"], "bearer");
+    let create_product = &document["paths"]["/products"]["post"];
+    assert_eq!(create_product["summary"], "Adds a product.");
+    assert!(create_product["description"].as_str().unwrap().contains("otherwise one is generated"));
+    assert_eq!(create_product["security"], serde_json::json!([{ "bearerAuth": [] }]));
+    assert!(create_product["responses"]["403"]["description"].as_str().unwrap().contains("admin"));
+    let get_product = &document["paths"]["/products/{id}"]["get"];
+    assert_eq!(get_product["security"], serde_json::json!([]), "public");
+    assert!(get_product["responses"].get("401").is_none());
+    assert!(document["paths"]["/users/{id}"]["get"]["responses"]["401"].is_object(), "for signed-in users");
+    let schemas = &document["components"]["schemas"];
+    let product = &schemas["shop.products.v1.Product"];
+    let required: Vec<&str> = product["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(required.contains(&"price") && required.contains(&"currency") && required.contains(&"createdAt"));
+    assert!(product["properties"]["currency"]["description"].as_str().unwrap().contains("ISO 4217"));
+    assert_eq!(product["properties"]["createdAt"]["anyOf"][1]["type"], "null", "an unset message is null");
+    let filter = &schemas["shop.products.v1.ProductFilter"];
+    assert!(filter.get("required").is_none(), "a request requires nothing");
+
     let file = std::env::temp_dir().join(format!("openapi-{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&file, &reply.body).unwrap();
     let validated = std::process::Command::new("python3").args(["-m", "openapi_spec_validator"]).arg(&file).output();
+    let typed = typescript_client_type_checks(&file);
     std::fs::remove_file(&file).unwrap();
     let validated = validated.expect("python3 runs");
     let stderr = String::from_utf8_lossy(&validated.stderr);
@@ -41,4 +63,52 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
         return;
     }
     assert!(validated.status.success(), "{}{stderr}", String::from_utf8_lossy(&validated.stdout));
+    match typed {
+        Ok(()) => {}
+        Err(Missing(tool)) => {
+            let required = std::env::var("MESHWORK_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+            assert!(!required, "{tool} is not installed (scripts/services installs it)");
+            eprintln!("skipped the TypeScript client: {tool} is not installed");
+        }
+    }
+}
+
+struct Missing(&'static str);
+
+/// Generates a TypeScript client from the document with openapi-typescript
+/// and type-checks code using it under `strict`: a field the document marks
+/// required is there without a check, and a public route needs no token.
+fn typescript_client_type_checks(document: &std::path::Path) -> Result<(), Missing> {
+    let dir = std::env::temp_dir().join(format!("openapi-ts-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let generated = std::process::Command::new("openapi-typescript")
+        .arg(document)
+        .arg("-o")
+        .arg(dir.join("api.d.ts"))
+        .output()
+        .map_err(|_| Missing("openapi-typescript"))?;
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    std::fs::write(
+        dir.join("use.ts"),
+        r#"import type { components, paths } from "./api";
+type Product = components["schemas"]["shop.products.v1.Product"];
+export function label(product: Product): string {
+  // Required and typed: no undefined to rule out first.
+  return `${product.name}: ${product.price.toFixed(2)} ${product.currency}, ${product.stock} left`;
+}
+type Fetched = paths["/products/{id}"]["get"]["responses"]["200"]["content"]["application/json"];
+export const fetched: (p: Fetched) => string = label;
+type NewProduct = NonNullable<paths["/products"]["post"]["requestBody"]>["content"]["application/json"];
+export const minimal: NewProduct = { name: "Widget", price: 29.99 };
+"#,
+    )
+    .unwrap();
+    let checked = std::process::Command::new("tsc")
+        .args(["--strict", "--noEmit", "--target", "es2022", "--module", "es2022", "--moduleResolution", "bundler"])
+        .arg(dir.join("use.ts"))
+        .output()
+        .map_err(|_| Missing("tsc"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(checked.status.success(), "{}", String::from_utf8_lossy(&checked.stdout));
+    Ok(())
 }

@@ -1,31 +1,43 @@
 //! OpenAPI 3.1 for the REST surface, generated from the same routing table
 //! and JSON mapping the gateway runs: the document cannot drift from what is
-//! served.
+//! served. The proto comments are its summaries and descriptions, the
+//! contract's access rules its security requirements, and a response's
+//! fields are `required` as the gateway always emits them.
 
-use std::collections::BTreeMap;
+mod comments;
 
+use std::collections::{BTreeMap, HashSet};
+
+use platform::access::Rule;
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value as Json, json};
 
 use crate::routes::{BodyRule, Route, RouteTable};
 
-/// The OpenAPI document for every route in `table`.
-pub fn document(table: &RouteTable) -> Json {
-    let mut schemas = Schemas::default();
+/// The OpenAPI document for every route in `table` a caller can reach;
+/// `access` gives each method's rule (`pkg.Service.Method`), and methods
+/// no caller may reach here (internal ones) are left out.
+pub fn document(table: &RouteTable, access: impl Fn(&str) -> Option<Rule>) -> Json {
+    let mut schemas = Schemas::for_responses_of(table);
     let mut paths: BTreeMap<String, Map<String, Json>> = BTreeMap::new();
     let mut operation_ids: BTreeMap<String, usize> = BTreeMap::new();
     for route in table.routes() {
+        // A method that declares nothing is for signed-in users (`auth`).
+        let rule = access(route.method.full_name()).unwrap_or(Rule::User);
+        if matches!(rule, Rule::Internal | Rule::Nobody) {
+            continue;
+        }
         let base = format!("{}_{}", route.method.parent_service().name(), route.method.name());
         let count = operation_ids.entry(base.clone()).or_default();
         *count += 1;
         let operation_id = if *count == 1 { base } else { format!("{base}{count}") };
-        let operation = operation(route, operation_id, &mut schemas);
+        let operation = operation(route, operation_id, &rule, &mut schemas);
         paths
             .entry(route.template.openapi_path())
             .or_default()
             .insert(route.http_method.as_str().to_lowercase(), operation);
     }
-    schemas.0.insert("google.rpc.Status".to_owned(), status_schema());
+    schemas.components.insert("google.rpc.Status".to_owned(), status_schema());
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -33,12 +45,26 @@ pub fn document(table: &RouteTable) -> Json {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "REST/JSON transcoded to gRPC from the google.api.http rules of the contract (proto3 JSON mapping).",
         },
+        "servers": [{ "url": "/", "description": "the gateway that serves this document" }],
         "paths": paths,
-        "components": { "schemas": schemas.0 },
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "An access token from the users service's Login (POST /users/login).",
+                },
+            },
+        },
     })
 }
 
-fn operation(route: &Route, operation_id: String, schemas: &mut Schemas) -> Json {
+/// The security scheme's name in the document.
+const BEARER: &str = "bearerAuth";
+
+fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Schemas) -> Json {
     let input = route.method.input();
     let bound: Vec<Vec<String>> = route.template.bound_fields().map(<[String]>::to_vec).collect();
     let mut parameters = Vec::new();
@@ -48,7 +74,7 @@ fn operation(route: &Route, operation_id: String, schemas: &mut Schemas) -> Json
                 "name": path.join("."),
                 "in": "path",
                 "required": true,
-                "schema": schemas.field(&field),
+                "schema": schemas.field(&field, Direction::Request),
             }));
         }
     }
@@ -59,27 +85,41 @@ fn operation(route: &Route, operation_id: String, schemas: &mut Schemas) -> Json
         };
         query_parameters(&input, &mut Vec::new(), &bound, skip, schemas, &mut parameters, 0);
     }
+    let comment = comments::of_method(&route.method);
+    let grpc = format!("gRPC: `{}`", route.grpc_path());
+    let output = route.method.output();
+    let answer = comments::of_message(&output)
+        .map_or_else(|| format!("A {} message", output.name()), |comment| comments::summary(&comment));
     let mut operation = json!({
         "operationId": operation_id,
         "tags": [route.method.parent_service().name()],
-        "summary": route.grpc_path(),
+        "summary": comment.as_deref().map_or_else(|| route.grpc_path().to_owned(), comments::summary),
+        "description": comment.map_or(grpc.clone(), |comment| format!("{comment}\n\n{grpc}")),
         "parameters": parameters,
         "responses": {
             "200": {
-                "description": "OK",
+                "description": answer,
                 "content": { "application/json": { "schema": response_schema(route, schemas) } },
             },
-            "default": {
-                "description": "An error: the gRPC status code, a message, and google.rpc details",
-                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } },
-            },
+            "default": error("An error: the gRPC status code, a message, and google.rpc details"),
         },
     });
+    match rule {
+        Rule::Public => operation["security"] = json!([]),
+        _ => {
+            operation["security"] = json!([{ BEARER: [] }]);
+            operation["responses"]["401"] = error("No access token, or one that is not valid (expired, forged)");
+        }
+    }
+    if let Rule::Roles(roles) = rule {
+        let why = format!("The caller holds none of the roles this needs: {}", roles.join(", "));
+        operation["responses"]["403"] = error(&why);
+    }
     let body = match &route.body {
         BodyRule::None => None,
-        BodyRule::All if bound.is_empty() => Some(schemas.message(&input)),
+        BodyRule::All if bound.is_empty() => Some(schemas.message(&input, Direction::Request)),
         BodyRule::All => Some(schemas.message_without(&input, &bound)),
-        BodyRule::Field(field) => input.get_field_by_name(field).map(|f| schemas.field(&f)),
+        BodyRule::Field(field) => input.get_field_by_name(field).map(|f| schemas.field(&f, Direction::Request)),
     };
     if let Some(schema) = body {
         operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
@@ -87,11 +127,19 @@ fn operation(route: &Route, operation_id: String, schemas: &mut Schemas) -> Json
     operation
 }
 
+/// An error response: `google.rpc.Status` as JSON.
+fn error(description: &str) -> Json {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/google.rpc.Status" } } },
+    })
+}
+
 fn response_schema(route: &Route, schemas: &mut Schemas) -> Json {
     let output = route.method.output();
     match route.response_body.as_deref().and_then(|field| output.get_field_by_name(field)) {
-        Some(field) => schemas.field(&field),
-        None => schemas.message(&output),
+        Some(field) => schemas.field(&field, Direction::Response),
+        None => schemas.message(&output, Direction::Response),
     }
 }
 
@@ -118,7 +166,8 @@ fn query_parameters(
             _ if field.is_map() => {}
             _ => {
                 let name = json_path(message, prefix, &field);
-                out.push(json!({ "name": name, "in": "query", "required": false, "schema": schemas.field(&field) }));
+                let schema = schemas.field(&field, Direction::Request);
+                out.push(json!({ "name": name, "in": "query", "required": false, "schema": schema }));
             }
         }
         prefix.pop();
@@ -149,56 +198,111 @@ fn is_well_known(message: &MessageDescriptor) -> bool {
     message.full_name().starts_with("google.protobuf.")
 }
 
-/// Component schemas, one per message, keyed by full proto name.
+/// Which way a message goes. A response has every field the gateway always
+/// emits `required` (all but those of a oneof, proto3 `optional` included),
+/// and an unset message field as `null`; a request requires nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// Component schemas, one per message and direction, keyed by full proto
+/// name; a message sent both ways has its request form under `<name>Input`.
 #[derive(Default)]
-struct Schemas(BTreeMap<String, Json>);
+struct Schemas {
+    components: BTreeMap<String, Json>,
+    /// Every message some response contains.
+    in_responses: HashSet<String>,
+}
 
 impl Schemas {
+    fn for_responses_of(table: &RouteTable) -> Self {
+        let mut in_responses = HashSet::new();
+        for route in table.routes() {
+            let output = route.method.output();
+            match route.response_body.as_deref().and_then(|field| output.get_field_by_name(field)) {
+                Some(field) => {
+                    if let Some(message) = message_of(&field) {
+                        collect_messages(&message, &mut in_responses);
+                    }
+                }
+                None => collect_messages(&output, &mut in_responses),
+            }
+        }
+        Self { components: BTreeMap::new(), in_responses }
+    }
+
     /// A `$ref` to the message's schema, adding it (and what it uses) once.
-    fn message(&mut self, message: &MessageDescriptor) -> Json {
+    fn message(&mut self, message: &MessageDescriptor, direction: Direction) -> Json {
         if let Some(schema) = well_known(message) {
             return schema;
         }
-        let name = message.full_name().to_owned();
-        if !self.0.contains_key(&name) {
-            self.0.insert(name.clone(), Json::Null); // placeholder: recursion stops here
-            let schema = self.object(message, &[]);
-            self.0.insert(name.clone(), schema);
+        let name = match direction {
+            Direction::Request if self.in_responses.contains(message.full_name()) => {
+                format!("{}Input", message.full_name())
+            }
+            _ => message.full_name().to_owned(),
+        };
+        if !self.components.contains_key(&name) {
+            self.components.insert(name.clone(), Json::Null); // placeholder: recursion stops here
+            let schema = self.object(message, &[], direction);
+            self.components.insert(name.clone(), schema);
         }
         json!({ "$ref": format!("#/components/schemas/{name}") })
     }
 
-    /// The message's schema without the fields bound in the path.
+    /// The request message's schema without the fields bound in the path.
     fn message_without(&mut self, message: &MessageDescriptor, bound: &[Vec<String>]) -> Json {
-        self.object(message, bound)
+        self.object(message, bound, Direction::Request)
     }
 
-    fn object(&mut self, message: &MessageDescriptor, bound: &[Vec<String>]) -> Json {
+    fn object(&mut self, message: &MessageDescriptor, bound: &[Vec<String>], direction: Direction) -> Json {
         let mut properties = Map::new();
+        let mut required = Vec::new();
         for field in message.fields() {
             if bound.iter().any(|path| path.len() == 1 && path[0] == field.name()) {
                 continue;
             }
-            let mut schema = self.field(&field);
+            let always_emitted = direction == Direction::Response && field.containing_oneof().is_none();
+            let mut schema = self.field(&field, direction);
+            if always_emitted && message_of(&field).is_some() && !field.is_list() && !field.is_map() {
+                // Emitted as null when unset.
+                schema = json!({ "anyOf": [schema, { "type": "null" }] });
+            }
+            if let Some(comment) = comments::of_field(&field) {
+                schema["description"] = Json::String(comment);
+            }
             if field.field_descriptor_proto().options.as_ref().and_then(|o| o.deprecated) == Some(true) {
                 // `[deprecated = true]`: still filled, to be read no more.
                 schema["deprecated"] = Json::Bool(true);
             }
+            if always_emitted {
+                required.push(Json::String(field.json_name().to_owned()));
+            }
             properties.insert(field.json_name().to_owned(), schema);
         }
-        json!({ "type": "object", "properties": properties })
+        let mut schema = json!({ "type": "object", "properties": properties });
+        if !required.is_empty() {
+            schema["required"] = Json::Array(required);
+        }
+        if let Some(comment) = comments::of_message(message) {
+            schema["description"] = Json::String(comment);
+        }
+        schema
     }
 
-    fn field(&mut self, field: &FieldDescriptor) -> Json {
+    fn field(&mut self, field: &FieldDescriptor, direction: Direction) -> Json {
         if field.is_map() {
             let Kind::Message(entry) = field.kind() else { unreachable!("a map field is a message of entries") };
-            return json!({ "type": "object", "additionalProperties": self.single(&entry.map_entry_value_field()) });
+            let value = self.single(&entry.map_entry_value_field(), direction);
+            return json!({ "type": "object", "additionalProperties": value });
         }
-        let single = self.single(field);
+        let single = self.single(field, direction);
         if field.is_list() { json!({ "type": "array", "items": single }) } else { single }
     }
 
-    fn single(&mut self, field: &FieldDescriptor) -> Json {
+    fn single(&mut self, field: &FieldDescriptor, direction: Direction) -> Json {
         match field.kind() {
             Kind::Bool => json!({ "type": "boolean" }),
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({ "type": "integer", "format": "int32" }),
@@ -213,7 +317,31 @@ impl Schemas {
                 let names: Vec<String> = enumeration.values().map(|v| v.name().to_owned()).collect();
                 json!({ "type": "string", "enum": names })
             }
-            Kind::Message(message) => self.message(&message),
+            Kind::Message(message) => self.message(&message, direction),
+        }
+    }
+}
+
+/// The message a field holds (a map's: its values'), if any.
+fn message_of(field: &FieldDescriptor) -> Option<MessageDescriptor> {
+    match field.kind() {
+        Kind::Message(entry) if field.is_map() => match entry.map_entry_value_field().kind() {
+            Kind::Message(value) => Some(value),
+            _ => None,
+        },
+        Kind::Message(message) => Some(message),
+        _ => None,
+    }
+}
+
+/// `message` and every message it contains, by full name.
+fn collect_messages(message: &MessageDescriptor, names: &mut HashSet<String>) {
+    if is_well_known(message) || !names.insert(message.full_name().to_owned()) {
+        return;
+    }
+    for field in message.fields() {
+        if let Some(inner) = message_of(&field) {
+            collect_messages(&inner, names);
         }
     }
 }
@@ -269,8 +397,8 @@ mod tests {
         let pool = prost_reflect::DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
         let created = pool.get_message_by_name("shop.events.v1.OrderCreated").unwrap();
         let mut schemas = Schemas::default();
-        schemas.message(&created);
-        let properties = &schemas.0["shop.events.v1.OrderCreated"]["properties"];
+        schemas.message(&created, Direction::Response);
+        let properties = &schemas.components["shop.events.v1.OrderCreated"]["properties"];
         assert_eq!(properties["total"]["deprecated"], true);
         assert_eq!(properties["totalMinor"].get("deprecated"), None);
     }
