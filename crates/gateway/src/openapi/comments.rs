@@ -1,9 +1,12 @@
 //! The comments written in the .proto files, as the document's summaries
 //! and descriptions: the contract is documented once, where it is defined.
 //! They come from the descriptor sets' source info (`build.rs` keeps it;
-//! `buf build` and `protoc --include_source_info` do too).
+//! `buf build` and `protoc --include_source_info` do too). A field's comment
+//! may end with a line `Example: <JSON value>`, which becomes the field's
+//! example instead of part of its description.
 
 use prost_reflect::{FieldDescriptor, FileDescriptor, MessageDescriptor, MethodDescriptor};
+use serde_json::Value as Json;
 
 /// The comment above a method, a message or a field, cleaned of the
 /// comment markers' indentation; `None` where there is none.
@@ -15,8 +18,24 @@ pub(super) fn of_message(message: &MessageDescriptor) -> Option<String> {
     leading(&message.parent_file(), message.path())
 }
 
-pub(super) fn of_field(field: &FieldDescriptor) -> Option<String> {
-    leading(&field.parent_file(), field.path())
+/// A field's description and example (see the module docs).
+pub(super) fn of_field(field: &FieldDescriptor) -> (Option<String>, Option<Json>) {
+    let Some(comment) = leading(&field.parent_file(), field.path()) else { return (None, None) };
+    split_example(&comment)
+}
+
+fn split_example(comment: &str) -> (Option<String>, Option<Json>) {
+    let mut example = None;
+    let mut description = Vec::new();
+    for line in comment.lines() {
+        // A line that does not parse stays in the description, where it shows.
+        match line.strip_prefix("Example: ").and_then(|value| serde_json::from_str(value).ok()) {
+            Some(value) if example.is_none() => example = Some(value),
+            _ => description.push(line),
+        }
+    }
+    let description = description.join("\n").trim().to_owned();
+    ((!description.is_empty()).then_some(description), example)
 }
 
 /// The first sentence: a summary of the whole.
@@ -39,6 +58,16 @@ fn leading(file: &FileDescriptor, path: &[i32]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_example_line_becomes_the_example() {
+        let (description, example) = split_example("Price in cents.\nExample: 29.99");
+        assert_eq!((description.as_deref(), example), (Some("Price in cents."), Some(serde_json::json!(29.99))));
+        let (description, example) = split_example("Example: \"prod-123\"");
+        assert_eq!((description, example), (None, Some(serde_json::json!("prod-123"))));
+        let (description, example) = split_example("Example: not JSON");
+        assert_eq!((description.as_deref(), example), (Some("Example: not JSON"), None));
+    }
 
     #[test]
     fn a_summary_is_the_first_sentence() {

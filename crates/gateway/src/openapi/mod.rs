@@ -70,12 +70,9 @@ fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Sch
     let mut parameters = Vec::new();
     for path in &bound {
         if let Some(field) = field_at(&input, path) {
-            parameters.push(json!({
-                "name": path.join("."),
-                "in": "path",
-                "required": true,
-                "schema": schemas.field(&field, Direction::Request),
-            }));
+            let mut schema = schemas.field(&field, Direction::Request);
+            document_field(&mut schema, &field);
+            parameters.push(json!({ "name": path.join("."), "in": "path", "required": true, "schema": schema }));
         }
     }
     if route.body != BodyRule::All {
@@ -166,7 +163,8 @@ fn query_parameters(
             _ if field.is_map() => {}
             _ => {
                 let name = json_path(message, prefix, &field);
-                let schema = schemas.field(&field, Direction::Request);
+                let mut schema = schemas.field(&field, Direction::Request);
+                document_field(&mut schema, &field);
                 out.push(json!({ "name": name, "in": "query", "required": false, "schema": schema }));
             }
         }
@@ -270,9 +268,7 @@ impl Schemas {
                 // Emitted as null when unset.
                 schema = json!({ "anyOf": [schema, { "type": "null" }] });
             }
-            if let Some(comment) = comments::of_field(&field) {
-                schema["description"] = Json::String(comment);
-            }
+            document_field(&mut schema, &field);
             if field.field_descriptor_proto().options.as_ref().and_then(|o| o.deprecated) == Some(true) {
                 // `[deprecated = true]`: still filled, to be read no more.
                 schema["deprecated"] = Json::Bool(true);
@@ -319,6 +315,17 @@ impl Schemas {
             }
             Kind::Message(message) => self.message(&message, direction),
         }
+    }
+}
+
+/// Adds the field's comment (description and example) to its schema.
+fn document_field(schema: &mut Json, field: &FieldDescriptor) {
+    let (description, example) = comments::of_field(field);
+    if let Some(description) = description {
+        schema["description"] = Json::String(description);
+    }
+    if let Some(example) = example {
+        schema["examples"] = Json::Array(vec![example]);
     }
 }
 

@@ -46,6 +46,11 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
     assert!(required.contains(&"price") && required.contains(&"currency") && required.contains(&"createdAt"));
     assert!(product["properties"]["currency"]["description"].as_str().unwrap().contains("ISO 4217"));
     assert_eq!(product["properties"]["createdAt"]["anyOf"][1]["type"], "null", "an unset message is null");
+    let price = &schemas["shop.products.v1.CreateProductRequest"]["properties"]["price"];
+    assert_eq!(
+        (&price["examples"][0], &price["description"]),
+        (&serde_json::json!(29.99), &serde_json::json!("Decimal, in whole cents."))
+    );
     let filter = &schemas["shop.products.v1.ProductFilter"];
     assert!(filter.get("required").is_none(), "a request requires nothing");
 
