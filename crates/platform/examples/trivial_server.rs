@@ -1,9 +1,11 @@
-//! One trivial unary RPC (`grpc.health.v1.Health/Check`) served two ways,
+//! One trivial unary RPC (`grpc.health.v1.Health/Check`) served three ways,
 //! for `scripts/bench-peers`: by tonic's own server (`bare`), and by
 //! `platform::Server` with every layer a meshwork service has (`platform`:
-//! access rules, grpc-timeout, RPC metrics and spans, edge limits).
+//! access rules, grpc-timeout, RPC metrics and spans, edge limits), on the
+//! shared runtime as a service's default is, or on a serving thread per
+//! core as the gateway's is (`platform-threads`).
 //!
-//!   cargo run --release -p meshwork-platform --example trivial_server -- bare|platform 127.0.0.1:PORT
+//!   cargo run --release -p meshwork-platform --example trivial_server -- bare|platform|platform-threads 127.0.0.1:PORT
 
 use std::net::SocketAddr;
 
@@ -11,18 +13,20 @@ use std::net::SocketAddr;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
-    let address: SocketAddr = args.next().ok_or("usage: trivial_server bare|platform ADDRESS")?.parse()?;
+    let address: SocketAddr =
+        args.next().ok_or("usage: trivial_server bare|platform|platform-threads ADDRESS")?.parse()?;
     match mode.as_str() {
         "bare" => {
             let (_, health) = tonic_health::server::health_reporter();
             tonic::transport::Server::builder().add_service(health).serve(address).await?;
         }
-        "platform" => {
+        "platform" | "platform-threads" => {
             let listener = tokio::net::TcpListener::bind(address).await?;
             let shutdown = platform::CancellationToken::new();
-            platform::Server::new("trivial").serve(listener, shutdown).await?;
+            let threads = if mode == "platform" { 0 } else { platform::serving_threads::per_core() };
+            platform::Server::new("trivial").serving_threads(threads).serve(listener, shutdown).await?;
         }
-        other => return Err(format!("unknown mode {other:?}: bare or platform").into()),
+        other => return Err(format!("unknown mode {other:?}: bare, platform or platform-threads").into()),
     }
     Ok(())
 }

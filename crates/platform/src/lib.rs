@@ -22,7 +22,7 @@ pub mod pagination;
 pub mod registry;
 pub mod rpc_telemetry;
 pub mod server;
-mod serving_threads;
+pub mod serving_threads;
 pub mod settings;
 pub mod shutdown;
 pub mod start;

@@ -77,23 +77,25 @@ impl Server {
             readiness_interval: Duration::from_secs(5),
             access: ServerAccess::default(),
             limits: ConnectionLimits::default(),
-            serving_threads: crate::serving_threads::default_count(),
+            serving_threads: 0,
         }
     }
 
     /// Takes the shutdown grace period, the readiness interval, the
     /// connection limits and the serving threads from settings.
     pub fn with_settings(self, settings: &Settings) -> Self {
+        let threads = settings.serving_threads.unwrap_or(self.serving_threads);
         self.grace_period(settings.shutdown_grace)
             .readiness_interval(settings.readiness_interval)
             .connection_limits(settings.connection_limits)
-            .serving_threads(settings.serving_threads)
+            .serving_threads(threads)
     }
 
     /// How many threads serve connections, each with a runtime of its own
-    /// (default: one per core; see `serving_threads`). 0 serves them on the
-    /// runtime that calls [`Server::serve`]. The process has one set of
-    /// serving threads: the first server to start them sets their number.
+    /// (see `serving_threads`; [`per_core`](crate::serving_threads::per_core)
+    /// is one per core). 0, the default, serves them on the runtime that
+    /// calls [`Server::serve`]. The process has one set of serving threads:
+    /// the first server to start them sets their number.
     pub fn serving_threads(mut self, count: usize) -> Self {
         self.serving_threads = count;
         self

@@ -1,5 +1,6 @@
-//! The threads that serve connections: one per core by default, each
-//! running a single-threaded Tokio runtime of its own. A connection is
+//! The threads that serve connections, for a server that asks for them
+//! (the gateway: one per core), each running a single-threaded Tokio
+//! runtime of its own. A connection is
 //! handed to one of them when it is accepted and stays there, with every
 //! task its requests spawn and the upstream connections they call through
 //! (see `resilience::affinity`). A request is then served start to end on
@@ -17,9 +18,17 @@
 //! not stolen by an idle one, which many connections spread round-robin
 //! make up for.
 //!
-//! The threads are shared by every server of the process (`meshwork up`
-//! runs four) and live as long as it does; the first server to start them
-//! sets how many there are.
+//! Where they cost more than they save: a process whose handlers wait on
+//! work the shared runtime drives (database drivers, the event relay), and
+//! `meshwork up`, where every component shares one process and each hop
+//! between them would change threads. There serving threads for the
+//! gateway alone took `scripts/bench orders` from 1 352-1 374 orders/s to
+//! 912-967, so the services and `up` serve on the shared runtime unless
+//! `MESHWORK_SERVING_THREADS` says otherwise.
+//!
+//! The threads are shared by every server of the process that uses them
+//! and live as long as it does; the first server to start them sets how
+//! many there are.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -69,6 +78,6 @@ fn start_thread(index: usize) -> Handle {
 }
 
 /// One thread per core the process may use.
-pub(crate) fn default_count() -> usize {
+pub fn per_core() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }

@@ -48,7 +48,7 @@ settings! {
     IDLE_TIMEOUT = "MESHWORK_IDLE_TIMEOUT": "a connection with no request in flight this long is closed (default 60s)";
     BODY_READ_TIMEOUT = "MESHWORK_BODY_READ_TIMEOUT": "a request body that sends nothing this long fails (default 30s)";
     MAX_CONNECTIONS = "MESHWORK_MAX_CONNECTIONS": "connections a server holds open at once; more are closed at once (default 10000)";
-    SERVING_THREADS = "MESHWORK_SERVING_THREADS": "threads that serve connections, each with a runtime of its own (default: one per core; 0: the shared work-stealing runtime)";
+    SERVING_THREADS = "MESHWORK_SERVING_THREADS": "threads that serve connections, each with a runtime of its own (default: one per core for the gateway, 0 for the services: the shared work-stealing runtime)";
     LOG_FORMAT = "MESHWORK_LOG_FORMAT": "log format: auto (pretty on a terminal, else json), pretty or json";
     RUST_LOG = "RUST_LOG": "log filter (default info)";
     OTEL_EXPORTER_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT": "OTLP/gRPC endpoint for traces (http://jaeger:4317)";
@@ -83,8 +83,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub readiness_interval: Duration,
     pub connection_limits: crate::connections::ConnectionLimits,
-    /// Threads that serve connections; 0 for the shared runtime.
-    pub serving_threads: usize,
+    /// Threads that serve connections (0: the shared runtime); `None`:
+    /// the component's default.
+    pub serving_threads: Option<usize>,
     pub telemetry: TelemetrySettings,
     /// The raw layers, for component-specific settings.
     pub layers: Layers,
@@ -186,11 +187,9 @@ impl Settings {
             shutdown_grace: layers.duration_or(SHUTDOWN_GRACE.name, Duration::from_secs(10))?,
             readiness_interval: layers.duration_or(READINESS_INTERVAL.name, Duration::from_secs(5))?,
             connection_limits: connection_limits(&layers)?,
-            serving_threads: layers
-                .parse_with(SERVING_THREADS.name, |value| {
-                    value.parse::<usize>().map_err(|_| "expected a whole number (0: the shared runtime)".to_owned())
-                })?
-                .unwrap_or_else(crate::serving_threads::default_count),
+            serving_threads: layers.parse_with(SERVING_THREADS.name, |value| {
+                value.parse::<usize>().map_err(|_| "expected a whole number (0: the shared runtime)".to_owned())
+            })?,
             telemetry: TelemetrySettings {
                 service_name: layers.string(OTEL_SERVICE_NAME.name),
                 log_format: layers.parse_or(LOG_FORMAT.name, LogFormat::Auto)?,

@@ -246,6 +246,43 @@ async fn shutdown_lets_an_in_flight_call_finish_and_reports_not_serving() {
     assert!(tokio::net::TcpStream::connect(server.address).await.is_err(), "listener is closed");
 }
 
+/// With serving threads, each connection is served on one of them, and a
+/// shutdown drains and cuts their calls as on the shared runtime.
+#[tokio::test]
+async fn serving_threads_serve_every_connection_and_drain_on_shutdown() {
+    let service = SlowService::new(Duration::from_millis(300));
+    let server = TestServer::start(slow_server(service.clone()).serving_threads(2)).await;
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        // A connection each: they are spread over the threads.
+        calls.push(tokio::spawn(slow_service::call(server.channel().await)));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.shutdown.cancel();
+    for call in calls {
+        call.await.unwrap().expect("an in-flight call completes");
+    }
+    let served = tokio::time::timeout(Duration::from_secs(5), server.handle).await;
+    served.expect("server stops after draining").unwrap().unwrap();
+    let mut threads = service.threads();
+    threads.sort();
+    threads.dedup();
+    assert_eq!(threads, ["meshwork-serve-0", "meshwork-serve-1"], "round-robin over both threads");
+
+    let service = SlowService::new(Duration::from_secs(60));
+    let started = service.started();
+    let server = TestServer::start(
+        Server::new("test").grpc_service(service).grace_period(Duration::from_millis(200)).serving_threads(2),
+    )
+    .await;
+    let in_flight = tokio::spawn(slow_service::call(server.channel().await));
+    started.notified().await;
+    server.shutdown.cancel();
+    let served = tokio::time::timeout(Duration::from_secs(5), server.handle).await;
+    served.expect("serve returns after the grace period").unwrap().unwrap();
+    assert!(in_flight.await.unwrap().is_err(), "the call that outlived the grace period was cut");
+}
+
 #[tokio::test]
 async fn shutdown_is_bounded_by_the_grace_period() {
     let service = SlowService::new(Duration::from_secs(60));

@@ -20,11 +20,18 @@ use tonic_prost::ProstCodec;
 pub struct SlowService {
     delay: Duration,
     started: Arc<Notify>,
+    /// The name of each thread a call's handler ran on.
+    threads: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl SlowService {
     pub fn new(delay: Duration) -> Self {
-        Self { delay, started: Arc::new(Notify::new()) }
+        Self { delay, started: Arc::new(Notify::new()), threads: Arc::default() }
+    }
+
+    /// The threads the calls so far were handled on, by name.
+    pub fn threads(&self) -> Vec<String> {
+        self.threads.lock().unwrap().clone()
     }
 
     /// Notified when a call has reached the handler.
@@ -45,6 +52,8 @@ impl UnaryService<()> for Call {
 
     fn call(&mut self, _request: Request<()>) -> Self::Future {
         let service = self.0.clone();
+        let thread = std::thread::current().name().unwrap_or_default().to_owned();
+        service.threads.lock().unwrap().push(thread);
         Box::pin(async move {
             service.started.notify_one();
             tokio::time::sleep(service.delay).await;
