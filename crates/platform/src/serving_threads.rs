@@ -13,8 +13,9 @@
 //! core, alternating runs against the shared runtime in one session gave
 //! 60-61 µs instead of 67-73 per GET, 64-68 instead of 73-79 per POST and
 //! 55-62 instead of 63-72 per gRPC call, at 8-20% more requests per
-//! second; the platform server reached 0.96-1.02× a bare tonic server's
-//! req/s in two runs (0.78× before). The price is nginx's: a thread's connections are
+//! second; the platform server reached 0.96-1.15× a bare tonic server's
+//! req/s in three runs, against 0.75× on the shared runtime in the same
+//! run as the last. The price is nginx's: a thread's connections are
 //! not stolen by an idle one, which many connections spread round-robin
 //! make up for.
 //!
