@@ -44,7 +44,7 @@ def over_grpc(address: str, email: str) -> None:
         raise AssertionError("a bad product was accepted")
     except MeshworkError as error:
         assert error.code == "INVALID_ARGUMENT" and set(error.field_violations) == {"name", "price"}, error
-    print(f"grpc: user {user.id}, order {order.id} placed and cancelled, bad input refused field by field")
+    print(f"python, grpc: user {user.id}, order {order.id} placed and cancelled, bad input refused field by field")
 
 
 def over_rest(address: str, email: str) -> None:
@@ -68,7 +68,7 @@ def over_rest(address: str, email: str) -> None:
         raise AssertionError("a bad product was accepted")
     except MeshworkError as error:
         assert error.code == "INVALID_ARGUMENT" and set(error.field_violations) == {"name", "price"}, error
-    print(f"rest: user {user['id']}, order {order['id']} placed and cancelled, bad input refused field by field")
+    print(f"python, rest: user {user['id']}, order {order['id']} placed and cancelled, bad input refused field by field")
 
 
 if __name__ == "__main__":
