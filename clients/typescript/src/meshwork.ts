@@ -5,7 +5,7 @@
 
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 
 /** A failed call: the gRPC code's name, the message, and BadRequest's field violations. */
 export class MeshworkError extends Error {
@@ -28,7 +28,28 @@ export function grpcTransport(baseUrl: string, token?: string): Transport {
 }
 
 /**
- * Any error of a call, gRPC or REST, as a MeshworkError. (Connect's clients
+ * The Connect protocol to the gateway at `baseUrl`: JSON or binary, over
+ * HTTP/1.1 or HTTP/2, with `token` on every call.
+ */
+export function connectTransport(
+  baseUrl: string,
+  token: string | undefined,
+  options: { httpVersion: "1.1" | "2"; binary: boolean },
+): Transport {
+  const withToken: Interceptor = (next) => (request) => {
+    if (token) request.header.set("authorization", `Bearer ${token}`);
+    return next(request);
+  };
+  return createConnectTransport({
+    baseUrl,
+    httpVersion: options.httpVersion,
+    useBinaryFormat: options.binary,
+    interceptors: [withToken],
+  });
+}
+
+/**
+ * Any error of a call, gRPC, Connect or REST, as a MeshworkError. (Connect's clients
  * turn whatever an interceptor throws into a ConnectError, so gRPC errors
  * are converted here, where they are caught.)
  */

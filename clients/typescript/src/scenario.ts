@@ -2,7 +2,10 @@
 // register, log in, create a product, place an order, list the user's
 // orders, cancel it; and one bad request, to show the error details.
 //
-//   node dist/scenario.js http://HOST:PORT grpc|rest EMAIL
+//   node dist/scenario.js http://HOST:PORT grpc|connect-json|connect-proto|rest EMAIL
+//
+// connect-json speaks the Connect protocol with JSON over HTTP/1.1,
+// connect-proto with binary messages over HTTP/2.
 //
 // EMAIL must be allowed to create products (USERS_ADMINS).
 
@@ -13,15 +16,20 @@ import { randomUUID } from "node:crypto";
 import { OrderService, OrderStatus } from "./gen/shop/orders/v1/orders_pb";
 import { ProductService } from "./gen/shop/products/v1/products_pb";
 import { UserService } from "./gen/shop/users/v1/users_pb";
-import { Rest, grpcTransport, meshworkError } from "./meshwork";
+import type { Transport } from "@connectrpc/connect";
+import { Rest, connectTransport, grpcTransport, meshworkError } from "./meshwork";
 
 const PASSWORD = "correct horse battery";
 
-async function overGrpc(baseUrl: string, email: string): Promise<void> {
-  const users = createClient(UserService, grpcTransport(baseUrl));
+async function overRpc(protocol: string, baseUrl: string, email: string): Promise<void> {
+  const transport = (token?: string): Transport => {
+    if (protocol === "grpc") return grpcTransport(baseUrl, token);
+    return connectTransport(baseUrl, token, { httpVersion: protocol === "connect-json" ? "1.1" : "2", binary: protocol === "connect-proto" });
+  };
+  const users = createClient(UserService, transport());
   const { user } = await users.createUser({ email, name: "John Doe", password: PASSWORD });
   const { accessToken } = await users.login({ email, password: PASSWORD });
-  const signedIn = grpcTransport(baseUrl, accessToken);
+  const signedIn = transport(accessToken);
   const products = createClient(ProductService, signedIn);
   const orders = createClient(OrderService, signedIn);
 
@@ -37,7 +45,7 @@ async function overGrpc(baseUrl: string, email: string): Promise<void> {
   assert.equal(cancelled.order?.status, OrderStatus.CANCELLED);
 
   await refused(() => products.createProduct({ name: "", price: 1.005, stock: 1 }));
-  console.log(`typescript, grpc: user ${userId}, order ${order?.id} placed and cancelled, bad input refused field by field`);
+  console.log(`typescript, ${protocol}: user ${userId}, order ${order?.id} placed and cancelled, bad input refused field by field`);
 }
 
 interface User { id: string }
@@ -78,7 +86,7 @@ async function refused(call: () => Promise<unknown>): Promise<void> {
 }
 
 const [baseUrl, protocol, email] = process.argv.slice(2);
-(protocol === "grpc" ? overGrpc : overRest)(baseUrl, email).catch((error) => {
+(protocol === "rest" ? overRest(baseUrl, email) : overRpc(protocol, baseUrl, email)).catch((error) => {
   console.error(error);
   process.exit(1);
 });

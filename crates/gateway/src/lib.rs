@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod codec;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod guard;
 pub mod headers;
@@ -210,7 +211,8 @@ pub fn server(
 }
 
 /// Every request the platform does not answer itself: gRPC and gRPC-Web to
-/// the upstream, `/openapi.json`, and REST through the routing table.
+/// the upstream, Connect unary calls through them, `/openapi.json`, and REST
+/// through the routing table.
 pub fn router(gateway: Arc<Gateway>, cors: &Cors) -> Router {
     let router =
         Router::new().route("/openapi.json", axum::routing::get(openapi_json)).fallback(dispatch).with_state(gateway);
@@ -235,6 +237,9 @@ async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Bo
     if passthrough::is_grpc(request.headers()) {
         let response = pass_through.oneshot(request.map(tonic::body::Body::new)).await;
         return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
+    }
+    if let Some(method) = connect::unary_method(&gateway, &request) {
+        return connect::handle(gateway.clone(), method, request, client).await;
     }
     rest::handle(&gateway, request, client).await
 }

@@ -2,6 +2,7 @@
 //! proto, loaded from a descriptor set file, answered by an upstream that
 //! echoes each request back. One table-driven test per rule family.
 
+mod connect;
 mod echo;
 #[cfg(feature = "etcd")]
 mod etcd;

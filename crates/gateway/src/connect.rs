@@ -1,0 +1,211 @@
+//! The Connect protocol's unary calls, beside REST, gRPC and gRPC-Web, as
+//! connectrpc's Vanguard serves them: a POST to `/pkg.Service/Method` whose
+//! body is the request message, as `application/proto` or
+//! `application/json`, over HTTP/1.1 or HTTP/2; the answer is the response
+//! message in the same encoding, or a Connect error (JSON: `code`,
+//! `message`, `details`) with its HTTP status. So a connect-es or
+//! connect-python client works against the gateway unchanged.
+//!
+//! Each call becomes a gRPC request and goes through the pass-through: the
+//! same admission (token, rate limit, access rules), upstream selection and
+//! resilience as every other gRPC call.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message;
+use prost_reflect::{DynamicMessage, MethodDescriptor};
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::Gateway;
+use crate::passthrough::PassThrough;
+
+const PROTO: &str = "application/proto";
+const JSON: &str = "application/json";
+
+/// The method a request names if it is a Connect unary call: a POST of
+/// `application/proto` or `application/json` to a known method's gRPC path.
+pub fn unary_method(gateway: &Gateway, request: &http::Request<Body>) -> Option<MethodDescriptor> {
+    if request.method() != Method::POST || encoding(request.headers()).is_none() {
+        return None;
+    }
+    let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
+    gateway.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)
+}
+
+fn encoding(headers: &HeaderMap) -> Option<&'static str> {
+    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    match content_type.split(';').next()?.trim() {
+        PROTO => Some(PROTO),
+        JSON => Some(JSON),
+        _ => None,
+    }
+}
+
+/// Serves one Connect unary call of `method`.
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    method: MethodDescriptor,
+    request: http::Request<Body>,
+    client: Option<SocketAddr>,
+) -> Response {
+    let encoding = encoding(request.headers()).expect("checked by unary_method");
+    if method.is_client_streaming() || method.is_server_streaming() {
+        let why = format!("{} streams: call it with the Connect streaming protocol or gRPC", method.full_name());
+        return error(tonic::Code::Unimplemented, &why, &[]);
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            let why = format!("request body larger than {} bytes", gateway.max_body_bytes);
+            return error(tonic::Code::ResourceExhausted, &why, &[]);
+        }
+        Err(e) => return error(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}"), &[]),
+    };
+    let message = match encoding {
+        PROTO => body,
+        _ => {
+            let mut json = serde_json::Deserializer::from_slice(&body);
+            match DynamicMessage::deserialize(method.input(), &mut json).and_then(|m| json.end().map(|()| m)) {
+                Ok(message) => Bytes::from(message.encode_to_vec()),
+                Err(e) => return error(tonic::Code::InvalidArgument, &format!("invalid JSON request: {e}"), &[]),
+            }
+        }
+    };
+    let grpc = match grpc_request(&parts, message) {
+        Ok(grpc) => grpc,
+        Err(why) => return error(tonic::Code::InvalidArgument, &why, &[]),
+    };
+    let response = PassThrough::new(gateway, client).oneshot(grpc).await.unwrap_or_else(|never| match never {});
+    let (parts, body) = response.into_parts();
+    let collected = match body.collect().await {
+        Ok(collected) => collected,
+        Err(status) => return from_status(&status),
+    };
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    // A trailers-only answer (an error) carries its status in the headers.
+    let status = tonic::Status::from_header_map(&trailers).or_else(|| tonic::Status::from_header_map(&parts.headers));
+    if let Some(status) = status.filter(|s| s.code() != tonic::Code::Ok) {
+        return from_status(&status);
+    }
+    let framed = collected.to_bytes();
+    let Some(payload) = framed.get(5..).filter(|_| framed[0] == 0) else {
+        return error(tonic::Code::Internal, "the upstream's answer is not one uncompressed gRPC message", &[]);
+    };
+    let body = match encoding {
+        PROTO => Bytes::copy_from_slice(payload),
+        _ => match DynamicMessage::decode(method.output(), payload) {
+            Ok(message) => Bytes::from(serde_json::to_vec(&message).expect("messages serialize")),
+            Err(e) => return error(tonic::Code::Internal, &format!("the upstream's answer does not decode: {e}"), &[]),
+        },
+    };
+    let mut response = ([(header::CONTENT_TYPE, encoding)], body).into_response();
+    for (name, value) in parts.headers.iter().chain(trailers.iter()) {
+        if !name.as_str().starts_with("grpc-") && name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            response.headers_mut().append(name, value.clone());
+        }
+    }
+    response
+}
+
+/// The gRPC request a Connect call stands for: the same path and headers,
+/// the message framed, `Connect-Timeout-Ms` as `grpc-timeout`.
+fn grpc_request(parts: &http::request::Parts, message: Bytes) -> Result<http::Request<tonic::body::Body>, String> {
+    let mut framed = BytesMut::with_capacity(message.len() + 5);
+    framed.put_u8(0);
+    framed.put_u32(u32::try_from(message.len()).map_err(|_| "request too large".to_owned())?);
+    framed.put(message);
+    let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(framed.freeze())));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = http::Version::HTTP_2;
+    for (name, value) in &parts.headers {
+        let skipped = [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::ACCEPT_ENCODING, header::CONNECTION];
+        if !skipped.contains(name) && !name.as_str().starts_with("connect-") {
+            request.headers_mut().append(name, value.clone());
+        }
+    }
+    let headers = request.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if let Some(timeout) = parts.headers.get("connect-timeout-ms") {
+        let millis = timeout.to_str().ok().and_then(|v| v.parse::<u64>().ok()).filter(|ms| *ms < 100_000_000);
+        let millis = millis.ok_or("invalid Connect-Timeout-Ms: expected at most 8 digits of milliseconds")?;
+        headers.insert("grpc-timeout", HeaderValue::from_str(&format!("{millis}m")).expect("digits"));
+    }
+    Ok(request)
+}
+
+/// A gRPC status as a Connect error, with its `google.rpc` details.
+fn from_status(status: &tonic::Status) -> Response {
+    let details: Vec<prost_types::Any> = if status.details().is_empty() {
+        Vec::new()
+    } else {
+        tonic_types::pb::Status::decode(status.details()).map(|s| s.details).unwrap_or_default()
+    };
+    error(status.code(), status.message(), &details)
+}
+
+fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Response {
+    let details: Vec<serde_json::Value> = details
+        .iter()
+        .map(|detail| {
+            let kind = detail.type_url.rsplit('/').next().unwrap_or_default();
+            let value = base64::engine::general_purpose::STANDARD_NO_PAD.encode(&detail.value);
+            json!({ "type": kind, "value": value })
+        })
+        .collect();
+    let body = json!({ "code": connect_code(code), "message": message, "details": details });
+    (http_status(code), [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+}
+
+/// The Connect name of a gRPC code (its lower snake case).
+fn connect_code(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "ok",
+        Cancelled => "canceled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
+}
+
+/// The HTTP status the Connect protocol gives each code.
+fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code::*;
+    match code {
+        Ok => StatusCode::OK,
+        Cancelled => StatusCode::from_u16(499).expect("a valid status"),
+        InvalidArgument | FailedPrecondition | OutOfRange => StatusCode::BAD_REQUEST,
+        DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        NotFound => StatusCode::NOT_FOUND,
+        AlreadyExists | Aborted => StatusCode::CONFLICT,
+        PermissionDenied => StatusCode::FORBIDDEN,
+        ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Unauthenticated => StatusCode::UNAUTHORIZED,
+        Unknown | Internal | DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}

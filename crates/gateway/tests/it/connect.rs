@@ -1,0 +1,59 @@
+//! The Connect protocol's unary calls through the gateway, as a Connect
+//! client sends them over HTTP/1.1: JSON and binary messages, the Connect
+//! error format with its google.rpc details, and streaming methods refused.
+//! (`scripts/check-clients` runs connect-es's own client too.)
+
+use base64::Engine;
+use prost::Message;
+use prost_reflect::{DynamicMessage, Value};
+
+use crate::harness::start;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_unary_calls_answer_in_json_and_binary_with_connect_errors() {
+    let harness = start().await;
+    let json = [("content-type", "application/json"), ("connect-protocol-version", "1")];
+    let reply =
+        harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"c1","sub":{"count":2}}"#), &json).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert_eq!(reply.json()["request"]["id"], "c1");
+    let forwarded = reply.json()["metadata"].as_array().unwrap().clone();
+    assert!(!forwarded.iter().any(|m| m.as_str().unwrap().starts_with("connect-")), "Connect's own headers stay here");
+
+    let input = harness.pool.get_message_by_name("echo.v1.EchoRequest").unwrap();
+    let mut request = DynamicMessage::new(input);
+    request.set_field_by_name("id", Value::String("c2".to_owned()));
+    // (The harness sends text; this message's bytes happen to be UTF-8.)
+    let body = String::from_utf8(request.encode_to_vec()).unwrap();
+    let binary = [("content-type", "application/proto"), ("connect-timeout-ms", "5000")];
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(&body), &binary).await;
+    assert_eq!((reply.status, &reply.headers["content-type"]), (200, &"application/proto".parse().unwrap()));
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let answer = DynamicMessage::decode(output, reply.body.as_slice()).unwrap();
+    let echoed = answer.get_field_by_name("request").unwrap();
+    assert_eq!(echoed.as_message().unwrap().get_field_by_name("id").unwrap().as_str(), Some("c2"));
+    let metadata = answer.get_field_by_name("metadata").unwrap();
+    let metadata: Vec<&str> = metadata.as_list().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(metadata.iter().any(|m| m.starts_with("grpc-timeout=")), "the deadline travels: {metadata:?}");
+
+    // An error: its Connect code, HTTP status, and google.rpc details.
+    let reply =
+        harness.request("POST", "/echo.v1.EchoService/Fail", Some(r#"{"code":3,"message":"no good"}"#), &json).await;
+    assert_eq!(reply.status, 400);
+    let error = reply.json();
+    assert_eq!((error["code"].as_str(), error["message"].as_str()), (Some("invalid_argument"), Some("no good")));
+    assert_eq!(error["details"][0]["type"], "google.rpc.BadRequest");
+    let value = base64::engine::general_purpose::STANDARD_NO_PAD.decode(error["details"][0]["value"].as_str().unwrap());
+    let bad_request = tonic_types::pb::BadRequest::decode(value.unwrap().as_slice()).unwrap();
+    assert_eq!(bad_request.field_violations[0].field, "code");
+
+    let reply = harness.request("POST", "/echo.v1.EchoService/Fail", Some(r#"{"code":5}"#), &json).await;
+    assert_eq!((reply.status, reply.json()["code"].as_str()), (404, Some("not_found")));
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"#), &json).await;
+    assert_eq!((reply.status, reply.json()["code"].as_str()), (400, Some("invalid_argument")));
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"nope":1}"#), &json).await;
+    assert_eq!(reply.json()["code"], "invalid_argument", "unknown fields are refused");
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some("{}"), &json).await;
+    assert_eq!((reply.status, reply.json()["code"].as_str()), (501, Some("unimplemented")));
+}
