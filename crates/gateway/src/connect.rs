@@ -108,9 +108,17 @@ pub async fn handle(
         },
     };
     let mut response = ([(header::CONTENT_TYPE, encoding)], body).into_response();
-    for (name, value) in parts.headers.iter().chain(trailers.iter()) {
-        if !name.as_str().starts_with("grpc-") && name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            response.headers_mut().append(name, value.clone());
+    let kept = |name: &http::HeaderName| {
+        !name.as_str().starts_with("grpc-") && name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH
+    };
+    let headers = response.headers_mut();
+    for (name, value) in parts.headers.iter().filter(|(name, _)| kept(name)) {
+        headers.append(name, value.clone());
+    }
+    // A unary Connect answer sends its trailers as `trailer-` headers.
+    for (name, value) in trailers.iter().filter(|(name, _)| kept(name)) {
+        if let Ok(name) = http::HeaderName::from_bytes(format!("trailer-{name}").as_bytes()) {
+            headers.append(name, value.clone());
         }
     }
     response

@@ -269,26 +269,21 @@ async fn serving_threads_serve_every_connection_and_drain_on_shutdown() {
     threads.dedup();
     assert_eq!(threads, ["meshwork-serve-0", "meshwork-serve-1"], "round-robin over both threads");
 
-    let service = SlowService::new(Duration::from_secs(60));
-    let started = service.started();
-    let server = TestServer::start(
-        Server::new("test").grpc_service(service).grace_period(Duration::from_millis(200)).serving_threads(2),
-    )
-    .await;
-    let in_flight = tokio::spawn(slow_service::call(server.channel().await));
-    started.notified().await;
-    server.shutdown.cancel();
-    let served = tokio::time::timeout(Duration::from_secs(5), server.handle).await;
-    served.expect("serve returns after the grace period").unwrap().unwrap();
-    assert!(in_flight.await.unwrap().is_err(), "the call that outlived the grace period was cut");
+    a_call_outliving_the_grace_period_is_cut(2).await;
 }
 
 #[tokio::test]
 async fn shutdown_is_bounded_by_the_grace_period() {
+    a_call_outliving_the_grace_period_is_cut(0).await;
+}
+
+/// A server on `serving_threads` (0: the shared runtime) cuts the call
+/// still running when the grace period ends, and stops.
+async fn a_call_outliving_the_grace_period_is_cut(serving_threads: usize) {
     let service = SlowService::new(Duration::from_secs(60));
     let started = service.started();
-    let server =
-        TestServer::start(Server::new("test").grpc_service(service).grace_period(Duration::from_millis(200))).await;
+    let server = Server::new("test").grpc_service(service).grace_period(Duration::from_millis(200));
+    let server = TestServer::start(server.serving_threads(serving_threads)).await;
     let in_flight = tokio::spawn(slow_service::call(server.channel().await));
     started.notified().await;
     server.shutdown.cancel();
