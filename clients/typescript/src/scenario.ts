@@ -2,10 +2,10 @@
 // register, log in, create a product, place an order, list the user's
 // orders, cancel it; and one bad request, to show the error details.
 //
-//   node dist/scenario.js http://HOST:PORT grpc|connect-json|connect-proto|rest EMAIL
+//   node dist/scenario.js http://HOST:PORT grpc|connect-{json,proto}-{h1,h2}|rest EMAIL
 //
-// connect-json speaks the Connect protocol with JSON over HTTP/1.1,
-// connect-proto with binary messages over HTTP/2.
+// connect-json-h1 speaks the Connect protocol with JSON messages over
+// HTTP/1.1, connect-proto-h2 with binary ones over HTTP/2, and so on.
 //
 // EMAIL must be allowed to create products (USERS_ADMINS).
 
@@ -24,7 +24,8 @@ const PASSWORD = "correct horse battery";
 async function overRpc(protocol: string, baseUrl: string, email: string): Promise<void> {
   const transport = (token?: string): Transport => {
     if (protocol === "grpc") return grpcTransport(baseUrl, token);
-    return connectTransport(baseUrl, token, { httpVersion: protocol === "connect-json" ? "1.1" : "2", binary: protocol === "connect-proto" });
+    const [, encoding, version] = protocol.split("-");
+    return connectTransport(baseUrl, token, { httpVersion: version === "h1" ? "1.1" : "2", binary: encoding === "proto" });
   };
   const users = createClient(UserService, transport());
   const { user } = await users.createUser({ email, name: "John Doe", password: PASSWORD });
