@@ -209,6 +209,22 @@ async fn a_poison_event_is_dead_lettered_without_blocking_the_events_behind_it()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_publisher_connected_ahead_publishes_over_that_connection() {
+    let Some(bus) = TestBus::new("connected_ahead") else { return };
+    let proxy = testkit::proxy::TcpProxy::start(bus.broker.address().await).await;
+    let via_proxy = RabbitConfig { url: bus.broker.url_via(proxy.address()), ..bus.config.clone() };
+    let publisher = RabbitPublisher::new(via_proxy);
+    assert_eq!(proxy.accepted(), 0, "nothing until asked");
+    publisher.connect().await.unwrap();
+    assert_eq!(proxy.accepted(), 1);
+    publisher.publish(&created("first")).await.unwrap();
+    assert_eq!(proxy.accepted(), 1, "the first publish used the connection opened ahead");
+
+    let nowhere = RabbitConfig::new("amqp://guest:guest@127.0.0.1:1/%2f");
+    assert!(RabbitPublisher::new(nowhere).connect().await.is_err(), "no broker: an error, not a hang");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn publisher_and_consumer_survive_a_dropped_connection() {
     let Some(mut bus) = TestBus::new("survive_a_dropped_connection") else { return };
     let proxy = testkit::proxy::TcpProxy::start(bus.broker.address().await).await;

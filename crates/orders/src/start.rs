@@ -111,6 +111,12 @@ pub async fn production(settings: &Settings, shutdown: &CancellationToken) -> Re
     let migrations = Migrations::start("orders", migrate, shutdown.clone());
     let bus = RabbitConfig::new(amqp.expose()).with_prefix(&settings.rabbitmq_prefix);
     let publisher = Arc::new(RabbitPublisher::new(bus.clone()));
+    let connecting = publisher.clone();
+    tokio::spawn(async move {
+        if let Err(error) = connecting.connect().await {
+            tracing::warn!(%error, "RabbitMQ is not reachable yet; the outbox relay keeps trying");
+        }
+    });
     let assembled = assemble(settings, store, &upstreams, publisher, shutdown)?;
     let assembled = Assembled { migrations: Some(migrations), broker: Some(bus), ..assembled };
     Ok(assembled.serve_with_relay(settings, shutdown.clone()))

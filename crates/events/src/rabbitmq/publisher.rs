@@ -1,7 +1,8 @@
 //! Publishing with publisher confirms: `publish` returns only after the
 //! broker has acknowledged the (persistent) message, or fails within the
-//! configured step timeout. A broken connection is dropped and re-opened on
-//! the next publish.
+//! configured step timeout. The connection is opened ahead of the first
+//! publish where the owner asks (`connect`), else by it; a broken one is
+//! dropped and re-opened on the next publish.
 
 use async_trait::async_trait;
 use lapin::Confirmation;
@@ -21,6 +22,15 @@ pub struct RabbitPublisher {
 impl RabbitPublisher {
     pub fn new(config: RabbitConfig) -> Self {
         Self { config, open: Mutex::new(None) }
+    }
+
+    /// Opens the connection now, so the first publish does not pay for it
+    /// (about 40 ms of the first order's trace); the publishes after it
+    /// reuse it. A failure here is only logged by callers: publishing
+    /// connects again.
+    pub async fn connect(&self) -> Result<(), BusError> {
+        let mut open = self.open.lock().await;
+        self.channel(&mut open).await.map(drop)
     }
 
     async fn channel(&self, open: &mut Option<(Connection, Channel)>) -> Result<Channel, BusError> {
