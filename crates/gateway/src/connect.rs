@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use prost_reflect::{DynamicMessage, MethodDescriptor};
@@ -30,14 +30,22 @@ use crate::passthrough::PassThrough;
 const PROTO: &str = "application/proto";
 const JSON: &str = "application/json";
 
-/// The method a request names if it is a Connect unary call: a POST of
+/// A Connect unary call: the method it names and the encoding of its messages.
+pub struct UnaryCall {
+    method: MethodDescriptor,
+    encoding: &'static str,
+}
+
+/// The call a request is if it is a Connect unary call: a POST of
 /// `application/proto` or `application/json` to a known method's gRPC path.
-pub fn unary_method(gateway: &Gateway, request: &http::Request<Body>) -> Option<MethodDescriptor> {
-    if request.method() != Method::POST || encoding(request.headers()).is_none() {
+pub fn unary_call(gateway: &Gateway, request: &http::Request<Body>) -> Option<UnaryCall> {
+    if request.method() != Method::POST {
         return None;
     }
+    let encoding = encoding(request.headers())?;
     let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-    gateway.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)
+    let method = gateway.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    Some(UnaryCall { method, encoding })
 }
 
 fn encoding(headers: &HeaderMap) -> Option<&'static str> {
@@ -49,14 +57,13 @@ fn encoding(headers: &HeaderMap) -> Option<&'static str> {
     }
 }
 
-/// Serves one Connect unary call of `method`.
+/// Serves one Connect unary call.
 pub async fn handle(
     gateway: Arc<Gateway>,
-    method: MethodDescriptor,
+    UnaryCall { method, encoding }: UnaryCall,
     request: http::Request<Body>,
     client: Option<SocketAddr>,
 ) -> Response {
-    let encoding = encoding(request.headers()).expect("checked by unary_method");
     if method.is_client_streaming() || method.is_server_streaming() {
         let why = format!("{} streams: call it with the Connect streaming protocol or gRPC", method.full_name());
         return error(tonic::Code::Unimplemented, &why, &[]);
@@ -172,7 +179,9 @@ fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Resp
         })
         .collect();
     let body = json!({ "code": connect_code(code), "message": message, "details": details });
-    (http_status(code), [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+    // Connect gives each code the HTTP status grpc-gateway gives it.
+    let status = platform::error_code::http_status(code);
+    (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
 }
 
 /// The Connect name of a gRPC code (its lower snake case).
@@ -196,24 +205,5 @@ fn connect_code(code: tonic::Code) -> &'static str {
         Unavailable => "unavailable",
         DataLoss => "data_loss",
         Unauthenticated => "unauthenticated",
-    }
-}
-
-/// The HTTP status the Connect protocol gives each code.
-fn http_status(code: tonic::Code) -> StatusCode {
-    use tonic::Code::*;
-    match code {
-        Ok => StatusCode::OK,
-        Cancelled => StatusCode::from_u16(499).expect("a valid status"),
-        InvalidArgument | FailedPrecondition | OutOfRange => StatusCode::BAD_REQUEST,
-        DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        NotFound => StatusCode::NOT_FOUND,
-        AlreadyExists | Aborted => StatusCode::CONFLICT,
-        PermissionDenied => StatusCode::FORBIDDEN,
-        ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Unauthenticated => StatusCode::UNAUTHORIZED,
-        Unknown | Internal | DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

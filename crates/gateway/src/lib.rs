@@ -238,8 +238,8 @@ async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Bo
         let response = pass_through.oneshot(request.map(tonic::body::Body::new)).await;
         return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
     }
-    if let Some(method) = connect::unary_method(&gateway, &request) {
-        return connect::handle(gateway.clone(), method, request, client).await;
+    if let Some(call) = connect::unary_call(&gateway, &request) {
+        return connect::handle(gateway.clone(), call, request, client).await;
     }
     rest::handle(&gateway, request, client).await
 }

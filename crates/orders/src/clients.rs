@@ -139,12 +139,15 @@ fn stock_hold(reserved: ReserveStockResponse) -> Result<StockHold, DependencyErr
             // A products service from before prices were sent in minor units
             // sends no currency, and the price only as a decimal.
             #[allow(deprecated)]
-            let unit_price_minor = match item.currency.is_empty() {
-                false if item.unit_price_minor >= 0 => Ok(item.unit_price_minor),
-                false => Err(bad(format!("product {} has the price {} cents", item.product_id, item.unit_price_minor))),
-                true => contract::money::to_minor(item.unit_price)
-                    .map_err(|_| bad(format!("product {} has the invalid price {}", item.product_id, item.unit_price))),
-            }?;
+            let unit_price_minor = if item.currency.is_empty() {
+                contract::money::to_minor(item.unit_price).map_err(|_| {
+                    bad(format!("product {} has the invalid price {}", item.product_id, item.unit_price))
+                })?
+            } else if item.unit_price_minor < 0 {
+                return Err(bad(format!("product {} has the price {} cents", item.product_id, item.unit_price_minor)));
+            } else {
+                item.unit_price_minor
+            };
             Ok(HeldItem {
                 product_id: item.product_id,
                 product_name: item.product_name,

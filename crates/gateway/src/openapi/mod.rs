@@ -133,11 +133,16 @@ fn error(description: &str) -> Json {
 }
 
 fn response_schema(route: &Route, schemas: &mut Schemas) -> Json {
-    let output = route.method.output();
-    match route.response_body.as_deref().and_then(|field| output.get_field_by_name(field)) {
+    match response_field(route) {
         Some(field) => schemas.field(&field, Direction::Response),
-        None => schemas.message(&output, Direction::Response),
+        None => schemas.message(&route.method.output(), Direction::Response),
     }
+}
+
+/// The field of the response message that is the response body
+/// (`response_body`), if the route names one.
+fn response_field(route: &Route) -> Option<FieldDescriptor> {
+    route.response_body.as_deref().and_then(|field| route.method.output().get_field_by_name(field))
 }
 
 /// Leaf fields not bound elsewhere, as (dotted JSON name) query parameters.
@@ -218,14 +223,12 @@ impl Schemas {
     fn for_responses_of(table: &RouteTable) -> Self {
         let mut in_responses = HashSet::new();
         for route in table.routes() {
-            let output = route.method.output();
-            match route.response_body.as_deref().and_then(|field| output.get_field_by_name(field)) {
-                Some(field) => {
-                    if let Some(message) = message_of(&field) {
-                        collect_messages(&message, &mut in_responses);
-                    }
-                }
-                None => collect_messages(&output, &mut in_responses),
+            let answered = match response_field(route) {
+                Some(field) => message_of(&field),
+                None => Some(route.method.output()),
+            };
+            if let Some(message) = answered {
+                collect_messages(&message, &mut in_responses);
             }
         }
         Self { components: BTreeMap::new(), in_responses }
