@@ -44,16 +44,34 @@ impl AuthConfig {
     }
 }
 
+/// Who is calling: verifies the tokens requests carry. Built once; what
+/// each method admits is an [`Access`], built with every catalog.
 pub struct Authenticator {
     mode: AuthMode,
-    policy: AccessPolicy,
     tokens: UserTokens,
+    public_methods: HashSet<String>,
+    internal_methods: HashSet<String>,
 }
 
 impl Authenticator {
-    /// The rules of every method in `pool`, as `config` widens or narrows
-    /// them; keys come from `users`, the upstream serving the users service.
-    pub fn new(config: &AuthConfig, pool: &DescriptorPool, users: Option<Arc<Upstream>>) -> Result<Self, String> {
+    /// Keys come from `users`, the upstream serving the users service.
+    pub fn new(config: &AuthConfig, users: Option<Arc<Upstream>>) -> Self {
+        let jwks = users.map(platform::access::jwks_from_users);
+        let tokens = UserTokens::new(config.issuer.clone(), jwks).refetch_interval(config.key_refetch_interval);
+        Self {
+            mode: config.mode,
+            tokens,
+            public_methods: config.public_methods.clone(),
+            internal_methods: config.internal_methods.clone(),
+        }
+    }
+
+    /// The rules of every method in `pool`, as the configuration widens or
+    /// narrows them. A configured name that is no method in `pool`, or that
+    /// would open an internal method, is an error; unless its service is
+    /// one `learned` names (learned from reflection, maybe not yet), where
+    /// such a name is skipped and an internal method stays internal.
+    pub fn access(&self, pool: &DescriptorPool, learned: impl Fn(&str) -> bool) -> Result<Access, String> {
         let mut policy = AccessPolicy::from_pool(pool);
         for method in platform::access::undeclared_methods(pool) {
             // A service from another descriptor set that says nothing: signed-in users.
@@ -62,28 +80,26 @@ impl Authenticator {
                 policy.set(method, Rule::User);
             }
         }
-        for method in &config.public_methods {
+        let of_learned = |method: &str| method.rsplit_once('.').is_some_and(|(service, _)| learned(service));
+        for method in &self.public_methods {
             match policy.rule(method) {
+                Some(Rule::Internal) if of_learned(method) => {
+                    tracing::error!(%method, "is internal and cannot be made public: it stays internal");
+                }
                 Some(Rule::Internal) => return Err(format!("{method} is internal and cannot be made public")),
+                None if of_learned(method) => {}
                 None => return Err(format!("{method} is not a method of any loaded service")),
                 Some(_) => policy.set(method.clone(), Rule::Public),
             }
         }
-        for method in &config.internal_methods {
-            if policy.rule(method).is_none() {
-                return Err(format!("{method} is not a method of any loaded service"));
+        for method in &self.internal_methods {
+            match policy.rule(method) {
+                None if of_learned(method) => {}
+                None => return Err(format!("{method} is not a method of any loaded service")),
+                Some(_) => policy.set(method.clone(), Rule::Internal),
             }
-            policy.set(method.clone(), Rule::Internal);
         }
-        let jwks = users.map(platform::access::jwks_from_users);
-        let tokens = UserTokens::new(config.issuer.clone(), jwks).refetch_interval(config.key_refetch_interval);
-        Ok(Self { mode: config.mode, policy, tokens })
-    }
-
-    /// Who may call `method` (`pkg.Service.Method`) here; `None` for a
-    /// method of no loaded service.
-    pub fn rule(&self, method: &str) -> Option<Rule> {
-        self.policy.rule(method).cloned()
+        Ok(Access { mode: self.mode, policy })
     }
 
     pub fn mode(&self) -> AuthMode {
@@ -96,6 +112,21 @@ impl Authenticator {
             None => Ok(Principal::Anonymous),
             Some(value) => self.tokens.verify_header(value).await.map(Principal::User),
         }
+    }
+}
+
+/// Who may call each method of one catalog through the gateway.
+#[derive(Debug)]
+pub struct Access {
+    mode: AuthMode,
+    policy: AccessPolicy,
+}
+
+impl Access {
+    /// Who may call `method` (`pkg.Service.Method`) here; `None` for a
+    /// method of no loaded service.
+    pub fn rule(&self, method: &str) -> Option<Rule> {
+        self.policy.rule(method).cloned()
     }
 
     /// Whether `method` checks a password, so calls to it are limited per address.
@@ -119,11 +150,11 @@ mod tests {
     use super::*;
     use platform::access::UserIdentity;
 
-    fn authenticator(mode: AuthMode, config: impl FnOnce(&mut AuthConfig)) -> Result<Authenticator, String> {
+    fn authenticator(mode: AuthMode, config: impl FnOnce(&mut AuthConfig)) -> Result<Access, String> {
         let pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
         let mut auth = AuthConfig::new(mode, "meshwork");
         config(&mut auth);
-        Authenticator::new(&auth, &pool, None)
+        Authenticator::new(&auth, None).access(&pool, |_| false)
     }
 
     fn user(roles: &[&str]) -> Principal {
@@ -167,5 +198,32 @@ mod tests {
             config.public_methods.insert("shop.products.v1.ProductService.Nope".into());
         });
         assert!(unknown.err().unwrap().contains("not a method"));
+    }
+
+    #[test]
+    fn names_of_a_service_still_to_learn_wait_for_it_and_never_open_an_internal_method() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let roots = [
+            format!("{root}/tests/python"),
+            format!("{root}/../../proto"),
+            format!("{root}/../../third_party/googleapis"),
+        ];
+        let mut compiler = protox::Compiler::new(roots).unwrap();
+        compiler.include_imports(true).open_files(["greeter.proto"]).unwrap();
+        let mut config = AuthConfig::new(AuthMode::Required, "meshwork");
+        config.public_methods.insert("acme.greeter.v1.Greeter.Forget".into());
+        config.public_methods.insert("acme.greeter.v1.Greeter.LeaveNote".into());
+        let authenticator = Authenticator::new(&config, None);
+        let contract = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        let to_learn = |service: &str| service == "acme.greeter.v1.Greeter";
+        assert!(authenticator.access(&contract, to_learn).is_ok(), "not learned yet: the names wait");
+        assert!(authenticator.access(&contract, |_| false).unwrap_err().contains("not a method"));
+
+        let mut learned = contract.clone();
+        learned.decode_file_descriptor_set(compiler.encode_file_descriptor_set().as_slice()).unwrap();
+        let access = authenticator.access(&learned, to_learn).unwrap();
+        assert_eq!(access.rule("acme.greeter.v1.Greeter.Forget"), Some(Rule::Internal), "stays internal");
+        assert_eq!(access.rule("acme.greeter.v1.Greeter.LeaveNote"), Some(Rule::Public), "opened as configured");
+        assert_eq!(access.rule("acme.greeter.v1.Greeter.SayHello"), Some(Rule::Public), "as it declares");
     }
 }

@@ -16,6 +16,10 @@ pub const GATEWAY_DESCRIPTOR_SETS: Setting = Setting {
     name: "GATEWAY_DESCRIPTOR_SETS",
     help: "extra descriptor set files (buf build -o / protoc --descriptor_set_out), comma-separated",
 };
+pub const GATEWAY_REFLECTION_REFRESH: Setting = Setting {
+    name: "GATEWAY_REFLECTION_REFRESH",
+    help: "how often services no descriptor set describes are learned again from their upstream's reflection (default 30s; also at once when their endpoints change)",
+};
 pub const GATEWAY_MAX_BODY_BYTES: Setting =
     Setting { name: "GATEWAY_MAX_BODY_BYTES", help: "largest accepted request body (default 1048576)" };
 pub const GATEWAY_CORS_ORIGINS: Setting = Setting {
@@ -68,6 +72,7 @@ pub const GATEWAY_TRUSTED_PROXIES: Setting = Setting {
 pub const SETTINGS: &[Setting] = &[
     GATEWAY_UPSTREAMS,
     GATEWAY_DESCRIPTOR_SETS,
+    GATEWAY_REFLECTION_REFRESH,
     GATEWAY_MAX_BODY_BYTES,
     GATEWAY_CORS_ORIGINS,
     GATEWAY_TIMEOUT,
@@ -113,6 +118,8 @@ pub struct GatewayConfig {
     /// Per client address, at methods that check a password.
     pub sign_in_limit: crate::ratelimit::RateLimitConfig,
     pub descriptor_files: Vec<PathBuf>,
+    /// How often services learned from reflection are asked again.
+    pub reflection_refresh: std::time::Duration,
     pub max_body_bytes: usize,
     pub cors: Cors,
 }
@@ -157,6 +164,11 @@ impl GatewayConfig {
             .string(GATEWAY_DESCRIPTOR_SETS.name)
             .map(|list| list.split(',').map(str::trim).filter(|p| !p.is_empty()).map(PathBuf::from).collect())
             .unwrap_or_default();
+        let reflection_refresh =
+            layers.duration_or(GATEWAY_REFLECTION_REFRESH.name, std::time::Duration::from_secs(30))?;
+        if reflection_refresh.is_zero() {
+            return Err(settings.invalid(GATEWAY_REFLECTION_REFRESH, "must be more than zero").into());
+        }
         let max_body_bytes = layers.parse_or(GATEWAY_MAX_BODY_BYTES.name, 1024 * 1024usize)?;
         let cors = match layers.string(GATEWAY_CORS_ORIGINS.name) {
             None => Cors::None,
@@ -227,6 +239,7 @@ impl GatewayConfig {
             rate_limit,
             sign_in_limit,
             descriptor_files,
+            reflection_refresh,
             max_body_bytes,
             cors,
         })

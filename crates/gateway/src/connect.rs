@@ -44,7 +44,7 @@ pub fn unary_call(gateway: &Gateway, request: &http::Request<Body>) -> Option<Un
     }
     let encoding = encoding(request.headers())?;
     let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-    let method = gateway.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    let method = gateway.catalog().pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
     Some(UnaryCall { method, encoding })
 }
 

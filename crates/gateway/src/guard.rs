@@ -10,6 +10,7 @@ use http::HeaderMap;
 use platform::access::{Denial, Principal, TokenError};
 
 use crate::Gateway;
+use crate::catalog::Catalog;
 use crate::ratelimit::Limited;
 
 /// What an admitted request carries on.
@@ -22,6 +23,9 @@ pub enum Denied {
     Token(TokenError),
     Access(Denial),
     Limited(Limited),
+    /// A service to learn from reflection, not learned yet: who may call
+    /// it is not known, so nobody may.
+    NotLearned(tonic::Status),
 }
 
 impl Denied {
@@ -33,13 +37,14 @@ impl Denied {
                 "{}; retry in {} s",
                 limited.exceeded, limited.retry_after_secs
             )),
+            Self::NotLearned(status) => status.clone(),
         }
     }
 
     /// Headers for the refusal (`Retry-After`, `RateLimit-*`).
     pub fn headers(&self) -> HeaderMap {
         match self {
-            Self::Token(_) | Self::Access(_) => HeaderMap::new(),
+            Self::Token(_) | Self::Access(_) | Self::NotLearned(_) => HeaderMap::new(),
             Self::Limited(limited) => {
                 let mut headers = limited.headers.clone();
                 headers.insert(http::header::RETRY_AFTER, limited.retry_after_secs.into());
@@ -49,9 +54,11 @@ impl Denied {
     }
 }
 
-/// Admits a call of `method` (`pkg.Service.Method`) or says why not.
+/// Admits a call of `method` (`pkg.Service.Method`) under the rules of
+/// `catalog`, or says why not.
 pub async fn admit(
     gateway: &Gateway,
+    catalog: &Catalog,
     method: &str,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
@@ -67,11 +74,14 @@ pub async fn admit(
     };
     let identity = gateway.rate_limit.identity(subject, peer, headers);
     let rate_headers = gateway.rate_limit.check(&identity).map_err(Denied::Limited)?;
-    if gateway.auth.checks_secret(method) {
+    if catalog.access.checks_secret(method) {
         // Per address whoever signs in: guessing needs no account of its own.
         let address = gateway.sign_in_limit.identity(None, peer, headers);
         gateway.sign_in_limit.check(&address).map_err(Denied::Limited)?;
     }
-    gateway.auth.authorize(method, &principal).map_err(Denied::Access)?;
+    if let Some(status) = method.rsplit_once('.').and_then(|(service, _)| catalog.pending(service)) {
+        return Err(Denied::NotLearned(status));
+    }
+    catalog.access.authorize(method, &principal).map_err(Denied::Access)?;
     Ok(Admitted { headers: rate_headers })
 }

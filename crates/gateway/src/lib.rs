@@ -1,18 +1,21 @@
-//! The meshwork API gateway. Its REST routes are built at start from the
+//! The meshwork API gateway. Its REST routes are built from the
 //! `google.api.http` rules of the descriptor sets it loads (the compiled-in
-//! contract, and any others given), and transcoded to gRPC with the proto3
-//! JSON mapping, as grpc-gateway v2 does; native gRPC and gRPC-Web pass
-//! through to the upstream that owns the service. See `gateway-compat` in
-//! the README for the exact behaviour.
+//! contract, and any others given) and of the services it learns from their
+//! upstream's reflection, and transcoded to gRPC with the proto3 JSON
+//! mapping, as grpc-gateway v2 does; native gRPC, gRPC-Web and Connect calls
+//! go to the upstream that owns the service. See `gateway-compat` in the
+//! README for the exact behaviour.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod catalog;
 pub mod codec;
 pub mod config;
 pub mod connect;
 pub mod error;
 pub mod guard;
 pub mod headers;
+pub mod learn;
 mod metrics;
 pub mod openapi;
 pub mod passthrough;
@@ -23,8 +26,10 @@ pub mod template;
 pub mod transcode;
 pub mod upstream;
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -37,18 +42,23 @@ use tower::{Layer, ServiceExt};
 pub use config::GatewayConfig;
 pub use resilience::EndpointSource;
 
+use crate::catalog::Catalog;
 use crate::config::Cors;
 use crate::passthrough::PassThrough;
-use crate::routes::RouteTable;
 use crate::upstream::Upstreams;
 
-/// Everything a request needs, built once at start.
+/// Everything a request needs: built at start, but for the catalog, which
+/// learning from reflection replaces.
 pub struct Gateway {
-    routes: RouteTable,
-    pool: DescriptorPool,
+    catalog: RwLock<Arc<Catalog>>,
+    /// The descriptor sets loaded at start, decoded.
+    loaded: DescriptorPool,
+    /// Services no loaded set describes: learned from their upstream's reflection.
+    to_learn: HashSet<String>,
+    learned: Mutex<learn::Learned>,
+    reflection_refresh: Duration,
     upstreams: Upstreams,
     max_body_bytes: usize,
-    openapi: Vec<u8>,
     /// Every descriptor set loaded, for reflection.
     descriptor_sets: Vec<&'static [u8]>,
     auth: auth::Authenticator,
@@ -87,11 +97,10 @@ impl Gateway {
         // The upstreams set their breaker gauges as they are built.
         platform::metrics::install();
         metrics::register();
-        let mut pool = DescriptorPool::new();
+        let mut loaded = DescriptorPool::new();
         for set in &sets {
-            pool.decode_file_descriptor_set(*set).map_err(StartError::other)?;
+            loaded.decode_file_descriptor_set(*set).map_err(StartError::other)?;
         }
-        let routes = RouteTable::from_pool(&pool).map_err(StartError::other)?;
         let upstreams = Upstreams::new(&config.upstreams, &config.policy).map_err(|e| StartError::other(Plain(e)))?;
         let mut discovered = Vec::new();
         for (service, source) in &config.upstreams {
@@ -101,26 +110,36 @@ impl Gateway {
                 discovered.push((upstream, source.clone()));
             }
         }
-        tracing::info!(
-            routes = routes.routes().len(),
-            upstreams = config.upstreams.len(),
-            "gateway routing table built"
-        );
-        let auth = auth::Authenticator::new(&config.auth, &pool, upstreams.get("shop.users.v1.UserService")).map_err(
-            |reason| platform::ConfigError::Invalid {
+        let to_learn: HashSet<String> = config
+            .upstreams
+            .iter()
+            .map(|(service, _)| service.clone())
+            .filter(|service| loaded.get_service_by_name(service).is_none())
+            .collect();
+        let auth = auth::Authenticator::new(&config.auth, upstreams.get("shop.users.v1.UserService"));
+        let learned = learn::Learned::default();
+        let catalog = Catalog::build(&loaded, &learned.files, &to_learn, &auth).map_err(|reason| {
+            platform::ConfigError::Invalid {
                 name: config::GATEWAY_PUBLIC_METHODS.name.to_owned(),
                 origin: platform::config::Origin::Environment,
                 reason,
-            },
-        )?;
-        let document = openapi::document(&routes, |method| auth.rule(method));
-        let openapi = serde_json::to_vec_pretty(&document).map_err(StartError::other)?;
+            }
+        })?;
+        tracing::info!(
+            routes = catalog.routes.routes().len(),
+            upstreams = config.upstreams.len(),
+            to_learn = ?to_learn,
+            "gateway routing table built"
+        );
         let rate_limit = ratelimit::RateLimit::new(&config.rate_limit, "rate limit exceeded");
         let sign_in_limit =
             ratelimit::RateLimit::new(&config.sign_in_limit, "too many sign-in attempts from this address");
         Ok(Self {
-            routes,
-            pool,
+            catalog: RwLock::new(Arc::new(catalog)),
+            loaded,
+            to_learn,
+            learned: Mutex::new(learned),
+            reflection_refresh: config.reflection_refresh,
             auth,
             rate_limit,
             sign_in_limit,
@@ -128,18 +147,24 @@ impl Gateway {
             discovered,
             discovery: config.discovery.clone(),
             max_body_bytes: config.max_body_bytes,
-            openapi,
             descriptor_sets: sets,
         })
     }
 
-    pub fn routes(&self) -> &RouteTable {
-        &self.routes
+    /// What the gateway knows of its services now. A request takes it once
+    /// and keeps it: a catalog learned meanwhile serves the next one.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
     }
 
-    /// The proto services this gateway fronts (for reflection).
+    /// The proto services this gateway fronts whose descriptors it loaded
+    /// (for its own reflection, which serves the loaded sets).
     pub fn services(&self) -> Vec<String> {
-        self.upstreams.services().map(|(service, _)| service.to_owned()).collect()
+        self.upstreams
+            .services()
+            .map(|(service, _)| service.to_owned())
+            .filter(|service| !self.to_learn.contains(service))
+            .collect()
     }
 
     pub fn descriptor_sets(&self) -> &[&'static [u8]] {
@@ -148,6 +173,72 @@ impl Gateway {
 
     pub fn auth_mode(&self) -> auth::AuthMode {
         self.auth.mode()
+    }
+
+    /// Starts learning, and following, the services to learn from reflection.
+    pub fn spawn_learning(self: &Arc<Self>, shutdown: &platform::CancellationToken) {
+        for service in &self.to_learn {
+            let Some(upstream) = self.upstreams.get(service) else { continue };
+            tokio::spawn(self.clone().follow(service.clone(), upstream, shutdown.clone()));
+        }
+    }
+
+    /// Learns `service` from `upstream` now, every `reflection_refresh`,
+    /// and whenever its endpoints change; retries a failure sooner.
+    async fn follow(
+        self: Arc<Self>,
+        service: String,
+        upstream: Arc<resilience::Upstream>,
+        stop: platform::CancellationToken,
+    ) {
+        use tokio::time::{Instant, sleep};
+        let backoff = resilience::Backoff { base: Duration::from_millis(250), max: self.reflection_refresh };
+        let (mut due, mut failures) = (Instant::now(), 0);
+        let mut endpoints = learn::endpoint_urls(&upstream);
+        loop {
+            // Wakes at least each second to see the endpoints change.
+            let wait = due.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            tokio::select! {
+                () = sleep(wait) => {}
+                () = stop.cancelled() => return,
+            }
+            let now = learn::endpoint_urls(&upstream);
+            if now != endpoints {
+                (endpoints, due) = (now, Instant::now());
+            }
+            if Instant::now() < due {
+                continue;
+            }
+            match self.learn(&service, &upstream).await {
+                Ok(()) => (due, failures) = (Instant::now() + self.reflection_refresh, 0),
+                Err(error) => {
+                    tracing::warn!(%service, %error, "cannot learn the service from its upstream's reflection");
+                    due = Instant::now() + backoff.delay(failures);
+                    failures += 1;
+                }
+            }
+        }
+    }
+
+    /// Asks `upstream` for `service`'s descriptors; a new answer becomes a
+    /// new catalog, or an error if it does not fit the one there is.
+    async fn learn(&self, service: &str, upstream: &resilience::Upstream) -> Result<(), String> {
+        let outcome = learn::descriptors(upstream, service, &self.loaded).await;
+        let mut learned = self.learned.lock().expect("learned lock");
+        let outcome = outcome.and_then(|files| {
+            if learned.files.get(service) == Some(&files) {
+                return Ok(());
+            }
+            let mut files_by_service = learned.files.clone();
+            files_by_service.insert(service.to_owned(), files);
+            let catalog = Catalog::build(&self.loaded, &files_by_service, &self.to_learn, &self.auth)?;
+            tracing::info!(%service, routes = catalog.routes.routes().len(), "learned from the upstream's reflection");
+            *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
+            learned.files = files_by_service;
+            Ok(())
+        });
+        learned.outcome.insert(service.to_owned(), outcome.clone());
+        outcome
     }
 
     /// Starts following DNS or etcd for the upstreams discovered there.
@@ -168,6 +259,11 @@ impl Gateway {
         }
         serde_json::Value::Object(report)
     }
+
+    /// Each service to learn: files learned, and the last error.
+    pub fn learned_report(&self) -> serde_json::Value {
+        self.learned.lock().expect("learned lock").report(&self.to_learn)
+    }
 }
 
 /// The gateway's platform server: health, reflection for every fronted
@@ -180,6 +276,7 @@ pub fn server(
 ) -> platform::Server {
     gateway.spawn_discovery(shutdown);
     let gateway = Arc::new(gateway);
+    gateway.spawn_learning(shutdown);
     let sweeper = gateway.clone();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -193,14 +290,15 @@ pub fn server(
             }
         }
     });
-    let report = gateway.clone();
+    let (report, learned) = (gateway.clone(), gateway.clone());
     // A proxy's requests need nothing from the shared runtime: serving
     // threads take a tenth or more off its CPU per request (see
     // `platform::serving_threads`).
     let mut server = platform::Server::new("gateway")
         .serving_threads(platform::serving_threads::per_core())
         .with_settings(settings)
-        .readiness_info("upstreams", move || report.upstream_report());
+        .readiness_info("upstreams", move || report.upstream_report())
+        .readiness_info("learned_from_reflection", move || learned.learned_report());
     for set in gateway.descriptor_sets() {
         server = server.descriptor_set(set);
     }
@@ -223,7 +321,7 @@ pub fn router(gateway: Arc<Gateway>, cors: &Cors) -> Router {
 }
 
 async fn openapi_json(State(gateway): State<Arc<Gateway>>) -> Response {
-    ([(http::header::CONTENT_TYPE, "application/json")], gateway.openapi.clone()).into_response()
+    ([(http::header::CONTENT_TYPE, "application/json")], gateway.catalog().openapi.clone()).into_response()
 }
 
 async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Body>) -> Response {

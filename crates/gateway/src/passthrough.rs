@@ -59,7 +59,8 @@ impl Service<http::Request<Body>> for PassThrough {
             let Some(upstream) = upstream else {
                 return Ok(tonic::Status::unimplemented(format!("no upstream serves {service}")).into_http());
             };
-            let admitted = match crate::guard::admit(&gateway, &method, request.headers(), client).await {
+            let catalog = gateway.catalog();
+            let admitted = match crate::guard::admit(&gateway, &catalog, &method, request.headers(), client).await {
                 Ok(admitted) => admitted,
                 Err(denied) => {
                     let mut response = denied.status().into_http();

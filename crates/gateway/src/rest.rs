@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
 use crate::Gateway;
+use crate::catalog::Catalog;
 use crate::codec::DynamicCodec;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::routes::{Lookup, Route};
@@ -27,7 +28,8 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
         _ => request.method().clone(),
     };
     let path = request.uri().path().to_owned();
-    let (route, bindings) = match gateway.routes.lookup(&method, &path) {
+    let catalog = gateway.catalog();
+    let (route, bindings) = match catalog.routes.lookup(&method, &path) {
         Lookup::Found { route, bindings } => (route, bindings),
         Lookup::NotFound => {
             return count(
@@ -53,16 +55,17 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
         url.path = request.uri().path(),
     );
     platform::telemetry::set_parent_from_headers(&span, request.headers());
-    let admitted = match crate::guard::admit(gateway, &route.names.full_method, request.headers(), client).await {
-        Ok(admitted) => admitted,
-        Err(denied) => {
-            let mut response = status_response(&denied.status(), &gateway.pool);
-            response.headers_mut().extend(denied.headers());
-            record_status(&span, &response);
-            return count(Some(route), &method, response, started);
-        }
-    };
-    let mut response = call(gateway, route, bindings, request, client).instrument(span.clone()).await;
+    let admitted =
+        match crate::guard::admit(gateway, &catalog, &route.names.full_method, request.headers(), client).await {
+            Ok(admitted) => admitted,
+            Err(denied) => {
+                let mut response = status_response(&denied.status(), &catalog.pool);
+                response.headers_mut().extend(denied.headers());
+                record_status(&span, &response);
+                return count(Some(route), &method, response, started);
+            }
+        };
+    let mut response = call(gateway, &catalog, route, bindings, request, client).instrument(span.clone()).await;
     response.headers_mut().extend(admitted.headers);
     record_status(&span, &response);
     count(Some(route), &method, response, started)
@@ -70,6 +73,7 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
 
 async fn call(
     gateway: &Gateway,
+    catalog: &Catalog,
     route: &Route,
     bindings: Vec<crate::template::Binding>,
     request: http::Request<Body>,
@@ -142,12 +146,12 @@ async fn call(
             response
         }
         Err(CallError::Status(status)) => {
-            let mut response = status_response(&status, &gateway.pool);
+            let mut response = status_response(&status, &catalog.pool);
             crate::headers::response_headers(status.metadata(), response.headers_mut());
             response
         }
         Err(CallError::Refused(refusal)) => {
-            let mut response = status_response(&refusal.status(&upstream.name), &gateway.pool);
+            let mut response = status_response(&refusal.status(&upstream.name), &catalog.pool);
             if let Some(seconds) = refusal.retry_after() {
                 response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
             }

@@ -1,9 +1,11 @@
-//! The routing table, built at start from the `google.api.http` rules in a
+//! The routing table, built from the `google.api.http` rules in a
 //! descriptor pool: no hand-written route per RPC. Each rule and each of its
-//! `additional_bindings` becomes one route.
+//! `additional_bindings` becomes one route. Routes of services learned from
+//! an upstream's reflection rank below the others and never take a path
+//! that a loaded descriptor set routes: an upstream cannot claim `/users`.
 
 use http::Method;
-use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, ServiceDescriptor, Value};
 
 use crate::template::{Binding, EscapeError, Template, TemplateError};
 
@@ -29,6 +31,8 @@ pub struct Route {
     /// Built once, not per request (they were a measurable share of the
     /// gateway's allocations under `scripts/bench-peers`).
     pub names: RouteNames,
+    /// The route's service was learned from its upstream's reflection.
+    pub learned: bool,
 }
 
 /// A route's names as each request needs them.
@@ -100,31 +104,54 @@ pub struct RouteTable {
 impl RouteTable {
     /// Every `google.api.http` rule of every service in `pool`.
     pub fn from_pool(pool: &DescriptorPool) -> Result<Self, RouteError> {
+        Self::build(pool, |_| false)
+    }
+
+    /// Every rule of every service in `pool`, those of the services
+    /// `learned` picks out ranked below the rest. A learned route whose
+    /// path another route already takes is left out (and logged).
+    pub fn build(pool: &DescriptorPool, learned: impl Fn(&ServiceDescriptor) -> bool) -> Result<Self, RouteError> {
         let Some(extension) = pool.get_extension_by_name("google.api.http") else {
             return Ok(Self::default());
         };
         let mut routes = Vec::new();
         for service in pool.services() {
+            let learned = learned(&service);
             for method in service.methods() {
                 let options = method.options();
                 if !options.has_extension(&extension) {
                     continue;
                 }
                 let Value::Message(rule) = options.get_extension(&extension).into_owned() else { continue };
-                routes.push(route(&method, &rule)?);
+                routes.push(route(&method, &rule, learned)?);
                 if let Some(Value::List(extra)) = rule.get_field_by_name("additional_bindings").map(|v| v.into_owned())
                 {
                     for binding in extra {
                         if let Value::Message(binding) = binding {
-                            routes.push(route(&method, &binding)?);
+                            routes.push(route(&method, &binding, learned)?);
                         }
                     }
                 }
             }
         }
-        // Most specific first: `/products/search` before `/products/{id}`.
-        routes.sort_by_key(|route| std::cmp::Reverse(route.template.specificity()));
-        Ok(Self { routes })
+        // Loaded before learned; then most specific first: `/products/search`
+        // before `/products/{id}`.
+        routes.sort_by_key(|route| (route.learned, std::cmp::Reverse(route.template.specificity())));
+        let (loaded, learned): (Vec<Route>, Vec<Route>) = routes.into_iter().partition(|route| !route.learned);
+        let mut table = Self { routes: loaded };
+        for route in learned {
+            let sample = route.template.sample_path();
+            match table.routes.iter().find(|taken| !taken.learned && taken.template.matches(&sample).is_some()) {
+                Some(taken) => tracing::warn!(
+                    method = route.names.full_method,
+                    path = %route.template,
+                    taken_by = taken.names.full_method,
+                    "a learned route's path is routed to another service: left out"
+                ),
+                None => table.routes.push(route),
+            }
+        }
+        Ok(table)
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -133,13 +160,23 @@ impl RouteTable {
 
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
         let mut allowed = Vec::new();
+        // A loaded route matched the path with another method: the path is
+        // theirs, and the learned routes (all after it) are not tried.
+        let mut taken = false;
         for route in &self.routes {
+            if route.learned && taken {
+                break;
+            }
             match route.template.matches(path) {
                 None => {}
                 Some(Err(error)) => return Lookup::BadEscape(error),
                 Some(Ok(bindings)) if route.http_method == *method => return Lookup::Found { route, bindings },
-                Some(Ok(_)) if !allowed.contains(&route.http_method) => allowed.push(route.http_method.clone()),
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => {
+                    taken |= !route.learned;
+                    if !allowed.contains(&route.http_method) {
+                        allowed.push(route.http_method.clone());
+                    }
+                }
             }
         }
         if allowed.is_empty() { Lookup::NotFound } else { Lookup::WrongMethod(allowed) }
@@ -150,7 +187,7 @@ fn string_field(rule: &DynamicMessage, name: &str) -> String {
     rule.get_field_by_name(name).and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-fn route(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Route, RouteError> {
+fn route(method: &MethodDescriptor, rule: &DynamicMessage, learned: bool) -> Result<Route, RouteError> {
     let name = method.full_name().to_owned();
     let rule_error = |reason: String| RouteError::Rule { method: name.clone(), reason };
     let mut pattern = None;
@@ -198,7 +235,7 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage) -> Result<Route, Rout
         return Err(rule_error(format!("response_body field {field} is not in {}", method.output().full_name())));
     }
     let names = RouteNames::new(&http_method, &template, method);
-    Ok(Route { http_method, template, body, response_body, method: method.clone(), names })
+    Ok(Route { http_method, template, body, response_body, method: method.clone(), names, learned })
 }
 
 /// A path variable must name a singular, non-message field (through
@@ -276,5 +313,37 @@ mod tests {
         assert!(route(Method::GET, "/users/1"));
         assert!(route(Method::DELETE, "/users/1"), "DeleteUser is IDEMPOTENT in the proto");
         assert!(!route(Method::POST, "/orders"));
+    }
+
+    /// The contract and the Python greeter of the gateway's tests, which
+    /// claims `/products/{name}`, as if learned from its reflection.
+    fn with_learned_greeter() -> RouteTable {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let roots = [
+            format!("{root}/tests/python"),
+            format!("{root}/../../proto"),
+            format!("{root}/../../third_party/googleapis"),
+        ];
+        let mut compiler = protox::Compiler::new(roots).unwrap();
+        compiler.include_imports(true).open_files(["greeter.proto"]).unwrap();
+        let mut pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        pool.decode_file_descriptor_set(compiler.encode_file_descriptor_set().as_slice()).unwrap();
+        RouteTable::build(&pool, |service| service.package_name() == "acme.greeter.v1").unwrap()
+    }
+
+    #[test]
+    fn a_learned_service_never_takes_a_loaded_path() {
+        let table = with_learned_greeter();
+        assert_eq!(found(&table, Method::GET, "/products/p1").0, "/shop.products.v1.ProductService/GetProduct");
+        assert!(table.routes().iter().all(|route| route.method.name() != "Impostor"), "left out of the table");
+        match table.lookup(&Method::GET, "/v1/greetings/Ada") {
+            Lookup::Found { route, .. } => assert!(route.learned && route.method.name() == "SayHello"),
+            _ => panic!("the learned route is served"),
+        }
+        // A path the contract has, with a method only a learned route would have: still the contract's.
+        match table.lookup(&Method::DELETE, "/products") {
+            Lookup::WrongMethod(allowed) => assert!(!allowed.is_empty()),
+            _ => panic!("DELETE /products is the contract's path with the wrong method"),
+        }
     }
 }

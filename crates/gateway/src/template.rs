@@ -158,6 +158,27 @@ impl Template {
         out
     }
 
+    /// A path this template matches, with `x` for every wildcard segment:
+    /// enough to tell whether another template would take its requests.
+    pub fn sample_path(&self) -> String {
+        let mut out = String::new();
+        for segment in &self.segments {
+            out.push('/');
+            match segment {
+                Segment::Literal(literal) => out.push_str(literal),
+                Segment::Single | Segment::Rest => out.push('x'),
+            }
+        }
+        if out.is_empty() {
+            out.push('/');
+        }
+        if let Some(verb) = &self.verb {
+            out.push(':');
+            out.push_str(verb);
+        }
+        out
+    }
+
     /// Matches a request path (still percent-encoded); returns the bindings.
     pub fn matches(&self, path: &str) -> Option<Result<Vec<Binding>, EscapeError>> {
         let path = path.strip_prefix('/')?;

@@ -60,6 +60,8 @@ pub struct Builder {
     routes: Vec<(String, gateway::EndpointSource)>,
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
+    pub reflection_refresh: std::time::Duration,
+    pub auth_mode: gateway::auth::AuthMode,
     pub shutdown: CancellationToken,
 }
 
@@ -76,6 +78,8 @@ impl Builder {
             routes: Vec::new(),
             etcd_endpoints: Vec::new(),
             etcd_prefix: String::new(),
+            reflection_refresh: std::time::Duration::from_secs(30),
+            auth_mode: gateway::auth::AuthMode::Optional,
             shutdown: CancellationToken::new(),
         }
     }
@@ -108,10 +112,11 @@ impl Builder {
                 etcd_endpoints: self.etcd_endpoints,
                 etcd_prefix: self.etcd_prefix,
             },
-            auth: gateway::auth::AuthConfig::new(gateway::auth::AuthMode::Optional, "meshwork"),
+            auth: gateway::auth::AuthConfig::new(self.auth_mode, "meshwork"),
             rate_limit: gateway::ratelimit::RateLimitConfig::off(),
             sign_in_limit: gateway::ratelimit::RateLimitConfig::off(),
             descriptor_files: vec![descriptor_file.clone()],
+            reflection_refresh: self.reflection_refresh,
             max_body_bytes: self.max_body_bytes,
             cors: Cors::Origins(vec!["https://app.example".to_owned()]),
         };

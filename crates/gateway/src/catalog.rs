@@ -1,0 +1,72 @@
+//! What the gateway knows of the services it fronts: their descriptors, and
+//! the REST routes, access rules and OpenAPI document built from them. Built
+//! at start from the loaded descriptor sets, and built again, whole, each
+//! time reflection teaches the gateway a service or a new version of one
+//! (see [`crate::learn`]); a request keeps the catalog it started with.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use prost_reflect::DescriptorPool;
+
+use crate::auth::{Access, Authenticator};
+use crate::routes::RouteTable;
+
+pub struct Catalog {
+    pub pool: DescriptorPool,
+    pub routes: RouteTable,
+    pub access: Access,
+    pub openapi: Bytes,
+    /// Services to be learned from reflection that this catalog does not
+    /// describe yet: the gateway knows nothing of who may call them.
+    pending: HashSet<String>,
+}
+
+impl Catalog {
+    /// The catalog of the loaded descriptor sets (`loaded`) and the files
+    /// learned so far for each service in `learned` (keyed by the services
+    /// that `to_learn` names). A learned file never replaces a loaded one
+    /// of the same name, and a learned service that defines a name the
+    /// loaded sets define is an error.
+    pub fn build(
+        loaded: &DescriptorPool,
+        learned: &BTreeMap<String, Vec<Bytes>>,
+        to_learn: &HashSet<String>,
+        auth: &Authenticator,
+    ) -> Result<Self, String> {
+        let mut pool = loaded.clone();
+        for (service, files) in learned {
+            pool.decode_file_descriptor_set(file_descriptor_set(files))
+                .map_err(|error| format!("the descriptors {service}'s reflection serves do not fit: {error}"))?;
+        }
+        let is_learned = |service: &prost_reflect::ServiceDescriptor| {
+            loaded.get_file_by_name(service.parent_file().name()).is_none()
+        };
+        let routes = RouteTable::build(&pool, is_learned).map_err(|error| error.to_string())?;
+        let access = auth.access(&pool, |service| to_learn.contains(service))?;
+        let document = crate::openapi::document(&routes, |method| access.rule(method));
+        let openapi = serde_json::to_vec_pretty(&document).map_err(|error| error.to_string())?.into();
+        let pending = to_learn.iter().filter(|service| pool.get_service_by_name(service).is_none()).cloned().collect();
+        Ok(Self { pool, routes, access, openapi, pending })
+    }
+
+    /// Why `service` cannot be called yet, if it is to be learned and is not.
+    pub fn pending(&self, service: &str) -> Option<tonic::Status> {
+        self.pending.contains(service).then(|| {
+            tonic::Status::unavailable(format!(
+                "the gateway has not yet learned {service}'s contract from its upstream's reflection"
+            ))
+        })
+    }
+}
+
+/// An encoded `FileDescriptorSet` of encoded files, kept as bytes: decoding
+/// them with prost-types would drop the options (`google.api.http`, access)
+/// that are extensions.
+fn file_descriptor_set(files: &[Bytes]) -> Bytes {
+    let mut set = Vec::with_capacity(files.iter().map(|file| file.len() + 6).sum());
+    for file in files {
+        prost::encoding::bytes::encode(1, file, &mut set);
+    }
+    set.into()
+}

@@ -1,0 +1,138 @@
+//! Services learned from their upstream's gRPC reflection: a service named
+//! in `GATEWAY_UPSTREAMS` that no loaded descriptor set describes is asked
+//! for its descriptors (the file that defines it and every file that file
+//! imports, transitively) at start, again every `GATEWAY_REFLECTION_REFRESH`,
+//! and at once when its endpoints change. A new answer rebuilds the
+//! [`Catalog`](crate::catalog::Catalog): its REST routes, access rules and
+//! OpenAPI paths appear with no restart and no descriptor file.
+//!
+//! Reflection v1 is asked first, then v1alpha (older servers serve only
+//! that); the two are the same messages under another service name.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use prost::Message;
+use prost_reflect::DescriptorPool;
+use resilience::Upstream;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
+
+const REFLECTION_V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+const REFLECTION_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+
+/// What is known of each service to learn: the files last accepted, and how
+/// the last attempt went (for readiness).
+#[derive(Default)]
+pub struct Learned {
+    pub files: BTreeMap<String, Vec<Bytes>>,
+    pub outcome: BTreeMap<String, Result<(), String>>,
+}
+
+impl Learned {
+    /// Each service's state, for the readiness report.
+    pub fn report(&self, services: &HashSet<String>) -> serde_json::Value {
+        let mut report = serde_json::Map::new();
+        for service in services {
+            let learned = self.files.get(service).map(Vec::len);
+            let entry = match (self.outcome.get(service), learned) {
+                (Some(Err(error)), _) => serde_json::json!({ "learned_files": learned, "error": error }),
+                (_, Some(files)) => serde_json::json!({ "learned_files": files }),
+                (_, None) => serde_json::json!({ "learned_files": null, "error": "not asked yet" }),
+            };
+            report.insert(service.clone(), entry);
+        }
+        serde_json::Value::Object(report)
+    }
+}
+
+/// The encoded files that describe `service`, from `upstream`'s reflection,
+/// but for those `known` has already (the loaded sets': the contract's
+/// `meshwork/access` and `google/api` files, the well-known types).
+pub async fn descriptors(upstream: &Upstream, service: &str, known: &DescriptorPool) -> Result<Vec<Bytes>, String> {
+    let ask = |path: &'static str| {
+        upstream.call(path.trim_start_matches('/'), true, None, move |channel, remaining| {
+            exchange(channel, path, service, known, remaining)
+        })
+    };
+    let outcome = match ask(REFLECTION_V1).await {
+        Err(resilience::CallError::Status(status)) if status.code() == tonic::Code::Unimplemented => {
+            ask(REFLECTION_V1ALPHA).await
+        }
+        outcome => outcome,
+    };
+    outcome.map_err(|error| {
+        let status = error.into_status(&upstream.name);
+        format!("reflection of {service}: {:?}: {}", status.code(), status.message())
+    })
+}
+
+/// One reflection stream: the file defining `service`, then every import
+/// not yet known or received, until nothing is missing.
+async fn exchange(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+    service: &str,
+    known: &DescriptorPool,
+    timeout: Duration,
+) -> Result<Vec<Bytes>, tonic::Status> {
+    let (requests, outgoing) = mpsc::unbounded();
+    let ask = |request: MessageRequest| {
+        // The stream's receiver lives as long as the call: a send cannot fail first.
+        let _ =
+            requests.unbounded_send(ServerReflectionRequest { host: String::new(), message_request: Some(request) });
+    };
+    ask(MessageRequest::FileContainingSymbol(service.to_owned()));
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("not ready: {e}")))?;
+    let mut request = tonic::Request::new(outgoing);
+    request.set_timeout(timeout);
+    let codec = tonic_prost::ProstCodec::<ServerReflectionRequest, ServerReflectionResponse>::default();
+    let mut responses = grpc.streaming(request, http::uri::PathAndQuery::from_static(path), codec).await?.into_inner();
+
+    let mut files: Vec<(String, Bytes)> = Vec::new();
+    let mut asked: HashSet<String> = HashSet::new();
+    let mut unanswered = 1;
+    while unanswered > 0 {
+        let response = responses
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::unavailable("the reflection stream ended before every answer"))?;
+        unanswered -= 1;
+        let found = match response.message_response {
+            Some(MessageResponse::FileDescriptorResponse(found)) => found.file_descriptor_proto,
+            Some(MessageResponse::ErrorResponse(error)) => {
+                return Err(tonic::Status::new(tonic::Code::from(error.error_code), error.error_message));
+            }
+            _ => return Err(tonic::Status::internal("reflection answered with something not asked for")),
+        };
+        let mut imports = Vec::new();
+        for encoded in found {
+            let file = prost_types::FileDescriptorProto::decode(encoded.as_slice())
+                .map_err(|e| tonic::Status::internal(format!("reflection sent an undecodable file: {e}")))?;
+            if files.iter().all(|(name, _)| name != file.name()) {
+                imports.extend(file.dependency.iter().cloned());
+                files.push((file.name().to_owned(), Bytes::from(encoded)));
+            }
+        }
+        // Servers differ: some send every import with the file, some only
+        // the file. Ask for what is still missing.
+        for import in imports {
+            let have = known.get_file_by_name(&import).is_some() || files.iter().any(|(name, _)| *name == import);
+            if !have && asked.insert(import.clone()) {
+                ask(MessageRequest::FileByFilename(import));
+                unanswered += 1;
+            }
+        }
+    }
+    Ok(files.into_iter().map(|(_, file)| file).collect())
+}
+
+/// The endpoint URLs of `upstream`: learning starts again when they change.
+pub fn endpoint_urls(upstream: &Arc<Upstream>) -> Vec<String> {
+    upstream.endpoints().iter().map(|endpoint| endpoint.url.clone()).collect()
+}
