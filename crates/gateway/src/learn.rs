@@ -114,13 +114,14 @@ async fn exchange(
         for encoded in found {
             let file = prost_types::FileDescriptorProto::decode(encoded.as_slice())
                 .map_err(|e| tonic::Status::internal(format!("reflection sent an undecodable file: {e}")))?;
-            if files.iter().all(|(name, _)| name != file.name()) {
+            // Some servers send every import along: keep only what is new here.
+            let known_here = known.get_file_by_name(file.name()).is_some();
+            if !known_here && files.iter().all(|(name, _)| name != file.name()) {
                 imports.extend(file.dependency.iter().cloned());
                 files.push((file.name().to_owned(), Bytes::from(encoded)));
             }
         }
-        // Servers differ: some send every import with the file, some only
-        // the file. Ask for what is still missing.
+        // Others send the file alone: ask for each import still missing.
         for import in imports {
             let have = known.get_file_by_name(&import).is_some() || files.iter().any(|(name, _)| *name == import);
             if !have && asked.insert(import.clone()) {
