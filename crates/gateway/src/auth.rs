@@ -202,14 +202,6 @@ mod tests {
 
     #[test]
     fn names_of_a_service_still_to_learn_wait_for_it_and_never_open_an_internal_method() {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let roots = [
-            format!("{root}/tests/python"),
-            format!("{root}/../../proto"),
-            format!("{root}/../../third_party/googleapis"),
-        ];
-        let mut compiler = protox::Compiler::new(roots).unwrap();
-        compiler.include_imports(true).open_files(["greeter.proto"]).unwrap();
         let mut config = AuthConfig::new(AuthMode::Required, "meshwork");
         config.public_methods.insert("acme.greeter.v1.Greeter.Forget".into());
         config.public_methods.insert("acme.greeter.v1.Greeter.LeaveNote".into());
@@ -219,8 +211,7 @@ mod tests {
         assert!(authenticator.access(&contract, to_learn).is_ok(), "not learned yet: the names wait");
         assert!(authenticator.access(&contract, |_| false).unwrap_err().contains("not a method"));
 
-        let mut learned = contract.clone();
-        learned.decode_file_descriptor_set(compiler.encode_file_descriptor_set().as_slice()).unwrap();
+        let learned = crate::test_support::contract_and_greeter();
         let access = authenticator.access(&learned, to_learn).unwrap();
         assert_eq!(access.rule("acme.greeter.v1.Greeter.Forget"), Some(Rule::Internal), "stays internal");
         assert_eq!(access.rule("acme.greeter.v1.Greeter.LeaveNote"), Some(Rule::Public), "opened as configured");

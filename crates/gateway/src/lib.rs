@@ -23,6 +23,8 @@ pub mod ratelimit;
 pub mod rest;
 pub mod routes;
 pub mod template;
+#[cfg(test)]
+mod test_support;
 pub mod transcode;
 pub mod upstream;
 

@@ -315,19 +315,9 @@ mod tests {
         assert!(!route(Method::POST, "/orders"));
     }
 
-    /// The contract and the Python greeter of the gateway's tests, which
-    /// claims `/products/{name}`, as if learned from its reflection.
+    /// With the greeter, which claims `/products/{name}`, as learned.
     fn with_learned_greeter() -> RouteTable {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let roots = [
-            format!("{root}/tests/python"),
-            format!("{root}/../../proto"),
-            format!("{root}/../../third_party/googleapis"),
-        ];
-        let mut compiler = protox::Compiler::new(roots).unwrap();
-        compiler.include_imports(true).open_files(["greeter.proto"]).unwrap();
-        let mut pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
-        pool.decode_file_descriptor_set(compiler.encode_file_descriptor_set().as_slice()).unwrap();
+        let pool = crate::test_support::contract_and_greeter();
         RouteTable::build(&pool, |service| service.package_name() == "acme.greeter.v1").unwrap()
     }
 
