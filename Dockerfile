@@ -40,7 +40,9 @@ COPY --from=build /usr/local/bin/meshwork /usr/local/bin/meshwork
 COPY --from=build --chown=10001:10001 /keys /keys
 # Numeric, so that Kubernetes can check runAsNonRoot (k8s/base/hardening.yaml).
 USER 10001:10001
-ENV MESHWORK_LOG_FORMAT=json
+# No transparent huge pages for mimalloc, even where the host's THP is
+# `always`: they more than doubled the gateway's RSS (crates/meshwork/src/main.rs).
+ENV MESHWORK_LOG_FORMAT=json MIMALLOC_ALLOW_THP=0
 # gateway, users, products, orders
 EXPOSE 8000 8001 8002 8003
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
