@@ -5,11 +5,8 @@ use prost_reflect::DescriptorPool;
 
 pub fn contract_and_greeter() -> DescriptorPool {
     let root = env!("CARGO_MANIFEST_DIR");
-    let roots = [
-        format!("{root}/tests/python"),
-        format!("{root}/../../proto"),
-        format!("{root}/../../third_party/googleapis"),
-    ];
+    let roots =
+        [format!("{root}/tests/python"), format!("{root}/../../proto"), format!("{root}/../../third_party/googleapis")];
     let mut compiler = protox::Compiler::new(roots).unwrap();
     compiler.include_imports(true).open_files(["greeter.proto"]).unwrap();
     let mut pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
