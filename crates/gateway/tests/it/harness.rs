@@ -62,6 +62,9 @@ pub struct Builder {
     pub etcd_prefix: String,
     pub reflection_refresh: std::time::Duration,
     pub auth_mode: gateway::auth::AuthMode,
+    /// Whether the gateway loads the echo descriptor set (else it learns
+    /// the echo services from an upstream's reflection).
+    pub load_echo_descriptors: bool,
     pub shutdown: CancellationToken,
 }
 
@@ -80,6 +83,7 @@ impl Builder {
             etcd_prefix: String::new(),
             reflection_refresh: std::time::Duration::from_secs(30),
             auth_mode: gateway::auth::AuthMode::Optional,
+            load_echo_descriptors: true,
             shutdown: CancellationToken::new(),
         }
     }
@@ -88,6 +92,21 @@ impl Builder {
     pub async fn echo_upstream(&self) -> SocketAddr {
         let echo = Echo { pool: self.pool.clone() };
         let server = platform::Server::new("echo").grpc_service(echo.clone()).grpc_service(Mirror(echo));
+        testkit::serve(server, &self.shutdown).await
+    }
+
+    /// An echo upstream whose reflection serves the echo descriptors (one
+    /// file per answer, as tonic-reflection does); its address.
+    pub async fn echo_upstream_with_reflection(&self) -> SocketAddr {
+        self.echo_upstream_serving(self.set.clone()).await
+    }
+
+    /// An echo upstream answering, and serving by reflection, the echo
+    /// service as `set` (an encoded descriptor set) describes it.
+    pub async fn echo_upstream_serving(&self, set: Vec<u8>) -> SocketAddr {
+        let echo = Echo { pool: DescriptorPool::decode(set.as_slice()).unwrap() };
+        let set: &'static [u8] = Box::leak(set.into_boxed_slice());
+        let server = platform::Server::new("echo").grpc_service(echo).descriptor_set(set);
         testkit::serve(server, &self.shutdown).await
     }
 
@@ -115,7 +134,7 @@ impl Builder {
             auth: gateway::auth::AuthConfig::new(self.auth_mode, "meshwork"),
             rate_limit: gateway::ratelimit::RateLimitConfig::off(),
             sign_in_limit: gateway::ratelimit::RateLimitConfig::off(),
-            descriptor_files: vec![descriptor_file.clone()],
+            descriptor_files: if self.load_echo_descriptors { vec![descriptor_file.clone()] } else { Vec::new() },
             reflection_refresh: self.reflection_refresh,
             max_body_bytes: self.max_body_bytes,
             cors: Cors::Origins(vec!["https://app.example".to_owned()]),

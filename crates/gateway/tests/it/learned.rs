@@ -2,7 +2,8 @@
 //! gateway with nothing but its address: the gateway learns its contract
 //! from reflection, serves it over REST, gRPC, gRPC-Web and Connect under
 //! the access rules it declares, lists it in `/openapi.json`, and learns it
-//! again when a new version is deployed.
+//! again when a new version is deployed. And a tonic service, whose
+//! reflection answers with one file at a time, is learned with its imports.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -212,4 +213,23 @@ async fn a_python_service_joins_through_reflection_alone_and_its_new_version_is_
     let reply = harness.get("/v1/farewells/Ada").await;
     assert_eq!((reply.status, reply.json()["message"].as_str()), (200, Some("Goodbye, Ada!")));
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_whose_reflection_sends_one_file_at_a_time_is_learned_with_its_imports() {
+    let mut builder = Builder::new();
+    let echo = builder.echo_upstream_with_reflection().await;
+    builder.route("echo.v1.EchoService", vec![format!("http://{echo}")]);
+    builder.load_echo_descriptors = false;
+    let harness = builder.start().await;
+    wait_for_path(&harness, "/v1/echo/{id}").await;
+    // echo.proto imports google/protobuf/duration.proto and wrappers.proto,
+    // which the contract does not: each was asked for by name.
+    let ready = harness.get("/health/ready").await.json();
+    let files = ready["learned_from_reflection"]["echo.v1.EchoService"]["learned_files"].as_u64();
+    assert!(files.is_some_and(|files| files >= 2), "{ready}");
+    let reply = harness.get("/v1/echo/e1?wait=1.5s&limit=7").await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let request = &reply.json()["request"];
+    assert_eq!((&request["id"], &request["wait"], &request["limit"]), (&"e1".into(), &"1.500s".into(), &7.into()));
 }
