@@ -10,7 +10,19 @@ use bytes::Bytes;
 use prost_reflect::DescriptorPool;
 
 use crate::auth::{Access, Authenticator};
-use crate::routes::RouteTable;
+use crate::routes::{RouteError, RouteTable};
+
+/// Why a catalog cannot be built from these descriptors and settings.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("the descriptors {service}'s reflection serves do not fit: {reason}")]
+    Learned { service: String, reason: String },
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The access settings name what is not there, or open an internal method.
+    #[error("{0}")]
+    Access(String),
+}
 
 pub struct Catalog {
     pub pool: DescriptorPool,
@@ -33,30 +45,26 @@ impl Catalog {
         learned: &BTreeMap<String, Vec<Bytes>>,
         to_learn: &HashSet<String>,
         auth: &Authenticator,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CatalogError> {
         let mut pool = loaded.clone();
         for (service, files) in learned {
             pool.decode_file_descriptor_set(file_descriptor_set(files))
-                .map_err(|error| format!("the descriptors {service}'s reflection serves do not fit: {error}"))?;
+                .map_err(|error| CatalogError::Learned { service: service.clone(), reason: error.to_string() })?;
         }
         let is_learned = |service: &prost_reflect::ServiceDescriptor| {
             loaded.get_file_by_name(service.parent_file().name()).is_none()
         };
-        let routes = RouteTable::build(&pool, is_learned).map_err(|error| error.to_string())?;
-        let access = auth.access(&pool, |service| to_learn.contains(service))?;
+        let routes = RouteTable::build(&pool, is_learned)?;
+        let access = auth.access(&pool, |service| to_learn.contains(service)).map_err(CatalogError::Access)?;
         let document = crate::openapi::document(&routes, |method| access.rule(method));
-        let openapi = serde_json::to_vec_pretty(&document).map_err(|error| error.to_string())?.into();
+        let openapi = serde_json::to_vec_pretty(&document).expect("a JSON value serializes").into();
         let pending = to_learn.iter().filter(|service| pool.get_service_by_name(service).is_none()).cloned().collect();
         Ok(Self { pool, routes, access, openapi, pending })
     }
 
-    /// Why `service` cannot be called yet, if it is to be learned and is not.
-    pub fn pending(&self, service: &str) -> Option<tonic::Status> {
-        self.pending.contains(service).then(|| {
-            tonic::Status::unavailable(format!(
-                "the gateway has not yet learned {service}'s contract from its upstream's reflection"
-            ))
-        })
+    /// Whether `service` is to be learned and is not yet.
+    pub fn is_pending(&self, service: &str) -> bool {
+        self.pending.contains(service)
     }
 }
 

@@ -25,6 +25,7 @@ use serde_json::json;
 use tower::ServiceExt;
 
 use crate::Gateway;
+use crate::catalog::Catalog;
 use crate::passthrough::PassThrough;
 
 const PROTO: &str = "application/proto";
@@ -37,14 +38,15 @@ pub struct UnaryCall {
 }
 
 /// The call a request is if it is a Connect unary call: a POST of
-/// `application/proto` or `application/json` to a known method's gRPC path.
-pub fn unary_call(gateway: &Gateway, request: &http::Request<Body>) -> Option<UnaryCall> {
+/// `application/proto` or `application/json` to the gRPC path of a method
+/// in `catalog`.
+pub fn unary_call(catalog: &Catalog, request: &http::Request<Body>) -> Option<UnaryCall> {
     if request.method() != Method::POST {
         return None;
     }
     let encoding = encoding(request.headers())?;
     let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-    let method = gateway.catalog().pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    let method = catalog.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
     Some(UnaryCall { method, encoding })
 }
 

@@ -25,7 +25,7 @@ pub enum Denied {
     Limited(Limited),
     /// A service to learn from reflection, not learned yet: who may call
     /// it is not known, so nobody may.
-    NotLearned(tonic::Status),
+    NotLearned(String),
 }
 
 impl Denied {
@@ -37,7 +37,9 @@ impl Denied {
                 "{}; retry in {} s",
                 limited.exceeded, limited.retry_after_secs
             )),
-            Self::NotLearned(status) => status.clone(),
+            Self::NotLearned(service) => tonic::Status::unavailable(format!(
+                "the gateway has not yet learned {service}'s contract from its upstream's reflection"
+            )),
         }
     }
 
@@ -79,8 +81,10 @@ pub async fn admit(
         let address = gateway.sign_in_limit.identity(None, peer, headers);
         gateway.sign_in_limit.check(&address).map_err(Denied::Limited)?;
     }
-    if let Some(status) = method.rsplit_once('.').and_then(|(service, _)| catalog.pending(service)) {
-        return Err(Denied::NotLearned(status));
+    if let Some((service, _)) = method.rsplit_once('.')
+        && catalog.is_pending(service)
+    {
+        return Err(Denied::NotLearned(service.to_owned()));
     }
     catalog.access.authorize(method, &principal).map_err(Denied::Access)?;
     Ok(Admitted { headers: rate_headers })

@@ -22,6 +22,9 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::{ServerReflectionRequest, ServerReflectionResponse};
 
+use crate::Gateway;
+use crate::catalog::Catalog;
+
 const REFLECTION_V1: &str = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
 const REFLECTION_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
 
@@ -29,8 +32,8 @@ const REFLECTION_V1ALPHA: &str = "/grpc.reflection.v1alpha.ServerReflection/Serv
 /// the last attempt went (for readiness).
 #[derive(Default)]
 pub struct Learned {
-    pub files: BTreeMap<String, Vec<Bytes>>,
-    pub outcome: BTreeMap<String, Result<(), String>>,
+    pub(crate) files: BTreeMap<String, Vec<Bytes>>,
+    pub(crate) outcome: BTreeMap<String, Result<(), String>>,
 }
 
 impl Learned {
@@ -47,6 +50,75 @@ impl Learned {
             report.insert(service.clone(), entry);
         }
         serde_json::Value::Object(report)
+    }
+}
+
+impl Gateway {
+    /// Starts learning, and following, the services to learn from reflection.
+    pub fn spawn_learning(self: &Arc<Self>, shutdown: &platform::CancellationToken) {
+        for service in &self.to_learn {
+            let Some(upstream) = self.upstreams.get(service) else { continue };
+            tokio::spawn(self.clone().follow(service.clone(), upstream, shutdown.clone()));
+        }
+    }
+
+    /// Learns `service` from `upstream` now, every `reflection_refresh`,
+    /// and whenever its endpoints change; retries a failure sooner.
+    async fn follow(self: Arc<Self>, service: String, upstream: Arc<Upstream>, stop: platform::CancellationToken) {
+        use tokio::time::{Instant, sleep};
+        let backoff = resilience::Backoff { base: Duration::from_millis(250), max: self.reflection_refresh };
+        let (mut due, mut failures) = (Instant::now(), 0);
+        let mut endpoints = endpoint_urls(&upstream);
+        loop {
+            // Wakes at least each second to see the endpoints change.
+            let wait = due.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            tokio::select! {
+                () = sleep(wait) => {}
+                () = stop.cancelled() => return,
+            }
+            let now = endpoint_urls(&upstream);
+            if now != endpoints {
+                (endpoints, due) = (now, Instant::now());
+            }
+            if Instant::now() < due {
+                continue;
+            }
+            match self.learn(&service, &upstream).await {
+                Ok(()) => (due, failures) = (Instant::now() + self.reflection_refresh, 0),
+                Err(error) => {
+                    tracing::warn!(%service, %error, "cannot learn the service from its upstream's reflection");
+                    due = Instant::now() + backoff.delay(failures);
+                    failures += 1;
+                }
+            }
+        }
+    }
+
+    /// Asks `upstream` for `service`'s descriptors; a new answer becomes a
+    /// new catalog, or an error if it does not fit the one there is.
+    async fn learn(&self, service: &str, upstream: &Upstream) -> Result<(), String> {
+        let outcome = descriptors(upstream, service, &self.loaded).await;
+        let mut learned = self.learned.lock().expect("learned lock");
+        let outcome = outcome.and_then(|files| {
+            if learned.files.get(service) == Some(&files) {
+                return Ok(());
+            }
+            let mut files_by_service = learned.files.clone();
+            files_by_service.insert(service.to_owned(), files);
+            let catalog = Catalog::build(&self.loaded, &files_by_service, &self.to_learn, &self.auth)
+                .map_err(|error| error.to_string())?;
+            tracing::info!(%service, routes = catalog.routes.routes().len(), "learned from the upstream's reflection");
+            *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
+            learned.files = files_by_service;
+            Ok(())
+        });
+        learned.outcome.insert(service.to_owned(), outcome.clone());
+        outcome
+    }
+
+    /// Each service to learn: files learned, and the last error.
+    pub fn learned_report(&self) -> serde_json::Value {
+        self.learned.lock().expect("learned lock").report(&self.to_learn)
     }
 }
 
@@ -134,6 +206,6 @@ async fn exchange(
 }
 
 /// The endpoint URLs of `upstream`: learning starts again when they change.
-pub fn endpoint_urls(upstream: &Arc<Upstream>) -> Vec<String> {
+fn endpoint_urls(upstream: &Arc<Upstream>) -> Vec<String> {
     upstream.endpoints().iter().map(|endpoint| endpoint.url.clone()).collect()
 }

@@ -120,12 +120,14 @@ impl Gateway {
             .collect();
         let auth = auth::Authenticator::new(&config.auth, upstreams.get("shop.users.v1.UserService"));
         let learned = learn::Learned::default();
-        let catalog = Catalog::build(&loaded, &learned.files, &to_learn, &auth).map_err(|reason| {
-            platform::ConfigError::Invalid {
+        let catalog = Catalog::build(&loaded, &learned.files, &to_learn, &auth).map_err(|error| match error {
+            catalog::CatalogError::Access(reason) => platform::ConfigError::Invalid {
                 name: config::GATEWAY_PUBLIC_METHODS.name.to_owned(),
                 origin: platform::config::Origin::Environment,
                 reason,
             }
+            .into(),
+            other => StartError::other(other),
         })?;
         tracing::info!(
             routes = catalog.routes.routes().len(),
@@ -177,72 +179,6 @@ impl Gateway {
         self.auth.mode()
     }
 
-    /// Starts learning, and following, the services to learn from reflection.
-    pub fn spawn_learning(self: &Arc<Self>, shutdown: &platform::CancellationToken) {
-        for service in &self.to_learn {
-            let Some(upstream) = self.upstreams.get(service) else { continue };
-            tokio::spawn(self.clone().follow(service.clone(), upstream, shutdown.clone()));
-        }
-    }
-
-    /// Learns `service` from `upstream` now, every `reflection_refresh`,
-    /// and whenever its endpoints change; retries a failure sooner.
-    async fn follow(
-        self: Arc<Self>,
-        service: String,
-        upstream: Arc<resilience::Upstream>,
-        stop: platform::CancellationToken,
-    ) {
-        use tokio::time::{Instant, sleep};
-        let backoff = resilience::Backoff { base: Duration::from_millis(250), max: self.reflection_refresh };
-        let (mut due, mut failures) = (Instant::now(), 0);
-        let mut endpoints = learn::endpoint_urls(&upstream);
-        loop {
-            // Wakes at least each second to see the endpoints change.
-            let wait = due.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
-            tokio::select! {
-                () = sleep(wait) => {}
-                () = stop.cancelled() => return,
-            }
-            let now = learn::endpoint_urls(&upstream);
-            if now != endpoints {
-                (endpoints, due) = (now, Instant::now());
-            }
-            if Instant::now() < due {
-                continue;
-            }
-            match self.learn(&service, &upstream).await {
-                Ok(()) => (due, failures) = (Instant::now() + self.reflection_refresh, 0),
-                Err(error) => {
-                    tracing::warn!(%service, %error, "cannot learn the service from its upstream's reflection");
-                    due = Instant::now() + backoff.delay(failures);
-                    failures += 1;
-                }
-            }
-        }
-    }
-
-    /// Asks `upstream` for `service`'s descriptors; a new answer becomes a
-    /// new catalog, or an error if it does not fit the one there is.
-    async fn learn(&self, service: &str, upstream: &resilience::Upstream) -> Result<(), String> {
-        let outcome = learn::descriptors(upstream, service, &self.loaded).await;
-        let mut learned = self.learned.lock().expect("learned lock");
-        let outcome = outcome.and_then(|files| {
-            if learned.files.get(service) == Some(&files) {
-                return Ok(());
-            }
-            let mut files_by_service = learned.files.clone();
-            files_by_service.insert(service.to_owned(), files);
-            let catalog = Catalog::build(&self.loaded, &files_by_service, &self.to_learn, &self.auth)?;
-            tracing::info!(%service, routes = catalog.routes.routes().len(), "learned from the upstream's reflection");
-            *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
-            learned.files = files_by_service;
-            Ok(())
-        });
-        learned.outcome.insert(service.to_owned(), outcome.clone());
-        outcome
-    }
-
     /// Starts following DNS or etcd for the upstreams discovered there.
     pub fn spawn_discovery(&self, shutdown: &platform::CancellationToken) {
         for (upstream, source) in &self.discovered {
@@ -260,11 +196,6 @@ impl Gateway {
             report.insert(upstream.name.clone(), upstream.report());
         }
         serde_json::Value::Object(report)
-    }
-
-    /// Each service to learn: files learned, and the last error.
-    pub fn learned_report(&self) -> serde_json::Value {
-        self.learned.lock().expect("learned lock").report(&self.to_learn)
     }
 }
 
@@ -338,10 +269,11 @@ async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Bo
         let response = pass_through.oneshot(request.map(tonic::body::Body::new)).await;
         return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
     }
-    if let Some(call) = connect::unary_call(&gateway, &request) {
+    let catalog = gateway.catalog();
+    if let Some(call) = connect::unary_call(&catalog, &request) {
         return connect::handle(gateway.clone(), call, request, client).await;
     }
-    rest::handle(&gateway, request, client).await
+    rest::handle(&gateway, &catalog, request, client).await
 }
 
 fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {

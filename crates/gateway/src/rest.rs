@@ -18,7 +18,13 @@ use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_message, response_json};
 use resilience::CallError;
 
-pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Option<SocketAddr>) -> Response {
+/// Serves a REST request by the routes and rules of `catalog`.
+pub async fn handle(
+    gateway: &Gateway,
+    catalog: &Catalog,
+    request: http::Request<Body>,
+    client: Option<SocketAddr>,
+) -> Response {
     let started = Instant::now();
     // A client that can only POST may name the method it means.
     let method = match request.headers().get("x-http-method-override").and_then(|v| v.to_str().ok()) {
@@ -28,7 +34,6 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
         _ => request.method().clone(),
     };
     let path = request.uri().path().to_owned();
-    let catalog = gateway.catalog();
     let (route, bindings) = match catalog.routes.lookup(&method, &path) {
         Lookup::Found { route, bindings } => (route, bindings),
         Lookup::NotFound => {
@@ -56,7 +61,7 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
     );
     platform::telemetry::set_parent_from_headers(&span, request.headers());
     let admitted =
-        match crate::guard::admit(gateway, &catalog, &route.names.full_method, request.headers(), client).await {
+        match crate::guard::admit(gateway, catalog, &route.names.full_method, request.headers(), client).await {
             Ok(admitted) => admitted,
             Err(denied) => {
                 let mut response = status_response(&denied.status(), &catalog.pool);
@@ -65,7 +70,7 @@ pub async fn handle(gateway: &Gateway, request: http::Request<Body>, client: Opt
                 return count(Some(route), &method, response, started);
             }
         };
-    let mut response = call(gateway, &catalog, route, bindings, request, client).instrument(span.clone()).await;
+    let mut response = call(gateway, catalog, route, bindings, request, client).instrument(span.clone()).await;
     response.headers_mut().extend(admitted.headers);
     record_status(&span, &response);
     count(Some(route), &method, response, started)
