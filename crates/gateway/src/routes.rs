@@ -134,9 +134,9 @@ impl RouteTable {
                 }
             }
         }
-        // Loaded before learned; then most specific first: `/products/search`
-        // before `/products/{id}`.
-        routes.sort_by_key(|route| (route.learned, std::cmp::Reverse(route.template.specificity())));
+        // Most specific first: `/products/search` before `/products/{id}`;
+        // and every loaded route before the learned ones.
+        routes.sort_by_key(|route| std::cmp::Reverse(route.template.specificity()));
         let (loaded, learned): (Vec<Route>, Vec<Route>) = routes.into_iter().partition(|route| !route.learned);
         let mut table = Self { routes: loaded };
         for route in learned {

@@ -17,6 +17,21 @@ async fn endpoints(harness: &Harness) -> Vec<String> {
     urls
 }
 
+/// Registers an echo instance at `address` in etcd, as instances register
+/// themselves, until the returned token is cancelled.
+fn register_echo(etcd: &str, prefix: &str, address: std::net::SocketAddr) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let registration = Registration {
+        etcd_endpoints: vec![etcd.to_owned()],
+        prefix: prefix.to_owned(),
+        component: "echo".to_owned(),
+        url: format!("http://{address}"),
+        ttl: Duration::from_secs(5),
+    };
+    tokio::spawn(register_until(registration, stop.clone()));
+    stop
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn endpoints_follow_registrations_in_etcd() {
     let Some(etcd) = testkit::service_url("MESHWORK_TEST_ETCD_URL", "endpoints_follow_registrations_in_etcd") else {
@@ -30,18 +45,7 @@ async fn endpoints_follow_registrations_in_etcd() {
     builder.route_to("echo.v1.EchoService", gateway::EndpointSource::Etcd { component: "echo".to_owned() });
     let harness = builder.start().await;
 
-    let register = |address: std::net::SocketAddr| {
-        let stop = CancellationToken::new();
-        let registration = Registration {
-            etcd_endpoints: vec![etcd.clone()],
-            prefix: prefix.clone(),
-            component: "echo".to_owned(),
-            url: format!("http://{address}"),
-            ttl: Duration::from_secs(5),
-        };
-        tokio::spawn(register_until(registration, stop.clone()));
-        stop
-    };
+    let register = |address| register_echo(&etcd, &prefix, address);
     let first_registration = register(first);
     testkit::eventually("the first instance to be discovered", Duration::from_secs(10), || async {
         endpoints(&harness).await == [format!("http://{first}")]
@@ -105,18 +109,7 @@ async fn a_learned_service_is_learned_again_when_its_endpoints_change() {
     builder.load_echo_descriptors = false;
     builder.reflection_refresh = Duration::from_secs(600);
     let harness = builder.start().await;
-    let register = |address: std::net::SocketAddr| {
-        let stop = CancellationToken::new();
-        let registration = Registration {
-            etcd_endpoints: vec![etcd.clone()],
-            prefix: prefix.clone(),
-            component: "echo".to_owned(),
-            url: format!("http://{address}"),
-            ttl: Duration::from_secs(5),
-        };
-        tokio::spawn(register_until(registration, stop.clone()));
-        stop
-    };
+    let register = |address| register_echo(&etcd, &prefix, address);
     let has_path = |path: &'static str| {
         let harness = &harness;
         move || async move { harness.get("/openapi.json").await.json()["paths"].get(path).is_some() }
