@@ -125,7 +125,7 @@ impl Gateway {
 /// The encoded files that describe `service`, from `upstream`'s reflection,
 /// but for those `known` has already (the loaded sets': the contract's
 /// `meshwork/access` and `google/api` files, the well-known types).
-pub async fn descriptors(upstream: &Upstream, service: &str, known: &DescriptorPool) -> Result<Vec<Bytes>, String> {
+async fn descriptors(upstream: &Upstream, service: &str, known: &DescriptorPool) -> Result<Vec<Bytes>, String> {
     let ask = |path: &'static str| {
         upstream.call(path.trim_start_matches('/'), true, None, move |channel, remaining| {
             exchange(channel, path, service, known, remaining)
@@ -206,6 +206,6 @@ async fn exchange(
 }
 
 /// The endpoint URLs of `upstream`: learning starts again when they change.
-fn endpoint_urls(upstream: &Arc<Upstream>) -> Vec<String> {
+fn endpoint_urls(upstream: &Upstream) -> Vec<String> {
     upstream.endpoints().iter().map(|endpoint| endpoint.url.clone()).collect()
 }
