@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
@@ -131,7 +131,7 @@ async fn call(
         .call(path.path(), route.is_idempotent(), timeout, |channel, remaining| {
             // The attempt's own CLIENT span is the current one: the service's span is its child.
             let mut metadata = metadata.clone();
-            with_trace_context(&mut metadata);
+            platform::telemetry::inject_current_context_into_metadata(&mut metadata);
             let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message.clone());
             request.set_timeout(remaining);
             let (path, codec) = (path.clone(), DynamicCodec::new(output.clone()));
@@ -171,20 +171,6 @@ fn record_status(span: &tracing::Span, response: &Response) {
     span.record("http.response.status_code", i64::from(response.status().as_u16()));
     if response.status().is_server_error() {
         span.record("otel.status_code", "ERROR");
-    }
-}
-
-/// The current trace context (W3C `traceparent`) in gRPC metadata.
-fn with_trace_context(metadata: &mut tonic::metadata::MetadataMap) {
-    let mut trace = HeaderMap::new();
-    platform::telemetry::inject_current_context(&mut trace);
-    for (name, value) in &trace {
-        if let (Ok(key), Some(value)) = (
-            name.as_str().parse::<tonic::metadata::AsciiMetadataKey>(),
-            value.to_str().ok().and_then(|v| v.parse().ok()),
-        ) {
-            metadata.insert(key, value);
-        }
     }
 }
 

@@ -105,7 +105,7 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
-    let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("meshwork"));
+    let otel_layer = lean(tracing_opentelemetry::layer()).with_tracer(provider.tracer("meshwork"));
 
     let json = match settings.log_format {
         LogFormat::Json => true,
@@ -135,6 +135,22 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
     Ok(TelemetryGuard { provider })
 }
 
+/// The OpenTelemetry layer without the work it does by default on every
+/// span and every poll that nothing here reads: a `thread.name` string per
+/// span, busy/idle timings (two clock reads per poll of an instrumented
+/// future), and making the span's context the thread's current
+/// OpenTelemetry context on each poll (trace ids are read from the tracing
+/// span itself: [`inject_current_context`], the JSON log). Spans, their
+/// attributes, parents and what is exported are unchanged.
+fn lean<S>(
+    layer: tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry::trace::noop::NoopTracer>,
+) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry::trace::noop::NoopTracer>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    layer.with_threads(false).with_tracked_inactivity(false).with_context_activation(false)
+}
+
 /// Who exports the spans (OpenTelemetry resource semantic conventions
 /// 1.37): `service.name`, `service.version` (this build) and
 /// `service.instance.id` (one per process, so replicas are told apart),
@@ -159,7 +175,7 @@ pub fn init_for_tests() {
     ONCE.call_once(|| {
         crate::metrics::install();
         let provider = SdkTracerProvider::builder().build();
-        let otel_layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("meshwork-test"));
+        let otel_layer = lean(tracing_opentelemetry::layer()).with_tracer(provider.tracer("meshwork-test"));
         let fmt_layer = std::env::var_os("TEST_LOG").map(|_| tracing_subscriber::fmt::layer().with_test_writer());
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init();
@@ -185,8 +201,25 @@ struct HeaderInjector<'a>(&'a mut http::HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        // An empty `tracestate` says nothing (W3C Trace Context §3.3).
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(name), Ok(value)) = (http::HeaderName::from_str(key), http::HeaderValue::from_str(&value)) {
             self.0.insert(name, value);
+        }
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if value.is_empty() {
+            return;
+        }
+        if let (Ok(key), Ok(value)) = (key.parse::<tonic::metadata::AsciiMetadataKey>(), value.parse()) {
+            self.0.insert(key, value);
         }
     }
 }
@@ -206,6 +239,14 @@ pub fn inject_current_context(headers: &mut http::HeaderMap) {
     });
 }
 
+/// Writes the current span's trace context into outgoing gRPC metadata.
+pub fn inject_current_context_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut MetadataInjector(metadata))
+    });
+}
+
 /// A tonic client interceptor that propagates the current trace to the
 /// callee: `UserServiceClient::with_interceptor(channel, TracePropagation)`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -213,9 +254,7 @@ pub struct TracePropagation;
 
 impl tonic::service::Interceptor for TracePropagation {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let mut headers = std::mem::take(request.metadata_mut()).into_headers();
-        inject_current_context(&mut headers);
-        *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+        inject_current_context_into_metadata(request.metadata_mut());
         Ok(request)
     }
 }
@@ -253,5 +292,16 @@ mod tests {
         let outgoing = request.metadata().get("traceparent").expect("traceparent injected").to_str().unwrap();
         assert!(outgoing.starts_with(&format!("00-{trace_id}-")), "{outgoing}");
         assert!(!outgoing.contains("00f067aa0ba902b7"), "the child span id is sent, not the caller's");
+        assert!(
+            request.metadata().get("tracestate").is_none(),
+            "no tracestate came in, none goes out, not an empty one"
+        );
+
+        incoming.insert("tracestate", "vendor=opaque".parse().unwrap());
+        let span = tracing::info_span!("handler");
+        set_parent_from_headers(&span, &incoming);
+        let mut headers = http::HeaderMap::new();
+        span.in_scope(|| inject_current_context(&mut headers));
+        assert_eq!(headers.get("tracestate").unwrap(), "vendor=opaque");
     }
 }

@@ -64,6 +64,7 @@ pub struct Endpoint {
     per_thread: ThreadLocal<Channel>,
     breaker: CircuitBreaker,
     in_flight: AtomicUsize,
+    metrics: crate::metrics::AttemptMetrics,
 }
 
 impl Endpoint {
@@ -186,6 +187,7 @@ impl Upstream {
                 per_thread: ThreadLocal::new(),
                 breaker,
                 in_flight: AtomicUsize::new(0),
+                metrics: crate::metrics::AttemptMetrics::new(&self.name, url),
             }));
         }
         if next.iter().map(|e| &e.url).ne(current.iter().map(|e| &e.url)) {
@@ -276,7 +278,7 @@ impl Upstream {
             // (and then refuse the releases that undo what they started).
             let callers_deadline = code == tonic::Code::DeadlineExceeded && timeout < self.policy.timeout;
             endpoint.breaker.record(if callers_deadline { Outcome::Neutral } else { Outcome::of_status(code) });
-            self.observe(&endpoint, code, started.elapsed());
+            endpoint.metrics.attempted(code, started.elapsed());
             let (status, never_sent) = match outcome {
                 Ok(value) => return Ok(value),
                 Err(Failure::NotSent(status)) => (status, true),
@@ -309,10 +311,6 @@ impl Upstream {
         let retry_after =
             endpoints.iter().filter_map(|e| e.breaker.open_remaining()).min().unwrap_or(self.policy.breaker.open_for);
         Refusal::BreakerOpen { retry_after }
-    }
-
-    fn observe(&self, endpoint: &Endpoint, code: tonic::Code, elapsed: Duration) {
-        crate::metrics::attempted(&self.name, &endpoint.url, code, elapsed);
     }
 }
 
