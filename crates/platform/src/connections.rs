@@ -15,6 +15,7 @@
 
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -26,8 +27,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -207,41 +209,66 @@ fn log_end(result: Result<(), BoxError>) {
 }
 
 /// How many requests of one connection are in flight, from the moment the
-/// headers arrive until the response body is finished or dropped.
+/// headers arrive until the response body is finished or dropped, and when
+/// the last one ended. Plain atomics, read only when the idle timer fires:
+/// a request neither wakes the connection's task nor sets a timer of its
+/// own. (A watch channel woken by every request, and a sleep armed each
+/// time the count fell to 0, cost the platform server 4-8% more CPU per
+/// trivial RPC and 3-8% fewer req/s: two builds of `trivial_server` side
+/// by side, alternating 3 s loads of h2load at 32 connections.)
 #[derive(Clone)]
-struct Activity(Arc<watch::Sender<usize>>);
+struct Activity(Arc<Counts>);
+
+struct Counts {
+    in_flight: AtomicUsize,
+    /// When the last request ended, in microseconds after `since`.
+    last_end: AtomicU64,
+    since: Instant,
+}
 
 impl Activity {
     fn new() -> Self {
-        Self(Arc::new(watch::Sender::new(0)))
+        Self(Arc::new(Counts { in_flight: AtomicUsize::new(0), last_end: AtomicU64::new(0), since: Instant::now() }))
     }
 
     fn begin(&self) -> InFlight {
-        self.0.send_modify(|n| *n += 1);
+        self.0.in_flight.fetch_add(1, Ordering::AcqRel);
         InFlight(self.0.clone())
     }
 
-    /// Completes once nothing has been in flight for `limit` straight.
-    async fn idle_for(&self, limit: Duration) {
-        let mut changes = self.0.subscribe();
-        loop {
-            if *changes.borrow_and_update() == 0 {
-                tokio::select! {
-                    () = tokio::time::sleep(limit) => return,
-                    _ = changes.changed() => {}
+    /// Completes once nothing has been in flight for `limit` straight,
+    /// counting from now at the earliest.
+    fn idle_for(&self, limit: Duration) -> impl Future<Output = ()> + use<> {
+        let counts = self.0.clone();
+        let called = Instant::now();
+        async move {
+            let mut check = called + limit;
+            loop {
+                tokio::time::sleep_until(check).await;
+                let now = Instant::now();
+                if counts.in_flight.load(Ordering::Acquire) > 0 {
+                    check = now + limit;
+                    continue;
                 }
-            } else if changes.changed().await.is_err() {
-                return;
+                let last_end = counts.since + Duration::from_micros(counts.last_end.load(Ordering::Acquire));
+                let idle_until = last_end.max(called) + limit;
+                if idle_until <= now {
+                    return;
+                }
+                check = idle_until;
             }
         }
     }
 }
 
-struct InFlight(Arc<watch::Sender<usize>>);
+struct InFlight(Arc<Counts>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        let micros = u64::try_from(self.0.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // The time first: whoever then sees the count at 0 sees when it got there.
+        self.0.last_end.fetch_max(micros, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -308,5 +335,39 @@ impl HttpBody for StallTimeout {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `idle_for(limit)` has completed by `at` after the start.
+    async fn done_by(idle: &mut Pin<&mut impl Future<Output = ()>>, at: Duration, started: Instant) -> bool {
+        tokio::time::sleep_until(started + at).await;
+        futures::poll!(idle.as_mut()).is_ready()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_once_nothing_has_been_in_flight_for_the_limit() {
+        let activity = Activity::new();
+        let started = Instant::now();
+        let mut idle = pin!(activity.idle_for(Duration::from_secs(10)));
+        let request = activity.begin();
+        assert!(!done_by(&mut idle, Duration::from_secs(15), started).await, "a request is in flight");
+        drop(request);
+        assert!(!done_by(&mut idle, Duration::from_secs(24), started).await, "idle for 9 s only");
+        assert!(done_by(&mut idle, Duration::from_secs(26), started).await, "idle for 10 s after the request ended");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idleness_counts_from_the_call_not_from_an_earlier_request() {
+        let activity = Activity::new();
+        drop(activity.begin());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let started = Instant::now();
+        let mut idle = pin!(activity.idle_for(Duration::from_secs(5)));
+        assert!(!done_by(&mut idle, Duration::from_secs(4), started).await);
+        assert!(done_by(&mut idle, Duration::from_secs(6), started).await);
     }
 }
