@@ -94,5 +94,13 @@ mod tests {
         assert!(request_metadata(&headers, None).get("x-meshwork-service-token").is_none());
         assert!(metadata.get("x-other").is_none());
         assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
+        headers.insert("host", "shop.example.com".parse().unwrap());
+        headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
+        headers.insert("grpc-metadata-note", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
+        let metadata = request_metadata(&headers, None);
+        assert_eq!(metadata.get("x-forwarded-host").unwrap(), "shop.example.com");
+        assert_eq!(metadata.get("traceparent").unwrap(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert!(metadata.get("note").is_none(), "a value that is not visible ASCII is not sent as text metadata");
+        assert_eq!(metadata.get_bin("blob-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
     }
 }

@@ -54,7 +54,7 @@ pub async fn handle(
         otel.name = route.names.span.as_str(),
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = method.as_str(),
         http.route = route.names.label.as_ref(),
         http.response.status_code = tracing::field::Empty,
         url.path = request.uri().path(),

@@ -19,16 +19,17 @@ pub(crate) fn attempt(method: &str, endpoint: &str, retry: u32) -> tracing::Span
         authority.rsplit_once(':').map_or((authority, None), |(host, port)| (host, port.parse().ok()));
     // Integers as i64: OpenTelemetry has no unsigned attribute values.
     let (port, retry): (Option<i64>, i64) = (port, i64::from(retry));
+    // Strings as `&str`, not `%` (Display): recorded without the formatter.
     tracing::info_span!(
         "grpc.client",
-        otel.name = %method,
+        otel.name = method,
         otel.kind = "client",
         otel.status_code = Empty,
         rpc.system = "grpc",
-        rpc.service = %service,
-        rpc.method = %name,
+        rpc.service = service,
+        rpc.method = name,
         rpc.grpc.status_code = Empty,
-        server.address = %address,
+        server.address = address,
         server.port = port,
         meshwork.retry = retry,
     )
