@@ -105,7 +105,7 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
-    let otel_layer = lean(tracing_opentelemetry::layer()).with_tracer(provider.tracer("meshwork"));
+    let otel_layer = otel_layer(provider.tracer("meshwork"));
 
     let json = match settings.log_format {
         LogFormat::Json => true,
@@ -135,20 +135,22 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
     Ok(TelemetryGuard { provider })
 }
 
-/// The OpenTelemetry layer without the work it does by default on every
-/// span and every poll that nothing here reads: a `thread.name` string per
-/// span, busy/idle timings (two clock reads per poll of an instrumented
-/// future), and making the span's context the thread's current
-/// OpenTelemetry context on each poll (trace ids are read from the tracing
-/// span itself: [`inject_current_context`], the JSON log). Spans, their
-/// attributes, parents and what is exported are unchanged.
-fn lean<S>(
-    layer: tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry::trace::noop::NoopTracer>,
-) -> tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry::trace::noop::NoopTracer>
+/// The OpenTelemetry layer exporting through `tracer`, without the work it
+/// does by default on every span and every poll that nothing here reads: a
+/// `thread.name` string per span, busy/idle timings (two clock reads per
+/// poll of an instrumented future), and making the span's context the
+/// thread's current OpenTelemetry context on each poll (trace ids are read
+/// from the tracing span itself: [`inject_current_context`], the JSON log).
+/// Spans, their attributes, parents and what is exported are unchanged.
+fn otel_layer<S>(tracer: opentelemetry_sdk::trace::SdkTracer) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
-    layer.with_threads(false).with_tracked_inactivity(false).with_context_activation(false)
+    tracing_opentelemetry::layer()
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
+        .with_tracer(tracer)
 }
 
 /// Who exports the spans (OpenTelemetry resource semantic conventions
@@ -175,7 +177,7 @@ pub fn init_for_tests() {
     ONCE.call_once(|| {
         crate::metrics::install();
         let provider = SdkTracerProvider::builder().build();
-        let otel_layer = lean(tracing_opentelemetry::layer()).with_tracer(provider.tracer("meshwork-test"));
+        let otel_layer = otel_layer(provider.tracer("meshwork-test"));
         let fmt_layer = std::env::var_os("TEST_LOG").map(|_| tracing_subscriber::fmt::layer().with_test_writer());
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init();
