@@ -235,18 +235,17 @@ pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) 
 
 /// Writes the current span's trace context into outgoing headers.
 pub fn inject_current_context(headers: &mut http::HeaderMap) {
-    let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut HeaderInjector(headers))
-    });
+    inject_current(&mut HeaderInjector(headers));
 }
 
 /// Writes the current span's trace context into outgoing gRPC metadata.
 pub fn inject_current_context_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
+    inject_current(&mut MetadataInjector(metadata));
+}
+
+fn inject_current(injector: &mut dyn Injector) {
     let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut MetadataInjector(metadata))
-    });
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, injector));
 }
 
 /// A tonic client interceptor that propagates the current trace to the
