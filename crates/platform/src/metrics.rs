@@ -11,6 +11,7 @@
 //! describes its own where they come into being.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -37,9 +38,31 @@ pub fn install() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only its own registry");
         }
+        spawn_upkeep(handle.clone());
         describe_platform();
         handle
     })
+}
+
+/// How often recorded histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The recorder keeps every histogram sample until it is folded into the
+/// buckets, which only a render or an upkeep does. Without this thread a
+/// process nobody scrapes grew by about 40 bytes per request through the
+/// gateway, without bound (1.6 MB per 40,000 requests, measured); with it
+/// the samples of at most one interval are held. A thread rather than a
+/// task: `install` runs before, and outside of, any runtime.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name("metrics-upkeep".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            handle.run_upkeep();
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no metrics upkeep thread: histogram samples are folded only when /metrics is read");
+    }
 }
 
 /// The registry in the Prometheus text exposition format, the process's
