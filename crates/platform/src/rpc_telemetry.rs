@@ -6,8 +6,16 @@
 //! A gRPC status arrives in the response headers (trailers-only responses,
 //! usually errors) or in the trailers at the end of the body (every OK), so
 //! the outcome is recorded when the body ends, not when the headers leave.
+//!
+//! A method label names only a method the server's descriptors declare;
+//! any other (`/pkg.Service/Anything`, answered UNIMPLEMENTED) is counted as
+//! `grpc_method="unknown"`. Labelled by the name the caller sent, every
+//! made-up method name became new series kept for the life of the process:
+//! memory and `/metrics` output any caller could grow without bound.
 
+use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
@@ -15,21 +23,66 @@ use http_body::{Body, Frame, SizeHint};
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+/// The label a method the server does not declare is counted under.
+const UNKNOWN_METHOD: &str = "unknown";
+
 /// Wraps a gRPC router; see the module docs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RpcTelemetryLayer;
+#[derive(Debug, Clone)]
+pub struct RpcTelemetryLayer {
+    known: Arc<KnownMethods>,
+}
+
+impl RpcTelemetryLayer {
+    /// Labels the methods `known` declares by name, any other as unknown.
+    pub fn new(known: KnownMethods) -> Self {
+        Self { known: Arc::new(known) }
+    }
+}
 
 impl<S> Layer<S> for RpcTelemetryLayer {
     type Service = RpcTelemetry<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcTelemetry { inner }
+        RpcTelemetry { inner, known: self.known.clone() }
+    }
+}
+
+/// The gRPC paths (`/pkg.Service/Method`) a server's descriptor sets declare.
+#[derive(Debug, Default)]
+pub struct KnownMethods(HashSet<String>);
+
+impl KnownMethods {
+    /// Every method of every service in these encoded `FileDescriptorSet`s.
+    /// A set that does not decode declares nothing (the server's reflection
+    /// refuses it at start).
+    pub fn from_descriptor_sets<'a>(sets: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        use prost_reflect::prost::Message as _;
+        let mut paths = HashSet::new();
+        for set in sets {
+            let Ok(set) = prost_reflect::prost_types::FileDescriptorSet::decode(set) else { continue };
+            for file in &set.file {
+                let package = file.package();
+                for service in &file.service {
+                    let service_name = match package {
+                        "" => service.name().to_owned(),
+                        package => format!("{package}.{}", service.name()),
+                    };
+                    paths.extend(service.method.iter().map(|method| format!("/{service_name}/{}", method.name())));
+                }
+            }
+        }
+        Self(paths)
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.0.contains(path)
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RpcTelemetry<S> {
     inner: S,
+    known: Arc<KnownMethods>,
 }
 
 impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for RpcTelemetry<S>
@@ -46,7 +99,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
+        let (service, mut method) = split_path(request.uri().path());
+        if !self.known.contains(request.uri().path()) {
+            UNKNOWN_METHOD.clone_into(&mut method);
+        }
         let span = tracing::info_span!(
             "grpc",
             otel.name = %request.uri().path().trim_start_matches('/'),
@@ -170,6 +226,16 @@ mod tests {
             split_path("/shop.users.v1.UserService/GetUser"),
             ("shop.users.v1.UserService".to_owned(), "GetUser".to_owned())
         );
+    }
+
+    #[test]
+    fn known_methods_are_those_the_descriptor_sets_declare() {
+        let known =
+            KnownMethods::from_descriptor_sets([tonic_health::pb::FILE_DESCRIPTOR_SET, &b"not a descriptor set"[..]]);
+        assert!(known.contains("/grpc.health.v1.Health/Check"));
+        assert!(known.contains("/grpc.health.v1.Health/Watch"));
+        assert!(!known.contains("/grpc.health.v1.Health/NoSuchMethod"));
+        assert!(!known.contains("/grpc.health.v1.Health"));
     }
 
     #[test]

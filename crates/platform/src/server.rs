@@ -26,7 +26,7 @@ use crate::access::{AccessLayer, ServerAccess};
 use crate::connections::{ConnectionLimits, accept_until};
 use crate::grpc_timeout::GrpcTimeoutLayer;
 use crate::health::{HealthSync, Readiness};
-use crate::rpc_telemetry::RpcTelemetryLayer;
+use crate::rpc_telemetry::{KnownMethods, RpcTelemetryLayer};
 use crate::serving_threads::ServingThreads;
 use crate::settings::Settings;
 
@@ -41,6 +41,13 @@ pub enum ServeError {
 /// The services every server adds to the ones it is given.
 const PLATFORM_SERVICES: [&str; 3] =
     ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+
+/// Their descriptors: for reflection, and the methods the metrics name.
+const PLATFORM_DESCRIPTOR_SETS: [&[u8]; 3] = [
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+];
 
 /// Builds and runs one component's server; see the module docs.
 pub struct Server {
@@ -205,11 +212,10 @@ impl Server {
             .chain(self.advertised.iter().map(String::as_str))
             .collect();
         let reflection = || {
-            let builder = tonic_reflection::server::Builder::configure()
-                .include_reflection_service(false)
-                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+            let builder = tonic_reflection::server::Builder::configure().include_reflection_service(false);
+            let builder = PLATFORM_DESCRIPTOR_SETS
+                .into_iter()
+                .fold(builder, |builder, set| builder.register_encoded_file_descriptor_set(set));
             let builder = advertised.iter().fold(builder, |builder, name| builder.with_service_name(*name));
             self.descriptor_sets.iter().fold(builder, |builder, set| builder.register_encoded_file_descriptor_set(set))
         };
@@ -223,7 +229,9 @@ impl Server {
             // metrics and the access check (the gateway checks its own).
             .route_layer(AccessLayer::new(self.access))
             .route_layer(GrpcTimeoutLayer)
-            .route_layer(RpcTelemetryLayer);
+            .route_layer(RpcTelemetryLayer::new(KnownMethods::from_descriptor_sets(
+                PLATFORM_DESCRIPTOR_SETS.into_iter().chain(self.descriptor_sets.iter().copied()),
+            )));
         let grpc = match self.fallback {
             Some(fallback) => grpc.fallback_service(fallback),
             None => grpc.fallback(not_found),

@@ -66,7 +66,10 @@ async fn health_check(channel: Channel, service: &str) -> Result<HealthCheckResp
 }
 
 fn slow_server(service: SlowService) -> Server {
-    Server::new("test").grpc_service(service).grace_period(Duration::from_secs(5))
+    Server::new("test")
+        .grpc_service(service)
+        .descriptor_set(slow_service::descriptor_set())
+        .grace_period(Duration::from_secs(5))
 }
 
 #[tokio::test]
@@ -132,7 +135,12 @@ async fn metrics_parse_as_prometheus_text_and_count_each_rpc() {
     let channel = server.channel().await;
     slow_service::call(channel.clone()).await.unwrap();
     slow_service::call(channel.clone()).await.unwrap();
-    let _ = health_check(channel, "nope.Service").await;
+    let _ = health_check(channel.clone(), "nope.Service").await;
+    // Methods the descriptors do not declare: one label, however many names.
+    for path in ["/test.v1.SlowService/MadeUpOne", "/test.v1.SlowService/MadeUpTwo"] {
+        let status = slow_service::call_path(channel.clone(), path).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+    }
 
     let (status, text) = http_get(&server.url("/metrics")).await;
     assert_eq!(status, 200);
@@ -154,6 +162,8 @@ async fn metrics_parse_as_prometheus_text_and_count_each_rpc() {
     // Other tests in this binary share the process-wide registry: at least.
     assert!(handled("Call", "Ok") >= 2.0, "{text}");
     assert!(handled("Check", "NotFound") >= 1.0, "{text}");
+    assert!(handled("unknown", "Unimplemented") >= 2.0, "{text}");
+    assert!(!text.contains("MadeUp"), "a made-up method name became a label: {text}");
     assert!(
         scrape
             .samples

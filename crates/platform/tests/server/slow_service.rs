@@ -93,3 +93,32 @@ pub async fn call_path(channel: Channel, path: &'static str) -> Result<(), Statu
     let path = http::uri::PathAndQuery::from_static(path);
     client.unary(Request::new(()), path, ProstCodec::<(), ()>::default()).await.map(|_| ())
 }
+
+/// What `protoc --descriptor_set_out` would give for this service: the
+/// server names in its metrics only the methods its descriptors declare.
+pub fn descriptor_set() -> &'static [u8] {
+    use prost_reflect::prost::Message as _;
+    use prost_reflect::prost_types::{
+        FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, ServiceDescriptorProto,
+    };
+    static ENCODED: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let call = MethodDescriptorProto {
+            name: Some("Call".to_owned()),
+            input_type: Some(".google.protobuf.Empty".to_owned()),
+            output_type: Some(".google.protobuf.Empty".to_owned()),
+            ..Default::default()
+        };
+        let service =
+            ServiceDescriptorProto { name: Some("SlowService".to_owned()), method: vec![call], ..Default::default() };
+        let file = FileDescriptorProto {
+            name: Some("test/v1/slow.proto".to_owned()),
+            package: Some("test.v1".to_owned()),
+            dependency: vec!["google/protobuf/empty.proto".to_owned()],
+            service: vec![service],
+            syntax: Some("proto3".to_owned()),
+            ..Default::default()
+        };
+        FileDescriptorSet { file: vec![file] }.encode_to_vec()
+    });
+    &ENCODED
+}
