@@ -64,7 +64,7 @@ pub struct Endpoint {
     per_thread: ThreadLocal<Channel>,
     breaker: CircuitBreaker,
     in_flight: AtomicUsize,
-    metrics: crate::metrics::AttemptMetrics,
+    metrics: crate::metrics::CallSeries,
 }
 
 impl Endpoint {
@@ -187,7 +187,7 @@ impl Upstream {
                 per_thread: ThreadLocal::new(),
                 breaker,
                 in_flight: AtomicUsize::new(0),
-                metrics: crate::metrics::AttemptMetrics::new(&self.name, url),
+                metrics: crate::metrics::attempt_series(&self.name, url),
             }));
         }
         if next.iter().map(|e| &e.url).ne(current.iter().map(|e| &e.url)) {
@@ -278,7 +278,7 @@ impl Upstream {
             // (and then refuse the releases that undo what they started).
             let callers_deadline = code == tonic::Code::DeadlineExceeded && timeout < self.policy.timeout;
             endpoint.breaker.record(if callers_deadline { Outcome::Neutral } else { Outcome::of_status(code) });
-            endpoint.metrics.attempted(code, started.elapsed());
+            endpoint.metrics.record(code, started.elapsed());
             let (status, never_sent) = match outcome {
                 Ok(value) => return Ok(value),
                 Err(Failure::NotSent(status)) => (status, true),
