@@ -71,7 +71,6 @@ impl MethodSeries {
 /// hashing them into the registry (the platform server took 4-12% less CPU
 /// per trivial RPC: two builds of `trivial_server` side by side, six
 /// alternating 3 s loads of h2load at 32 connections, twice).
-#[derive(Default)]
 pub struct KnownMethods {
     declared: HashMap<String, Arc<MethodSeries>>,
     /// By service, the series of the methods it does not declare, made on a
