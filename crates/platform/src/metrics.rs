@@ -109,8 +109,11 @@ pub(crate) fn register_service(service: &str) {
     let prefix = format!("{service}.");
     for (method, _) in crate::access::AccessPolicy::contract().methods() {
         let Some(name) = method.strip_prefix(&prefix) else { continue };
-        let labels =
-            [("grpc_service", service.to_owned()), ("grpc_method", name.to_owned()), ("grpc_code", "OK".to_owned())];
+        let labels = [
+            ("grpc_service", service.to_owned()),
+            ("grpc_method", name.to_owned()),
+            ("grpc_code", resilience::code_label(tonic::Code::Ok).to_owned()),
+        ];
         counter!("grpc_server_handled_total", &labels).absolute(0);
         counter!("access_denied_total", "method" => method.to_owned()).absolute(0);
     }

@@ -25,5 +25,5 @@ pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Outcome};
 pub use budget::RetryBudget;
 pub use bulkhead::{Bulkhead, BulkheadConfig};
 pub use endpoints::EndpointSource;
-pub use metrics::CallSeries;
+pub use metrics::{CallSeries, code_label};
 pub use upstream::{CallError, Endpoint, Policy, Refusal, Upstream};

@@ -125,7 +125,7 @@ impl CallSeries {
         calls
             .get_or_init(|| {
                 let mut labels = self.labels.clone();
-                labels.push((self.code_label, format!("{code:?}")));
+                labels.push((self.code_label, code_label(code).to_owned()));
                 counter!(self.calls_name, &labels)
             })
             .increment(1);
@@ -136,4 +136,45 @@ impl CallSeries {
 pub(crate) fn attempt_series(upstream: &str, endpoint: &str) -> CallSeries {
     let labels = vec![("upstream", upstream.to_owned()), ("endpoint", endpoint.to_owned())];
     CallSeries::new("upstream_request_duration_seconds", "upstream_requests_total", "code", labels)
+}
+
+/// A status code as gRPC's own implementations name it in metrics
+/// (go-grpc-prometheus: `OK`, `Canceled`, `InvalidArgument`, ...), which
+/// dashboards and alert rules match. tonic's `Debug` differs for two of
+/// them (`Ok`, `Cancelled`), so the series zeroed at start as `OK` and the
+/// one counting the calls as `Ok` used to be two.
+pub fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_labelled_as_grpc_names_them() {
+        assert_eq!(code_label(tonic::Code::Ok), "OK");
+        assert_eq!(code_label(tonic::Code::Cancelled), "Canceled");
+        assert_eq!(code_label(tonic::Code::DeadlineExceeded), "DeadlineExceeded");
+        assert_eq!(code_label(tonic::Code::Unauthenticated), "Unauthenticated");
+    }
 }
