@@ -1,0 +1,155 @@
+//! The floor under the gateway, for `scripts/bench-peers`: the least a
+//! proxy built on the same crates (hyper, tonic, prost, serde_json, on a
+//! single-threaded runtime per core with its own upstream connection, as
+//! the gateway's serving threads are) does to serve the bench's two REST
+//! routes and pass gRPC through. No guard, no metrics, no spans, no route
+//! table: what it costs per request is what hyper and tonic cost, and the
+//! gateway's CPU per request above it is what its guards and its
+//! generality cost.
+//!
+//!   cargo run --release -p meshwork-gateway --example floor_proxy -- rest|grpc 127.0.0.1:PORT http://BACKEND
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tonic::transport::{Channel, Endpoint};
+use tower::ServiceExt;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct GetUserRequest {
+    #[prost(string, tag = "1")]
+    id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserRequest {
+    #[prost(string, tag = "1")]
+    #[serde(default)]
+    email: String,
+    #[prost(string, tag = "2")]
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct User {
+    #[prost(string, tag = "1")]
+    id: String,
+    #[prost(string, tag = "2")]
+    email: String,
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(string, tag = "4")]
+    created_at: String,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: floor_proxy rest|grpc LISTEN_ADDRESS http://BACKEND";
+    let mode = args.next().ok_or(usage)?;
+    let address: SocketAddr = args.next().ok_or(usage)?.parse()?;
+    let backend = Endpoint::from_shared(args.next().ok_or(usage)?)?;
+    let grpc = match mode.as_str() {
+        "rest" => false,
+        "grpc" => true,
+        other => return Err(format!("unknown mode {other:?}: {usage}").into()),
+    };
+    // A thread per core, each with a runtime of its own and its own
+    // connection to the backend; connections are dealt to them in turn.
+    let threads: Vec<_> = (0..std::thread::available_parallelism().map_or(1, usize::from))
+        .map(|_| {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime starts");
+            let handle = runtime.handle().clone();
+            std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
+            handle
+        })
+        .collect();
+    let acceptor = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(acceptor.block_on(accept(address, backend, threads, grpc))?)
+}
+
+async fn accept(
+    address: SocketAddr,
+    backend: Endpoint,
+    threads: Vec<tokio::runtime::Handle>,
+    grpc: bool,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    for turn in 0.. {
+        let (stream, _) = listener.accept().await?;
+        threads[turn % threads.len()].spawn(serve(stream.into_std()?, backend.clone(), grpc));
+    }
+    Ok(())
+}
+
+thread_local! {
+    static BACKEND: std::cell::OnceCell<Channel> = const { std::cell::OnceCell::new() };
+}
+
+async fn serve(stream: std::net::TcpStream, backend: Endpoint, grpc: bool) {
+    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+    stream.set_nodelay(true).ok();
+    let channel = BACKEND.with(|cell| cell.get_or_init(|| backend.connect_lazy()).clone());
+    let io = TokioIo::new(stream);
+    if grpc {
+        let service = service_fn(move |request| pass_through(channel.clone(), request));
+        hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service).await.ok();
+    } else {
+        let service = service_fn(move |request| rest(channel.clone(), request));
+        hyper::server::conn::http1::Builder::new().serve_connection(io, service).await.ok();
+    }
+}
+
+async fn pass_through(
+    channel: Channel,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<tonic::body::Body>, Infallible> {
+    Ok(match channel.oneshot(request.map(tonic::body::Body::new)).await {
+        Ok(response) => response.map(tonic::body::Body::new),
+        Err(error) => tonic::Status::unavailable(error.to_string()).into_http(),
+    })
+}
+
+async fn rest(channel: Channel, request: http::Request<Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    let outcome = if request.method() == http::Method::GET
+        && let Some(id) = request.uri().path().strip_prefix("/v1/users/")
+    {
+        let message = GetUserRequest { id: id.to_owned() };
+        let path = http::uri::PathAndQuery::from_static("/bench.v1.UserService/GetUser");
+        grpc.ready().await.ok();
+        grpc.unary(tonic::Request::new(message), path, tonic_prost::ProstCodec::<_, User>::default()).await
+    } else if request.method() == http::Method::POST && request.uri().path() == "/v1/users" {
+        let body = request.into_body().collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
+        let message: CreateUserRequest = match serde_json::from_slice(&body) {
+            Ok(message) => message,
+            Err(error) => return Ok(reply(http::StatusCode::BAD_REQUEST, error.to_string().into())),
+        };
+        let path = http::uri::PathAndQuery::from_static("/bench.v1.UserService/CreateUser");
+        grpc.ready().await.ok();
+        grpc.unary(tonic::Request::new(message), path, tonic_prost::ProstCodec::<_, User>::default()).await
+    } else {
+        return Ok(reply(http::StatusCode::NOT_FOUND, Bytes::from_static(b"no route")));
+    };
+    Ok(match outcome {
+        Ok(user) => reply(http::StatusCode::OK, serde_json::to_vec(user.get_ref()).expect("a user serialises").into()),
+        Err(status) => reply(http::StatusCode::BAD_GATEWAY, status.message().to_owned().into()),
+    })
+}
+
+fn reply(status: http::StatusCode, body: Bytes) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
