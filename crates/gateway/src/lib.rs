@@ -29,6 +29,7 @@ pub mod transcode;
 pub mod upstream;
 
 use std::collections::HashSet;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -238,18 +239,17 @@ pub fn server(
     for service in gateway.services() {
         server = server.advertise(service);
     }
-    server.fallback(router(gateway, cors))
-}
-
-/// Every request the platform does not answer itself: gRPC and gRPC-Web to
-/// the upstream, Connect unary calls through them, `/openapi.json`, and REST
-/// through the routing table.
-pub fn router(gateway: Arc<Gateway>, cors: &Cors) -> Router {
-    let router =
-        Router::new().route("/openapi.json", axum::routing::get(openapi_json)).fallback(dispatch).with_state(gateway);
+    let openapi = Router::new().route("/openapi.json", axum::routing::get(openapi_json)).with_state(gateway.clone());
+    // Every other request goes to `dispatch`, called straight from the
+    // platform's router (an axum router of its own here cost a second
+    // route match and boxed future per request).
+    let dispatcher = tower::service_fn(move |request: http::Request<Body>| {
+        let gateway = gateway.clone();
+        async move { Ok::<_, Infallible>(dispatch(gateway, request).await) }
+    });
     match cors_layer(cors) {
-        Some(layer) => router.layer(layer),
-        None => router,
+        Some(layer) => server.http_routes(openapi.layer(layer.clone())).fallback(layer.layer(dispatcher)),
+        None => server.http_routes(openapi).fallback(dispatcher),
     }
 }
 
@@ -257,7 +257,10 @@ async fn openapi_json(State(gateway): State<Arc<Gateway>>) -> Response {
     ([(http::header::CONTENT_TYPE, "application/json")], gateway.catalog().openapi.clone()).into_response()
 }
 
-async fn dispatch(State(gateway): State<Arc<Gateway>>, request: http::Request<Body>) -> Response {
+/// Every request the platform does not answer itself: gRPC and gRPC-Web to
+/// the upstream, Connect unary calls through them, and REST through the
+/// routing table.
+async fn dispatch(gateway: Arc<Gateway>, request: http::Request<Body>) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
     let pass_through = PassThrough::new(gateway.clone(), client);
     if passthrough::is_grpc_web(request.headers()) {

@@ -57,8 +57,9 @@ pub struct Server {
     descriptor_sets: Vec<&'static [u8]>,
     readiness: Readiness,
     http: Router,
-    /// Serves what nothing else matches (the gateway); a JSON 404 otherwise.
-    fallback: Option<Router>,
+    /// Installs what serves the paths nothing else matches (the gateway);
+    /// a JSON 404 otherwise.
+    fallback: Option<Box<dyn FnOnce(Router) -> Router + Send>>,
     /// Services reflection lists beyond those served here (the gateway's upstreams).
     advertised: Vec<String>,
     grace: Duration,
@@ -165,8 +166,16 @@ impl Server {
     }
 
     /// Serves every request no other route matches (HTTP and gRPC alike).
-    pub fn fallback(mut self, router: Router) -> Self {
-        self.fallback = Some(router);
+    /// Any service will do: a plain one is called straight from the
+    /// server's router, without a second router's matching and boxing in
+    /// between (the gateway's every request comes this way).
+    pub fn fallback<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<axum::extract::Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Response: IntoResponse,
+        S::Future: Send + 'static,
+    {
+        self.fallback = Some(Box::new(move |router: Router| router.fallback_service(service)));
         self
     }
 
@@ -233,7 +242,7 @@ impl Server {
                 PLATFORM_DESCRIPTOR_SETS.into_iter().chain(self.descriptor_sets.iter().copied()),
             )));
         let grpc = match self.fallback {
-            Some(fallback) => grpc.fallback_service(fallback),
+            Some(install) => install(grpc),
             None => grpc.fallback(not_found),
         };
 
