@@ -33,6 +33,10 @@ pub struct Route {
     pub names: RouteNames,
     /// The route's service was learned from its upstream's reflection.
     pub learned: bool,
+    /// No `float` anywhere in the response type, so a response whose every
+    /// field is set may be written without building a JSON value (see
+    /// `transcode::response_json`).
+    pub response_free_of_f32: bool,
 }
 
 /// A route's names as each request needs them.
@@ -235,7 +239,17 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage, learned: bool) -> Res
         return Err(rule_error(format!("response_body field {field} is not in {}", method.output().full_name())));
     }
     let names = RouteNames::new(&http_method, &template, method);
-    Ok(Route { http_method, template, body, response_body, method: method.clone(), names, learned })
+    let response_free_of_f32 = crate::transcode::free_of_f32(&method.output());
+    Ok(Route {
+        http_method,
+        template,
+        body,
+        response_body,
+        method: method.clone(),
+        names,
+        learned,
+        response_free_of_f32,
+    })
 }
 
 /// A path variable must name a singular, non-message field (through
