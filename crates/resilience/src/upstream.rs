@@ -285,10 +285,13 @@ impl Upstream {
                 Err(Failure::Sent(status)) => (status, false),
             };
             let delay = self.policy.backoff.delay(retries);
+            // A timer fires on a whole millisecond (tokio's resolution), up
+            // to 1 ms after the wait asked for: the attempt after it must
+            // still find time left, not start at the deadline with none.
             let may_retry = (idempotent || never_sent)
                 && status.code() == tonic::Code::Unavailable
                 && retries < self.policy.max_retries
-                && Instant::now() + delay < deadline;
+                && Instant::now() + delay + Duration::from_millis(1) < deadline;
             if !may_retry || !self.budget.withdraw() {
                 return Err(CallError::Status(status));
             }
