@@ -6,10 +6,11 @@
 Reads two `perf record --call-graph dwarf` profiles (meshwork's gateway and
 the floor proxy under the same load, from `scripts/bench-peers profile`),
 charges each sample to the innermost frame of its stack that belongs to a
-named part (tracing, the transcoder, h2, axum...; a sample in the kernel
-goes to the part that made the system call, and is also shown apart), and
-prints each part's samples per 1,000 requests for both, largest difference
-first.
+named part (tracing, the transcoder, h2, axum...), and prints each part's
+samples per 1,000 requests for both, largest difference first. A sample in
+the kernel goes to the part that made the system call or that the kernel
+interrupted (a reschedule or a timer lands in whatever code was running),
+and is also shown apart.
 At 999 samples a second, samples per 1,000 requests read as about one
 microsecond of CPU per request.
 """
