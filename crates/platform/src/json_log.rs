@@ -3,7 +3,8 @@
 //! leads to its trace in Jaeger and a trace to its log lines.
 //!
 //! tracing-subscriber's JSON format writes the line; the ids come from the
-//! OpenTelemetry context of the event's span, looked up through the
+//! event's span: its [`SpanIds`] when the process exports no spans, else its
+//! OpenTelemetry context, looked up through the
 //! process's dispatcher (a formatter cannot reach it itself, and inside a
 //! subscriber callback the "current" dispatcher is a no-op one).
 
@@ -16,6 +17,8 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{Format, Json, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use crate::trace_ids::SpanIds;
 
 static DISPATCH: OnceLock<WeakDispatch> = OnceLock::new();
 
@@ -45,10 +48,14 @@ where
 {
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let ids = ctx.parent_span().and_then(|span| {
-            let dispatch = DISPATCH.get()?.upgrade()?;
-            let context = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
-            let span = context.span();
-            let ids = span.span_context();
+            let ids = match span.extensions().get::<SpanIds>() {
+                Some(SpanIds(ids)) => ids.clone(),
+                None => {
+                    let dispatch = DISPATCH.get()?.upgrade()?;
+                    let context = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+                    context.span().span_context().clone()
+                }
+            };
             ids.is_valid().then(|| (ids.trace_id(), ids.span_id()))
         });
         let Some((trace_id, span_id)) = ids else { return self.json.format_event(ctx, writer, event) };

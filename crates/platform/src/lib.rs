@@ -27,6 +27,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod start;
 pub mod telemetry;
+mod trace_ids;
 pub mod validation;
 
 pub use config::{ConfigError, EXIT_INVALID_CONFIG, Env};

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::str::FromStr;
 
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -15,6 +15,8 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::trace_ids::TraceIdsLayer;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +87,10 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber, tracer provider and W3C propagator.
 ///
-/// The OpenTelemetry layer is installed even without an exporter, so trace
-/// ids are still created, logged and propagated to downstream services.
+/// Spans are built in full by the OpenTelemetry layer when they are
+/// exported; without an exporter, [`crate::trace_ids`] gives them only their
+/// ids, so trace ids are still created, logged and propagated to
+/// downstream services.
 /// Must run inside the Tokio runtime (the OTLP exporter is a tonic client).
 pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
     let filter = EnvFilter::try_new(&settings.log_filter).map_err(|e| TelemetryError::Filter(e.to_string()))?;
@@ -105,7 +109,10 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
-    let otel_layer = otel_layer(provider.tracer("meshwork"));
+    let (otel_layer, ids_layer) = match settings.otlp_endpoint {
+        Some(_) => (Some(otel_layer(provider.tracer("meshwork"))), None),
+        None => (None, Some(TraceIdsLayer::default())),
+    };
 
     let json = match settings.log_format {
         LogFormat::Json => true,
@@ -123,10 +130,12 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
     };
 
     // Each layer has its own filter: RUST_LOG=warn quiets the logs but must
-    // not stop the (info-level) RPC spans from being exported.
+    // not stop the (info-level) RPC spans from being exported, or from
+    // carrying the trace on.
     tracing_subscriber::registry()
         .with(fmt_layer.with_filter(filter))
-        .with(otel_layer.with_filter(LevelFilter::INFO))
+        .with(otel_layer.map(|layer| layer.with_filter(LevelFilter::INFO)))
+        .with(ids_layer.map(|layer| layer.with_filter(LevelFilter::INFO)))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInitialised)?;
     crate::json_log::remember_dispatcher();
@@ -171,18 +180,16 @@ fn resource(service_name: String) -> opentelemetry_sdk::Resource {
 }
 
 /// For tests: logs to the test writer when `TEST_LOG` is set, and installs the
-/// W3C propagator either way. Safe to call from every test.
+/// W3C propagator either way; spans carry their ids as in a process that
+/// exports none. Safe to call from every test.
 pub fn init_for_tests() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         crate::metrics::install();
-        let provider = SdkTracerProvider::builder().build();
-        let otel_layer = otel_layer(provider.tracer("meshwork-test"));
         let fmt_layer = std::env::var_os("TEST_LOG").map(|_| tracing_subscriber::fmt::layer().with_test_writer());
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(otel_layer).try_init();
+        let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(TraceIdsLayer::default()).try_init();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        opentelemetry::global::set_tracer_provider(provider);
     });
 }
 
@@ -230,7 +237,17 @@ impl Injector for MetadataInjector<'_> {
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent =
         opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
+    let remote = parent.span().span_context().clone();
+    if !remote.is_valid() || crate::trace_ids::set_remote_parent(span, &remote) {
+        return;
+    }
     let _ = span.set_parent(parent);
+}
+
+/// The trace context of `span`: the trace it is in and its own id
+/// (invalid for a span no layer gave ids, such as a disabled one).
+pub fn span_context(span: &tracing::Span) -> SpanContext {
+    crate::trace_ids::of(span).unwrap_or_else(|| span.context().span().span_context().clone())
 }
 
 /// Writes the current span's trace context into outgoing headers.
@@ -244,8 +261,20 @@ pub fn inject_current_context_into_metadata(metadata: &mut tonic::metadata::Meta
 }
 
 fn inject_current(injector: &mut dyn Injector) {
-    let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, injector));
+    let span = tracing::Span::current();
+    match crate::trace_ids::of(&span) {
+        // What the W3C propagator writes, without its formatter and its
+        // global lock: this runs on every call the gateway makes.
+        Some(ids) if ids.is_valid() => {
+            injector.set("traceparent", crate::trace_ids::traceparent(&ids));
+            injector.set("tracestate", ids.trace_state().header());
+        }
+        Some(_) => {}
+        None => {
+            let context = span.context();
+            opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, injector));
+        }
+    }
 }
 
 /// A tonic client interceptor that propagates the current trace to the
@@ -263,7 +292,6 @@ impl tonic::service::Interceptor for TracePropagation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TraceContextExt;
     use tonic::service::Interceptor;
 
     #[test]
@@ -283,7 +311,7 @@ mod tests {
 
         let span = tracing::info_span!("handler");
         set_parent_from_headers(&span, &incoming);
-        let seen = span.context().span().span_context().trace_id().to_string();
+        let seen = span_context(&span).trace_id().to_string();
         assert_eq!(seen, trace_id);
 
         let mut request = tonic::Request::new(());
