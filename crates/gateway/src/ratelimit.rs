@@ -13,7 +13,12 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+// Built once: a name given as a string is checked and parsed on every insert.
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 type Limiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
@@ -84,18 +89,18 @@ impl RateLimit {
     pub fn check(&self, identity: &str) -> Result<HeaderMap, Limited> {
         let Some(limiter) = &self.limiter else { return Ok(HeaderMap::new()) };
         let mut headers = HeaderMap::new();
-        headers.insert("ratelimit-limit", self.burst.into());
+        headers.insert(RATELIMIT_LIMIT, self.burst.into());
         match limiter.check_key(&identity.to_owned()) {
             Ok(snapshot) => {
-                headers.insert("ratelimit-remaining", snapshot.remaining_burst_capacity().into());
-                headers.insert("ratelimit-reset", HeaderValue::from_static("1"));
+                headers.insert(RATELIMIT_REMAINING, snapshot.remaining_burst_capacity().into());
+                headers.insert(RATELIMIT_RESET, HeaderValue::from_static("1"));
                 Ok(headers)
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                headers.insert("ratelimit-remaining", 0.into());
-                headers.insert("ratelimit-reset", retry_after_secs.into());
+                headers.insert(RATELIMIT_REMAINING, 0.into());
+                headers.insert(RATELIMIT_RESET, retry_after_secs.into());
                 metrics::counter!("gateway_rate_limited_total").increment(1);
                 Err(Limited { retry_after_secs, headers, exceeded: self.exceeded })
             }
