@@ -163,6 +163,7 @@ impl RouteTable {
     }
 
     pub fn lookup(&self, method: &Method, path: &str) -> Lookup<'_> {
+        let Some(parts) = crate::template::split_path(path) else { return Lookup::NotFound };
         let mut allowed = Vec::new();
         // A loaded route matched the path with another method: the path is
         // theirs, and the learned routes (all after it) are not tried.
@@ -171,7 +172,7 @@ impl RouteTable {
             if route.learned && taken {
                 break;
             }
-            match route.template.matches(path) {
+            match route.template.matches_parts(&parts) {
                 None => {}
                 Some(Err(error)) => return Lookup::BadEscape(error),
                 Some(Ok(bindings)) if route.http_method == *method => return Lookup::Found { route, bindings },

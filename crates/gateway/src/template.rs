@@ -181,46 +181,44 @@ impl Template {
 
     /// Matches a request path (still percent-encoded); returns the bindings.
     pub fn matches(&self, path: &str) -> Option<Result<Vec<Binding>, EscapeError>> {
-        let path = path.strip_prefix('/')?;
-        let (path, verb) = match &self.verb {
-            Some(verb) => (path.strip_suffix(verb.as_str())?.strip_suffix(':')?, Some(verb)),
-            None => (path, None),
-        };
-        let _ = verb;
-        let parts: Vec<&str> = if path.is_empty() { Vec::new() } else { path.split('/').collect() };
-        // Which request parts each template segment covers.
-        let mut spans = Vec::with_capacity(self.segments.len());
-        let mut at = 0;
-        for (index, segment) in self.segments.iter().enumerate() {
-            match segment {
-                Segment::Literal(literal) => {
-                    if parts.get(at) != Some(&literal.as_str()) {
-                        return None;
-                    }
-                    spans.push((at, at + 1));
-                    at += 1;
-                }
-                Segment::Single => {
-                    if parts.get(at).is_none_or(|part| part.is_empty()) {
-                        return None;
-                    }
-                    spans.push((at, at + 1));
-                    at += 1;
-                }
-                Segment::Rest => {
-                    debug_assert_eq!(index, self.segments.len() - 1);
-                    spans.push((at, parts.len()));
-                    at = parts.len();
-                }
+        self.matches_parts(&split_path(path)?)
+    }
+
+    /// [`Self::matches`] for a path already split by [`split_path`]: a
+    /// route table splits the path once, not once for every template it tries.
+    pub fn matches_parts(&self, parts: &[&str]) -> Option<Result<Vec<Binding>, EscapeError>> {
+        let verbless: Vec<&str>;
+        let parts = match &self.verb {
+            None => parts,
+            Some(verb) => {
+                let (last, init) = parts.split_last()?;
+                let last = last.strip_suffix(verb.as_str())?.strip_suffix(':')?;
+                verbless = if init.is_empty() && last.is_empty() { Vec::new() } else { [init, &[last]].concat() };
+                &verbless
             }
-        }
-        if at != parts.len() {
+        };
+        // Each segment covers the part at its own index, but a last `**`,
+        // which covers all the parts from there (none, or any number).
+        let covers_rest = self.segments.last() == Some(&Segment::Rest);
+        let fixed = self.segments.len() - usize::from(covers_rest);
+        if parts.len() < fixed || (!covers_rest && parts.len() != fixed) {
             return None;
         }
+        for (segment, part) in self.segments[..fixed].iter().zip(parts) {
+            let fits = match segment {
+                Segment::Literal(literal) => part == literal,
+                Segment::Single => !part.is_empty(),
+                Segment::Rest => unreachable!("'**' is the last segment (checked when parsed)"),
+            };
+            if !fits {
+                return None;
+            }
+        }
+        let covered = |segment: usize| if segment < fixed { (segment, segment + 1) } else { (fixed, parts.len()) };
         let mut bindings = Vec::with_capacity(self.variables.len());
         for variable in &self.variables {
-            let from = spans[variable.start].0;
-            let to = spans[variable.start + variable.len - 1].1;
+            let from = covered(variable.start).0;
+            let to = covered(variable.start + variable.len - 1).1;
             let single = variable.len == 1 && self.segments[variable.start] == Segment::Single;
             let raw = parts[from..to].join("/");
             let value = match percent_decode(&raw, !single) {
@@ -271,6 +269,13 @@ fn last_colon_outside_braces(path: &str) -> Option<usize> {
 }
 
 /// Decodes `%XX` escapes; with `keep_slashes`, `%2F` stays encoded.
+/// A request path's parts between its slashes, after the leading one it
+/// must have (none for `/`), for [`Template::matches_parts`].
+pub fn split_path(path: &str) -> Option<Vec<&str>> {
+    let path = path.strip_prefix('/')?;
+    Some(if path.is_empty() { Vec::new() } else { path.split('/').collect() })
+}
+
 pub fn percent_decode(raw: &str, keep_slashes: bool) -> Result<String, EscapeError> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
