@@ -183,44 +183,8 @@ fn bad_request(message: &str) -> Response {
     error_response(tonic::Code::InvalidArgument, message, Vec::new())
 }
 
-/// A method's label: HTTP lets a client send any token as its method, and
-/// each would otherwise be a new series kept for the life of the process.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "other",
-    }
-}
-
 /// Records the request in the gateway's metrics and passes the response on.
 fn count(route: Option<&Route>, method: &Method, response: Response, started: Instant) -> Response {
-    let route = route.map_or(metrics::SharedString::const_str("unmatched"), |r| r.names.label.clone());
-    let status = metrics::SharedString::from_owned(response.status().as_str().to_owned());
-    let method = metrics::SharedString::const_str(method_label(method));
-    metrics::counter!("gateway_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("gateway_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    crate::metrics::request_answered(route, method, response.status(), started.elapsed());
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_made_up_http_method_is_labelled_other() {
-        assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(method_label(&Method::DELETE), "DELETE");
-        for made_up in ["FROBNICATE", "X1", "PURGE"] {
-            assert_eq!(method_label(&Method::from_bytes(made_up.as_bytes()).unwrap()), "other");
-        }
-    }
 }

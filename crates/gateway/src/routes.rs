@@ -37,6 +37,8 @@ pub struct Route {
     /// field is set may be written without building a JSON value (see
     /// `transcode::response_json`).
     pub response_free_of_f32: bool,
+    /// Its metric series, found once.
+    pub(crate) series: crate::metrics::RouteSeries,
 }
 
 /// A route's names as each request needs them.
@@ -250,6 +252,7 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage, learned: bool) -> Res
         names,
         learned,
         response_free_of_f32,
+        series: Default::default(),
     })
 }
 
