@@ -94,6 +94,10 @@ mod tests {
         assert!(request_metadata(&headers, None).get("x-meshwork-service-token").is_none());
         assert!(metadata.get("x-other").is_none());
         assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
+        headers.append("grpc-metadata-tenant", "globex".parse().unwrap());
+        let repeated = request_metadata(&headers, None);
+        let tenants: Vec<_> = repeated.get_all("tenant").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(tenants, ["acme", "globex"], "every value of a repeated header is passed on");
         headers.insert("host", "shop.example.com".parse().unwrap());
         headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
         headers.insert("grpc-metadata-note", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
