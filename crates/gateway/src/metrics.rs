@@ -39,7 +39,7 @@ pub(crate) fn request_answered(
     };
     let series = &route.series;
     if status == StatusCode::OK {
-        // A route is served as its own method (an override names it).
+        // A route is found only by its own method (an override's too): its label.
         series.ok.get_or_init(|| answered(route.names.label.clone(), &route.http_method, status)).increment(1);
     } else {
         answered(route.names.label.clone(), method, status).increment(1);

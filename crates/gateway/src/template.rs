@@ -268,7 +268,6 @@ fn last_colon_outside_braces(path: &str) -> Option<usize> {
     found.filter(|at| !path[*at..].contains('/'))
 }
 
-/// Decodes `%XX` escapes; with `keep_slashes`, `%2F` stays encoded.
 /// A request path's parts between its slashes, after the leading one it
 /// must have (none for `/`), for [`Template::matches_parts`].
 pub fn split_path(path: &str) -> Option<Vec<&str>> {
@@ -276,6 +275,7 @@ pub fn split_path(path: &str) -> Option<Vec<&str>> {
     Some(if path.is_empty() { Vec::new() } else { path.split('/').collect() })
 }
 
+/// Decodes `%XX` escapes; with `keep_slashes`, `%2F` stays encoded.
 pub fn percent_decode(raw: &str, keep_slashes: bool) -> Result<String, EscapeError> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

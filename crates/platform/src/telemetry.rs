@@ -237,8 +237,7 @@ impl Injector for MetadataInjector<'_> {
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent =
         opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
-    let remote = parent.span().span_context().clone();
-    if !remote.is_valid() || crate::trace_ids::set_remote_parent(span, &remote) {
+    if crate::trace_ids::set_remote_parent(span, parent.span().span_context()) {
         return;
     }
     let _ = span.set_parent(parent);

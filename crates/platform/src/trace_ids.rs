@@ -71,18 +71,26 @@ pub(crate) fn of(span: &tracing::Span) -> Option<SpanContext> {
     .flatten()
 }
 
-/// Puts `span` in the trace of `remote` (a caller's context), as its
-/// child; false if [`TraceIdsLayer`] is not the layer in use.
+/// Puts `span` in the trace of `remote` (a caller's context) as its
+/// child or, when no caller's context came (`remote` invalid), at the root
+/// of a trace of its own, as the OpenTelemetry layer's `set_parent` does;
+/// false if [`TraceIdsLayer`] is not the layer in use.
 pub(crate) fn set_remote_parent(span: &tracing::Span, remote: &SpanContext) -> bool {
-    with_ids(span, |ids| {
-        ids.0 = SpanContext::new(
-            remote.trace_id(),
-            ids.0.span_id(),
-            remote.trace_flags(),
-            false,
-            remote.trace_state().clone(),
-        );
+    span.with_subscriber(|(id, dispatch): (&span::Id, &Dispatch)| {
+        let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
+        let mut extensions = span.extensions_mut();
+        let ids = extensions.get_mut::<SpanIds>()?;
+        let own = ids.0.span_id();
+        if remote.is_valid() {
+            let (trace, flags, state) = (remote.trace_id(), remote.trace_flags(), remote.trace_state().clone());
+            ids.0 = SpanContext::new(trace, own, flags, false, state);
+        } else if span.parent().is_some() {
+            let trace = RandomIdGenerator::default().new_trace_id();
+            ids.0 = SpanContext::new(trace, own, TraceFlags::SAMPLED, false, TraceState::NONE);
+        }
+        Some(())
     })
+    .flatten()
     .is_some()
 }
 
@@ -103,14 +111,6 @@ pub(crate) fn traceparent(ids: &SpanContext) -> String {
     hex(&mut value, &ids.span_id().to_bytes());
     value.push_str(if ids.is_sampled() { "-01" } else { "-00" });
     value
-}
-
-fn with_ids<T>(span: &tracing::Span, f: impl FnOnce(&mut SpanIds) -> T) -> Option<T> {
-    span.with_subscriber(|(id, dispatch): (&span::Id, &Dispatch)| {
-        let span = dispatch.downcast_ref::<Registry>()?.span(id)?;
-        span.extensions_mut().get_mut::<SpanIds>().map(f)
-    })
-    .flatten()
 }
 
 #[cfg(test)]
@@ -179,6 +179,25 @@ mod tests {
                 assert_eq!(traceparent(&ids), written["traceparent"]);
             }
         }
+    }
+
+    #[test]
+    fn without_a_callers_context_a_server_span_starts_a_trace_of_its_own() {
+        with_layer(|| {
+            let outer = tracing::info_span!("outer");
+            let server = outer.in_scope(|| tracing::info_span!("server"));
+            let before = of(&server).unwrap();
+            assert_eq!(before.trace_id(), of(&outer).unwrap().trace_id());
+            assert!(set_remote_parent(&server, &SpanContext::empty_context()));
+            let after = of(&server).unwrap();
+            assert_ne!(after.trace_id(), before.trace_id(), "a root now");
+            assert_eq!(after.span_id(), before.span_id());
+            assert!(after.is_sampled());
+            let root = tracing::info_span!("root");
+            let ids = of(&root).unwrap();
+            assert!(set_remote_parent(&root, &SpanContext::empty_context()));
+            assert_eq!(of(&root).unwrap().trace_id(), ids.trace_id(), "a root already stays in its trace");
+        });
     }
 
     #[test]
