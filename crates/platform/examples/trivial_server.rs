@@ -12,6 +12,10 @@
 
 use std::net::SocketAddr;
 
+// The allocator every meshwork process runs with (crates/meshwork/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
