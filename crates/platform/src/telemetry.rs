@@ -111,7 +111,7 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
     let provider = provider.build();
     let (otel_layer, ids_layer) = match settings.otlp_endpoint {
         Some(_) => (Some(otel_layer(provider.tracer("meshwork"))), None),
-        None => (None, Some(TraceIdsLayer::default())),
+        None => (None, Some(TraceIdsLayer)),
     };
 
     let json = match settings.log_format {
@@ -188,7 +188,7 @@ pub fn init_for_tests() {
         crate::metrics::install();
         let fmt_layer = std::env::var_os("TEST_LOG").map(|_| tracing_subscriber::fmt::layer().with_test_writer());
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(TraceIdsLayer::default()).try_init();
+        let _ = tracing_subscriber::registry().with(filter).with(fmt_layer).with(TraceIdsLayer).try_init();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     });
 }

@@ -30,10 +30,8 @@ use tracing_subscriber::registry::LookupSpan;
 pub(crate) struct SpanIds(pub(crate) SpanContext);
 
 /// Gives every span it sees its [`SpanIds`].
-#[derive(Debug, Default)]
-pub(crate) struct TraceIdsLayer {
-    ids: RandomIdGenerator,
-}
+#[derive(Debug)]
+pub(crate) struct TraceIdsLayer;
 
 impl<S> tracing_subscriber::Layer<S> for TraceIdsLayer
 where
@@ -42,17 +40,19 @@ where
     fn on_new_span(&self, _: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         let parent = span.parent().and_then(|parent| parent.extensions().get::<SpanIds>().map(|ids| ids.0.clone()));
+        // Stateless: ids come from a thread-local generator.
+        let generator = RandomIdGenerator::default();
         let ids = match parent {
             Some(parent) => SpanContext::new(
                 parent.trace_id(),
-                self.ids.new_span_id(),
+                generator.new_span_id(),
                 parent.trace_flags(),
                 false,
                 parent.trace_state().clone(),
             ),
             None => SpanContext::new(
-                self.ids.new_trace_id(),
-                self.ids.new_span_id(),
+                generator.new_trace_id(),
+                generator.new_span_id(),
                 TraceFlags::SAMPLED,
                 false,
                 TraceState::NONE,
@@ -120,7 +120,7 @@ mod tests {
     use tracing_subscriber::layer::SubscriberExt;
 
     fn with_layer(test: impl FnOnce()) {
-        tracing::subscriber::with_default(tracing_subscriber::registry().with(TraceIdsLayer::default()), test);
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(TraceIdsLayer), test);
     }
 
     #[test]
