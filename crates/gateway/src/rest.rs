@@ -133,7 +133,7 @@ async fn call(
             let mut metadata = metadata.clone();
             platform::telemetry::inject_current_context_into_metadata(&mut metadata);
             let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message.clone());
-            request.set_timeout(remaining);
+            platform::grpc_timeout::set(&mut request, remaining);
             let (path, codec) = (path.clone(), DynamicCodec::new(output.clone()));
             async move {
                 let mut grpc = tonic::client::Grpc::new(channel);

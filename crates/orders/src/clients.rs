@@ -32,7 +32,7 @@ pub struct GrpcDependencies {
 /// and this service's token proves it is a service.
 fn request<T>(message: T, remaining: Duration, service: &ServiceTokens) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request.set_timeout(remaining);
+    platform::grpc_timeout::set(&mut request, remaining);
     service.attach(&mut request);
     request
 }

@@ -56,7 +56,7 @@ impl OrderLedger for OrdersService {
             .orders
             .call("shop.orders.v1.OrderService/GetOrder", true, None, |channel, remaining| {
                 let mut request = tonic::Request::new(GetOrderRequest { id: order_id.to_owned() });
-                request.set_timeout(remaining);
+                platform::grpc_timeout::set(&mut request, remaining);
                 self.service.attach(&mut request);
                 async move { OrderServiceClient::new(channel).get_order(request).await }
             })

@@ -50,7 +50,7 @@ pub fn jwks_from_users(users: Arc<Upstream>) -> impl JwksSource {
             let response = users
                 .call("shop.users.v1.UserService/GetJwks", true, Some(JWKS_TIMEOUT), |channel, remaining| async move {
                     let mut request = tonic::Request::new(GetJwksRequest {});
-                    request.set_timeout(remaining);
+                    crate::grpc_timeout::set(&mut request, remaining);
                     UserServiceClient::new(channel).get_jwks(request).await
                 })
                 .await;
