@@ -233,7 +233,7 @@ impl Injector for HeaderInjector<'_> {
 /// gains nothing from it, and each one added pushes out entries that do
 /// repeat, to be sent in full again. `h2` (as nghttp2) never indexes a value
 /// marked sensitive; besides that, the mark only hides it from `Debug`.
-pub(crate) fn never_indexed(key: &str) -> bool {
+fn never_indexed(key: &str) -> bool {
     key == "traceparent"
 }
 
