@@ -22,6 +22,8 @@ pub enum CatalogError {
     /// The access settings name what is not there, or open an internal method.
     #[error("{0}")]
     Access(String),
+    #[error("the descriptors do not make a reflection service: {0}")]
+    Reflection(String),
 }
 
 pub struct Catalog {
@@ -29,28 +31,43 @@ pub struct Catalog {
     pub routes: RouteTable,
     pub access: Access,
     pub openapi: Bytes,
+    /// What the gateway's own reflection answers (grpcurl pointed at the
+    /// gateway): every fronted service it has descriptors of, learned ones
+    /// included.
+    pub reflection: platform::reflection::Reflection,
     /// Services to be learned from reflection that this catalog does not
     /// describe yet: the gateway knows nothing of who may call them.
     pending: HashSet<String>,
 }
 
 impl Catalog {
-    /// The catalog of the loaded descriptor sets (`loaded`) and the files
-    /// learned so far for each service in `learned` (keyed by the services
-    /// that `to_learn` names). A learned file never replaces a loaded one
-    /// of the same name, and a learned service that defines a name the
-    /// loaded sets define is an error.
+    /// The catalog of the loaded descriptor sets (`loaded`, decoded from
+    /// `loaded_sets`) and the files learned so far for each service in
+    /// `learned` (keyed by the services that `to_learn` names), for the
+    /// services in `fronted`. A learned file never replaces a loaded one of
+    /// the same name, and a learned service that defines a name the loaded
+    /// sets define is an error.
     pub fn build(
         loaded: &DescriptorPool,
+        loaded_sets: &[&'static [u8]],
         learned: &BTreeMap<String, Vec<Bytes>>,
         to_learn: &HashSet<String>,
+        fronted: &[String],
         auth: &Authenticator,
     ) -> Result<Self, CatalogError> {
         let mut pool = loaded.clone();
+        let mut learned_sets = Vec::new();
         for (service, files) in learned {
-            pool.decode_file_descriptor_set(file_descriptor_set(files))
+            let set = file_descriptor_set(files);
+            pool.decode_file_descriptor_set(set.clone())
                 .map_err(|error| CatalogError::Learned { service: service.clone(), reason: error.to_string() })?;
+            learned_sets.push(set);
         }
+        let described =
+            fronted.iter().map(String::as_str).filter(|service| pool.get_service_by_name(service).is_some());
+        let sets = loaded_sets.iter().copied().chain(learned_sets.iter().map(|set| &set[..]));
+        let reflection = platform::reflection::Reflection::build(sets, described)
+            .map_err(|error| CatalogError::Reflection(error.to_string()))?;
         let is_learned = |service: &prost_reflect::ServiceDescriptor| {
             loaded.get_file_by_name(service.parent_file().name()).is_none()
         };
@@ -59,7 +76,7 @@ impl Catalog {
         let document = crate::openapi::document(&routes, |method| access.rule(method));
         let openapi = serde_json::to_vec_pretty(&document).expect("a JSON value serializes").into();
         let pending = to_learn.iter().filter(|service| pool.get_service_by_name(service).is_none()).cloned().collect();
-        Ok(Self { pool, routes, access, openapi, pending })
+        Ok(Self { pool, routes, access, openapi, reflection, pending })
     }
 
     /// Whether `service` is to be learned and is not yet.

@@ -105,8 +105,15 @@ impl Gateway {
             }
             let mut files_by_service = learned.files.clone();
             files_by_service.insert(service.to_owned(), files);
-            let catalog = Catalog::build(&self.loaded, &files_by_service, &self.to_learn, &self.auth)
-                .map_err(|error| error.to_string())?;
+            let catalog = Catalog::build(
+                &self.loaded,
+                &self.descriptor_sets,
+                &files_by_service,
+                &self.to_learn,
+                &self.fronted(),
+                &self.auth,
+            )
+            .map_err(|error| error.to_string())?;
             tracing::info!(%service, routes = catalog.routes.routes().len(), "learned from the upstream's reflection");
             *self.catalog.write().expect("catalog lock") = Arc::new(catalog);
             learned.files = files_by_service;

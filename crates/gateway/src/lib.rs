@@ -62,7 +62,7 @@ pub struct Gateway {
     reflection_refresh: Duration,
     upstreams: Upstreams,
     max_body_bytes: usize,
-    /// Every descriptor set loaded, for reflection.
+    /// Every descriptor set loaded, encoded: for reflection.
     descriptor_sets: Vec<&'static [u8]>,
     auth: auth::Authenticator,
     rate_limit: ratelimit::RateLimit,
@@ -70,6 +70,20 @@ pub struct Gateway {
     /// Upstreams whose endpoints are discovered (DNS, etcd).
     discovered: Vec<(Arc<resilience::Upstream>, EndpointSource)>,
     discovery: platform::discovery::Discovery,
+}
+
+/// Why the first catalog cannot be built, as a start-up error: the access
+/// settings are configuration; anything else is the descriptors'.
+fn start_error(error: catalog::CatalogError) -> StartError {
+    match error {
+        catalog::CatalogError::Access(reason) => platform::ConfigError::Invalid {
+            name: config::GATEWAY_PUBLIC_METHODS.name.to_owned(),
+            origin: platform::config::Origin::Environment,
+            reason,
+        }
+        .into(),
+        other => StartError::other(other),
+    }
 }
 
 /// An error that is only a message.
@@ -121,15 +135,9 @@ impl Gateway {
             .collect();
         let auth = auth::Authenticator::new(&config.auth, upstreams.get("shop.users.v1.UserService"));
         let learned = learn::Learned::default();
-        let catalog = Catalog::build(&loaded, &learned.files, &to_learn, &auth).map_err(|error| match error {
-            catalog::CatalogError::Access(reason) => platform::ConfigError::Invalid {
-                name: config::GATEWAY_PUBLIC_METHODS.name.to_owned(),
-                origin: platform::config::Origin::Environment,
-                reason,
-            }
-            .into(),
-            other => StartError::other(other),
-        })?;
+        let fronted: Vec<String> = config.upstreams.iter().map(|(service, _)| service.clone()).collect();
+        let catalog =
+            Catalog::build(&loaded, &sets, &learned.files, &to_learn, &fronted, &auth).map_err(start_error)?;
         tracing::info!(
             routes = catalog.routes.routes().len(),
             upstreams = config.upstreams.len(),
@@ -162,18 +170,9 @@ impl Gateway {
         self.catalog.read().expect("catalog lock").clone()
     }
 
-    /// The proto services this gateway fronts whose descriptors it loaded
-    /// (for its own reflection, which serves the loaded sets).
-    pub fn services(&self) -> Vec<String> {
-        self.upstreams
-            .services()
-            .map(|(service, _)| service.to_owned())
-            .filter(|service| !self.to_learn.contains(service))
-            .collect()
-    }
-
-    pub fn descriptor_sets(&self) -> &[&'static [u8]] {
-        &self.descriptor_sets
+    /// The proto services this gateway fronts.
+    fn fronted(&self) -> Vec<String> {
+        self.upstreams.services().map(|(service, _)| service.to_owned()).collect()
     }
 
     pub fn auth_mode(&self) -> auth::AuthMode {
@@ -224,21 +223,19 @@ pub fn server(
             }
         }
     });
-    let (report, learned) = (gateway.clone(), gateway.clone());
+    let (report, learned, current) = (gateway.clone(), gateway.clone(), gateway.clone());
     // A proxy's requests need nothing from the shared runtime: serving
     // threads take a tenth or more off its CPU per request (see
     // `platform::serving_threads`).
-    let mut server = platform::Server::new("gateway")
+    let server = platform::Server::new("gateway")
         .serving_threads(platform::serving_threads::per_core())
         .with_settings(settings)
         .readiness_info("upstreams", move || report.upstream_report())
-        .readiness_info("learned_from_reflection", move || learned.learned_report());
-    for set in gateway.descriptor_sets() {
-        server = server.descriptor_set(set);
-    }
-    for service in gateway.services() {
-        server = server.advertise(service);
-    }
+        .readiness_info("learned_from_reflection", move || learned.learned_report())
+        // Reflection lists what the gateway fronts, learned services as soon
+        // as they are learned: each stream answers from the catalog current
+        // when it opens.
+        .reflection_from(move || current.catalog().reflection.clone());
     let openapi = Router::new().route("/openapi.json", axum::routing::get(openapi_json)).with_state(gateway.clone());
     // Every other request goes to `dispatch`, called straight from the
     // platform's router (an axum router of its own here cost a second

@@ -18,6 +18,7 @@ pub mod id;
 mod json_log;
 pub mod metrics;
 pub mod pagination;
+pub mod reflection;
 #[cfg(feature = "etcd")]
 pub mod registry;
 pub mod rpc_telemetry;

@@ -26,6 +26,7 @@ use crate::access::{AccessLayer, ServerAccess};
 use crate::connections::{ConnectionLimits, accept_until};
 use crate::grpc_timeout::GrpcTimeoutLayer;
 use crate::health::{HealthSync, Readiness};
+use crate::reflection::{Current, PLATFORM_DESCRIPTOR_SETS, Reflection, ReflectionSource, V1, V1Alpha};
 use crate::rpc_telemetry::{KnownMethods, RpcTelemetryLayer};
 use crate::serving_threads::ServingThreads;
 use crate::settings::Settings;
@@ -38,17 +39,6 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// The services every server adds to the ones it is given.
-const PLATFORM_SERVICES: [&str; 3] =
-    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
-
-/// Their descriptors: for reflection, and the methods the metrics name.
-const PLATFORM_DESCRIPTOR_SETS: [&[u8]; 3] = [
-    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-    tonic_health::pb::FILE_DESCRIPTOR_SET,
-];
-
 /// Builds and runs one component's server; see the module docs.
 pub struct Server {
     component: &'static str,
@@ -60,8 +50,9 @@ pub struct Server {
     /// Installs what serves the paths nothing else matches (the gateway);
     /// a JSON 404 otherwise.
     fallback: Option<Box<dyn FnOnce(Router) -> Router + Send>>,
-    /// Services reflection lists beyond those served here (the gateway's upstreams).
-    advertised: Vec<String>,
+    /// What reflection answers from, when not the descriptor sets and the
+    /// services served here (see [`Server::reflection_from`]).
+    reflection: Option<ReflectionSource>,
     grace: Duration,
     readiness_interval: Duration,
     access: ServerAccess,
@@ -80,7 +71,7 @@ impl Server {
             readiness: Readiness::default(),
             http: Router::new(),
             fallback: None,
-            advertised: Vec::new(),
+            reflection: None,
             grace: Duration::from_secs(10),
             readiness_interval: Duration::from_secs(5),
             access: ServerAccess::default(),
@@ -134,7 +125,9 @@ impl Server {
         self
     }
 
-    /// Adds an encoded `FileDescriptorSet` for reflection to serve.
+    /// Adds an encoded `FileDescriptorSet`: for reflection to serve (unless
+    /// [`Server::reflection_from`] says otherwise) and for the metrics to
+    /// name its methods.
     pub fn descriptor_set(mut self, encoded: &'static [u8]) -> Self {
         self.descriptor_sets.push(encoded);
         self
@@ -179,10 +172,13 @@ impl Server {
         self
     }
 
-    /// Lists `service` in reflection though it is served elsewhere (by a
-    /// fallback that forwards it); its descriptors must be in a registered set.
-    pub fn advertise(mut self, service: impl Into<String>) -> Self {
-        self.advertised.push(service.into());
+    /// Answers reflection from what `current` gives at each stream, instead
+    /// of from the registered descriptor sets and the services served here:
+    /// for a server whose services are served elsewhere and change while it
+    /// runs (the gateway's, forwarded to their upstreams and learned from
+    /// them). Build what it gives with [`Reflection::build`].
+    pub fn reflection_from(mut self, current: impl Fn() -> Reflection + Send + Sync + 'static) -> Self {
+        self.reflection = Some(Arc::new(current));
         self
     }
 
@@ -210,29 +206,21 @@ impl Server {
         let health = Arc::new(HealthSync { component, reporter, services: self.services.clone() });
         health.apply(&self.readiness.evaluate().await).await;
 
-        // Both reflection versions advertise exactly the services served here,
+        // Both reflection versions list exactly the services served here,
         // each other included, so any grpcurl version lists the same services
         // (the contract's descriptor set also describes other components').
-        let advertised: Vec<&str> = self
-            .services
-            .iter()
-            .copied()
-            .chain(PLATFORM_SERVICES)
-            .chain(self.advertised.iter().map(String::as_str))
-            .collect();
-        let reflection = || {
-            let builder = tonic_reflection::server::Builder::configure().include_reflection_service(false);
-            let builder = PLATFORM_DESCRIPTOR_SETS
-                .into_iter()
-                .fold(builder, |builder, set| builder.register_encoded_file_descriptor_set(set));
-            let builder = advertised.iter().fold(builder, |builder, name| builder.with_service_name(*name));
-            self.descriptor_sets.iter().fold(builder, |builder, set| builder.register_encoded_file_descriptor_set(set))
+        let reflection: ReflectionSource = match self.reflection {
+            Some(current) => current,
+            None => {
+                let fixed = Reflection::build(self.descriptor_sets.iter().copied(), self.services.iter().copied())?;
+                Arc::new(move || fixed.clone())
+            }
         };
         let grpc = self
             .routes
             .add_service(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
+            .add_service(Current::<V1>::new(reflection.clone()))
+            .add_service(Current::<V1Alpha>::new(reflection))
             .into_axum_router()
             // route_layer: the fallback (unknown paths) stays out of the per-RPC
             // metrics and the access check (the gateway checks its own).

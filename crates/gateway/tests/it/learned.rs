@@ -1,8 +1,8 @@
 //! A service written in Python (grpcio, with reflection on) joins the
 //! gateway with nothing but its address: the gateway learns its contract
 //! from reflection, serves it over REST, gRPC, gRPC-Web and Connect under
-//! the access rules it declares, lists it in `/openapi.json`, and learns it
-//! again when a new version is deployed. And a tonic service, whose
+//! the access rules it declares, lists it in `/openapi.json` and in its own
+//! reflection, and learns it again when a new version is deployed. And a tonic service, whose
 //! reflection answers with one file at a time, is learned with its imports.
 
 use std::io::{BufRead, BufReader};
@@ -139,6 +139,44 @@ async fn grpc_web_call(harness: &Harness, pool: &DescriptorPool, name: &str) -> 
     message_of(&DynamicMessage::decode(output, &reply.body[5..5 + length]).unwrap())
 }
 
+/// What grpcurl pointed at the gateway sees: the services its reflection
+/// lists, and the methods of `service` in the file reflection gives for it
+/// (empty if it gives none).
+async fn reflected(harness: &Harness, service: &str) -> (Vec<String>, Vec<String>) {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let ask = |request| ServerReflectionRequest { host: String::new(), message_request: Some(request) };
+    let requests = [
+        ask(MessageRequest::ListServices(String::new())),
+        ask(MessageRequest::FileContainingSymbol(service.to_owned())),
+    ];
+    let mut client = ServerReflectionClient::new(harness.channel().await);
+    let mut responses = client.server_reflection_info(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let services = list.service.into_iter().map(|service| service.name).collect();
+    let methods = match responses.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::FileDescriptorResponse(files)) => files
+            .file_descriptor_proto
+            .iter()
+            .map(|file| prost_types::FileDescriptorProto::decode(&file[..]).unwrap())
+            .flat_map(|file| {
+                let package = file.package().to_owned();
+                file.service.into_iter().filter(move |s| format!("{package}.{}", s.name()) == service)
+            })
+            .flat_map(|service| service.method.into_iter().map(|method| method.name().to_owned()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    (services, methods)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_service_joins_through_reflection_alone_and_its_new_version_is_learned() {
     if !python_grpc_available() {
@@ -203,6 +241,15 @@ async fn a_python_service_joins_through_reflection_alone_and_its_new_version_is_
     assert_eq!(learned[GREETER]["learned_files"], 1, "{ready}");
     assert!(learned["acme.absent.v1.Absent"]["error"].is_string(), "{ready}");
 
+    // grpcurl pointed at the gateway lists and describes it; not the absent one.
+    let (services, methods) = reflected(&harness, GREETER).await;
+    assert!(services.iter().any(|name| name == GREETER), "{services:?}");
+    assert!(!services.iter().any(|name| name == "acme.absent.v1.Absent"), "{services:?}");
+    assert!(
+        methods.iter().any(|name| name == "SayHello") && !methods.iter().any(|name| name == "SayGoodbye"),
+        "{methods:?}"
+    );
+
     // Version 2 is deployed at the same address: learned without a restart.
     let port = greeter.port;
     drop(greeter);
@@ -212,6 +259,8 @@ async fn a_python_service_joins_through_reflection_alone_and_its_new_version_is_
     wait_for_path(&harness, "/v1/farewells/{name}").await;
     let reply = harness.get("/v1/farewells/Ada").await;
     assert_eq!((reply.status, reply.json()["message"].as_str()), (200, Some("Goodbye, Ada!")));
+    let (_, methods) = reflected(&harness, GREETER).await;
+    assert!(methods.iter().any(|name| name == "SayGoodbye"), "reflection describes version 2: {methods:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
 
