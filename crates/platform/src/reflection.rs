@@ -14,9 +14,11 @@ use tonic::server::NamedService;
 use tower::ServiceExt;
 use tower::util::{BoxCloneSyncService, Oneshot};
 
+const V1_NAME: &str = tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME;
+const V1ALPHA_NAME: &str = tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME;
+
 /// The services every server adds to the ones it is given.
-pub(crate) const PLATFORM_SERVICES: [&str; 3] =
-    ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"];
+pub(crate) const PLATFORM_SERVICES: [&str; 3] = [tonic_health::pb::health_server::SERVICE_NAME, V1_NAME, V1ALPHA_NAME];
 
 /// Their descriptors: for reflection, and the methods the metrics name.
 pub(crate) const PLATFORM_DESCRIPTOR_SETS: [&[u8]; 3] = [
@@ -76,7 +78,7 @@ pub(crate) trait Version: Clone + Send + Sync + 'static {
 pub(crate) struct V1;
 
 impl Version for V1 {
-    const NAME: &'static str = "grpc.reflection.v1.ServerReflection";
+    const NAME: &'static str = V1_NAME;
     fn of(reflection: Reflection) -> ReflectionService {
         reflection.v1
     }
@@ -86,7 +88,7 @@ impl Version for V1 {
 pub(crate) struct V1Alpha;
 
 impl Version for V1Alpha {
-    const NAME: &'static str = "grpc.reflection.v1alpha.ServerReflection";
+    const NAME: &'static str = V1ALPHA_NAME;
     fn of(reflection: Reflection) -> ReflectionService {
         reflection.v1alpha
     }
