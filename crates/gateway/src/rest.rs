@@ -8,7 +8,6 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tracing::Instrument;
 
 use crate::Gateway;
 use crate::catalog::Catalog;
@@ -70,7 +69,7 @@ pub async fn handle(
                 return count(Some(route), &method, response, started);
             }
         };
-    let mut response = call(gateway, catalog, route, bindings, request, client).instrument(span.clone()).await;
+    let mut response = resilience::in_span(&span, call(gateway, catalog, route, bindings, request, client)).await;
     response.headers_mut().extend(admitted.headers);
     record_status(&span, &response);
     count(Some(route), &method, response, started)

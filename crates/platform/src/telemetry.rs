@@ -280,8 +280,7 @@ pub fn inject_current_context_into_metadata(metadata: &mut tonic::metadata::Meta
 }
 
 fn inject_current(injector: &mut dyn Injector) {
-    let span = tracing::Span::current();
-    match crate::trace_ids::of(&span) {
+    match crate::trace_ids::of_current() {
         // What the W3C propagator writes, without its formatter and its
         // global lock: this runs on every call the gateway makes.
         Some(ids) if ids.is_valid() => {
@@ -290,7 +289,7 @@ fn inject_current(injector: &mut dyn Injector) {
         }
         Some(_) => {}
         None => {
-            let context = span.context();
+            let context = tracing::Span::current().context();
             opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, injector));
         }
     }

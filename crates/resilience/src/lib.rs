@@ -16,6 +16,7 @@ pub mod bulkhead;
 mod client_span;
 pub mod deadline;
 pub mod endpoints;
+pub mod in_span;
 mod metrics;
 pub mod upstream;
 
@@ -25,5 +26,6 @@ pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Outcome};
 pub use budget::RetryBudget;
 pub use bulkhead::{Bulkhead, BulkheadConfig};
 pub use endpoints::EndpointSource;
+pub use in_span::in_span;
 pub use metrics::{CallSeries, code_label};
 pub use upstream::{CallError, Endpoint, Policy, Refusal, Upstream};

@@ -19,7 +19,6 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
-use tracing::Instrument;
 
 use crate::{
     Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
@@ -265,7 +264,7 @@ impl Upstream {
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let span = crate::client_span::attempt(method, &endpoint.url, retries);
-            let attempted = span.in_scope(|| attempt(endpoint.channel(), remaining)).instrument(span.clone());
+            let attempted = crate::in_span(&span, span.in_scope(|| attempt(endpoint.channel(), remaining)));
             let outcome = match tokio::time::timeout(remaining, attempted).await {
                 Ok(outcome) => outcome.map_err(|status| transport_failure(status, &endpoint.url)),
                 Err(_) => Err(Failure::Sent(deadline_exceeded(timeout))),
