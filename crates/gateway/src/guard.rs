@@ -11,12 +11,21 @@ use platform::access::{Denial, Principal, TokenError};
 
 use crate::Gateway;
 use crate::catalog::Catalog;
-use crate::ratelimit::Limited;
+use crate::ratelimit::{Allowance, Limited};
 
 /// What an admitted request carries on.
 pub struct Admitted {
-    /// `RateLimit-*` headers for the response.
-    pub headers: HeaderMap,
+    /// For the response's `RateLimit-*` headers, when there is a limit.
+    pub allowance: Option<Allowance>,
+}
+
+impl Admitted {
+    /// Adds what the response must say of the admission to its headers.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        if let Some(allowance) = &self.allowance {
+            allowance.write(headers);
+        }
+    }
 }
 
 pub enum Denied {
@@ -75,11 +84,11 @@ pub async fn admit(
         _ => None,
     };
     let identity = gateway.rate_limit.identity(subject, peer, headers);
-    let rate_headers = gateway.rate_limit.check(&identity).map_err(Denied::Limited)?;
+    let allowance = gateway.rate_limit.check(identity).map_err(Denied::Limited)?;
     if catalog.access.checks_secret(method) {
         // Per address whoever signs in: guessing needs no account of its own.
         let address = gateway.sign_in_limit.identity(None, peer, headers);
-        gateway.sign_in_limit.check(&address).map_err(Denied::Limited)?;
+        gateway.sign_in_limit.check(address).map_err(Denied::Limited)?;
     }
     if let Some((service, _)) = method.rsplit_once('.')
         && catalog.is_pending(service)
@@ -87,5 +96,5 @@ pub async fn admit(
         return Err(Denied::NotLearned(service.to_owned()));
     }
     catalog.access.authorize(method, &principal).map_err(Denied::Access)?;
-    Ok(Admitted { headers: rate_headers })
+    Ok(Admitted { allowance })
 }

@@ -106,7 +106,7 @@ impl Service<http::Request<Body>> for PassThrough {
                 .await;
             Ok(match outcome {
                 Ok(mut response) => {
-                    response.headers_mut().extend(admitted.headers);
+                    admitted.write(response.headers_mut());
                     response
                 }
                 Err(CallError::Status(status)) => status.into_http(),

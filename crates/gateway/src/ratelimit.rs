@@ -41,10 +41,27 @@ impl RateLimitConfig {
 
 pub struct RateLimit {
     limiter: Option<Limiter>,
-    burst: u32,
+    /// The burst, as the `RateLimit-Limit` value: written once.
+    limit: HeaderValue,
     trusted_proxies: Vec<IpAddr>,
     /// What a refusal says was exceeded.
     exceeded: &'static str,
+}
+
+/// Let through: what the `RateLimit-*` headers of the response say.
+#[derive(Debug)]
+pub struct Allowance {
+    limit: HeaderValue,
+    remaining: u32,
+}
+
+impl Allowance {
+    /// Adds the `RateLimit-*` headers to a response's.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_LIMIT, self.limit.clone());
+        headers.insert(RATELIMIT_REMAINING, self.remaining.into());
+        headers.insert(RATELIMIT_RESET, HeaderValue::from_static("1"));
+    }
 }
 
 /// Refused: the identity's bucket is empty.
@@ -62,13 +79,15 @@ impl RateLimit {
             let quota = Quota::with_period(config.period / rate.get())?.allow_burst(config.burst);
             Some(RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>())
         });
-        Self { limiter, burst: config.burst.get(), trusted_proxies: config.trusted_proxies.clone(), exceeded }
+        let limit = config.burst.get().into();
+        Self { limiter, limit, trusted_proxies: config.trusted_proxies.clone(), exceeded }
     }
 
     /// The identity to count a request against.
     pub fn identity(&self, subject: Option<&str>, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
         if let Some(subject) = subject {
-            return format!("user:{subject}");
+            // Not `format!`: its machinery took 550 instructions a call (callgrind).
+            return ["user:", subject].concat();
         }
         let Some(peer) = peer.map(|p| p.ip()) else { return "ip:unknown".to_owned() };
         if !self.trusted_proxies.contains(&peer) {
@@ -85,18 +104,24 @@ impl RateLimit {
         format!("ip:{client}")
     }
 
-    /// Takes a token from `identity`'s bucket: the headers to add, or a refusal.
-    pub fn check(&self, identity: &str) -> Result<HeaderMap, Limited> {
-        let Some(limiter) = &self.limiter else { return Ok(HeaderMap::new()) };
-        let mut headers = HeaderMap::new();
-        headers.insert(RATELIMIT_LIMIT, self.burst.into());
-        match limiter.check_key(&identity.to_owned()) {
+    /// Takes a token from `identity`'s bucket: what to tell the caller
+    /// (nothing when there is no limit), or a refusal. By value: the buckets
+    /// are keyed by `String`, so a `&str` would be copied into one on every
+    /// call.
+    ///
+    /// What is allowed is told as an [`Allowance`] written into the response
+    /// when it is made, not as headers of its own to be merged into it:
+    /// building a map and merging it took 1,400 instructions a call
+    /// (callgrind, REST GETs through the gateway).
+    pub fn check(&self, identity: String) -> Result<Option<Allowance>, Limited> {
+        let Some(limiter) = &self.limiter else { return Ok(None) };
+        match limiter.check_key(&identity) {
             Ok(snapshot) => {
-                headers.insert(RATELIMIT_REMAINING, snapshot.remaining_burst_capacity().into());
-                headers.insert(RATELIMIT_RESET, HeaderValue::from_static("1"));
-                Ok(headers)
+                Ok(Some(Allowance { limit: self.limit.clone(), remaining: snapshot.remaining_burst_capacity() }))
             }
             Err(not_until) => {
+                let mut headers = HeaderMap::new();
+                headers.insert(RATELIMIT_LIMIT, self.limit.clone());
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 headers.insert(RATELIMIT_REMAINING, 0.into());
@@ -133,12 +158,16 @@ mod tests {
     fn a_burst_passes_then_the_identity_waits() {
         let limit = limit(1, 3, &[]);
         for remaining in [2u32, 1, 0] {
-            let headers = limit.check("user:a").expect("within the burst");
+            let allowance = limit.check("user:a".into()).expect("within the burst").expect("a limit");
+            let mut headers = HeaderMap::new();
+            allowance.write(&mut headers);
+            assert_eq!(headers["ratelimit-limit"], "3");
             assert_eq!(headers["ratelimit-remaining"], remaining.to_string());
+            assert_eq!(headers["ratelimit-reset"], "1");
         }
-        let refused = limit.check("user:a").expect_err("the bucket is empty");
+        let refused = limit.check("user:a".into()).expect_err("the bucket is empty");
         assert_eq!(refused.retry_after_secs, 1);
-        assert!(limit.check("user:b").is_ok(), "every identity has its own bucket");
+        assert!(limit.check("user:b".into()).is_ok(), "every identity has its own bucket");
     }
 
     #[test]
@@ -162,8 +191,8 @@ mod tests {
             trusted_proxies: Vec::new(),
         };
         let limit = RateLimit::new(&config, "too many sign-in attempts");
-        assert!(limit.check("ip:198.51.100.7").is_ok() && limit.check("ip:198.51.100.7").is_ok());
-        let refused = limit.check("ip:198.51.100.7").expect_err("the burst is spent");
+        assert!(limit.check("ip:198.51.100.7".into()).is_ok() && limit.check("ip:198.51.100.7".into()).is_ok());
+        let refused = limit.check("ip:198.51.100.7".into()).expect_err("the burst is spent");
         assert_eq!(refused.retry_after_secs, 6, "one more every 60 s / 10");
         assert_eq!(refused.exceeded, "too many sign-in attempts");
     }
@@ -171,6 +200,6 @@ mod tests {
     #[test]
     fn no_rate_means_no_limit() {
         let limit = limit(0, 1, &[]);
-        assert!((0..100).all(|_| limit.check("user:a").is_ok()));
+        assert!((0..100).all(|_| limit.check("user:a".into()).is_ok_and(|allowance| allowance.is_none())));
     }
 }

@@ -70,7 +70,7 @@ pub async fn handle(
             }
         };
     let mut response = resilience::in_span(&span, call(gateway, catalog, route, bindings, request, client)).await;
-    response.headers_mut().extend(admitted.headers);
+    admitted.write(response.headers_mut());
     record_status(&span, &response);
     count(Some(route), &method, response, started)
 }
