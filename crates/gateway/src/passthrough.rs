@@ -44,8 +44,11 @@ impl Service<http::Request<Body>> for PassThrough {
         let service = path.split('/').next().unwrap_or_default().to_owned();
         let method = path.replace('/', ".");
         let upstream = gateway.upstreams.get(&service);
-        let client_timeout =
-            request.headers().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(platform::grpc_timeout::parse);
+        let client_timeout = request
+            .headers()
+            .get(platform::grpc_timeout::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(platform::grpc_timeout::parse);
         let span = tracing::info_span!(
             "gateway",
             otel.name = %path,

@@ -17,6 +17,8 @@ use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_message, response_json};
 use resilience::CallError;
 
+const METHOD_OVERRIDE: http::HeaderName = http::HeaderName::from_static("x-http-method-override");
+
 /// Serves a REST request by the routes and rules of `catalog`.
 pub async fn handle(
     gateway: &Gateway,
@@ -26,7 +28,7 @@ pub async fn handle(
 ) -> Response {
     let started = Instant::now();
     // A client that can only POST may name the method it means.
-    let method = match request.headers().get("x-http-method-override").and_then(|v| v.to_str().ok()) {
+    let method = match request.headers().get(METHOD_OVERRIDE).and_then(|v| v.to_str().ok()) {
         Some(name) if request.method() == Method::POST => {
             Method::from_bytes(name.trim().to_ascii_uppercase().as_bytes()).unwrap_or(Method::POST)
         }
@@ -102,14 +104,17 @@ async fn call(
         }
         Err(error) => return bad_request(&format!("cannot read the request body: {error}")),
     };
-    let timeout =
-        match parts.headers.get("grpc-timeout").map(|v| v.to_str().ok().and_then(platform::grpc_timeout::parse)) {
-            None => None,
-            Some(Some(timeout)) => Some(timeout),
-            Some(None) => {
-                return bad_request("invalid Grpc-Timeout header: expected a number and a unit (H, M, S, m, u, n)");
-            }
-        };
+    let timeout = match parts
+        .headers
+        .get(platform::grpc_timeout::HEADER)
+        .map(|v| v.to_str().ok().and_then(platform::grpc_timeout::parse))
+    {
+        None => None,
+        Some(Some(timeout)) => Some(timeout),
+        Some(None) => {
+            return bad_request("invalid Grpc-Timeout header: expected a number and a unit (H, M, S, m, u, n)");
+        }
+    };
     let message = match request_message(route, bindings, parts.uri.query(), &body) {
         Ok(message) => message,
         Err(BadRequest(message)) => return bad_request(&message),

@@ -12,6 +12,10 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+/// The header's name, checked once: a name given as a string is parsed
+/// again on every lookup.
+pub const HEADER: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 /// Wraps a gRPC router; see the module docs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcTimeoutLayer;
@@ -44,7 +48,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let timeout = request.headers().get("grpc-timeout").and_then(|value| value.to_str().ok()).map(parse);
+        let timeout = request.headers().get(HEADER).and_then(|value| value.to_str().ok()).map(parse);
         let call = self.inner.call(request);
         match timeout {
             None => Box::pin(call),

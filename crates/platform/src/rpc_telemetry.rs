@@ -168,8 +168,10 @@ where
     }
 }
 
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 fn grpc_status(headers: &http::HeaderMap) -> Option<tonic::Code> {
-    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    let value = headers.get(GRPC_STATUS)?.to_str().ok()?.parse::<i32>().ok()?;
     Some(tonic::Code::from_i32(value))
 }
 
