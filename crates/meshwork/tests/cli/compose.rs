@@ -213,8 +213,9 @@ async fn the_compose_files_settings_run_the_template_scenario_through_the_gatewa
     })
     .await;
 
-    for mut component in running {
-        assert!(component.terminate().success());
+    for (name, mut component) in ["users", "products", "orders", "gateway"].into_iter().zip(running) {
+        let status = component.terminate();
+        assert!(status.success(), "{name} exited {status} on SIGTERM; its log:\n{}", component.log().join("\n"));
     }
     std::fs::remove_dir_all(keys).unwrap();
 }
