@@ -156,7 +156,7 @@ fn grpc_request(parts: &http::request::Parts, message: Bytes) -> Result<http::Re
     if let Some(timeout) = parts.headers.get("connect-timeout-ms") {
         let millis = timeout.to_str().ok().and_then(|v| v.parse::<u64>().ok()).filter(|ms| *ms < 100_000_000);
         let millis = millis.ok_or("invalid Connect-Timeout-Ms: expected at most 8 digits of milliseconds")?;
-        headers.insert("grpc-timeout", HeaderValue::from_str(&format!("{millis}m")).expect("digits"));
+        headers.insert(platform::grpc_timeout::HEADER, HeaderValue::from_str(&format!("{millis}m")).expect("digits"));
     }
     Ok(request)
 }

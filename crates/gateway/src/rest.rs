@@ -17,6 +17,7 @@ use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_message, response_json};
 use resilience::CallError;
 
+// Built once: a name given as a string is parsed again on every lookup.
 const METHOD_OVERRIDE: http::HeaderName = http::HeaderName::from_static("x-http-method-override");
 
 /// Serves a REST request by the routes and rules of `catalog`.
