@@ -4,7 +4,9 @@ every pod non-root with a numeric user, RuntimeDefault seccomp, no
 privilege escalation and no capabilities; every meshwork Deployment also
 with a read-only root filesystem, no service-account token, startup,
 readiness and liveness probes, a preStop delay, requests and a memory limit,
-topology spread, and a PodDisruptionBudget and an autoscaler of its own.
+topology spread, and a PodDisruptionBudget and an autoscaler of its own;
+and each is given the addresses of only the services its egress
+NetworkPolicies let it reach (least privilege in its configuration too).
 Prints each violation; exits 1 if there is any."""
 
 import sys
@@ -57,6 +59,43 @@ for workload in by_kind.get("Deployment", []) + by_kind.get("StatefulSet", []):
         workload,
         "no HorizontalPodAutoscaler",
     )
+
+config_maps = {config["metadata"]["name"]: config.get("data", {}) for config in by_kind.get("ConfigMap", [])}
+
+
+def reachable_apps(labels):
+    """The `app`s whose pods the egress policies selecting `labels` allow."""
+    apps = set()
+    for policy in by_kind.get("NetworkPolicy", []):
+        selector = policy["spec"].get("podSelector", {}).get("matchLabels", {})
+        if all(labels.get(key) == value for key, value in selector.items()):
+            for rule in policy["spec"].get("egress", []):
+                for peer in rule.get("to", []):
+                    app = peer.get("podSelector", {}).get("matchLabels", {}).get("app")
+                    if app:
+                        apps.add(app)
+    return apps
+
+
+def service_apps(url):
+    """The `app`s a *_SERVICE_URL names: http://users:8001,
+    dns://users-headless:8001, etcd://users, or several separated by commas."""
+    hosts = (part.strip().split("://", 1)[-1].split("/")[0].split(":")[0] for part in url.split(","))
+    return {host.removesuffix("-headless") for host in hosts if host}
+
+
+for workload in by_kind.get("Deployment", []):
+    pod = workload["spec"]["template"]["spec"]
+    reachable = reachable_apps(workload["spec"]["template"]["metadata"].get("labels", {}))
+    for container in pod["containers"]:
+        env = {}
+        for source in container.get("envFrom", []):
+            env.update(config_maps.get(source.get("configMapRef", {}).get("name"), {}))
+        env.update({var["name"]: var["value"] for var in container.get("env", []) if "value" in var})
+        for name, url in env.items():
+            if name.endswith("_SERVICE_URL"):
+                unreachable = sorted(service_apps(url) - reachable)
+                check(not unreachable, workload, f"{name} names {unreachable}, which its egress policy does not reach")
 
 for problem in problems:
     print(problem)
