@@ -169,6 +169,8 @@ pub struct ProductFilter {
     pub min_price: Option<Price>,
     pub max_price: Option<Price>,
     pub in_stock: Option<bool>,
+    /// Only products priced in it: the price bounds are in this currency.
+    pub currency: Option<Currency>,
     /// Lowercase words that must each appear in name or description.
     pub words: Vec<String>,
 }
@@ -181,6 +183,7 @@ impl ProductFilter {
         self.min_price.is_none_or(|min| product.price >= min)
             && self.max_price.is_none_or(|max| product.price <= max)
             && self.in_stock.is_none_or(|in_stock| (product.stock > 0) == in_stock)
+            && self.currency.as_ref().is_none_or(|currency| product.currency == *currency)
             && self.words.iter().all(|word| text.contains(word.as_str()))
     }
 }

@@ -46,7 +46,12 @@ fn to_proto(product: Product) -> contract::products::Product {
 
 fn filter(filter: Option<contract::products::ProductFilter>) -> FilterInput {
     let filter = filter.unwrap_or_default();
-    FilterInput { min_price: filter.min_price, max_price: filter.max_price, in_stock: filter.in_stock }
+    FilterInput {
+        min_price: filter.min_price,
+        max_price: filter.max_price,
+        in_stock: filter.in_stock,
+        currency: filter.currency,
+    }
 }
 
 #[tonic::async_trait]

@@ -42,6 +42,7 @@ pub struct FilterInput {
     pub min_price: Option<f64>,
     pub max_price: Option<f64>,
     pub in_stock: Option<bool>,
+    pub currency: Option<String>,
 }
 
 /// The most units one line of a reservation may ask for.
@@ -251,6 +252,14 @@ fn parse_filter(input: FilterInput, words: Vec<String>) -> Result<ProductFilter,
     {
         violations.add("filter.max_price", "must not be less than filter.min_price");
     }
+    // Amounts in two currencies do not compare: bounds are in the filter's
+    // currency (USD when not given, as a price's is) and match only
+    // products priced in it.
+    let currency = match input.currency {
+        Some(code) => violations.check("filter.currency", Currency::parse(&code)),
+        None if min_price.is_some() || max_price.is_some() => Some(Currency::default()),
+        None => None,
+    };
     violations.into_result()?;
-    Ok(ProductFilter { min_price, max_price, in_stock: input.in_stock, words })
+    Ok(ProductFilter { min_price, max_price, in_stock: input.in_stock, currency, words })
 }

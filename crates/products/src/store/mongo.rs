@@ -471,6 +471,15 @@ fn filter_doc(filter: &ProductFilter, after: Option<&ProductId>) -> Document {
     if !price.is_empty() {
         query.insert("price_minor", price);
     }
+    if let Some(currency) = &filter.currency {
+        let code = currency.as_str();
+        if code == contract::money::DEFAULT_CURRENCY {
+            // A document from before currencies has none: it is in US dollars.
+            query.insert("currency", doc! { "$in": [code, bson::Bson::Null] });
+        } else {
+            query.insert("currency", code);
+        }
+    }
     match filter.in_stock {
         Some(true) => query.insert("stock", doc! { "$gt": 0_i64 }),
         Some(false) => query.insert("stock", doc! { "$lte": 0_i64 }),

@@ -341,6 +341,9 @@ impl ProductStore for SqliteProductStore {
         if let Some(max) = filter.max_price {
             query.push(" AND price_minor <= ").push_bind(max.minor());
         }
+        if let Some(currency) = &filter.currency {
+            query.push(" AND currency = ").push_bind(currency.as_str().to_owned());
+        }
         match filter.in_stock {
             Some(true) => {
                 query.push(" AND stock > 0");

@@ -260,6 +260,27 @@ async fn list_filters_by_price_range_and_stock(backend: Backend, test: &str) {
     let out = ProductFilter { in_stock: Some(false), ..Default::default() };
     assert_eq!(ids(client.list_products(list(out)).await.unwrap().into_inner()), ["a", "d"]);
 
+    // A price in euros is not compared with bounds in dollars.
+    let euros = CreateProductRequest {
+        id: "e".to_owned(),
+        name: "e".to_owned(),
+        description: String::new(),
+        price: 15.0,
+        stock: 5,
+        currency: "EUR".to_owned(),
+    };
+    create(&app, euros).await;
+    let range = ProductFilter { min_price: Some(10.0), max_price: Some(20.0), ..Default::default() };
+    assert_eq!(ids(client.list_products(list(range.clone())).await.unwrap().into_inner()), ["b", "c"], "USD bounds");
+    let in_euros = ProductFilter { currency: Some("EUR".to_owned()), ..range };
+    assert_eq!(ids(client.list_products(list(in_euros)).await.unwrap().into_inner()), ["e"]);
+    let only_euros = ProductFilter { currency: Some("EUR".to_owned()), ..Default::default() };
+    assert_eq!(ids(client.list_products(list(only_euros)).await.unwrap().into_inner()), ["e"]);
+    let unpriced = ProductFilter { in_stock: Some(true), ..Default::default() };
+    assert_eq!(ids(client.list_products(list(unpriced)).await.unwrap().into_inner()), ["b", "c", "e"], "any currency");
+    let yen = ProductFilter { currency: Some("JPY".to_owned()), ..Default::default() };
+    assert_eq!(violated_fields(&client.list_products(list(yen)).await.unwrap_err()), ["filter.currency"]);
+
     let inverted = ProductFilter { min_price: Some(20.0), max_price: Some(10.0), ..Default::default() };
     let status = client.list_products(list(inverted)).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["filter.max_price"]);

@@ -1,6 +1,6 @@
 //! The catalog half of the store suite, run against SQLite and MongoDB.
 
-use products::domain::{Price, ProductChanges, ProductFilter, ProductId, ProductName, search_words};
+use products::domain::{Currency, Price, ProductChanges, ProductFilter, ProductId, ProductName, search_words};
 use products::store::{AdjustError, StoreError};
 
 use crate::helpers::{Backend, product, store};
@@ -30,12 +30,15 @@ async fn filters_and_search_agree_with_the_reference(backend: Backend, test: &st
         product("p05", "100% Cotton Shirt", 1500, 7),
         product("p06", "Widget_Deluxe", 9999, 1),
         product("p07", "ÉCLAIR Mould", 2500, 3),
+        product("p08", "Euro Widget", 2999, 4),
     ];
     catalog[2].description = products::domain::Description::parse("The widget of widgets").unwrap();
+    catalog[7].currency = Currency::parse("EUR").unwrap();
     for item in &catalog {
         store.insert(item).await.unwrap();
     }
     let price = |minor| Some(Price::from_minor(minor));
+    let currency = |code| Some(Currency::parse(code).unwrap());
     let filters = [
         ProductFilter::default(),
         ProductFilter { min_price: price(2000), ..Default::default() },
@@ -56,6 +59,10 @@ async fn filters_and_search_agree_with_the_reference(backend: Backend, test: &st
         ProductFilter { words: search_words("t_d"), ..Default::default() },
         ProductFilter { words: search_words("éclair"), ..Default::default() },
         ProductFilter { words: search_words(".*"), ..Default::default() },
+        ProductFilter { currency: currency("EUR"), ..Default::default() },
+        ProductFilter { currency: currency("USD"), min_price: price(2000), ..Default::default() },
+        ProductFilter { currency: currency("EUR"), max_price: price(3000), ..Default::default() },
+        ProductFilter { currency: currency("GBP"), ..Default::default() },
     ];
     for filter in filters {
         let expected: Vec<&str> = catalog.iter().filter(|p| filter.matches(p)).map(|p| p.id.as_str()).collect();
@@ -63,6 +70,28 @@ async fn filters_and_search_agree_with_the_reference(backend: Backend, test: &st
         let listed_ids: Vec<&str> = listed.iter().map(|p| p.id.as_str()).collect();
         assert_eq!(listed_ids, expected, "{filter:?}");
     }
+}
+
+/// MongoDB documents written before prices had a currency have none, and are
+/// in US dollars: a filter in US dollars finds them, one in another currency
+/// does not.
+async fn a_product_from_before_currencies_is_listed_in_us_dollars(backend: Backend, test: &str) {
+    let Some((store, database)) = store(backend, test).await else { return };
+    let old = product("old", "Old Widget", 1500, 1);
+    store.insert(&old).await.unwrap();
+    if let Some(database) = &database {
+        let products = database.database().collection::<mongodb::bson::Document>("products");
+        let unset = mongodb::bson::doc! { "$unset": { "currency": "" } };
+        let changed = products.update_one(mongodb::bson::doc! { "_id": "old" }, unset).await.unwrap();
+        assert_eq!(changed.modified_count, 1, "the document loses its currency, as one written before them");
+    }
+    let listed = |code| {
+        let filter = ProductFilter { currency: Some(Currency::parse(code).unwrap()), ..Default::default() };
+        let store = store.clone();
+        async move { store.list(&filter, None, 10).await.unwrap().into_iter().map(|p| p.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(listed("USD").await, [old.id]);
+    assert!(listed("EUR").await.is_empty());
 }
 
 async fn list_pages_in_id_order(backend: Backend, test: &str) {
@@ -127,6 +156,7 @@ testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mon
     inserted_product_reads_back,
     second_product_with_an_id_is_refused,
     filters_and_search_agree_with_the_reference,
+    a_product_from_before_currencies_is_listed_in_us_dollars,
     list_pages_in_id_order,
     update_changes_only_the_given_fields,
     delete_removes_the_product_once,
