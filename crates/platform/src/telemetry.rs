@@ -214,16 +214,20 @@ struct HeaderExtractor<'a>(&'a http::HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        let value = match key {
-            "traceparent" => self.0.get(TRACEPARENT),
-            "tracestate" => self.0.get(TRACESTATE),
-            _ => self.0.get(key),
-        };
-        value.and_then(|v| v.to_str().ok())
+        self.0.get(header_name(key).ok()?).and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The header a propagator names: the trace headers' built once, any other parsed.
+fn header_name(key: &str) -> Result<http::HeaderName, http::header::InvalidHeaderName> {
+    match key {
+        "traceparent" => Ok(TRACEPARENT),
+        "tracestate" => Ok(TRACESTATE),
+        _ => http::HeaderName::from_str(key),
     }
 }
 
@@ -235,11 +239,7 @@ impl Injector for HeaderInjector<'_> {
         if value.is_empty() {
             return;
         }
-        let name = match key {
-            "traceparent" => Ok(TRACEPARENT),
-            _ => http::HeaderName::from_str(key),
-        };
-        if let (Ok(name), Ok(mut value)) = (name, http::HeaderValue::try_from(value)) {
+        if let (Ok(name), Ok(mut value)) = (header_name(key), http::HeaderValue::try_from(value)) {
             value.set_sensitive(never_indexed(key));
             self.0.insert(name, value);
         }

@@ -52,6 +52,6 @@ mod tests {
         })
         .await;
         assert_eq!(seen, (span.id(), span.id()));
-        assert_eq!(tracing::Span::current().id(), None, "the span is left between polls and after");
+        assert_eq!(tracing::Span::current().id(), None, "the span is left once the future is done");
     }
 }
