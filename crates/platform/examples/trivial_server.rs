@@ -24,6 +24,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.next().ok_or("usage: trivial_server bare|platform|platform-threads ADDRESS")?.parse()?;
     match mode.as_str() {
         "bare" => {
+            // Without a subscriber, tracing hands every span h2 and tower
+            // open to the `log` crate, formatting its fields: work a bare
+            // server need not do, so none is done here.
+            tracing::subscriber::set_global_default(tracing::subscriber::NoSubscriber::default())?;
             let (_, health) = tonic_health::server::health_reporter();
             tonic::transport::Server::builder().add_service(health).serve(address).await?;
         }
