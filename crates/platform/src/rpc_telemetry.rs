@@ -22,7 +22,6 @@ use std::time::Instant;
 use http_body::{Body, Frame, SizeHint};
 use resilience::CallSeries;
 use tower::{Layer, Service};
-use tracing::Instrument;
 
 /// The label a method the server does not declare is counted under.
 const UNKNOWN_METHOD: &str = "unknown";
@@ -155,16 +154,15 @@ where
             rpc.grpc.status_code = tracing::field::Empty,
         );
         crate::telemetry::set_parent_from_headers(&span, request.headers());
-        let call = CallRecord { series, started: Instant::now(), span: span.clone() };
+        let call = CallRecord { series, started: Instant::now(), span };
         let response = self.inner.call(request);
-        Box::pin(
-            async move {
-                let response = response.await?;
-                let header_status = grpc_status(response.headers());
-                Ok(response.map(|body| ObservedBody { inner: body, call: Some(call), header_status }))
-            }
-            .instrument(span),
-        )
+        Box::pin(async move {
+            // The call record keeps the span (to record the status on it when
+            // the body ends); the call runs in it borrowed, not in a clone.
+            let response = resilience::in_span(&call.span, response).await?;
+            let header_status = grpc_status(response.headers());
+            Ok(response.map(|body| ObservedBody { inner: body, call: Some(call), header_status }))
+        })
     }
 }
 

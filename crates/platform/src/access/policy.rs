@@ -118,6 +118,22 @@ impl AccessPolicy {
         self.rules.get(method)
     }
 
+    /// The rule of the method a gRPC request's path (`/pkg.Service/Method`)
+    /// names, if it declares one. The name is put together on the stack:
+    /// every call a server serves looks its rule up.
+    pub fn rule_for_path(&self, path: &str) -> Option<&Rule> {
+        let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+        let mut name = [0u8; 256];
+        let length = service.len() + 1 + method.len();
+        if length > name.len() {
+            return self.rule(&format!("{service}.{method}"));
+        }
+        name[..service.len()].copy_from_slice(service.as_bytes());
+        name[service.len()] = b'.';
+        name[service.len() + 1..length].copy_from_slice(method.as_bytes());
+        self.rule(std::str::from_utf8(&name[..length]).ok()?)
+    }
+
     /// Every method with a rule.
     pub fn methods(&self) -> impl Iterator<Item = (&str, &Rule)> {
         self.rules.iter().map(|(method, rule)| (method.as_str(), rule))
@@ -207,6 +223,26 @@ mod tests {
         assert_eq!(policy.roles().into_iter().collect::<Vec<_>>(), ["admin", "fulfilment"]);
         let secret_checks: Vec<&str> = policy.methods().map(|(m, _)| m).filter(|m| policy.checks_secret(m)).collect();
         assert_eq!(secret_checks, ["shop.users.v1.UserService.Login"]);
+    }
+
+    #[test]
+    fn a_request_path_finds_the_rule_of_the_method_it_names() {
+        let policy = AccessPolicy::contract();
+        for (method, rule) in policy.methods() {
+            let (service, name) = method.rsplit_once('.').unwrap();
+            assert_eq!(policy.rule_for_path(&format!("/{service}/{name}")), Some(rule), "{method}");
+        }
+        for path in ["", "/", "shop.users.v1.UserService/Login", "/shop.users.v1.UserService.Login", "/a/b"] {
+            assert_eq!(policy.rule_for_path(path), None, "{path:?}");
+        }
+        let mut long = AccessPolicy::default();
+        let service = format!("acme.{}.Greeter", "v".repeat(300));
+        long.set(format!("{service}.SayHello"), Rule::Public);
+        assert_eq!(
+            long.rule_for_path(&format!("/{service}/SayHello")),
+            Some(&Rule::Public),
+            "longer than the stack name"
+        );
     }
 
     #[test]

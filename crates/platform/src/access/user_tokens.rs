@@ -176,6 +176,19 @@ impl UserTokens {
         Ok(identity)
     }
 
+    /// The user an `Authorization` header value proves, if that is known
+    /// without checking anything: its token was verified here before and
+    /// has not expired.
+    pub fn remembered_header(&self, authorization: &str) -> Option<UserIdentity> {
+        self.remembered(bearer_token(authorization).ok()?, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// As if `token` had been verified here, proving `identity` until `expires_at`.
+    #[cfg(test)]
+    pub(super) fn remember(&self, token: &str, identity: UserIdentity, expires_at: u64) {
+        self.remembered.lock().unwrap().insert(token.to_owned(), Remembered { identity, expires_at });
+    }
+
     /// Whom `token` proves, if it was verified before and has not expired by `now`.
     fn remembered(&self, token: &str, now: u64) -> Option<UserIdentity> {
         let remembered = self.remembered.lock().expect("remembered tokens lock");
@@ -279,11 +292,7 @@ mod tests {
     fn a_verified_token_is_remembered_until_it_expires_and_no_longer() {
         let tokens = verifier();
         let identity = UserIdentity { id: "u1".into(), roles: vec!["admin".into()] };
-        tokens
-            .remembered
-            .lock()
-            .unwrap()
-            .insert("a.b.c".to_owned(), Remembered { identity: identity.clone(), expires_at: 1_000 });
+        tokens.remember("a.b.c", identity.clone(), 1_000);
         assert_eq!(tokens.remembered("a.b.c", 999), Some(identity));
         assert_eq!(tokens.remembered("a.b.c", 1_000), None, "expired: checked again from scratch");
         assert_eq!(tokens.remembered("a.b.d", 999), None, "only the very same token");
