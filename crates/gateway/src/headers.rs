@@ -92,8 +92,8 @@ fn address_value(address: IpAddr) -> HeaderValue {
 }
 
 /// The upstream's response metadata as `Grpc-Metadata-*` headers.
-pub fn response_headers(metadata: &MetadataMap, headers: &mut HeaderMap) {
-    for (name, value) in metadata.clone().into_headers() {
+pub fn response_headers(metadata: MetadataMap, headers: &mut HeaderMap) {
+    for (name, value) in metadata.into_headers() {
         let Some(name) = name else { continue };
         if name.as_str().starts_with("grpc-") || name == http::header::CONTENT_TYPE {
             continue;

@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::Gateway;
 use crate::catalog::Catalog;
-use crate::codec::DynamicCodec;
+use crate::codec::EncodedCodec;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_message, response_json};
@@ -117,7 +117,8 @@ async fn call(
         }
     };
     let message = match request_message(route, bindings, parts.uri.query(), &body) {
-        Ok(message) => message,
+        // Encoded once for every attempt (`EncodedCodec`).
+        Ok(message) => bytes::Bytes::from(prost::Message::encode_to_vec(&message)),
         Err(BadRequest(message)) => return bad_request(&message),
     };
     let service = route.method.parent_service().full_name();
@@ -139,7 +140,7 @@ async fn call(
             platform::telemetry::inject_current_context_into_metadata(&mut metadata);
             let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message.clone());
             platform::grpc_timeout::set(&mut request, remaining);
-            let (path, codec) = (path.clone(), DynamicCodec::new(output.clone()));
+            let (path, codec) = (path.clone(), EncodedCodec::new(output.clone()));
             async move {
                 let mut grpc = tonic::client::Grpc::new(channel);
                 grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("{service} is unavailable: {e}")))?;
@@ -152,12 +153,12 @@ async fn call(
             let (metadata, message, _) = response.into_parts();
             let mut response =
                 ([(header::CONTENT_TYPE, "application/json")], response_json(route, &message)).into_response();
-            crate::headers::response_headers(&metadata, response.headers_mut());
+            crate::headers::response_headers(metadata, response.headers_mut());
             response
         }
         Err(CallError::Status(status)) => {
             let mut response = status_response(&status, &catalog.pool);
-            crate::headers::response_headers(status.metadata(), response.headers_mut());
+            crate::headers::response_headers(status.metadata().clone(), response.headers_mut());
             response
         }
         Err(CallError::Refused(refusal)) => {

@@ -78,7 +78,10 @@ async fn a_dead_endpoint_is_ejected_without_client_visible_failures() {
     for request in 0..40 {
         // GET is safe to repeat: a failure on the dead endpoint is retried on the other.
         let reply = harness.get(&format!("/v1/echo/r{request}")).await;
-        assert_eq!(reply.status, 200, "request {request}: {}", String::from_utf8_lossy(&reply.body));
+        let body = String::from_utf8_lossy(&reply.body);
+        assert_eq!(reply.status, 200, "request {request}: {body}");
+        // A retry sends the request itself again (encoded once, sent by each attempt).
+        assert!(body.contains(&format!("\"r{request}\"")), "request {request} was answered as another: {body}");
     }
     let mut states = breaker_states(&harness).await;
     states.sort();
