@@ -71,7 +71,11 @@ impl MethodSeries {
 /// per trivial RPC: two builds of `trivial_server` side by side, six
 /// alternating 3 s loads of h2load at 32 connections, twice).
 pub struct KnownMethods {
-    declared: HashMap<String, Arc<MethodSeries>>,
+    /// Hashed with foldhash, not SipHash: its keys are the contract's own,
+    /// fixed at start, so a caller's path can only miss them, never crowd
+    /// them. SipHash took 220 instructions a call: 69,300 -> 68,700-68,800
+    /// per trivial RPC with this and the access rules' map (callgrind, 2,000 calls).
+    declared: HashMap<String, Arc<MethodSeries>, foldhash::fast::RandomState>,
     /// By service, the series of the methods it does not declare, made on a
     /// service's first such call: one per service the server routes.
     undeclared: RwLock<HashMap<String, Arc<MethodSeries>>>,
@@ -89,7 +93,7 @@ impl KnownMethods {
     /// refuses it at start).
     pub fn from_descriptor_sets<'a>(sets: impl IntoIterator<Item = &'a [u8]>) -> Self {
         use prost_reflect::prost::Message as _;
-        let mut declared = HashMap::new();
+        let mut declared = HashMap::default();
         for set in sets {
             let Ok(set) = prost_reflect::prost_types::FileDescriptorSet::decode(set) else { continue };
             for file in &set.file {
