@@ -1,7 +1,9 @@
-//! A tonic codec for [`DynamicMessage`]s: the gateway knows message types
+//! tonic codecs for [`DynamicMessage`]s: the gateway knows message types
 //! only at run time, from descriptors, so it decodes each response with the
 //! method's output descriptor (`ProstCodec` needs `Default`, which a
-//! dynamic message cannot have).
+//! dynamic message cannot have). [`EncodedCodec`] sends a request encoded
+//! beforehand, as the gateway's REST calls do; [`DynamicCodec`] encodes a
+//! message as it is sent, for clients and servers built on descriptors.
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
