@@ -10,6 +10,10 @@
 //! The other half of the bargain is on the orders side: it does not write an
 //! order once half of the hold (`held_for` in the contract) has passed, so a
 //! hold released here never belongs to an order written later.
+//!
+//! The same rounds drop what a store kept to make cancelled sales
+//! exactly-once, an hour after the cancellation
+//! (`ProductStore::drop_cancelled_sale_markers`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +33,11 @@ const BATCH: u32 = 100;
 /// Batches per round at most: a backlog drains over a few rounds instead of
 /// holding the store in one long burst.
 const MAX_BATCHES: usize = 20;
+/// How long a cancelled sale's markers are kept. They stop an OrderCreated
+/// that was being applied when its order was cancelled from counting the
+/// sale (one event's handling: seconds); a creation applied later finds the
+/// cancellation on the order's reservation instead.
+pub const CANCELLED_SALE_MARKERS_KEPT: Duration = Duration::from_secs(60 * 60);
 
 /// Whether an order was written under a reservation's id.
 #[async_trait]
@@ -81,6 +90,9 @@ pub struct Swept {
     /// Releases whose caller died part-way, finished (see
     /// `ProductStore::finish_interrupted_releases`).
     pub finished: usize,
+    /// Cancelled orders whose sale markers were dropped (see
+    /// `ProductStore::drop_cancelled_sale_markers`).
+    pub cancelled_sales_settled: usize,
 }
 
 pub struct HoldExpiry {
@@ -120,7 +132,13 @@ impl HoldExpiry {
     /// One round over the holds that have run out.
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
         let finished = self.store.finish_interrupted_releases(crate::domain::now(), BATCH).await?;
-        let mut swept = Swept { finished: finished as usize, ..Swept::default() };
+        let cancelled_before = crate::domain::now() - CANCELLED_SALE_MARKERS_KEPT;
+        let cancelled_sales_settled = self.store.drop_cancelled_sale_markers(cancelled_before, BATCH).await?;
+        let mut swept = Swept {
+            finished: finished as usize,
+            cancelled_sales_settled: cancelled_sales_settled as usize,
+            ..Swept::default()
+        };
         for _ in 0..MAX_BATCHES {
             let expired = self.store.expired_holds(crate::domain::now(), BATCH).await?;
             let full = expired.len() == BATCH as usize;

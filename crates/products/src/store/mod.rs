@@ -117,6 +117,13 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;
     /// Takes back a counted sale, once; a sale not counted yet never will be.
     async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError>;
+    /// Drops what kept the sales of up to `limit` orders cancelled before
+    /// `before` from being counted, where that would otherwise stay for
+    /// good; how many orders. A cancelled sale stays uncounted all the same.
+    /// A store that keeps sales apart from its products has nothing to drop.
+    async fn drop_cancelled_sale_markers(&self, _before: DateTime<Utc>, _limit: u32) -> Result<u32, StoreError> {
+        Ok(0)
+    }
     /// The order shipped, so it can no longer be cancelled: drops the
     /// bookkeeping that made its release and the cancellation of its sale
     /// exactly-once, where that bookkeeping would otherwise grow with every

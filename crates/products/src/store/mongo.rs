@@ -9,7 +9,12 @@
 //!   at a time, with a lease a retry may take over if that caller died; a
 //!   reservation refused part-way gives back what it took before answering;
 //! - a reservation is held until its `expires_at` unless an order confirms
-//!   it (state `confirmed`); `expired_holds` finds the ones that ran out.
+//!   it (state `confirmed`); `expired_holds` finds the ones that ran out;
+//! - an order's sale is counted in each product with a marker,
+//!   `sold.<order id>: quantity`, so it is counted and taken back once; a
+//!   cancelled order's marker (0) is dropped an hour later, and the order's
+//!   reservation document, which says when its sale was cancelled, keeps a
+//!   late creation from counting it after that (see `cancel_sale`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,7 +24,7 @@ use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{self, Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, ReturnDocument};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, Database, IndexModel};
 use platform::db_trace::{DbCall as _, DbSystem};
 use serde::{Deserialize, Serialize};
@@ -62,7 +67,8 @@ struct ProductDoc {
     updated_at: bson::DateTime,
     // Also stored, never read with the product: `holds.<reservation id>`
     // (see `HoldView`) and `sold.<order id>` (see `record_sale`), both
-    // dropped when the order ships (`settle_order`).
+    // dropped when the order ships (`settle_order`); a cancelled order's
+    // `sold` marker is dropped later (`drop_cancelled_sale_markers`).
 }
 
 /// A product seen from one reservation: what `take` answers with and the
@@ -135,6 +141,17 @@ enum ReservationState {
     Released,
 }
 
+/// An order whose sale was cancelled, seen from the sweep that drops its
+/// markers: the products that still carry one. Stored on the order's
+/// reservation document (see `note_cancelled_sale`).
+#[derive(Debug, Deserialize)]
+struct CancelledSale {
+    #[serde(rename = "_id")]
+    order_id: String,
+    #[serde(default)]
+    sale_markers: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ReservedItemDoc {
     product_id: String,
@@ -178,11 +195,19 @@ impl MongoProductStore {
                 .map_err(from_mongo)?;
         }
         let expiry = IndexModel::builder().keys(doc! { "state": 1, "expires_at": 1 }).build();
-        self.reservations
-            .create_index(expiry)
-            .db_call(MONGO, "createIndexes", "reservations")
-            .await
-            .map_err(from_mongo)?;
+        // Only orders whose markers are still to drop have the field: the
+        // index holds those alone, not every order ever cancelled.
+        let markers = IndexModel::builder()
+            .keys(doc! { "sale_markers_since": 1 })
+            .options(IndexOptions::builder().sparse(true).build())
+            .build();
+        for index in [expiry, markers] {
+            self.reservations
+                .create_index(index)
+                .db_call(MONGO, "createIndexes", "reservations")
+                .await
+                .map_err(from_mongo)?;
+        }
         // Products from before currencies existed were in US dollars; they
         // read as such anyway (`usd`), this makes the stored data say so.
         self.products
@@ -190,7 +215,7 @@ impl MongoProductStore {
             .db_call(MONGO, "update", "products")
             .await
             .map_err(from_mongo)?;
-        Ok(())
+        self.note_cancelled_sales_from_before().await
     }
 
     async fn product_doc(&self, id: &str) -> Result<Option<ProductDoc>, StoreError> {
@@ -208,6 +233,71 @@ impl MongoProductStore {
             .db_call(MONGO, "find", "reservations")
             .await
             .map_err(from_mongo)
+    }
+
+    /// Records on the reservation of `order_id` that its sale was cancelled
+    /// (for good: `sale_cancelled_at`) and that `products` carry its marker
+    /// (until the sweep drops them: `sale_markers`, `sale_markers_since`).
+    /// The first times stand.
+    async fn note_cancelled_sale(&self, order_id: &str, products: &[&str]) -> Result<(), StoreError> {
+        let now = bson::DateTime::now();
+        self.reservations
+            .update_one(
+                doc! { "_id": order_id },
+                doc! {
+                    "$min": { "sale_cancelled_at": now, "sale_markers_since": now },
+                    "$addToSet": { "sale_markers": { "$each": products } },
+                    // As `release` writes an id never reserved.
+                    "$setOnInsert": {
+                        "state": "released", "owner": "", "lease_until": epoch(), "expires_at": epoch(), "items": [],
+                    },
+                },
+            )
+            .upsert(true)
+            .db_call(MONGO, "update", "reservations")
+            .await
+            .map_err(from_mongo)?;
+        Ok(())
+    }
+
+    /// Notes the cancelled sales whose markers were written before
+    /// `note_cancelled_sale` existed, so that the sweep drops them too. A
+    /// marker of 0 is a cancelled sale's: a counted one holds its quantity.
+    async fn note_cancelled_sales_from_before(&self) -> Result<(), StoreError> {
+        #[derive(Deserialize)]
+        struct SaleMarkers {
+            #[serde(rename = "_id")]
+            product: String,
+            #[serde(default)]
+            sold: HashMap<String, i64>,
+        }
+        let mut marked = self
+            .products
+            .clone_with_type::<SaleMarkers>()
+            .find(doc! { "sold": { "$exists": true } })
+            .projection(doc! { "sold": 1 })
+            .db_call(MONGO, "find", "products")
+            .await
+            .map_err(from_mongo)?;
+        while let Some(product) = marked.try_next().await.map_err(from_mongo)? {
+            for (order_id, _) in product.sold.iter().filter(|(_, quantity)| **quantity == 0) {
+                self.note_cancelled_sale(order_id, &[product.product.as_str()]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the sale of `order_id` was cancelled (see `cancel_sale`).
+    async fn sale_cancelled(&self, order_id: &str) -> Result<bool, StoreError> {
+        let cancelled = self
+            .reservations
+            .clone_with_type::<Document>()
+            .find_one(doc! { "_id": order_id, "sale_cancelled_at": { "$exists": true } })
+            .projection(doc! { "_id": 1 })
+            .db_call(MONGO, "find", "reservations")
+            .await
+            .map_err(from_mongo)?;
+        Ok(cancelled.is_some())
     }
 
     fn hold_views(&self) -> Collection<HoldView> {
@@ -781,6 +871,11 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
+        // A cancellation recorded first wins, however long ago: its markers
+        // may be gone from the products by now.
+        if self.sale_cancelled(order_id).await? {
+            return Ok(());
+        }
         let sold = format!("sold.{order_id}");
         for (product_id, quantity) in items {
             self.products
@@ -796,6 +891,14 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
+        // Said on the order's reservation first (a release has written it;
+        // if not, it is written as a release would, so that no reserve of
+        // this id is taken later): a creation applied after this counts
+        // nothing, and the sweep knows which products carry a marker. The
+        // first cancellation's time stands: a redelivered one does not put
+        // the sweep off.
+        let products: Vec<&str> = items.iter().map(|(product_id, _)| product_id.as_str()).collect();
+        self.note_cancelled_sale(order_id, &products).await?;
         let sold = format!("sold.{order_id}");
         for (product_id, quantity) in items {
             // A tombstone first, so that a sale not counted yet never is...
@@ -818,6 +921,51 @@ impl ProductStore for MongoProductStore {
                 .map_err(from_mongo)?;
         }
         Ok(())
+    }
+
+    async fn drop_cancelled_sale_markers(&self, before: DateTime<Utc>, limit: u32) -> Result<u32, StoreError> {
+        let cancelled: Vec<CancelledSale> = self
+            .reservations
+            .clone_with_type()
+            .find(doc! { "sale_markers_since": { "$lt": from_chrono(before) } })
+            .projection(doc! { "sale_markers": 1 })
+            .limit(i64::from(limit))
+            .db_call(MONGO, "find", "reservations")
+            .await
+            .map_err(from_mongo)?
+            .try_collect()
+            .await
+            .map_err(from_mongo)?;
+        for order in &cancelled {
+            let sold = format!("sold.{}", order.order_id);
+            for product in &order.sale_markers {
+                // Only a cancelled sale's marker (0) goes.
+                self.products
+                    .update_one(doc! { "_id": product, &sold: 0_i64 }, doc! { "$unset": { &sold: "" } })
+                    .db_call(MONGO, "update", "products")
+                    .await
+                    .map_err(from_mongo)?;
+            }
+            // Just the products swept: a cancellation redelivered meanwhile
+            // may have added one, for the next round. Done when none is left.
+            self.reservations
+                .update_one(
+                    doc! { "_id": &order.order_id },
+                    doc! { "$pullAll": { "sale_markers": &order.sale_markers } },
+                )
+                .db_call(MONGO, "update", "reservations")
+                .await
+                .map_err(from_mongo)?;
+            self.reservations
+                .update_one(
+                    doc! { "_id": &order.order_id, "sale_markers": { "$size": 0 } },
+                    doc! { "$unset": { "sale_markers": "", "sale_markers_since": "" } },
+                )
+                .db_call(MONGO, "update", "reservations")
+                .await
+                .map_err(from_mongo)?;
+        }
+        Ok(cancelled.len() as u32)
     }
 
     async fn settle_order(&self, order_id: &str) -> Result<(), StoreError> {

@@ -22,12 +22,12 @@ fn lines(quantity: i32) -> Vec<OrderLine> {
     vec![OrderLine { product_id: "a".to_owned(), quantity, unit_price_minor: 100, ..Default::default() }]
 }
 
-fn created(order: &str, quantity: i32) -> Event {
+pub fn created(order: &str, quantity: i32) -> Event {
     let message = OrderCreated { order_id: order.to_owned(), items: lines(quantity), ..Default::default() };
     Event::new(uuid::Uuid::now_v7(), &message)
 }
 
-fn cancelled(order: &str, quantity: i32) -> Event {
+pub fn cancelled(order: &str, quantity: i32) -> Event {
     let message = OrderCancelled { order_id: order.to_owned(), items: lines(quantity), ..Default::default() };
     Event::new(uuid::Uuid::now_v7(), &message)
 }

@@ -3,9 +3,10 @@
 //! for one item, the reservation still pending, its lease run out) is
 //! finished by the next caller without taking the held item twice; a release
 //! of such a reservation gives back what the holds say; and a shipped order's
-//! bookkeeping leaves the documents, so they do not grow with every order;
-//! a release whose caller died part-way (stock given back for one item of
-//! two) is finished, once, by the next sweep.
+//! bookkeeping leaves the documents, so they do not grow with every order,
+//! nor does a cancelled order's an hour later, while its sale stays
+//! uncounted; a release whose caller died part-way (stock given back for
+//! one item of two) is finished, once, by the next sweep.
 
 use std::sync::Arc;
 
@@ -132,4 +133,74 @@ async fn a_release_interrupted_part_way_is_finished_by_the_sweep_once() {
     assert_eq!(store.finish_interrupted_releases(products::domain::now(), 10).await.unwrap(), 0, "and it is done");
     assert!(!store.release(&id).await.unwrap(), "released before");
     assert_eq!((stock_of(&store, "fig").await, stock_of(&store, "date").await), (5, 5));
+}
+
+/// The names of the `sold` markers of product `id`, sorted.
+async fn sale_markers(database: &TestMongo, id: &str) -> Vec<String> {
+    let mut markers = stored_fields(database, id, "sold").await;
+    markers.sort();
+    markers
+}
+
+#[tokio::test]
+async fn a_cancelled_orders_sale_marker_leaves_the_product_an_hour_later() {
+    use events::Handler;
+    use products::holds::CANCELLED_SALE_MARKERS_KEPT;
+
+    use crate::sales::{cancelled, created};
+
+    let Some((store, Some(database))) = store(Backend::Mongo, "cancelled_markers").await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let handler = products::consumer::OrderEvents::new(store.clone());
+    crate::sales::place(&store, &handler, "order-1", 3).await;
+    crate::sales::place(&store, &handler, "order-2", 1).await;
+    handler.handle(&cancelled("order-1", 3)).await.unwrap();
+    handler.handle(&cancelled("never-created", 2)).await.unwrap();
+    assert_eq!(sale_markers(&database, "a").await, ["never-created", "order-1", "order-2"]);
+
+    let hour_ago = products::domain::now() - CANCELLED_SALE_MARKERS_KEPT;
+    assert_eq!(store.drop_cancelled_sale_markers(hour_ago, 10).await.unwrap(), 0, "kept for an hour");
+    assert_eq!(sale_markers(&database, "a").await.len(), 3);
+
+    let hour_on = products::domain::now() + chrono::TimeDelta::seconds(1);
+    assert_eq!(store.drop_cancelled_sale_markers(hour_on, 10).await.unwrap(), 2);
+    assert_eq!(sale_markers(&database, "a").await, ["order-2"], "the live order keeps its marker");
+    assert_eq!(store.drop_cancelled_sale_markers(hour_on, 10).await.unwrap(), 0, "and it is done");
+
+    // Late creations (new event ids) still count nothing; a cancellation
+    // delivered again takes nothing back twice, and its marker goes too.
+    handler.handle(&created("order-1", 3)).await.unwrap();
+    handler.handle(&created("never-created", 2)).await.unwrap();
+    handler.handle(&cancelled("order-1", 3)).await.unwrap();
+    let product = store.get(&ProductId::parse("a").unwrap()).await.unwrap().unwrap();
+    assert_eq!((product.stock, product.units_sold), (9, 1));
+    assert_eq!(store.drop_cancelled_sale_markers(hour_on, 10).await.unwrap(), 1);
+    assert_eq!(sale_markers(&database, "a").await, ["order-2"]);
+    let reservations = database.database().collection::<Document>("reservations");
+    let still_to_sweep = reservations.count_documents(doc! { "sale_markers_since": { "$exists": true } }).await;
+    assert_eq!(still_to_sweep.unwrap(), 0, "the sweep's index no longer holds them");
+}
+
+#[tokio::test]
+async fn sale_markers_cancelled_before_the_sweep_existed_are_found_at_start() {
+    let Some((store, Some(database))) = store(Backend::Mongo, "legacy_markers").await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    // As a cancellation left it before: the marker at 0, the reservation
+    // released with no word of the sale.
+    let db = database.database();
+    db.collection::<Document>("products")
+        .update_one(doc! { "_id": "a" }, doc! { "$set": { "sold.old-1": 0_i64, "sold.live-1": 2_i64 } })
+        .await
+        .unwrap();
+    db.collection::<Document>("reservations")
+        .insert_one(doc! { "_id": "old-1", "state": "released", "items": [] })
+        .await
+        .unwrap();
+
+    let restarted = products::store::MongoProductStore::with_database(db.clone());
+    restarted.create_indexes().await.unwrap();
+    let hour_on = products::domain::now() + chrono::TimeDelta::seconds(1);
+    assert_eq!(restarted.drop_cancelled_sale_markers(hour_on, 10).await.unwrap(), 1);
+    assert_eq!(sale_markers(&database, "a").await, ["live-1"], "a counted sale keeps its marker");
+    assert!(!store.release(&ReservationId::parse("old-1").unwrap()).await.unwrap());
 }
