@@ -14,7 +14,8 @@
 //!   `sold.<order id>: quantity`, so it is counted and taken back once; a
 //!   cancelled order's marker (0) is dropped an hour later, and the order's
 //!   reservation document, which says when its sale was cancelled, keeps a
-//!   late creation from counting it after that (see `cancel_sale`).
+//!   late creation from counting it after that (see `cancel_sale`); so does
+//!   a shipped order's, whose markers go when it ships (`settle_order`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -287,17 +288,22 @@ impl MongoProductStore {
         Ok(())
     }
 
-    /// Whether the sale of `order_id` was cancelled (see `cancel_sale`).
-    async fn sale_cancelled(&self, order_id: &str) -> Result<bool, StoreError> {
-        let cancelled = self
+    /// Whether the sale of `order_id` was cancelled (see `cancel_sale`) or
+    /// settled (`settle_order`).
+    async fn sale_closed(&self, order_id: &str) -> Result<bool, StoreError> {
+        let filter = doc! {
+            "_id": order_id,
+            "$or": [{ "sale_cancelled_at": { "$exists": true } }, { "sale_settled_at": { "$exists": true } }],
+        };
+        let closed = self
             .reservations
             .clone_with_type::<Document>()
-            .find_one(doc! { "_id": order_id, "sale_cancelled_at": { "$exists": true } })
+            .find_one(filter)
             .projection(doc! { "_id": 1 })
             .db_call(MONGO, "find", "reservations")
             .await
             .map_err(from_mongo)?;
-        Ok(cancelled.is_some())
+        Ok(closed.is_some())
     }
 
     fn hold_views(&self) -> Collection<HoldView> {
@@ -871,9 +877,9 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn record_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
-        // A cancellation recorded first wins, however long ago: its markers
-        // may be gone from the products by now.
-        if self.sale_cancelled(order_id).await? {
+        // A sale cancelled or settled is never counted (again), however long
+        // ago: its markers may be gone from the products by now.
+        if self.sale_closed(order_id).await? {
             return Ok(());
         }
         let sold = format!("sold.{order_id}");
@@ -976,6 +982,13 @@ impl ProductStore for MongoProductStore {
             .await
             .map_err(from_mongo)?;
         let Some(reservation) = reserved else { return Ok(()) };
+        // Said on the reservation first: once the markers are gone, a
+        // duplicate of the order's creation finds this (see `record_sale`).
+        self.reservations
+            .update_one(doc! { "_id": order_id }, doc! { "$min": { "sale_settled_at": bson::DateTime::now() } })
+            .db_call(MONGO, "update", "reservations")
+            .await
+            .map_err(from_mongo)?;
         let (hold, sold) = (format!("holds.{order_id}"), format!("sold.{order_id}"));
         for item in &reservation.items {
             self.products
