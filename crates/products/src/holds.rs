@@ -13,7 +13,9 @@
 //!
 //! The same rounds drop what a store kept to make cancelled sales
 //! exactly-once, an hour after the cancellation
-//! (`ProductStore::drop_cancelled_sale_markers`).
+//! (`ProductStore::drop_cancelled_sale_markers`), and forget the order
+//! events applied a week ago (`ProductStore::forget_applied_events`), so
+//! that neither grows with every order for good.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +40,11 @@ const MAX_BATCHES: usize = 20;
 /// sale (one event's handling: seconds); a creation applied later finds the
 /// cancellation on the order's reservation instead.
 pub const CANCELLED_SALE_MARKERS_KEPT: Duration = Duration::from_secs(60 * 60);
+/// How long the consumer's inbox remembers an event it applied: beyond any
+/// redelivery or retry, so that the inbox, not the idempotent effect,
+/// answers one. A dead-lettered event replayed later is applied again, to
+/// no effect.
+pub const APPLIED_EVENTS_KEPT: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// Whether an order was written under a reservation's id.
 #[async_trait]
@@ -93,6 +100,8 @@ pub struct Swept {
     /// Cancelled orders whose sale markers were dropped (see
     /// `ProductStore::drop_cancelled_sale_markers`).
     pub cancelled_sales_settled: usize,
+    /// Inbox entries forgotten (see `ProductStore::forget_applied_events`).
+    pub events_forgotten: u64,
 }
 
 pub struct HoldExpiry {
@@ -134,9 +143,11 @@ impl HoldExpiry {
         let finished = self.store.finish_interrupted_releases(crate::domain::now(), BATCH).await?;
         let cancelled_before = crate::domain::now() - CANCELLED_SALE_MARKERS_KEPT;
         let cancelled_sales_settled = self.store.drop_cancelled_sale_markers(cancelled_before, BATCH).await?;
+        let events_forgotten = self.store.forget_applied_events(crate::domain::now() - APPLIED_EVENTS_KEPT).await?;
         let mut swept = Swept {
             finished: finished as usize,
             cancelled_sales_settled: cancelled_sales_settled as usize,
+            events_forgotten,
             ..Swept::default()
         };
         for _ in 0..MAX_BATCHES {

@@ -133,6 +133,11 @@ pub trait ProductStore: Send + Sync + 'static {
     async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError>;
     /// Records that `consumer` applied the event (a repeat is a no-op).
     async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError>;
+    /// Forgets the events applied before `before`, every consumer's; how
+    /// many. Every effect is idempotent per order for good (a sale counted,
+    /// cancelled or settled stays so), so an event delivered again after
+    /// this changes nothing: the inbox only spares applying it again.
+    async fn forget_applied_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Applies `effect` for the event `event_id` of `consumer`, once: a
     /// repeat finds the event in the inbox and does nothing. This default

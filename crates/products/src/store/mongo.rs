@@ -209,6 +209,11 @@ impl MongoProductStore {
                 .await
                 .map_err(from_mongo)?;
         }
+        self.inbox()
+            .create_index(IndexModel::builder().keys(doc! { "at": 1 }).build())
+            .db_call(MONGO, "createIndexes", "inbox")
+            .await
+            .map_err(from_mongo)?;
         // Products from before currencies existed were in US dollars; they
         // read as such anyway (`usd`), this makes the stored data say so.
         self.products
@@ -304,6 +309,11 @@ impl MongoProductStore {
             .await
             .map_err(from_mongo)?;
         Ok(closed.is_some())
+    }
+
+    /// The events applied, `{_id: "<consumer>:<event id>", at}`.
+    fn inbox(&self) -> Collection<Document> {
+        self.database.collection("inbox")
     }
 
     fn hold_views(&self) -> Collection<HoldView> {
@@ -1001,8 +1011,8 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
-        let inbox = self.database.collection::<Document>("inbox");
-        let found = inbox
+        let found = self
+            .inbox()
             .find_one(doc! { "_id": format!("{consumer}:{event_id}") })
             .db_call(MONGO, "find", "inbox")
             .await
@@ -1011,8 +1021,8 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError> {
-        let inbox = self.database.collection::<Document>("inbox");
-        match inbox
+        match self
+            .inbox()
             .insert_one(doc! { "_id": format!("{consumer}:{event_id}"), "at": bson::DateTime::now() })
             .db_call(MONGO, "insert", "inbox")
             .await
@@ -1021,6 +1031,16 @@ impl ProductStore for MongoProductStore {
             Err(error) if is_duplicate_key(&error) => Ok(()),
             Err(error) => Err(from_mongo(error)),
         }
+    }
+
+    async fn forget_applied_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let forgotten = self
+            .inbox()
+            .delete_many(doc! { "at": { "$lt": from_chrono(before) } })
+            .db_call(MONGO, "delete", "inbox")
+            .await
+            .map_err(from_mongo)?;
+        Ok(forgotten.deleted_count)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -110,9 +110,10 @@ impl SqliteProductStore {
         event_id: &str,
         effect: &OrderEffect,
     ) -> Result<Applied, StoreError> {
-        let first = sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
+        let first = sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id, applied_at_ms) VALUES (?1, ?2, ?3)")
             .bind(consumer)
             .bind(event_id)
+            .bind(crate::domain::now().timestamp_millis())
             .execute(&mut *tx)
             .db_call(SQLITE, "INSERT", "inbox")
             .await
@@ -600,14 +601,25 @@ impl ProductStore for SqliteProductStore {
     }
 
     async fn inbox_record(&self, consumer: &str, event_id: &str) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id) VALUES (?1, ?2)")
+        sqlx::query("INSERT OR IGNORE INTO inbox (consumer, event_id, applied_at_ms) VALUES (?1, ?2, ?3)")
             .bind(consumer)
             .bind(event_id)
+            .bind(crate::domain::now().timestamp_millis())
             .execute(&mut *self.writes.acquire().await.map_err(from_sqlx)?)
             .db_call(SQLITE, "INSERT", "inbox")
             .await
             .map_err(from_sqlx)?;
         Ok(())
+    }
+
+    async fn forget_applied_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let forgotten = sqlx::query("DELETE FROM inbox WHERE applied_at_ms < ?1")
+            .bind(before.timestamp_millis())
+            .execute(&mut *self.writes.acquire().await.map_err(from_sqlx)?)
+            .db_call(SQLITE, "DELETE", "inbox")
+            .await
+            .map_err(from_sqlx)?;
+        Ok(forgotten.rows_affected())
     }
 
     /// One transaction: the inbox row, written first, is also the check.

@@ -152,6 +152,38 @@ async fn a_batch_is_applied_in_order_and_each_event_once(backend: Backend, test:
     assert!(error.permanent, "the bus then delivers one by one, dead-lettering only this one: {error:?}");
 }
 
+async fn events_applied_long_ago_are_forgotten_and_change_nothing_when_delivered_again(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let handler = OrderEvents::new(store.clone());
+    let items = vec![(ProductId::parse("a").unwrap(), 2)];
+    for order in ["order-1", "order-2"] {
+        let reservation = products::domain::ReservationId::parse(order).unwrap();
+        store.reserve(&reservation, &items, held()).await.unwrap();
+    }
+    let events = [
+        created("order-1", 2),
+        created("order-2", 2),
+        cancelled("order-2", 2),
+        status_changed("order-1", OrderStatus::Shipped),
+    ];
+    for event in &events {
+        handler.handle(event).await.unwrap();
+    }
+    assert_eq!(sold(&store, "a").await, (8, 2));
+
+    let consumer = products::consumer::CONSUMER;
+    let hour_ago = products::domain::now() - chrono::TimeDelta::hours(1);
+    assert_eq!(store.forget_applied_events(hour_ago).await.unwrap(), 0, "applied just now");
+    let later = products::domain::now() + chrono::TimeDelta::seconds(1);
+    assert_eq!(store.forget_applied_events(later).await.unwrap(), 4);
+    assert!(!store.inbox_contains(consumer, &events[0].id.to_string()).await.unwrap());
+    for event in &events {
+        handler.handle(event).await.unwrap();
+    }
+    assert_eq!(sold(&store, "a").await, (8, 2), "each effect is idempotent without the inbox");
+}
+
 testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mongo }: [
     a_batch_is_applied_in_order_and_each_event_once,
     a_redelivered_event_is_applied_once,
@@ -159,4 +191,5 @@ testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mon
     a_cancellation_before_the_creation_wins,
     shipping_settles_an_order_without_changing_any_count,
     an_undecodable_event_is_a_permanent_failure,
+    events_applied_long_ago_are_forgotten_and_change_nothing_when_delivered_again,
 ]);
