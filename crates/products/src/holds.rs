@@ -99,7 +99,7 @@ pub struct Swept {
     pub finished: usize,
     /// Cancelled orders whose sale markers were dropped (see
     /// `ProductStore::drop_cancelled_sale_markers`).
-    pub cancelled_sales_settled: usize,
+    pub cancelled_sale_markers_dropped: usize,
     /// Inbox entries forgotten (see `ProductStore::forget_applied_events`).
     pub events_forgotten: u64,
 }
@@ -142,11 +142,11 @@ impl HoldExpiry {
     pub async fn sweep(&self) -> Result<Swept, StoreError> {
         let finished = self.store.finish_interrupted_releases(crate::domain::now(), BATCH).await?;
         let cancelled_before = crate::domain::now() - CANCELLED_SALE_MARKERS_KEPT;
-        let cancelled_sales_settled = self.store.drop_cancelled_sale_markers(cancelled_before, BATCH).await?;
+        let cancelled_sale_markers_dropped = self.store.drop_cancelled_sale_markers(cancelled_before, BATCH).await?;
         let events_forgotten = self.store.forget_applied_events(crate::domain::now() - APPLIED_EVENTS_KEPT).await?;
         let mut swept = Swept {
             finished: finished as usize,
-            cancelled_sales_settled: cancelled_sales_settled as usize,
+            cancelled_sale_markers_dropped: cancelled_sale_markers_dropped as usize,
             events_forgotten,
             ..Swept::default()
         };

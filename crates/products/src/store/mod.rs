@@ -127,7 +127,9 @@ pub trait ProductStore: Send + Sync + 'static {
     /// The order shipped, so it can no longer be cancelled: drops the
     /// bookkeeping that made its release and the cancellation of its sale
     /// exactly-once, where that bookkeeping would otherwise grow with every
-    /// order (idempotent). Stock and units sold stay as they are.
+    /// order (idempotent). Stock and units sold stay as they are, and the
+    /// sale stays counted once: a duplicate of the order's creation applied
+    /// later counts nothing.
     async fn settle_order(&self, order_id: &str) -> Result<(), StoreError>;
     /// Whether `consumer` has applied the event with this id.
     async fn inbox_contains(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError>;

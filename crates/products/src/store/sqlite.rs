@@ -613,13 +613,25 @@ impl ProductStore for SqliteProductStore {
     }
 
     async fn forget_applied_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let forgotten = sqlx::query("DELETE FROM inbox WHERE applied_at_ms < ?1")
+        // In batches, each its own write, so that the consumer's writes
+        // get in between: the first round after a busy week has many.
+        const BATCH: i64 = 1000;
+        let mut forgotten = 0;
+        loop {
+            let batch = sqlx::query(
+                "DELETE FROM inbox WHERE rowid IN (SELECT rowid FROM inbox WHERE applied_at_ms < ?1 LIMIT ?2)",
+            )
             .bind(before.timestamp_millis())
+            .bind(BATCH)
             .execute(&mut *self.writes.acquire().await.map_err(from_sqlx)?)
             .db_call(SQLITE, "DELETE", "inbox")
             .await
             .map_err(from_sqlx)?;
-        Ok(forgotten.rows_affected())
+            forgotten += batch.rows_affected();
+            if batch.rows_affected() < BATCH as u64 {
+                return Ok(forgotten);
+            }
+        }
     }
 
     /// One transaction: the inbox row, written first, is also the check.

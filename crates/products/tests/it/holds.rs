@@ -82,14 +82,28 @@ async fn the_sweep_releases_what_no_order_holds_and_keeps_the_rest(backend: Back
     *ledger.unreachable.lock().unwrap() = true;
     assert_eq!(
         expiry.sweep().await.unwrap(),
-        Swept { released: 0, confirmed: 0, undecided: 2, finished: 0, cancelled_sales_settled: 0, events_forgotten: 0 }
+        Swept {
+            released: 0,
+            confirmed: 0,
+            undecided: 2,
+            finished: 0,
+            cancelled_sale_markers_dropped: 0,
+            events_forgotten: 0
+        }
     );
     assert_eq!(stock_of(&store, "a").await, 1, "nothing is released while orders cannot answer");
 
     *ledger.unreachable.lock().unwrap() = false;
     assert_eq!(
         expiry.sweep().await.unwrap(),
-        Swept { released: 1, confirmed: 1, undecided: 0, finished: 0, cancelled_sales_settled: 0, events_forgotten: 0 }
+        Swept {
+            released: 1,
+            confirmed: 1,
+            undecided: 0,
+            finished: 0,
+            cancelled_sale_markers_dropped: 0,
+            events_forgotten: 0
+        }
     );
     assert_eq!(stock_of(&store, "a").await, 5, "the crashed order's 4 units are back; the written order keeps 3");
     assert_eq!(expiry.sweep().await.unwrap(), Swept::default(), "a second sweep has nothing to do");

@@ -184,6 +184,18 @@ async fn events_applied_long_ago_are_forgotten_and_change_nothing_when_delivered
     assert_eq!(sold(&store, "a").await, (8, 2), "each effect is idempotent without the inbox");
 }
 
+/// More than one batch of the stores that forget in batches.
+async fn every_event_applied_before_is_forgotten_however_many(backend: Backend, test: &str) {
+    let Some((store, _db)) = store(backend, test).await else { return };
+    let consumer = products::consumer::CONSUMER;
+    for n in 0..1_234 {
+        store.inbox_record(consumer, &format!("event-{n}")).await.unwrap();
+    }
+    let later = products::domain::now() + chrono::TimeDelta::seconds(1);
+    assert_eq!(store.forget_applied_events(later).await.unwrap(), 1_234);
+    assert!(!store.inbox_contains(consumer, "event-1233").await.unwrap());
+}
+
 testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mongo }: [
     a_batch_is_applied_in_order_and_each_event_once,
     a_redelivered_event_is_applied_once,
@@ -192,4 +204,5 @@ testkit::backend_tests!(crate::helpers::Backend { sqlite => Sqlite, mongo => Mon
     shipping_settles_an_order_without_changing_any_count,
     an_undecodable_event_is_a_permanent_failure,
     events_applied_long_ago_are_forgotten_and_change_nothing_when_delivered_again,
+    every_event_applied_before_is_forgotten_however_many,
 ]);
