@@ -269,7 +269,15 @@ impl MongoProductStore {
     /// Notes the cancelled sales whose markers were written before
     /// `note_cancelled_sale` existed, so that the sweep drops them too. A
     /// marker of 0 is a cancelled sale's: a counted one holds its quantity.
+    /// Once per database: it reads every product ever sold.
     async fn note_cancelled_sales_from_before(&self) -> Result<(), StoreError> {
+        const DONE: &str = "cancelled-sales-noted";
+        let migrations = self.database.collection::<Document>("migrations");
+        let done =
+            migrations.find_one(doc! { "_id": DONE }).db_call(MONGO, "find", "migrations").await.map_err(from_mongo)?;
+        if done.is_some() {
+            return Ok(());
+        }
         #[derive(Deserialize)]
         struct SaleMarkers {
             #[serde(rename = "_id")]
@@ -290,7 +298,16 @@ impl MongoProductStore {
                 self.note_cancelled_sale(order_id, &[product.product.as_str()]).await?;
             }
         }
-        Ok(())
+        // Two replicas starting together both get here: each note is idempotent.
+        match migrations
+            .insert_one(doc! { "_id": DONE, "at": bson::DateTime::now() })
+            .db_call(MONGO, "insert", "migrations")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if is_duplicate_key(&error) => Ok(()),
+            Err(error) => Err(from_mongo(error)),
+        }
     }
 
     /// Whether the sale of `order_id` was cancelled (see `cancel_sale`) or

@@ -196,6 +196,8 @@ async fn sale_markers_cancelled_before_the_sweep_existed_are_found_at_start() {
         .insert_one(doc! { "_id": "old-1", "state": "released", "items": [] })
         .await
         .unwrap();
+    // A database from before has no record of the markers being noted.
+    db.collection::<Document>("migrations").delete_many(doc! {}).await.unwrap();
 
     let restarted = products::store::MongoProductStore::with_database(db.clone());
     restarted.create_indexes().await.unwrap();
@@ -203,4 +205,12 @@ async fn sale_markers_cancelled_before_the_sweep_existed_are_found_at_start() {
     assert_eq!(restarted.drop_cancelled_sale_markers(hour_on, 10).await.unwrap(), 1);
     assert_eq!(sale_markers(&database, "a").await, ["live-1"], "a counted sale keeps its marker");
     assert!(!store.release(&ReservationId::parse("old-1").unwrap()).await.unwrap());
+
+    // Noted once: a marker like it written now is no longer looked for.
+    db.collection::<Document>("products")
+        .update_one(doc! { "_id": "a" }, doc! { "$set": { "sold.old-2": 0_i64 } })
+        .await
+        .unwrap();
+    restarted.create_indexes().await.unwrap();
+    assert_eq!(restarted.drop_cancelled_sale_markers(hour_on, 10).await.unwrap(), 0);
 }
