@@ -120,6 +120,19 @@ struct ReservationDoc {
 }
 
 impl ReservationDoc {
+    /// What a release of an id never reserved leaves: released, holding
+    /// nothing, so that a later reserve of the id is refused.
+    fn never_reserved(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            state: ReservationState::Released,
+            owner: String::new(),
+            lease_until: epoch(),
+            expires_at: epoch(),
+            items: Vec::new(),
+        }
+    }
+
     fn reservation_id(&self) -> Result<ReservationId, StoreError> {
         ReservationId::parse(&self.id)
             .map_err(|why| StoreError::Other(format!("stored reservation {:?}: {why}", self.id)))
@@ -247,16 +260,17 @@ impl MongoProductStore {
     /// The first times stand.
     async fn note_cancelled_sale(&self, order_id: &str, products: &[&str]) -> Result<(), StoreError> {
         let now = bson::DateTime::now();
+        // No reservation yet: written as `release` writes an id never reserved.
+        let mut never_reserved = bson::to_document(&ReservationDoc::never_reserved(order_id))
+            .map_err(|error| StoreError::Other(error.to_string()))?;
+        never_reserved.remove("_id");
         self.reservations
             .update_one(
                 doc! { "_id": order_id },
                 doc! {
                     "$min": { "sale_cancelled_at": now, "sale_markers_since": now },
                     "$addToSet": { "sale_markers": { "$each": products } },
-                    // As `release` writes an id never reserved.
-                    "$setOnInsert": {
-                        "state": "released", "owner": "", "lease_until": epoch(), "expires_at": epoch(), "items": [],
-                    },
+                    "$setOnInsert": never_reserved,
                 },
             )
             .upsert(true)
@@ -833,14 +847,7 @@ impl ProductStore for MongoProductStore {
         loop {
             let Some(existing) = self.reservation(id).await? else {
                 // Never reserved: leave a tombstone so a late reserve is refused.
-                let tombstone = ReservationDoc {
-                    id: id.as_str().to_owned(),
-                    state: ReservationState::Released,
-                    owner: String::new(),
-                    lease_until: epoch(),
-                    expires_at: epoch(),
-                    items: Vec::new(),
-                };
+                let tombstone = ReservationDoc::never_reserved(id.as_str());
                 match self.reservations.insert_one(&tombstone).db_call(MONGO, "insert", "reservations").await {
                     Ok(_) => return Ok(false),
                     Err(error) if is_duplicate_key(&error) => continue,
@@ -924,12 +931,10 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn cancel_sale(&self, order_id: &str, items: &[(ProductId, i32)]) -> Result<(), StoreError> {
-        // Said on the order's reservation first (a release has written it;
-        // if not, it is written as a release would, so that no reserve of
-        // this id is taken later): a creation applied after this counts
-        // nothing, and the sweep knows which products carry a marker. The
-        // first cancellation's time stands: a redelivered one does not put
-        // the sweep off.
+        // Said on the order's reservation first: a creation applied after
+        // this counts nothing, and the sweep knows which products carry a
+        // marker. The first cancellation's time stands: a redelivered one
+        // does not put the sweep off.
         let products: Vec<&str> = items.iter().map(|(product_id, _)| product_id.as_str()).collect();
         self.note_cancelled_sale(order_id, &products).await?;
         let sold = format!("sold.{order_id}");

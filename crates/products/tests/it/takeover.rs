@@ -5,8 +5,9 @@
 //! of such a reservation gives back what the holds say; and a shipped order's
 //! bookkeeping leaves the documents, so they do not grow with every order,
 //! nor does a cancelled order's an hour later, while its sale stays
-//! uncounted; a release whose caller died part-way (stock given back for
-//! one item of two) is finished, once, by the next sweep.
+//! uncounted (a sale cancelled with no reservation leaves its id released,
+//! as a release does); a release whose caller died part-way (stock given
+//! back for one item of two) is finished, once, by the next sweep.
 
 use std::sync::Arc;
 
@@ -213,4 +214,18 @@ async fn sale_markers_cancelled_before_the_sweep_existed_are_found_at_start() {
         .unwrap();
     restarted.create_indexes().await.unwrap();
     assert_eq!(restarted.drop_cancelled_sale_markers(hour_on, 10).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_sale_cancelled_with_no_reservation_leaves_the_id_released() {
+    let Some((store, Some(_database))) = store(Backend::Mongo, "cancel_unreserved").await else { return };
+    store.insert(&product("a", "A", 100, 10)).await.unwrap();
+    let items = [(ProductId::parse("a").unwrap(), 2)];
+    store.cancel_sale("lonely", &items).await.unwrap();
+    store.record_sale("lonely", &items).await.unwrap();
+    let id = ReservationId::parse("lonely").unwrap();
+    let late = store.reserve(&id, &items, held()).await.unwrap();
+    assert!(matches!(late, ReserveOutcome::Refused(_)), "as after a release: {late:?}");
+    let product = store.get(&ProductId::parse("a").unwrap()).await.unwrap().unwrap();
+    assert_eq!((product.stock, product.units_sold), (10, 0));
 }
