@@ -26,6 +26,12 @@ pub fn request_message(
     body: &[u8],
 ) -> Result<DynamicMessage, BadRequest> {
     let input = route.method.input();
+    if route.body == BodyRule::None
+        && query.is_none_or(str::is_empty)
+        && let Some(message) = from_string_bindings(&input, &bindings)
+    {
+        return Ok(message);
+    }
     let mut root = Map::new();
     match &route.body {
         BodyRule::None => {}
@@ -59,6 +65,25 @@ pub fn request_message(
     let options = DeserializeOptions::new().deny_unknown_fields(true);
     DynamicMessage::deserialize_with_options(input, Json::Object(root), &options)
         .map_err(|error| BadRequest(format!("invalid request: {error}")))
+}
+
+/// The message of a request made of path values alone, each for a string
+/// field of the request itself (a GET of one resource by its id), set
+/// straight instead of through a JSON object and the deserializer, which
+/// would take each as it is; `None` for any other request. (callgrind,
+/// 2,000 REST GETs through the gateway, two runs each: 146,600-146,700 ->
+/// 144,500-144,700 instructions per GET.)
+fn from_string_bindings(input: &MessageDescriptor, bindings: &[Binding]) -> Option<DynamicMessage> {
+    let mut message = DynamicMessage::new(input.clone());
+    for (path, raw) in bindings {
+        let [name] = path.as_slice() else { return None };
+        let field = input.get_field_by_name(name)?;
+        if field.kind() != Kind::String || field.is_list() {
+            return None;
+        }
+        message.set_field(&field, Value::String(raw.clone()));
+    }
+    Some(message)
 }
 
 fn parse_body(body: &[u8]) -> Result<Option<Json>, BadRequest> {
@@ -482,6 +507,28 @@ mod tests {
         assert_eq!(json["status"], "ORDER_STATUS_PAID");
         let json = build(Method::GET, "/products/search?q=blue+widget", "").unwrap();
         assert_eq!(json["q"], "blue widget");
+    }
+
+    #[test]
+    fn path_values_alone_are_set_as_the_json_path_would_set_them() {
+        use prost::Message;
+        let table = table();
+        for path in ["/users/abc", "/products/prod-1", "/orders/0190-x", "/orders/user/u%201"] {
+            let Lookup::Found { route, bindings } = table.lookup(&Method::GET, path) else { panic!("no route {path}") };
+            let input = route.method.input();
+            let direct = from_string_bindings(&input, &bindings).expect("path values alone, for string fields");
+            let mut object = Map::new();
+            for (field, raw) in &bindings {
+                insert(&mut object, field, Json::String(raw.clone()), Join::Replace).unwrap();
+            }
+            let via_json = DynamicMessage::deserialize(input, Json::Object(object)).unwrap();
+            assert_eq!(direct.encode_to_vec(), via_json.encode_to_vec(), "{path}");
+            let built = request_message(route, bindings, None, b"").unwrap();
+            assert_eq!(built.encode_to_vec(), direct.encode_to_vec(), "{path}");
+        }
+        // With a query too, the query is read.
+        let json = build(Method::GET, "/orders/user/u1?page_size=2", "").unwrap();
+        assert_eq!((json["userId"].as_str(), json["pageSize"].as_i64()), (Some("u1"), Some(2)));
     }
 
     #[test]
