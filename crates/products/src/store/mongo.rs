@@ -117,6 +117,11 @@ struct ReservationDoc {
     expires_at: bson::DateTime,
     #[serde(default)]
     items: Vec<ReservedItemDoc>,
+    /// The products that still carry the order's cancelled-sale marker,
+    /// until the sweep drops them (see `note_cancelled_sale`). Written only
+    /// by updates, never with the document.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sale_markers: Vec<String>,
 }
 
 impl ReservationDoc {
@@ -130,6 +135,7 @@ impl ReservationDoc {
             lease_until: epoch(),
             expires_at: epoch(),
             items: Vec::new(),
+            sale_markers: Vec::new(),
         }
     }
 
@@ -153,17 +159,6 @@ enum ReservationState {
     /// Being given back (see `finish_release`).
     Releasing,
     Released,
-}
-
-/// An order whose sale was cancelled, seen from the sweep that drops its
-/// markers: the products that still carry one. Stored on the order's
-/// reservation document (see `note_cancelled_sale`).
-#[derive(Debug, Deserialize)]
-struct CancelledSale {
-    #[serde(rename = "_id")]
-    order_id: String,
-    #[serde(default)]
-    sale_markers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -367,6 +362,7 @@ impl MongoProductStore {
                 lease_until: lease_from_now(),
                 expires_at,
                 items: Vec::new(),
+                sale_markers: Vec::new(),
             };
             match self.reservations.insert_one(&claim).db_call(MONGO, "insert", "reservations").await {
                 Ok(_) => return Ok(None),
@@ -962,20 +958,10 @@ impl ProductStore for MongoProductStore {
     }
 
     async fn drop_cancelled_sale_markers(&self, before: DateTime<Utc>, limit: u32) -> Result<u32, StoreError> {
-        let cancelled: Vec<CancelledSale> = self
-            .reservations
-            .clone_with_type()
-            .find(doc! { "sale_markers_since": { "$lt": from_chrono(before) } })
-            .projection(doc! { "sale_markers": 1 })
-            .limit(i64::from(limit))
-            .db_call(MONGO, "find", "reservations")
-            .await
-            .map_err(from_mongo)?
-            .try_collect()
-            .await
-            .map_err(from_mongo)?;
+        let filter = doc! { "sale_markers_since": { "$lt": from_chrono(before) } };
+        let cancelled = self.find_reservations(filter, None, limit).await?;
         for order in &cancelled {
-            let sold = format!("sold.{}", order.order_id);
+            let sold = format!("sold.{}", order.id);
             for product in &order.sale_markers {
                 // Only a cancelled sale's marker (0) goes.
                 self.products
@@ -987,16 +973,13 @@ impl ProductStore for MongoProductStore {
             // Just the products swept: a cancellation redelivered meanwhile
             // may have added one, for the next round. Done when none is left.
             self.reservations
-                .update_one(
-                    doc! { "_id": &order.order_id },
-                    doc! { "$pullAll": { "sale_markers": &order.sale_markers } },
-                )
+                .update_one(doc! { "_id": &order.id }, doc! { "$pullAll": { "sale_markers": &order.sale_markers } })
                 .db_call(MONGO, "update", "reservations")
                 .await
                 .map_err(from_mongo)?;
             self.reservations
                 .update_one(
-                    doc! { "_id": &order.order_id, "sale_markers": { "$size": 0 } },
+                    doc! { "_id": &order.id, "sale_markers": { "$size": 0 } },
                     doc! { "$unset": { "sale_markers": "", "sale_markers_since": "" } },
                 )
                 .db_call(MONGO, "update", "reservations")
