@@ -1,8 +1,9 @@
 //! The floor under the gateway, for `scripts/bench-peers`: the least a
-//! proxy built on the same crates (hyper, tonic, prost, serde_json, on a
-//! single-threaded runtime per core with its own upstream connection, as
-//! the gateway's serving threads are) does to serve the bench's two REST
-//! routes and pass gRPC through, the caller's `authorization` passed on as
+//! proxy built on the same crates (hyper, tonic, h2 through
+//! `resilience::direct`, prost, serde_json, on a single-threaded runtime
+//! per core with its own upstream connections, as the gateway's serving
+//! threads are) does to serve the bench's two REST routes and pass gRPC
+//! through, the caller's `authorization` passed on as
 //! any proxy in front of a backend that checks it must. No guard, no
 //! metrics, no spans, no route table: what it costs per request is what
 //! hyper and tonic cost, and the gateway's CPU per request above it is what
@@ -12,12 +13,15 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use resilience::direct::{DirectConnection, Target};
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt;
 
@@ -99,18 +103,26 @@ async fn accept(
 
 thread_local! {
     static BACKEND: std::cell::OnceCell<Channel> = const { std::cell::OnceCell::new() };
+    static DIRECT: std::cell::OnceCell<Arc<DirectConnection>> = const { std::cell::OnceCell::new() };
 }
 
 async fn serve(stream: std::net::TcpStream, backend: Endpoint, grpc: bool) {
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
     stream.set_nodelay(true).ok();
-    let channel = BACKEND.with(|cell| cell.get_or_init(|| backend.connect_lazy()).clone());
     let io = TokioIo::new(stream);
     if grpc {
+        let channel = BACKEND.with(|cell| cell.get_or_init(|| backend.connect_lazy()).clone());
         let service = service_fn(move |request| pass_through(channel.clone(), request));
         hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service).await.ok();
     } else {
-        let service = service_fn(move |request| rest(channel.clone(), request));
+        let direct = DIRECT.with(|cell| {
+            cell.get_or_init(|| {
+                let target = Target::new(&backend.uri().to_string(), Duration::from_secs(2));
+                Arc::new(DirectConnection::new(Arc::new(target.expect("the backend is http://host:port"))))
+            })
+            .clone()
+        });
+        let service = service_fn(move |request| rest(direct.clone(), request));
         hyper::server::conn::http1::Builder::new().serve_connection(io, service).await.ok();
     }
 }
@@ -125,27 +137,21 @@ async fn pass_through(
     })
 }
 
-async fn rest(channel: Channel, request: http::Request<Incoming>) -> Result<http::Response<Full<Bytes>>, Infallible> {
-    let mut grpc = tonic::client::Grpc::new(channel);
+async fn rest(
+    direct: Arc<DirectConnection>,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
     // The caller's credential goes on to the backend, as any proxy in front
     // of a backend that checks it must pass it (and as grpc-gateway does).
     let mut headers = http::HeaderMap::new();
     if let Some(authorization) = request.headers().get(http::header::AUTHORIZATION) {
         headers.insert(http::header::AUTHORIZATION, authorization.clone());
     }
-    let metadata = tonic::metadata::MetadataMap::from_headers(headers);
-    let outcome = if request.method() == http::Method::GET
+    let (path, message) = if request.method() == http::Method::GET
         && let Some(id) = request.uri().path().strip_prefix("/v1/users/")
     {
-        let message = GetUserRequest { id: id.to_owned() };
         let path = http::uri::PathAndQuery::from_static("/bench.v1.UserService/GetUser");
-        grpc.ready().await.ok();
-        grpc.unary(
-            tonic::Request::from_parts(metadata, Default::default(), message),
-            path,
-            tonic_prost::ProstCodec::<_, User>::default(),
-        )
-        .await
+        (path, prost::Message::encode_to_vec(&GetUserRequest { id: id.to_owned() }))
     } else if request.method() == http::Method::POST && request.uri().path() == "/v1/users" {
         let body = request.into_body().collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
         let message: CreateUserRequest = match serde_json::from_slice(&body) {
@@ -153,18 +159,15 @@ async fn rest(channel: Channel, request: http::Request<Incoming>) -> Result<http
             Err(error) => return Ok(reply(http::StatusCode::BAD_REQUEST, error.to_string().into())),
         };
         let path = http::uri::PathAndQuery::from_static("/bench.v1.UserService/CreateUser");
-        grpc.ready().await.ok();
-        grpc.unary(
-            tonic::Request::from_parts(metadata, Default::default(), message),
-            path,
-            tonic_prost::ProstCodec::<_, User>::default(),
-        )
-        .await
+        (path, prost::Message::encode_to_vec(&message))
     } else {
         return Ok(reply(http::StatusCode::NOT_FOUND, Bytes::from_static(b"no route")));
     };
+    let outcome = direct.unary(&path, headers, &message, Duration::from_secs(5)).await.and_then(|answer| {
+        <User as prost::Message>::decode(answer.message).map_err(|e| tonic::Status::internal(e.to_string()))
+    });
     Ok(match outcome {
-        Ok(user) => reply(http::StatusCode::OK, serde_json::to_vec(user.get_ref()).expect("a user serialises").into()),
+        Ok(user) => reply(http::StatusCode::OK, serde_json::to_vec(&user).expect("a user serialises").into()),
         Err(status) => reply(http::StatusCode::BAD_GATEWAY, status.message().to_owned().into()),
     })
 }

@@ -1,11 +1,11 @@
 //! tonic codecs for [`DynamicMessage`]s: the gateway knows message types
 //! only at run time, from descriptors, so it decodes each response with the
 //! method's output descriptor (`ProstCodec` needs `Default`, which a
-//! dynamic message cannot have). [`EncodedCodec`] sends a request encoded
-//! beforehand, as the gateway's REST calls do; [`DynamicCodec`] encodes a
-//! message as it is sent, for clients and servers built on descriptors.
+//! dynamic message cannot have): for clients and servers built on
+//! descriptors. (The REST calls send their request encoded beforehand and
+//! decode the answer themselves: `resilience::direct`.)
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Buf;
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor};
 use tonic::Status;
@@ -46,52 +46,6 @@ impl Encoder for DynamicEncoder {
 
     fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
         item.encode(dst).map_err(|e| Status::internal(format!("cannot encode the request: {e}")))
-    }
-}
-
-/// [`DynamicCodec`] for a request already encoded: a REST call's message is
-/// encoded once, and each attempt of a retried call sends the same bytes
-/// (a clone is a reference count), not the message cloned (every field
-/// copied) and encoded again. With the response's metadata read without a
-/// copy (`crate::headers::response_headers`): 147,100-148,200 ->
-/// 146,400-146,600 instructions per REST GET, 157,200-157,400 ->
-/// 155,400-155,700 per POST (callgrind, 2,000 calls, two runs each).
-#[derive(Debug, Clone)]
-pub struct EncodedCodec {
-    output: MessageDescriptor,
-}
-
-impl EncodedCodec {
-    pub fn new(output: MessageDescriptor) -> Self {
-        Self { output }
-    }
-}
-
-impl Codec for EncodedCodec {
-    type Encode = Bytes;
-    type Decode = DynamicMessage;
-    type Encoder = EncodedEncoder;
-    type Decoder = DynamicDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        EncodedEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        DynamicDecoder(self.output.clone())
-    }
-}
-
-#[derive(Debug)]
-pub struct EncodedEncoder;
-
-impl Encoder for EncodedEncoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.put_slice(&item);
-        Ok(())
     }
 }
 

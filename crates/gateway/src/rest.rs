@@ -8,10 +8,10 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost_reflect::DynamicMessage;
 
 use crate::Gateway;
 use crate::catalog::Catalog;
-use crate::codec::EncodedCodec;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_message, response_json};
@@ -117,7 +117,7 @@ async fn call(
         }
     };
     let message = match request_message(route, bindings, parts.uri.query(), &body) {
-        // Encoded once for every attempt (`EncodedCodec`).
+        // Encoded once for every attempt.
         Ok(message) => bytes::Bytes::from(prost::Message::encode_to_vec(&message)),
         Err(BadRequest(message)) => return bad_request(&message),
     };
@@ -131,29 +131,30 @@ async fn call(
     };
 
     let metadata = crate::headers::request_metadata(&parts.headers, client);
-    let path = route.names.grpc_path.clone();
+    let path = &route.names.grpc_path;
     let output = route.method.output();
     let outcome = upstream
-        .call(path.path(), route.is_idempotent(), timeout, |channel, remaining| {
+        .call_endpoint(path.path(), route.is_idempotent(), timeout, |endpoint, remaining| {
             // The attempt's own CLIENT span is the current one: the service's span is its child.
             let mut metadata = metadata.clone();
             platform::telemetry::inject_current_context_into_metadata(&mut metadata);
-            let mut request = tonic::Request::from_parts(metadata, tonic::Extensions::default(), message.clone());
-            platform::grpc_timeout::set(&mut request, remaining);
-            let (path, codec) = (path.clone(), EncodedCodec::new(output.clone()));
+            let (message, output) = (message.clone(), output.clone());
             async move {
-                let mut grpc = tonic::client::Grpc::new(channel);
-                grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("{service} is unavailable: {e}")))?;
-                grpc.unary(request, path, codec).await
+                let answer = endpoint.unary(path, metadata.into_headers(), &message, remaining).await?;
+                let message = DynamicMessage::decode(output, answer.message)
+                    .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
+                Ok((answer.metadata, message))
             }
         })
         .await;
     match outcome {
-        Ok(response) => {
-            let (metadata, message, _) = response.into_parts();
+        Ok((metadata, message)) => {
             let mut response =
                 ([(header::CONTENT_TYPE, "application/json")], response_json(route, &message)).into_response();
-            crate::headers::response_headers(metadata, response.headers_mut());
+            crate::headers::response_headers(
+                tonic::metadata::MetadataMap::from_headers(metadata),
+                response.headers_mut(),
+            );
             response
         }
         Err(CallError::Status(status)) => {

@@ -15,6 +15,7 @@ pub mod budget;
 pub mod bulkhead;
 mod client_span;
 pub mod deadline;
+pub mod direct;
 pub mod endpoints;
 pub mod in_span;
 mod metrics;

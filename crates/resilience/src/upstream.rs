@@ -20,6 +20,7 @@ use thread_local::ThreadLocal;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
+use crate::direct::{Answer, ConnectFailed, DirectConnection, Target};
 use crate::{
     Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
     Strategy,
@@ -51,16 +52,21 @@ impl Default for Policy {
     }
 }
 
-/// One address of an upstream: its channels, breaker and load.
+/// One address of an upstream: its connections, breaker and load.
+///
+/// It has two kinds of connection: tonic's `Channel`, for generated
+/// clients and streams, and a [`DirectConnection`] for unary calls whose
+/// request is encoded already. Each is shared by every caller, or one per
+/// serving thread (see [`crate::affinity`]), opened on the thread's first call.
 pub struct Endpoint {
     pub url: String,
     /// How to open another channel to it.
     target: TonicEndpoint,
-    /// The channel callers share.
     shared: Channel,
-    /// One channel per serving thread (see [`crate::affinity`]), opened on
-    /// the thread's first call.
     per_thread: ThreadLocal<Channel>,
+    direct_target: Arc<Target>,
+    direct_shared: DirectConnection,
+    direct_per_thread: ThreadLocal<DirectConnection>,
     breaker: CircuitBreaker,
     in_flight: AtomicUsize,
     metrics: crate::metrics::CallSeries,
@@ -69,12 +75,30 @@ pub struct Endpoint {
 impl Endpoint {
     /// The channel this thread's calls go through. Channels connect on
     /// their first call, and this one is driven by the runtime it is made on.
-    fn channel(&self) -> Channel {
+    pub fn channel(&self) -> Channel {
         if crate::affinity::is_per_thread() {
             self.per_thread.get_or(|| self.target.connect_lazy()).clone()
         } else {
             self.shared.clone()
         }
+    }
+
+    /// A unary call of `path` (`/pkg.Service/Method`) with its request
+    /// `message` encoded, on this thread's direct connection (see
+    /// [`crate::direct`]); `timeout` is what the callee is told it has.
+    pub async fn unary(
+        &self,
+        path: &http::uri::PathAndQuery,
+        metadata: http::HeaderMap,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<Answer, tonic::Status> {
+        let connection = if crate::affinity::is_per_thread() {
+            self.direct_per_thread.get_or(|| DirectConnection::new(self.direct_target.clone()))
+        } else {
+            &self.direct_shared
+        };
+        connection.unary(path, metadata, message, timeout).await
     }
 }
 
@@ -173,6 +197,7 @@ impl Upstream {
                 .connect_timeout(self.policy.connect_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(30));
+            let direct_target = Arc::new(Target::new(url, self.policy.connect_timeout)?);
             let (upstream, endpoint) = (self.name.clone(), url.clone());
             let breaker = CircuitBreaker::new(self.policy.breaker).on_transition(Arc::new(move |from, to| {
                 tracing::warn!(%upstream, %endpoint, from = from.as_str(), to = to.as_str(), "circuit breaker changed state");
@@ -184,6 +209,9 @@ impl Upstream {
                 shared: target.connect_lazy(),
                 target,
                 per_thread: ThreadLocal::new(),
+                direct_shared: DirectConnection::new(direct_target.clone()),
+                direct_target,
+                direct_per_thread: ThreadLocal::new(),
                 breaker,
                 in_flight: AtomicUsize::new(0),
                 metrics: crate::metrics::attempt_series(&self.name, url),
@@ -229,6 +257,25 @@ impl Upstream {
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
+        self.call_endpoint(method, idempotent, client_deadline, |endpoint, remaining| {
+            attempt(endpoint.channel(), remaining)
+        })
+        .await
+    }
+
+    /// [`Upstream::call`], with `attempt` given the endpoint itself: for a
+    /// call on its direct connection ([`Endpoint::unary`]).
+    pub async fn call_endpoint<T, F, Fut>(
+        &self,
+        method: &str,
+        idempotent: bool,
+        client_deadline: Option<Duration>,
+        mut attempt: F,
+    ) -> Result<T, CallError>
+    where
+        F: FnMut(Arc<Endpoint>, Duration) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
         // The tightest of: this upstream's own, the caller's, and what is left
         // of the request this call is made for.
         let timeout = [client_deadline, crate::deadline::remaining()]
@@ -264,7 +311,7 @@ impl Upstream {
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
             let span = crate::client_span::attempt(method, &endpoint.url, retries);
-            let attempted = crate::in_span(&span, span.in_scope(|| attempt(endpoint.channel(), remaining)));
+            let attempted = crate::in_span(&span, span.in_scope(|| attempt(endpoint.clone(), remaining)));
             let outcome = match tokio::time::timeout(remaining, attempted).await {
                 Ok(outcome) => outcome.map_err(|status| transport_failure(status, &endpoint.url)),
                 Err(_) => Err(Failure::Sent(deadline_exceeded(timeout))),
@@ -348,7 +395,7 @@ fn transport_failure(status: tonic::Status, endpoint: &str) -> Failure {
         source = error.source();
     }
     // A connect timeout is also a TimeoutExpired, under a ConnectError.
-    let connecting = chain.iter().any(|e| e.is::<tonic::ConnectError>());
+    let connecting = chain.iter().any(|e| e.is::<tonic::ConnectError>() || e.is::<ConnectFailed>());
     if !connecting && chain.iter().any(|e| e.is::<tonic::TimeoutExpired>()) {
         return Failure::Sent(tonic::Status::deadline_exceeded(format!("{endpoint} did not answer in time")));
     }
