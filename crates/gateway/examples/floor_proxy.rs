@@ -1,13 +1,12 @@
 //! The floor under the gateway, for `scripts/bench-peers`: the least a
-//! proxy built on the same crates (hyper, tonic, h2 through
-//! `resilience::direct`, prost, serde_json, on a single-threaded runtime
-//! per core with its own upstream connections, as the gateway's serving
-//! threads are) does to serve the bench's two REST routes and pass gRPC
-//! through, the caller's `authorization` passed on as
-//! any proxy in front of a backend that checks it must. No guard, no
-//! metrics, no spans, no route table: what it costs per request is what
-//! hyper and tonic cost, and the gateway's CPU per request above it is what
-//! its guards and its generality cost.
+//! proxy built on the same crates (hyper, h2 through `resilience::direct`,
+//! prost, serde_json, on a single-threaded runtime per core with its own
+//! upstream connection, as the gateway's serving threads are) does to
+//! serve the bench's two REST routes and pass gRPC through, the caller's
+//! `authorization` passed on as any proxy in front of a backend that
+//! checks it must. No guard, no metrics, no spans, no route table: what it
+//! costs per request is what hyper and h2 cost, and the gateway's CPU per
+//! request above it is what its guards and its generality cost.
 //!
 //!   cargo run --release -p meshwork-gateway --example floor_proxy -- rest|grpc 127.0.0.1:PORT http://BACKEND
 
@@ -22,8 +21,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use resilience::direct::{DirectConnection, Target};
-use tonic::transport::{Channel, Endpoint};
-use tower::ServiceExt;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: floor_proxy rest|grpc LISTEN_ADDRESS http://BACKEND";
     let mode = args.next().ok_or(usage)?;
     let address: SocketAddr = args.next().ok_or(usage)?.parse()?;
-    let backend = Endpoint::from_shared(args.next().ok_or(usage)?)?;
+    let backend: Arc<str> = args.next().ok_or(usage)?.into();
     let grpc = match mode.as_str() {
         "rest" => false,
         "grpc" => true,
@@ -89,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn accept(
     address: SocketAddr,
-    backend: Endpoint,
+    backend: Arc<str>,
     threads: Vec<tokio::runtime::Handle>,
     grpc: bool,
 ) -> std::io::Result<()> {
@@ -102,38 +99,36 @@ async fn accept(
 }
 
 thread_local! {
-    static BACKEND: std::cell::OnceCell<Channel> = const { std::cell::OnceCell::new() };
     static DIRECT: std::cell::OnceCell<Arc<DirectConnection>> = const { std::cell::OnceCell::new() };
 }
 
-async fn serve(stream: std::net::TcpStream, backend: Endpoint, grpc: bool) {
+async fn serve(stream: std::net::TcpStream, backend: Arc<str>, grpc: bool) {
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
     stream.set_nodelay(true).ok();
     let io = TokioIo::new(stream);
+    let direct = DIRECT.with(|cell| {
+        cell.get_or_init(|| {
+            let target = Target::new(&backend, Duration::from_secs(2));
+            Arc::new(DirectConnection::new(Arc::new(target.expect("the backend is http://host:port"))))
+        })
+        .clone()
+    });
     if grpc {
-        let channel = BACKEND.with(|cell| cell.get_or_init(|| backend.connect_lazy()).clone());
-        let service = service_fn(move |request| pass_through(channel.clone(), request));
+        let service = service_fn(move |request| pass_through(direct.clone(), request));
         hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service).await.ok();
     } else {
-        let direct = DIRECT.with(|cell| {
-            cell.get_or_init(|| {
-                let target = Target::new(&backend.uri().to_string(), Duration::from_secs(2));
-                Arc::new(DirectConnection::new(Arc::new(target.expect("the backend is http://host:port"))))
-            })
-            .clone()
-        });
         let service = service_fn(move |request| rest(direct.clone(), request));
         hyper::server::conn::http1::Builder::new().serve_connection(io, service).await.ok();
     }
 }
 
 async fn pass_through(
-    channel: Channel,
+    direct: Arc<DirectConnection>,
     request: http::Request<Incoming>,
 ) -> Result<http::Response<tonic::body::Body>, Infallible> {
-    Ok(match channel.oneshot(request.map(tonic::body::Body::new)).await {
+    Ok(match direct.exchange(request).await {
         Ok(response) => response.map(tonic::body::Body::new),
-        Err(error) => tonic::Status::unavailable(error.to_string()).into_http(),
+        Err(status) => status.into_http(),
     })
 }
 

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use tonic::body::Body;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ impl Service<http::Request<Body>> for PassThrough {
             // bulkhead and deadline (until the response headers) apply.
             let mut request = Some(request);
             let outcome = upstream
-                .call(&path, false, client_timeout, |channel, _remaining| {
+                .call_endpoint(&path, false, client_timeout, |endpoint, _remaining| {
                     let mut request = request.take();
                     // The attempt's CLIENT span is current: the service's span is its child.
                     if let Some(request) = request.as_mut() {
@@ -98,7 +98,7 @@ impl Service<http::Request<Body>> for PassThrough {
                     }
                     async move {
                         let request = request.ok_or_else(|| tonic::Status::internal("request already sent"))?;
-                        let response = channel.oneshot(request).await.map_err(send_error)?;
+                        let response = endpoint.exchange(request).await?;
                         // A trailers-only answer carries its status in the headers.
                         match tonic::Status::from_header_map(response.headers()) {
                             Some(status) if status.code() != tonic::Code::Ok => Err(status),
@@ -108,7 +108,8 @@ impl Service<http::Request<Body>> for PassThrough {
                 })
                 .await;
             Ok(match outcome {
-                Ok(mut response) => {
+                Ok(response) => {
+                    let mut response = response.map(Body::new);
                     admitted.write(response.headers_mut());
                     response
                 }
@@ -124,28 +125,6 @@ impl Service<http::Request<Body>> for PassThrough {
         };
         Box::pin(tracing::Instrument::instrument(forwarded, span))
     }
-}
-
-/// Why a request could not be sent: the caller's own body (an undecodable
-/// gRPC-Web frame, a client that went away) is the caller's problem and never
-/// counts against the upstream's breaker; anything else is the upstream's.
-fn send_error(error: tonic::transport::Error) -> tonic::Status {
-    use std::error::Error;
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if let Some(status) = cause.downcast_ref::<tonic::Status>() {
-            return tonic::Status::invalid_argument(format!("the request body is malformed: {}", status.message()));
-        }
-        if cause.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_user() || e.is_body_write_aborted()) {
-            return tonic::Status::invalid_argument(format!("the request body could not be read: {cause}"));
-        }
-        // This side reset the stream: the request body it was sending failed.
-        if cause.downcast_ref::<h2::Error>().is_some_and(|e| e.is_reset() && !e.is_remote()) {
-            return tonic::Status::invalid_argument("the request body could not be read or decoded");
-        }
-        source = cause.source();
-    }
-    tonic::Status::unavailable(format!("upstream unavailable: {error}"))
 }
 
 /// Whether the request speaks gRPC-Web.

@@ -20,7 +20,7 @@ use thread_local::ThreadLocal;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
-use crate::direct::{Answer, ConnectFailed, DirectConnection, Target};
+use crate::direct::{Answer, ConnectFailed, DirectConnection, ResponseBody, Target};
 use crate::{
     Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
     Strategy,
@@ -93,12 +93,25 @@ impl Endpoint {
         message: &[u8],
         timeout: Duration,
     ) -> Result<Answer, tonic::Status> {
-        let connection = if crate::affinity::is_per_thread() {
+        self.direct().unary(path, metadata, message, timeout).await
+    }
+
+    /// A call of any kind passed through as it comes, on this thread's
+    /// direct connection (see [`DirectConnection::exchange`]).
+    pub async fn exchange<B>(&self, request: http::Request<B>) -> Result<http::Response<ResponseBody>, tonic::Status>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.direct().exchange(request).await
+    }
+
+    fn direct(&self) -> &DirectConnection {
+        if crate::affinity::is_per_thread() {
             self.direct_per_thread.get_or(|| DirectConnection::new(self.direct_target.clone()))
         } else {
             &self.direct_shared
-        };
-        connection.unary(path, metadata, message, timeout).await
+        }
     }
 }
 

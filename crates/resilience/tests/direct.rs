@@ -133,3 +133,81 @@ async fn a_connection_that_cannot_be_made_is_a_request_never_sent() {
     assert!(outcome.is_ok(), "the call moved on to the endpoint that serves");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
+
+type Chunk = Result<http_body::Frame<bytes::Bytes>, tonic::Status>;
+
+/// A request body that gives what `chunks` sends it, when it is sent.
+fn streamed(
+    chunks: tokio::sync::mpsc::Receiver<Chunk>,
+) -> http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Chunk>> {
+    http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(chunks))
+}
+
+fn framed(message: &[u8]) -> bytes::Bytes {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(message);
+    framed.into()
+}
+
+fn grpc_request<B>(path: &str, body: B) -> http::Request<B> {
+    http::Request::post(path).header("content-type", "application/grpc").header("te", "trailers").body(body).unwrap()
+}
+
+#[tokio::test]
+async fn a_passed_through_call_sends_its_body_as_it_comes_and_answers_with_trailers() {
+    use http_body_util::BodyExt;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    serve_health(listener, stopped);
+    let connection = connection(&format!("http://{address}"));
+
+    // The body comes after the call has started: it is sent as it comes.
+    let (chunks, body) = tokio::sync::mpsc::channel(1);
+    let call = connection.exchange(grpc_request("/grpc.health.v1.Health/Check", streamed(body)));
+    // Long enough for the call to be waiting on it, its body sent by the
+    // task of its own.
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let request = HealthCheckRequest::default().encode_to_vec();
+        chunks.send(Ok(http_body::Frame::data(framed(&request)))).await.unwrap();
+        drop(chunks);
+    };
+    let (response, ()) = tokio::join!(call, late);
+    let response = response.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("the status comes in trailers");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    let answer = HealthCheckResponse::decode(&collected.to_bytes()[5..]).unwrap();
+    assert_eq!(answer.status, tonic_health::ServingStatus::Serving as i32);
+}
+
+#[tokio::test]
+async fn a_request_body_that_fails_is_the_callers_error_whenever_it_fails() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    serve_health(listener, stopped);
+    let connection = connection(&format!("http://{address}"));
+
+    // At once: the body's own message is given.
+    let (chunks, body) = tokio::sync::mpsc::channel(1);
+    chunks.send(Err(tonic::Status::internal("not a gRPC-Web frame"))).await.unwrap();
+    let refused = connection.exchange(grpc_request("/grpc.health.v1.Health/Watch", streamed(body))).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("not a gRPC-Web frame"), "{refused:?}");
+
+    // Later, while the body is sent by a task of its own (the connection is
+    // made: the call waits on the body by then).
+    let (chunks, body) = tokio::sync::mpsc::channel(1);
+    let call = connection.exchange(grpc_request("/grpc.health.v1.Health/Watch", streamed(body)));
+    let failing = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        chunks.send(Err(tonic::Status::internal("the caller went away"))).await.unwrap();
+    };
+    let (refused, ()) = tokio::join!(call, failing);
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
+}

@@ -1,6 +1,8 @@
-//! Unary gRPC calls made straight from the calling task on an HTTP/2
-//! connection of h2's, for a caller that holds its request encoded and
-//! wants the response's bytes: the gateway's REST calls.
+//! gRPC calls made straight from the calling task on an HTTP/2 connection
+//! of h2's: unary calls for a caller that holds its request encoded and
+//! wants the response's bytes (the gateway's REST calls, [`DirectConnection::unary`]),
+//! and calls of any kind passed through as they come (its gRPC and
+//! gRPC-Web, [`DirectConnection::exchange`]).
 //!
 //! Why not through tonic's `Channel`: there a call passes from the caller's
 //! task to the channel's buffer worker, then to hyper's connection task,
@@ -28,6 +30,9 @@ use http::header::{CONTENT_TYPE, TE, USER_AGENT};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri, Version};
 use tonic::{Code, Status};
+
+mod exchange;
+pub use exchange::ResponseBody;
 
 /// The largest response message taken: tonic's default, which the calls
 /// made through a `Channel` had.
@@ -293,6 +298,7 @@ async fn drive(
 }
 
 /// Counts a call in flight on its connection while it lives.
+#[derive(Debug)]
 struct InFlight(Arc<AtomicUsize>);
 
 impl InFlight {

@@ -1,0 +1,213 @@
+//! A call of any kind passed through as it comes (the gateway's native gRPC
+//! and gRPC-Web): its request body sent while it arrives, the response's
+//! body and trailers handed back as they arrive.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use h2::{Reason, RecvStream, SendStream};
+use http::uri::Parts;
+use http::{HeaderName, Uri, Version};
+use http_body::{Body, Frame};
+use tonic::Status;
+
+use super::{DirectConnection, InFlight, sent};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Headers of one HTTP/1 hop that HTTP/2 forbids (RFC 9113 §8.2.2; a
+/// gRPC-Web call may come over HTTP/1 with them). `te` may only say
+/// `trailers`, which a gRPC call's does.
+const HOP_BY_HOP: [HeaderName; 5] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+];
+
+impl DirectConnection {
+    /// Sends `request` (whose URI needs only its path), its body as it
+    /// comes, and answers with the response, its body still coming.
+    pub async fn exchange<B>(&self, request: http::Request<B>) -> Result<http::Response<ResponseBody>, Status>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut head, body) = request.into_parts();
+        let mut uri = Parts::default();
+        uri.scheme = Some(self.target.scheme.clone());
+        uri.authority = Some(self.target.authority.clone());
+        uri.path_and_query = head.uri.path_and_query().cloned();
+        head.uri = Uri::from_parts(uri).map_err(|e| Status::invalid_argument(format!("invalid path: {e}")))?;
+        head.version = Version::HTTP_2;
+        for name in HOP_BY_HOP {
+            head.headers.remove(name);
+        }
+        if head.headers.get(http::header::TE).is_some_and(|te| te != "trailers") {
+            head.headers.remove(http::header::TE);
+        }
+
+        let end_of_stream = body.is_end_stream();
+        let (mut sender, calls) = self.ready().await?;
+        let in_flight = InFlight::enter(calls);
+        let (response, stream) =
+            sender.send_request(http::Request::from_parts(head, ()), end_of_stream).map_err(|e| self.not_sent(e))?;
+        if !end_of_stream {
+            let mut pump = Pump { body, stream, waiting: None };
+            // A unary call's request has most often arrived whole: it is
+            // sent here. A request still coming is sent by a task of its
+            // own, while this one waits for the response.
+            match std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut pump).poll(cx))).await {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(refused)) => return Err(refused),
+                Poll::Pending => {
+                    tokio::spawn(pump);
+                }
+            }
+        }
+        let response = response.await.map_err(|error| {
+            // This side reset the stream: the request body it was sending failed.
+            if error.is_reset() && !error.is_remote() {
+                Status::invalid_argument("the request body could not be read or decoded")
+            } else {
+                sent(error)
+            }
+        })?;
+        Ok(response.map(|stream| ResponseBody { stream, data_done: false, _in_flight: in_flight }))
+    }
+}
+
+/// Sends a request's body as it comes, within the stream's flow control
+/// (hyper's `PipeToSendStream`, without what it does for CONNECT).
+struct Pump<B> {
+    body: B,
+    stream: SendStream<Bytes>,
+    /// A chunk taken from the body, waiting for room in the window.
+    waiting: Option<(Bytes, bool)>,
+}
+
+impl<B> Future for Pump<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// A failure of the caller's body is the caller's: INVALID_ARGUMENT,
+    /// which no breaker counts. The stream is reset either way.
+    type Output = Result<(), Status>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let pump = &mut *self;
+        loop {
+            // Woken if the server resets the stream meanwhile.
+            if let Poll::Ready(reason) = pump.stream.poll_reset(cx) {
+                tracing::debug!(?reason, "the upstream reset the stream before the request was sent");
+                return Poll::Ready(Ok(()));
+            }
+            if let Some((_, end_of_stream)) = &pump.waiting {
+                let end_of_stream = *end_of_stream;
+                while pump.stream.capacity() == 0 {
+                    match ready!(pump.stream.poll_capacity(cx)) {
+                        Some(Ok(_)) => {}
+                        // The stream was reset or closed: its response says why.
+                        Some(Err(_)) | None => return Poll::Ready(Ok(())),
+                    }
+                }
+                let (data, _) = pump.waiting.take().expect("a chunk waits");
+                if pump.stream.send_data(data, end_of_stream).is_err() || end_of_stream {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            // The next frame before any capacity is asked for: capacity
+            // asked for early is held from every other stream (hyper #4003).
+            match ready!(Pin::new(&mut pump.body).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        let end_of_stream = pump.body.is_end_stream();
+                        if data.is_empty() {
+                            if pump.stream.send_data(data, end_of_stream).is_err() || end_of_stream {
+                                return Poll::Ready(Ok(()));
+                            }
+                        } else {
+                            // h2 raises the claim to the chunk's length as it sends.
+                            pump.stream.reserve_capacity(1);
+                            pump.waiting = Some((data, end_of_stream));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            pump.stream.reserve_capacity(0);
+                            let _ = pump.stream.send_trailers(trailers);
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                },
+                Some(Err(error)) => {
+                    pump.stream.send_reset(Reason::CANCEL);
+                    return Poll::Ready(Err(body_failure(error.into())));
+                }
+                None => {
+                    let _ = pump.stream.send_data(Bytes::new(), true);
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// Why the caller's request body failed: a frame that would not decode (a
+/// gRPC-Web body tonic-web could not read) or a caller gone.
+fn body_failure(error: BoxError) -> Status {
+    match error.downcast::<Status>() {
+        Ok(status) => Status::invalid_argument(format!("the request body is malformed: {}", status.message())),
+        Err(error) => Status::invalid_argument(format!("the request body could not be read: {error}")),
+    }
+}
+
+/// A response's body as h2 receives it: its data, then its trailers. It
+/// counts as a call in flight on its connection (for the keep-alive)
+/// until it is dropped.
+#[derive(Debug)]
+pub struct ResponseBody {
+    stream: RecvStream,
+    data_done: bool,
+    _in_flight: InFlight,
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let body = &mut *self;
+        if !body.data_done {
+            match ready!(body.stream.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Taken: the window opens again for more.
+                    let _ = body.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(error)) => return Poll::Ready(ended_early(error)),
+                None => body.data_done = true,
+            }
+        }
+        match ready!(body.stream.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(error) => Poll::Ready(ended_early(error)),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.stream.is_end_stream()
+    }
+}
+
+/// A stream the server reset with NO_ERROR or CANCEL ends the body, as
+/// hyper's client reads it; any other error is the body's.
+fn ended_early(error: h2::Error) -> Option<Result<Frame<Bytes>, h2::Error>> {
+    let quietly = error.is_remote() && matches!(error.reason(), Some(Reason::NO_ERROR | Reason::CANCEL));
+    if quietly { None } else { Some(Err(error)) }
+}
