@@ -211,3 +211,39 @@ async fn a_request_body_that_fails_is_the_callers_error_whenever_it_fails() {
     let (refused, ()) = tokio::join!(call, failing);
     assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
+    // An upstream that reads the request to its end and says how it ended.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (ending, ended) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        let (request, _respond) = connection.accept().await.unwrap().unwrap();
+        tokio::spawn(async move { while connection.accept().await.is_some() {} });
+        let mut body = request.into_body();
+        let mut how = "ended";
+        while let Some(chunk) = body.data().await {
+            if chunk.is_err() {
+                how = "reset";
+                break;
+            }
+        }
+        ending.send(how).unwrap();
+    });
+    let connection = connection(&format!("http://{address}"));
+
+    let (chunks, body) = tokio::sync::mpsc::channel(1);
+    chunks.send(Ok(http_body::Frame::data(framed(b"first")))).await.unwrap();
+    let call = connection.exchange(grpc_request("/test.v1.Test/Upload", streamed(body)));
+    // The caller gives up (its deadline, a disconnect) while the request is
+    // still coming: the upstream is told at once, not when the body ends
+    // (which hyper reports as a clean end for a cancelled stream, and which
+    // would then look like a whole request).
+    assert!(tokio::time::timeout(Duration::from_millis(200), call).await.is_err());
+    let how = tokio::time::timeout(FIVE_SECONDS, ended).await.expect("the upstream was told").unwrap();
+    assert_eq!(how, "reset");
+    drop(chunks);
+}

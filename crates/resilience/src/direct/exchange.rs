@@ -54,8 +54,14 @@ impl DirectConnection {
         let in_flight = InFlight::enter(calls);
         let (response, stream) =
             sender.send_request(http::Request::from_parts(head, ()), end_of_stream).map_err(|e| self.not_sent(e))?;
+        // Held while the answer is wanted: its drop (with this call, or
+        // with the response body) tells a pump still sending the request
+        // to reset the stream at once, as hyper's client does. Otherwise
+        // the upstream would wait on a body nobody finishes, and then take
+        // its end (a cancelled caller's body ends cleanly) for a whole request.
+        let mut wanted = None;
         if !end_of_stream {
-            let mut pump = Pump { body, stream, waiting: None };
+            let mut pump = Pump { body, stream, waiting: None, abandoned: None };
             // A unary call's request has most often arrived whole: it is
             // sent here. A request still coming is sent by a task of its
             // own, while this one waits for the response.
@@ -63,6 +69,9 @@ impl DirectConnection {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(refused)) => return Err(refused),
                 Poll::Pending => {
+                    let (sender, abandoned) = tokio::sync::oneshot::channel::<()>();
+                    wanted = Some(sender);
+                    pump.abandoned = Some(abandoned);
                     tokio::spawn(pump);
                 }
             }
@@ -75,7 +84,7 @@ impl DirectConnection {
                 sent(error)
             }
         })?;
-        Ok(response.map(|stream| ResponseBody { stream, data_done: false, _in_flight: in_flight }))
+        Ok(response.map(|stream| ResponseBody { stream, data_done: false, _in_flight: in_flight, _wanted: wanted }))
     }
 }
 
@@ -86,6 +95,8 @@ struct Pump<B> {
     stream: SendStream<Bytes>,
     /// A chunk taken from the body, waiting for room in the window.
     waiting: Option<(Bytes, bool)>,
+    /// Ready when the answer is no longer wanted (see `exchange`).
+    abandoned: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl<B> Future for Pump<B>
@@ -99,6 +110,12 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let pump = &mut *self;
+        if let Some(abandoned) = &mut pump.abandoned
+            && Pin::new(abandoned).poll(cx).is_ready()
+        {
+            pump.stream.send_reset(Reason::CANCEL);
+            return Poll::Ready(Ok(()));
+        }
         loop {
             // Woken if the server resets the stream meanwhile.
             if let Poll::Ready(reason) = pump.stream.poll_reset(cx) {
@@ -174,6 +191,7 @@ pub struct ResponseBody {
     stream: RecvStream,
     data_done: bool,
     _in_flight: InFlight,
+    _wanted: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Body for ResponseBody {
