@@ -32,6 +32,16 @@ fn serve_health(listener: TcpListener, stop: tokio::sync::oneshot::Receiver<()>)
     })
 }
 
+/// A health server on a port of its own, serving until the sender it
+/// returns is dropped.
+async fn health_server() -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    serve_health(listener, stopped);
+    (address, stop)
+}
+
 fn connection(url: &str) -> DirectConnection {
     DirectConnection::new(Arc::new(Target::new(url, Duration::from_secs(2)).unwrap()))
 }
@@ -44,10 +54,7 @@ async fn check(connection: &DirectConnection, service: &str) -> Result<HealthChe
 
 #[tokio::test]
 async fn a_call_gets_the_answer_or_the_status_the_server_sent() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel();
-    serve_health(listener, stopped);
+    let (address, _stop) = health_server().await;
     let connection = connection(&format!("http://{address}"));
 
     let answer = check(&connection, "").await.unwrap();
@@ -113,10 +120,7 @@ async fn a_connection_that_cannot_be_made_is_a_request_never_sent() {
     assert!(source.is::<ConnectFailed>(), "{source:?}");
 
     // So the call loop tries the next endpoint even for a call not safe to repeat.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let serving = listener.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel();
-    serve_health(listener, stopped);
+    let (serving, _stop) = health_server().await;
     let policy =
         Policy { breaker: BreakerConfig { failure_threshold: 1000, ..BreakerConfig::default() }, ..Policy::default() };
     let upstream = Upstream::new("test", policy);
@@ -158,10 +162,7 @@ fn grpc_request<B>(path: &str, body: B) -> http::Request<B> {
 async fn a_passed_through_call_sends_its_body_as_it_comes_and_answers_with_trailers() {
     use http_body_util::BodyExt;
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel();
-    serve_health(listener, stopped);
+    let (address, _stop) = health_server().await;
     let connection = connection(&format!("http://{address}"));
 
     // The body comes after the call has started: it is sent as it comes.
@@ -187,10 +188,7 @@ async fn a_passed_through_call_sends_its_body_as_it_comes_and_answers_with_trail
 
 #[tokio::test]
 async fn a_request_body_that_fails_is_the_callers_error_whenever_it_fails() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (_stop, stopped) = tokio::sync::oneshot::channel();
-    serve_health(listener, stopped);
+    let (address, _stop) = health_server().await;
     let connection = connection(&format!("http://{address}"));
 
     // At once: the body's own message is given.
