@@ -97,17 +97,9 @@ pub fn parse(value: &str) -> Option<Duration> {
 }
 
 /// Sets what is left of a deadline as the `grpc-timeout` of an outgoing
-/// call, cut down to whole milliseconds (when at least one is left): the
-/// calls made under load then send the same value, which HPACK sends as a
-/// one-byte reference to its header table; to the microsecond, every call's
-/// value was new, added to the table, and pushed out entries that do repeat.
-/// (With the `traceparent` never indexed too, callgrind, 2,000 calls through
-/// the gateway: 163,400 -> 160,600 instructions per REST GET, 172,600 ->
-/// 169,400 per POST, 169,400 -> 166,400 per gRPC call.) The callee stops
-/// at most a millisecond early, the resolution of tokio's timers anyway.
+/// call, as [`resilience::deadline::on_the_wire`] gives it.
 pub fn set<T>(request: &mut tonic::Request<T>, remaining: Duration) {
-    let whole_millis = Duration::from_millis(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX));
-    request.set_timeout(if whole_millis.is_zero() { remaining } else { whole_millis });
+    request.set_timeout(resilience::deadline::on_the_wire(remaining));
 }
 
 #[cfg(test)]

@@ -31,6 +31,21 @@ pub fn remaining() -> Option<Duration> {
     DEADLINE.try_with(|deadline| deadline.saturating_duration_since(Instant::now())).ok()
 }
 
+/// What is left of a deadline as a callee is told it (`grpc-timeout`): cut
+/// down to whole milliseconds when at least one is left. The calls made
+/// under load then send the same value, which HPACK sends as a one-byte
+/// reference to its header table; to the microsecond, every call's value
+/// was new, added to the table, and pushed out entries that do repeat.
+/// (With the `traceparent` never indexed too, callgrind, 2,000 calls
+/// through the gateway: 163,400 -> 160,600 instructions per REST GET,
+/// 172,600 -> 169,400 per POST, 169,400 -> 166,400 per gRPC call.) The
+/// callee stops at most a millisecond early, the resolution of tokio's
+/// timers anyway.
+pub fn on_the_wire(remaining: Duration) -> Duration {
+    let whole_millis = Duration::from_millis(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX));
+    if whole_millis.is_zero() { remaining } else { whole_millis }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

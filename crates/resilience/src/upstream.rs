@@ -55,9 +55,10 @@ impl Default for Policy {
 /// One address of an upstream: its connections, breaker and load.
 ///
 /// It has two kinds of connection: tonic's `Channel`, for generated
-/// clients and streams, and a [`DirectConnection`] for unary calls whose
-/// request is encoded already. Each is shared by every caller, or one per
-/// serving thread (see [`crate::affinity`]), opened on the thread's first call.
+/// clients, and a [`DirectConnection`] for the calls the gateway forwards
+/// (unary calls with their request encoded, and calls passed through as
+/// they come). Each is shared by every caller, or one per serving thread
+/// (see [`crate::affinity`]), opened on the thread's first call.
 pub struct Endpoint {
     pub url: String,
     /// How to open another channel to it.

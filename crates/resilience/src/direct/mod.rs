@@ -418,12 +418,10 @@ fn sent(error: h2::Error) -> Status {
     status
 }
 
-/// What is left of a deadline as a `grpc-timeout`, cut down to whole
-/// milliseconds when at least one is left: the calls made under load then
-/// send the same value, which HPACK sends as a one-byte reference to its
-/// header table (to the microsecond, every call's value is new, added to
-/// the table, and pushes out entries that do repeat).
-pub fn timeout_value(timeout: Duration) -> HeaderValue {
+/// What is left of a deadline as a `grpc-timeout` (see
+/// [`crate::deadline::on_the_wire`]), at most eight digits and a unit.
+pub fn timeout_value(remaining: Duration) -> HeaderValue {
+    let timeout = crate::deadline::on_the_wire(remaining);
     let millis = timeout.as_millis();
     let text = if millis == 0 {
         format!("{}n", timeout.as_nanos())
