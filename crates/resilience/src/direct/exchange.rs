@@ -50,10 +50,9 @@ impl DirectConnection {
         }
 
         let end_of_stream = body.is_end_stream();
-        let (mut sender, calls) = self.ready().await?;
-        let in_flight = InFlight::enter(calls);
-        let (response, stream) =
-            sender.send_request(http::Request::from_parts(head, ()), end_of_stream).map_err(|e| self.not_sent(e))?;
+        let mut live = self.ready().await?;
+        let in_flight = InFlight::enter(live.calls.clone());
+        let (response, stream) = self.open(&mut live, http::Request::from_parts(head, ()), end_of_stream)?;
         // Held while the answer is wanted: its drop (with this call, or
         // with the response body) tells a pump still sending the request
         // to reset the stream at once, as hyper's client does. Otherwise

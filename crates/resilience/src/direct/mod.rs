@@ -153,11 +153,9 @@ impl DirectConnection {
         *request.version_mut() = Version::HTTP_2;
         *request.headers_mut() = metadata;
 
-        let (mut sender, calls) = self.ready().await?;
-        let _in_flight = InFlight::enter(calls);
-        // Nothing has gone out yet: h2 only refuses a stream when the
-        // connection has failed.
-        let (response, mut request_body) = sender.send_request(request, false).map_err(|e| self.not_sent(e))?;
+        let mut live = self.ready().await?;
+        let _in_flight = InFlight::enter(live.calls.clone());
+        let (response, mut request_body) = self.open(&mut live, request, false)?;
         let mut framed = BytesMut::with_capacity(5 + message.len());
         framed.put_u8(0);
         framed.put_u32(u32::try_from(message.len()).map_err(|_| Status::invalid_argument("request too large"))?);
@@ -201,11 +199,11 @@ impl DirectConnection {
 
     /// The connection, ready for a stream: the one there is, or a new one
     /// if there is none or it has failed.
-    async fn ready(&self) -> Result<(SendRequest<Bytes>, Arc<AtomicUsize>), Status> {
+    async fn ready(&self) -> Result<Live, Status> {
         let current = self.live.lock().expect("connection lock").clone();
         if let Some(live) = current {
             match live.sender.clone().ready().await {
-                Ok(sender) => return Ok((sender, live.calls)),
+                Ok(sender) => return Ok(Live { sender, calls: live.calls }),
                 Err(_) => self.forget(&live),
             }
         }
@@ -214,7 +212,23 @@ impl DirectConnection {
         let live = self.connect().await?;
         *self.live.lock().expect("connection lock") = Some(live.clone());
         let sender = live.sender.ready().await.map_err(|e| self.not_sent(e))?;
-        Ok((sender, live.calls))
+        Ok(Live { sender, calls: live.calls })
+    }
+
+    /// Opens a stream for `request` on `live`, ready. Nothing has gone out
+    /// when this fails, and the connection takes no more streams (it has
+    /// failed, been told to go away, or used up its stream ids): the next
+    /// call makes a new one.
+    fn open(
+        &self,
+        live: &mut Live,
+        request: Request<()>,
+        end_of_stream: bool,
+    ) -> Result<(h2::client::ResponseFuture, h2::SendStream<Bytes>), Status> {
+        live.sender.send_request(request, end_of_stream).map_err(|error| {
+            self.forget(live);
+            self.not_sent(error)
+        })
     }
 
     fn forget(&self, failed: &Live) {
