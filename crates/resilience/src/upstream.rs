@@ -65,7 +65,6 @@ pub struct Endpoint {
     target: TonicEndpoint,
     shared: Channel,
     per_thread: ThreadLocal<Channel>,
-    direct_target: Arc<Target>,
     direct_shared: DirectConnection,
     direct_per_thread: ThreadLocal<DirectConnection>,
     breaker: CircuitBreaker,
@@ -109,7 +108,7 @@ impl Endpoint {
 
     fn direct(&self) -> &DirectConnection {
         if crate::affinity::is_per_thread() {
-            self.direct_per_thread.get_or(|| DirectConnection::new(self.direct_target.clone()))
+            self.direct_per_thread.get_or(|| self.direct_shared.another())
         } else {
             &self.direct_shared
         }
@@ -211,7 +210,7 @@ impl Upstream {
                 .connect_timeout(self.policy.connect_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(30));
-            let direct_target = Arc::new(Target::new(url, self.policy.connect_timeout)?);
+            let direct = Target::new(url, self.policy.connect_timeout)?;
             let (upstream, endpoint) = (self.name.clone(), url.clone());
             let breaker = CircuitBreaker::new(self.policy.breaker).on_transition(Arc::new(move |from, to| {
                 tracing::warn!(%upstream, %endpoint, from = from.as_str(), to = to.as_str(), "circuit breaker changed state");
@@ -223,8 +222,7 @@ impl Upstream {
                 shared: target.connect_lazy(),
                 target,
                 per_thread: ThreadLocal::new(),
-                direct_shared: DirectConnection::new(direct_target.clone()),
-                direct_target,
+                direct_shared: DirectConnection::new(Arc::new(direct)),
                 direct_per_thread: ThreadLocal::new(),
                 breaker,
                 in_flight: AtomicUsize::new(0),

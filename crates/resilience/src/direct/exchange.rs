@@ -7,8 +7,8 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
-use http::uri::Parts;
-use http::{HeaderName, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderName, Version};
 use http_body::{Body, Frame};
 use tonic::Status;
 
@@ -36,11 +36,8 @@ impl DirectConnection {
         B::Error: Into<BoxError>,
     {
         let (mut head, body) = request.into_parts();
-        let mut uri = Parts::default();
-        uri.scheme = Some(self.target.scheme.clone());
-        uri.authority = Some(self.target.authority.clone());
-        uri.path_and_query = head.uri.path_and_query().cloned();
-        head.uri = Uri::from_parts(uri).map_err(|e| Status::invalid_argument(format!("invalid path: {e}")))?;
+        let path = head.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+        head.uri = self.target.uri(path);
         head.version = Version::HTTP_2;
         for name in HOP_BY_HOP {
             head.headers.remove(name);

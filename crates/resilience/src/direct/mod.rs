@@ -84,6 +84,16 @@ impl Target {
         })
     }
 
+    /// The URI of a call of `path` on this endpoint (h2 takes a stream's
+    /// `:scheme` and `:authority` from it).
+    fn uri(&self, path: PathAndQuery) -> Uri {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(path);
+        Uri::from_parts(uri).expect("a scheme, an authority and a path make a URI")
+    }
+
     /// Pings every `interval` while calls are in flight, and drops the
     /// connection when a ping goes unanswered for `timeout`.
     pub fn keep_alive(self, interval: Duration, timeout: Duration) -> Self {
@@ -129,6 +139,11 @@ impl DirectConnection {
         Self { target, live: Mutex::new(None) }
     }
 
+    /// Another connection to the same endpoint (made on its first call).
+    pub fn another(&self) -> Self {
+        Self::new(self.target.clone())
+    }
+
     /// Calls `path` (`/pkg.Service/Method`) with `message`, the encoded
     /// request, and `metadata`, telling the server it has `timeout`.
     pub async fn unary(
@@ -146,13 +161,9 @@ impl DirectConnection {
         metadata
             .insert(USER_AGENT, HeaderValue::from_static(concat!("grpc-rust-meshwork/", env!("CARGO_PKG_VERSION"))));
         metadata.insert(GRPC_TIMEOUT, timeout_value(timeout));
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(self.target.scheme.clone());
-        uri.authority = Some(self.target.authority.clone());
-        uri.path_and_query = Some(path.clone());
         let mut request = Request::new(());
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = Uri::from_parts(uri).map_err(|e| Status::internal(format!("invalid call path: {e}")))?;
+        *request.uri_mut() = self.target.uri(path.clone());
         *request.version_mut() = Version::HTTP_2;
         *request.headers_mut() = metadata;
 
