@@ -52,9 +52,18 @@ const KEEP_ALIVE: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
-const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
+// Names built once: a name given as a string is parsed again on every lookup.
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 /// Metadata a caller may not set: the call's own headers, and a status.
-const RESERVED: [&str; 6] = ["te", "user-agent", "content-type", "grpc-message", "grpc-message-type", "grpc-status"];
+const RESERVED: [HeaderName; 6] = [
+    TE,
+    USER_AGENT,
+    CONTENT_TYPE,
+    HeaderName::from_static("grpc-message"),
+    HeaderName::from_static("grpc-message-type"),
+    GRPC_STATUS,
+];
 
 /// Where the calls go and how the connection is kept.
 #[derive(Debug)]
@@ -402,7 +411,7 @@ impl Received {
 fn status_in(headers: &HeaderMap) -> Option<Status> {
     // The usual answer, read without the copy of every header that
     // `Status::from_header_map` makes for the status's metadata.
-    if headers.get("grpc-status")? == "0" {
+    if headers.get(GRPC_STATUS)? == "0" {
         return Some(Status::new(Code::Ok, ""));
     }
     let details_valid = headers.get(GRPC_STATUS_DETAILS).is_none_or(|details| {
@@ -507,7 +516,7 @@ mod tests {
     #[test]
     fn a_status_with_details_that_are_not_base64_keeps_its_code_and_message() {
         let mut headers = HeaderMap::new();
-        headers.insert("grpc-status", HeaderValue::from_static("5"));
+        headers.insert(GRPC_STATUS, HeaderValue::from_static("5"));
         headers.insert("grpc-message", HeaderValue::from_static("no%20such%20user"));
         headers.insert(GRPC_STATUS_DETAILS, HeaderValue::from_static("!!not base64!!"));
         let status = status_in(&headers).unwrap();
