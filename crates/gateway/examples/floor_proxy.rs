@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let usage = "usage: floor_proxy rest|grpc LISTEN_ADDRESS http://BACKEND";
     let mode = args.next().ok_or(usage)?;
     let address: SocketAddr = args.next().ok_or(usage)?.parse()?;
-    let backend: Arc<str> = args.next().ok_or(usage)?.into();
+    let backend = Arc::new(Target::new(&args.next().ok_or(usage)?, Duration::from_secs(2))?);
     let grpc = match mode.as_str() {
         "rest" => false,
         "grpc" => true,
@@ -86,7 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 async fn accept(
     address: SocketAddr,
-    backend: Arc<str>,
+    backend: Arc<Target>,
     threads: Vec<tokio::runtime::Handle>,
     grpc: bool,
 ) -> std::io::Result<()> {
@@ -102,17 +102,11 @@ thread_local! {
     static DIRECT: std::cell::OnceCell<Arc<DirectConnection>> = const { std::cell::OnceCell::new() };
 }
 
-async fn serve(stream: std::net::TcpStream, backend: Arc<str>, grpc: bool) {
+async fn serve(stream: std::net::TcpStream, backend: Arc<Target>, grpc: bool) {
     let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
     stream.set_nodelay(true).ok();
     let io = TokioIo::new(stream);
-    let direct = DIRECT.with(|cell| {
-        cell.get_or_init(|| {
-            let target = Target::new(&backend, Duration::from_secs(2));
-            Arc::new(DirectConnection::new(Arc::new(target.expect("the backend is http://host:port"))))
-        })
-        .clone()
-    });
+    let direct = DIRECT.with(|cell| cell.get_or_init(|| Arc::new(DirectConnection::new(backend))).clone());
     if grpc {
         let service = service_fn(move |request| pass_through(direct.clone(), request));
         hyper::server::conn::http2::Builder::new(TokioExecutor::new()).serve_connection(io, service).await.ok();
