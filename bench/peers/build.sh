@@ -57,8 +57,10 @@ if [[ ${SKIP_APT:-0} != 1 ]]; then
       exit 1
     fi
     log "installing: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # Waits for another apt or dpkg run (CI's, an unattended upgrade) to let
+    # go of its lock rather than failing at once.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
   else
     log "all Debian packages already installed"
   fi
