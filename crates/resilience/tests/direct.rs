@@ -1,8 +1,9 @@
 //! Unary calls on a direct connection (`resilience::direct`) against a real
 //! gRPC server (tonic's health service): the answer and the status come
 //! back as a `Channel` gives them, a connection the server closed is made
-//! again, a dead one is found by its unanswered ping, and a connection that
-//! could not be made is a request never sent.
+//! again (once for all the calls that find it missing), a dead one is
+//! found by its unanswered ping, and a connection that could not be made
+//! is a request never sent.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -136,6 +137,55 @@ async fn a_connection_that_cannot_be_made_is_a_request_never_sent() {
         .await;
     assert!(outcome.is_ok(), "the call moved on to the endpoint that serves");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn calls_that_find_no_connection_together_share_the_one_made_for_them() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let counted = accepted.clone();
+    let incoming = futures::StreamExt::inspect(tokio_stream::wrappers::TcpListenerStream::new(listener), move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+    });
+    let (_, health) = tonic_health::server::health_reporter();
+    tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
+    let connection = Arc::new(connection(&format!("http://{address}")));
+
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { check(&connection, "").await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "16 calls at once made one connection");
+}
+
+#[tokio::test]
+async fn a_connect_that_failed_fails_the_calls_that_waited_on_it_and_the_next_call_connects_anew() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let connection = Arc::new(connection(&format!("http://{address}")));
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { check(&connection, "").await })
+        })
+        .collect();
+    for call in calls {
+        let status = call.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        let source = std::error::Error::source(&status).expect("the connect error is the status's source");
+        assert!(source.is::<ConnectFailed>(), "{source:?}");
+    }
+
+    let (_stop, stopped) = tokio::sync::oneshot::channel();
+    serve_health(TcpListener::bind(address).await.unwrap(), stopped);
+    check(&connection, "").await.expect("a call after the endpoint came back connects");
 }
 
 type Chunk = Result<http_body::Frame<bytes::Bytes>, tonic::Status>;

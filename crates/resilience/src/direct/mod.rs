@@ -18,9 +18,10 @@
 //! 42.6-46.7.
 //!
 //! What the `Channel` did, this does too: the connection is made on the
-//! first call (within the connect timeout) and made again after it fails;
-//! it is pinged while calls are in flight, and dropped when a ping goes
-//! unanswered; its windows and send buffer are hyper's.
+//! first call (within the connect timeout) and made again after it fails,
+//! once for all the calls that find it missing; it is pinged while calls
+//! are in flight, and dropped when a ping goes unanswered; its windows and
+//! send buffer are hyper's.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use h2::client::SendRequest;
 use http::header::{CONTENT_TYPE, TE, USER_AGENT};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -111,10 +114,26 @@ impl Target {
 }
 
 /// A connection to one endpoint, made on the first call through it.
-#[derive(Debug)]
 pub struct DirectConnection {
     target: Arc<Target>,
-    live: Mutex<Option<Live>>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for DirectConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectConnection").field("endpoint", &self.target.url).finish_non_exhaustive()
+    }
+}
+
+enum State {
+    /// No connection: the next call makes one.
+    Idle,
+    /// Being made, by a task of its own, for every call that waits: the
+    /// first calls on a serving thread come together, and so do the calls
+    /// after an endpoint restarts, and each used to make a connection of
+    /// its own (16 at once per thread at 32 client connections).
+    Connecting(Shared<BoxFuture<'static, Result<Live, Status>>>),
+    Live(Live),
 }
 
 #[derive(Debug, Clone)]
@@ -145,7 +164,7 @@ pub struct ConnectFailed {
 
 impl DirectConnection {
     pub fn new(target: Arc<Target>) -> Self {
-        Self { target, live: Mutex::new(None) }
+        Self { target, state: Mutex::new(State::Idle) }
     }
 
     /// Another connection to the same endpoint (made on its first call).
@@ -223,19 +242,55 @@ impl DirectConnection {
     /// The connection, ready for a stream: the one there is, or a new one
     /// if there is none or it has failed.
     async fn ready(&self) -> Result<Live, Status> {
-        let current = self.live.lock().expect("connection lock").clone();
+        let current = match &*self.state.lock().expect("connection lock") {
+            State::Live(live) => Some(live.clone()),
+            _ => None,
+        };
         if let Some(live) = current {
             match live.sender.clone().ready().await {
                 Ok(sender) => return Ok(Live { sender, calls: live.calls }),
                 Err(_) => self.forget(&live),
             }
         }
-        // Two calls that find no connection at once each make one; the
-        // later is kept, the other closes when its call is done.
-        let live = self.connect().await?;
-        *self.live.lock().expect("connection lock") = Some(live.clone());
+        let attempt = self.attempt();
+        let made = attempt.clone().await;
+        {
+            let mut state = self.state.lock().expect("connection lock");
+            if matches!(&*state, State::Connecting(current) if current.ptr_eq(&attempt)) {
+                *state = match &made {
+                    Ok(live) => State::Live(live.clone()),
+                    Err(_) => State::Idle,
+                };
+            }
+        }
+        // A connect that failed fails every call that waited on it: each
+        // is a request never sent, which its caller may try again.
+        let live = made?;
         let sender = live.sender.ready().await.map_err(|e| self.not_sent(e))?;
         Ok(Live { sender, calls: live.calls })
+    }
+
+    /// The connect under way, or a new one. One that has already failed
+    /// (its callers gone before they saw it) is not handed to a new call:
+    /// that call makes its own.
+    fn attempt(&self) -> Shared<BoxFuture<'static, Result<Live, Status>>> {
+        let mut state = self.state.lock().expect("connection lock");
+        if let State::Connecting(attempt) = &*state
+            && !matches!(attempt.peek(), Some(Err(_)))
+        {
+            return attempt.clone();
+        }
+        let target = self.target.clone();
+        // Spawned, so that it goes on when the calls waiting on it give up
+        // (their deadlines are theirs) and is there for the next call.
+        let connecting = tokio::spawn(connect(target.clone()));
+        let attempt = async move {
+            connecting.await.unwrap_or_else(|joined| Err(target.not_sent(format!("the connect failed: {joined}"))))
+        }
+        .boxed()
+        .shared();
+        *state = State::Connecting(attempt.clone());
+        attempt
     }
 
     /// Opens a stream for `request` on `live`, ready. Nothing has gone out
@@ -255,48 +310,56 @@ impl DirectConnection {
     }
 
     fn forget(&self, failed: &Live) {
-        let mut live = self.live.lock().expect("connection lock");
-        if live.as_ref().is_some_and(|live| Arc::ptr_eq(&live.calls, &failed.calls)) {
-            *live = None;
+        let mut state = self.state.lock().expect("connection lock");
+        if matches!(&*state, State::Live(live) if Arc::ptr_eq(&live.calls, &failed.calls)) {
+            *state = State::Idle;
         }
-    }
-
-    async fn connect(&self) -> Result<Live, Status> {
-        let target = &self.target;
-        if target.scheme != Scheme::HTTP {
-            return Err(self.not_sent("only http:// endpoints are supported (this build has no TLS client)"));
-        }
-        // An IPv6 literal is written in brackets in a URL, not to the resolver.
-        let host = target.authority.host().trim_start_matches('[').trim_end_matches(']');
-        let port = target.authority.port_u16().unwrap_or(80);
-        let connecting = async {
-            let tcp = tokio::net::TcpStream::connect((host, port)).await?;
-            tcp.set_nodelay(true)?;
-            h2::client::Builder::new()
-                .initial_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .max_send_buffer_size(SEND_BUFFER)
-                .enable_push(false)
-                .handshake::<_, Bytes>(tcp)
-                .await
-                .map_err(std::io::Error::other)
-        };
-        let (sender, connection) = match tokio::time::timeout(target.connect_timeout, connecting).await {
-            Ok(Ok(made)) => made,
-            Ok(Err(error)) => return Err(self.not_sent(error)),
-            Err(_) => return Err(self.not_sent(format!("no connection within {:?}", target.connect_timeout))),
-        };
-        let calls = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(drive(connection, calls.clone(), self.target.clone()));
-        Ok(Live { sender, calls })
     }
 
     fn not_sent(&self, reason: impl ToString) -> Status {
-        let failed = ConnectFailed { endpoint: self.target.url.clone(), reason: reason.to_string() };
+        self.target.not_sent(reason)
+    }
+}
+
+impl Target {
+    /// The status of a call that found no connection: UNAVAILABLE, with
+    /// [`ConnectFailed`] as its source.
+    fn not_sent(&self, reason: impl ToString) -> Status {
+        let failed = ConnectFailed { endpoint: self.url.clone(), reason: reason.to_string() };
         let mut status = Status::unavailable(failed.to_string());
         status.set_source(Arc::new(failed));
         status
     }
+}
+
+/// Makes a connection to `target`, and the task that drives it.
+async fn connect(target: Arc<Target>) -> Result<Live, Status> {
+    if target.scheme != Scheme::HTTP {
+        return Err(target.not_sent("only http:// endpoints are supported (this build has no TLS client)"));
+    }
+    // An IPv6 literal is written in brackets in a URL, not to the resolver.
+    let host = target.authority.host().trim_start_matches('[').trim_end_matches(']');
+    let port = target.authority.port_u16().unwrap_or(80);
+    let connecting = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        tcp.set_nodelay(true)?;
+        h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_send_buffer_size(SEND_BUFFER)
+            .enable_push(false)
+            .handshake::<_, Bytes>(tcp)
+            .await
+            .map_err(std::io::Error::other)
+    };
+    let (sender, connection) = match tokio::time::timeout(target.connect_timeout, connecting).await {
+        Ok(Ok(made)) => made,
+        Ok(Err(error)) => return Err(target.not_sent(error)),
+        Err(_) => return Err(target.not_sent(format!("no connection within {:?}", target.connect_timeout))),
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(drive(connection, calls.clone(), target.clone()));
+    Ok(Live { sender, calls })
 }
 
 /// Reads and writes the connection until it closes (every handle to it
