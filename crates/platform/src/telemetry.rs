@@ -113,6 +113,7 @@ pub fn init(settings: &TelemetrySettings, default_service_name: &str) -> Result<
         Some(_) => (Some(otel_layer(provider.tracer("meshwork"))), None),
         None => (None, Some(TraceIdsLayer)),
     };
+    resilience::attempt_spans(settings.otlp_endpoint.is_some());
 
     let json = match settings.log_format {
         LogFormat::Json => true,

@@ -26,6 +26,7 @@ pub use balancer::{Balancer, Candidate, Strategy};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, Outcome};
 pub use budget::RetryBudget;
 pub use bulkhead::{Bulkhead, BulkheadConfig};
+pub use client_span::attempt_spans;
 pub use endpoints::EndpointSource;
 pub use in_span::in_span;
 pub use metrics::{CallSeries, code_label};
