@@ -256,7 +256,8 @@ impl Upstream {
 
     /// Runs `attempt` against an endpoint of this upstream under the whole
     /// stack. `attempt` gets the endpoint's channel and the time left, and
-    /// runs in the CLIENT span of its try at `method` (`pkg.Service/Method`);
+    /// runs in the CLIENT span of its try at `method` (`pkg.Service/Method`;
+    /// in its caller's span where none is made: [`crate::attempt_spans`]);
     /// the trace context it sends must be taken inside it.
     pub async fn call<T, F, Fut>(
         &self,

@@ -139,6 +139,21 @@ async fn a_connection_that_cannot_be_made_is_a_request_never_sent() {
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
 
+/// `n` health checks on `connection` at once, each in a task of its own.
+async fn at_once(connection: &Arc<DirectConnection>, n: usize) -> Vec<Result<HealthCheckResponse, tonic::Status>> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let connection = connection.clone();
+            tokio::spawn(async move { check(&connection, "").await })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for call in calls {
+        answers.push(call.await.expect("the call's task ran to its end"));
+    }
+    answers
+}
+
 #[tokio::test]
 async fn calls_that_find_no_connection_together_share_the_one_made_for_them() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -152,14 +167,8 @@ async fn calls_that_find_no_connection_together_share_the_one_made_for_them() {
     tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
     let connection = Arc::new(connection(&format!("http://{address}")));
 
-    let calls: Vec<_> = (0..16)
-        .map(|_| {
-            let connection = connection.clone();
-            tokio::spawn(async move { check(&connection, "").await })
-        })
-        .collect();
-    for call in calls {
-        call.await.unwrap().unwrap();
+    for answer in at_once(&connection, 16).await {
+        answer.unwrap();
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "16 calls at once made one connection");
 }
@@ -170,14 +179,8 @@ async fn a_connect_that_failed_fails_the_calls_that_waited_on_it_and_the_next_ca
     let address = closed.local_addr().unwrap();
     drop(closed);
     let connection = Arc::new(connection(&format!("http://{address}")));
-    let calls: Vec<_> = (0..8)
-        .map(|_| {
-            let connection = connection.clone();
-            tokio::spawn(async move { check(&connection, "").await })
-        })
-        .collect();
-    for call in calls {
-        let status = call.await.unwrap().unwrap_err();
+    for answer in at_once(&connection, 8).await {
+        let status = answer.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
         let source = std::error::Error::source(&status).expect("the connect error is the status's source");
         assert!(source.is::<ConnectFailed>(), "{source:?}");
