@@ -52,7 +52,14 @@ impl EndpointSource {
         }
         for url in &urls {
             let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            // Refused here, where the setting is read, rather than on every
+            // call: no client of meshwork's speaks TLS.
+            if uri.scheme_str() == Some("https") {
+                return Err(format!(
+                    "{url:?}: https:// needs a TLS client, which meshwork's calls do not have; inside the mesh use http:// (TLS ends at the ingress or a sidecar)"
+                ));
+            }
+            if uri.scheme_str() != Some("http") || uri.authority().is_none() {
                 return Err(format!(
                     "{url:?}: expected http://host:port (comma-separated for several), dns://host:port or etcd://component"
                 ));
@@ -105,5 +112,7 @@ mod tests {
         ] {
             assert!(EndpointSource::parse(bad).is_err(), "{bad:?} was accepted");
         }
+        let tls = EndpointSource::parse("http://a:1,https://users:8001").unwrap_err();
+        assert!(tls.contains("https://users:8001") && tls.contains("TLS"), "{tls}");
     }
 }
