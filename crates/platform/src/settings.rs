@@ -180,7 +180,12 @@ impl Settings {
             advertise_url: layers.parse_with(ADVERTISE_URL.name, |url| {
                 let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
                 match (uri.scheme_str(), uri.authority()) {
-                    (Some("http" | "https"), Some(_)) => Ok(url.trim_end_matches('/').to_owned()),
+                    (Some("http"), Some(_)) => Ok(url.trim_end_matches('/').to_owned()),
+                    // The URL other instances call, and no client of meshwork's speaks TLS.
+                    (Some("https"), _) => Err(
+                        "https:// needs a TLS client, which meshwork's calls do not have: advertise http://host:port"
+                            .to_owned(),
+                    ),
                     _ => Err("expected http://host:port".to_owned()),
                 }
             })?,
@@ -294,6 +299,9 @@ mod tests {
             ("ORDER_SERVICE_URL", "not a url"),
             ("ORDER_SERVICE_URL", "dns://orders"),
             ("ORDER_SERVICE_URL", "dns://a:1,http://b:2"),
+            ("ORDER_SERVICE_URL", "https://orders:8003"),
+            ("MESHWORK_ADVERTISE_URL", "https://10.0.0.5:8002"),
+            ("MESHWORK_ADVERTISE_URL", "10.0.0.5:8002"),
             ("MESHWORK_SHUTDOWN_GRACE", "forever"),
             ("MESHWORK_READINESS_INTERVAL", "-5"),
             ("MESHWORK_LOG_FORMAT", "xml"),
