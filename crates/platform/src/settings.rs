@@ -181,11 +181,8 @@ impl Settings {
                 let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
                 match (uri.scheme_str(), uri.authority()) {
                     (Some("http"), Some(_)) => Ok(url.trim_end_matches('/').to_owned()),
-                    // The URL other instances call, and no client of meshwork's speaks TLS.
-                    (Some("https"), _) => Err(
-                        "https:// needs a TLS client, which meshwork's calls do not have: advertise http://host:port"
-                            .to_owned(),
-                    ),
+                    // The URL other instances call.
+                    (Some("https"), _) => Err(resilience::endpoints::NO_TLS.to_owned()),
                     _ => Err("expected http://host:port".to_owned()),
                 }
             })?,

@@ -17,6 +17,10 @@ pub enum EndpointSource {
     Etcd { component: String },
 }
 
+/// Why an `https://` endpoint is refused, for every setting that names
+/// one: calls between components are cleartext HTTP/2.
+pub const NO_TLS: &str = "https:// needs a TLS client, which meshwork's calls do not have; inside the mesh use http:// (TLS ends at the ingress or a sidecar)";
+
 impl EndpointSource {
     /// One fixed endpoint, `http(s)://host:port`.
     pub fn single(url: impl Into<String>) -> Self {
@@ -52,12 +56,9 @@ impl EndpointSource {
         }
         for url in &urls {
             let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-            // Refused here, where the setting is read, rather than on every
-            // call: no client of meshwork's speaks TLS.
+            // Refused here, where the setting is read, rather than on every call.
             if uri.scheme_str() == Some("https") {
-                return Err(format!(
-                    "{url:?}: https:// needs a TLS client, which meshwork's calls do not have; inside the mesh use http:// (TLS ends at the ingress or a sidecar)"
-                ));
+                return Err(format!("{url:?}: {NO_TLS}"));
             }
             if uri.scheme_str() != Some("http") || uri.authority().is_none() {
                 return Err(format!(
