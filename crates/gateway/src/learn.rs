@@ -153,7 +153,7 @@ async fn descriptors(upstream: &Upstream, service: &str, known: &DescriptorPool)
 /// One reflection stream: the file defining `service`, then every import
 /// not yet known or received, until nothing is missing.
 async fn exchange(
-    channel: tonic::transport::Channel,
+    channel: resilience::EndpointChannel,
     path: &'static str,
     service: &str,
     known: &DescriptorPool,

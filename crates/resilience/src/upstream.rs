@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use thread_local::ThreadLocal;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
 use crate::direct::{Answer, ConnectFailed, DirectConnection, ResponseBody, Target};
 use crate::{
@@ -52,19 +51,15 @@ impl Default for Policy {
     }
 }
 
-/// One address of an upstream: its connections, breaker and load.
+/// One address of an upstream: its connection, breaker and load.
 ///
-/// It has two kinds of connection: tonic's `Channel`, for generated
-/// clients, and a [`DirectConnection`] for the calls the gateway forwards
-/// (unary calls with their request encoded, and calls passed through as
-/// they come). Each is shared by every caller, or one per serving thread
-/// (see [`crate::affinity`]), opened on the thread's first call.
+/// Every call reaches it on a [`DirectConnection`]: the calls the gateway
+/// forwards (unary calls with their request encoded, and calls passed
+/// through as they come) and a generated client's calls, through an
+/// [`EndpointChannel`]. The connection is shared by every caller, or one per
+/// serving thread (see [`crate::affinity`]), opened on the thread's first call.
 pub struct Endpoint {
     pub url: String,
-    /// How to open another channel to it.
-    target: TonicEndpoint,
-    shared: Channel,
-    per_thread: ThreadLocal<Channel>,
     direct_shared: DirectConnection,
     direct_per_thread: ThreadLocal<DirectConnection>,
     breaker: CircuitBreaker,
@@ -73,16 +68,6 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// The channel this thread's calls go through. Channels connect on
-    /// their first call, and this one is driven by the runtime it is made on.
-    pub fn channel(&self) -> Channel {
-        if crate::affinity::is_per_thread() {
-            self.per_thread.get_or(|| self.target.connect_lazy()).clone()
-        } else {
-            self.shared.clone()
-        }
-    }
-
     /// A unary call of `path` (`/pkg.Service/Method`) with its request
     /// `message` encoded, on this thread's direct connection (see
     /// [`crate::direct`]); `timeout` is what the callee is told it has.
@@ -112,6 +97,33 @@ impl Endpoint {
         } else {
             &self.direct_shared
         }
+    }
+}
+
+/// What a generated tonic client calls an endpoint through
+/// (`UserServiceClient::new(channel)`): each call goes out on the
+/// endpoint's direct connection from the caller's own task, as the
+/// gateway's calls do. tonic's `Channel`, which the services called each
+/// other through before, hands every call to a buffer worker task and its
+/// response back (`crate::direct` gives the cost).
+#[derive(Clone)]
+pub struct EndpointChannel(Arc<Endpoint>);
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for EndpointChannel {
+    // tonic's body, as an interceptor's refusal needs one with a default.
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::Status;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        // Always ready: a call waits for the connection (or fails to make
+        // it) itself, where the call loop sees why.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let endpoint = self.0.clone();
+        Box::pin(async move { Ok(endpoint.exchange(request).await?.map(tonic::body::Body::new)) })
     }
 }
 
@@ -196,7 +208,7 @@ impl Upstream {
     }
 
     /// Replaces the endpoint list (discovery), keeping the breakers and
-    /// channels of endpoints still present.
+    /// connections of endpoints still present.
     pub fn set_endpoints(&self, urls: &[String]) -> Result<(), String> {
         let current = self.endpoints();
         let mut next = Vec::with_capacity(urls.len());
@@ -205,11 +217,6 @@ impl Upstream {
                 next.push(existing.clone());
                 continue;
             }
-            let target = TonicEndpoint::from_shared(url.clone())
-                .map_err(|e| format!("invalid endpoint {url}: {e}"))?
-                .connect_timeout(self.policy.connect_timeout)
-                .tcp_nodelay(true)
-                .http2_keep_alive_interval(Duration::from_secs(30));
             let direct = Target::new(url, self.policy.connect_timeout)?;
             let (upstream, endpoint) = (self.name.clone(), url.clone());
             let breaker = CircuitBreaker::new(self.policy.breaker).on_transition(Arc::new(move |from, to| {
@@ -219,9 +226,6 @@ impl Upstream {
             crate::metrics::endpoint_added(&self.name, url);
             next.push(Arc::new(Endpoint {
                 url: url.clone(),
-                shared: target.connect_lazy(),
-                target,
-                per_thread: ThreadLocal::new(),
                 direct_shared: DirectConnection::new(Arc::new(direct)),
                 direct_per_thread: ThreadLocal::new(),
                 breaker,
@@ -255,7 +259,7 @@ impl Upstream {
     }
 
     /// Runs `attempt` against an endpoint of this upstream under the whole
-    /// stack. `attempt` gets the endpoint's channel and the time left, and
+    /// stack. `attempt` gets a channel to the endpoint and the time left, and
     /// runs in the CLIENT span of its try at `method` (`pkg.Service/Method`;
     /// in its caller's span where none is made: [`crate::attempt_spans`]);
     /// the trace context it sends must be taken inside it.
@@ -267,11 +271,11 @@ impl Upstream {
         mut attempt: F,
     ) -> Result<T, CallError>
     where
-        F: FnMut(Channel, Duration) -> Fut,
+        F: FnMut(EndpointChannel, Duration) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         self.call_endpoint(method, idempotent, client_deadline, |endpoint, remaining| {
-            attempt(endpoint.channel(), remaining)
+            attempt(EndpointChannel(endpoint), remaining)
         })
         .await
     }

@@ -3,7 +3,8 @@
 //! back as a `Channel` gives them, a connection the server closed is made
 //! again (once for all the calls that find it missing), a dead one is
 //! found by its unanswered ping, and a connection that could not be made
-//! is a request never sent.
+//! is a request never sent. A generated client's calls go over the same
+//! connection as the forwarded ones.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -154,8 +155,8 @@ async fn at_once(connection: &Arc<DirectConnection>, n: usize) -> Vec<Result<Hea
     answers
 }
 
-#[tokio::test]
-async fn calls_that_find_no_connection_together_share_the_one_made_for_them() {
+/// A health server that counts the connections made to it.
+async fn counting_health_server() -> (std::net::SocketAddr, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicU32::new(0));
@@ -165,12 +166,48 @@ async fn calls_that_find_no_connection_together_share_the_one_made_for_them() {
     });
     let (_, health) = tonic_health::server::health_reporter();
     tokio::spawn(tonic::transport::Server::builder().add_service(health).serve_with_incoming(incoming));
+    (address, accepted)
+}
+
+#[tokio::test]
+async fn calls_that_find_no_connection_together_share_the_one_made_for_them() {
+    let (address, accepted) = counting_health_server().await;
     let connection = Arc::new(connection(&format!("http://{address}")));
 
     for answer in at_once(&connection, 16).await {
         answer.unwrap();
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1, "16 calls at once made one connection");
+}
+
+#[tokio::test]
+async fn a_generated_clients_calls_and_forwarded_calls_share_the_endpoints_one_connection() {
+    use tonic_health::pb::health_client::HealthClient;
+
+    let (address, accepted) = counting_health_server().await;
+    let upstream = Upstream::new("test", Policy::default());
+    upstream.set_endpoints(&[format!("http://{address}")]).unwrap();
+    for _ in 0..2 {
+        let answer = upstream
+            .call("grpc.health.v1.Health/Check", true, None, |channel, _remaining| async move {
+                HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
+            })
+            .await
+            .map_err(|error| error.into_status("test"))
+            .unwrap();
+        assert_eq!(answer.into_inner().status, 1, "SERVING, through the generated client");
+        let request = HealthCheckRequest { service: String::new() }.encode_to_vec();
+        let answer = upstream
+            .call_endpoint("grpc.health.v1.Health/Check", true, None, |endpoint, remaining| {
+                let request = request.clone();
+                async move { endpoint.unary(&CHECK, http::HeaderMap::new(), &request, remaining).await }
+            })
+            .await
+            .map_err(|error| error.into_status("test"))
+            .unwrap();
+        assert_eq!(HealthCheckResponse::decode(answer.message).unwrap().status, 1, "SERVING, forwarded");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1, "both kinds of call went over one connection");
 }
 
 #[tokio::test]

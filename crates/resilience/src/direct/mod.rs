@@ -2,7 +2,9 @@
 //! of h2's: unary calls for a caller that holds its request encoded and
 //! wants the response's bytes (the gateway's REST calls, [`DirectConnection::unary`]),
 //! and calls of any kind passed through as they come (its gRPC and
-//! gRPC-Web, [`DirectConnection::exchange`]).
+//! gRPC-Web, [`DirectConnection::exchange`], which also carries a generated
+//! client's calls: the services' calls to each other, through
+//! [`crate::EndpointChannel`]).
 //!
 //! Why not through tonic's `Channel`: there a call passes from the caller's
 //! task to the channel's buffer worker, then to hyper's connection task,
