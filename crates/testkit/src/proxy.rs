@@ -1,7 +1,8 @@
 //! A loopback TCP proxy in front of a real server. `cut()` drops every open
 //! connection and refuses new ones, as a network partition or a server crash
 //! would look to the client; `restore()` heals it. It counts the connections
-//! it accepted, to prove what reached the server.
+//! it accepted, to prove what reached the server, and those still open, to
+//! know when a cut has closed them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub struct TcpProxy {
     address: SocketAddr,
     mode: Arc<watch::Sender<Mode>>,
     accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -30,9 +32,9 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let address = listener.local_addr().unwrap();
         let mode = Arc::new(watch::channel(Mode::Forward).0);
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(listener, upstream, mode.clone(), accepted.clone()));
-        Self { address, mode, accepted, accept }
+        let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let accept = tokio::spawn(accept_loop(listener, upstream, mode.clone(), accepted.clone(), open.clone()));
+        Self { address, mode, accepted, open, accept }
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -52,6 +54,11 @@ impl TcpProxy {
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// Connections being forwarded now: none once a cut has closed them.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for TcpProxy {
@@ -66,6 +73,7 @@ async fn accept_loop(
     upstream: SocketAddr,
     mode: Arc<watch::Sender<Mode>>,
     accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
 ) {
     loop {
         let Ok((client, _)) = listener.accept().await else { continue };
@@ -74,9 +82,23 @@ async fn accept_loop(
             // Refused: the client sees the connection close at once.
             Mode::Refuse => drop(client),
             Mode::Forward => {
-                tokio::spawn(forward(client, upstream, mode.subscribe()));
+                open.fetch_add(1, Ordering::SeqCst);
+                let (open, mode) = (Open(open.clone()), mode.subscribe());
+                tokio::spawn(async move {
+                    forward(client, upstream, mode).await;
+                    drop(open);
+                });
             }
         }
+    }
+}
+
+/// One forwarded connection, counted in `open` until it ends.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

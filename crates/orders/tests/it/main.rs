@@ -8,4 +8,5 @@ mod discovery;
 mod faults;
 mod grpc;
 mod helpers;
+mod partition;
 mod store;

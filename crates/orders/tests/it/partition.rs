@@ -1,0 +1,69 @@
+//! The orders service's calls to products across a network partition (a
+//! proxy between them, cut and healed): a dropped connection is made again
+//! by the next call, and an order placed while products cannot be reached
+//! is refused whole. (The failures then open products' breaker for its
+//! 60 s, which the breaker's own tests cover.)
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use contract::orders::CreateOrderRequest;
+use contract::orders::order_service_client::OrderServiceClient;
+use orders::start::Upstreams;
+use resilience::EndpointSource;
+use testkit::proxy::TcpProxy;
+use tonic::Code;
+
+use crate::helpers::{Backend, channel, orders_service, shop};
+
+fn address_of(source: &EndpointSource) -> SocketAddr {
+    let EndpointSource::Static(urls) = source else { panic!("the shop's services have fixed addresses") };
+    urls[0].trim_start_matches("http://").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_reconnects_to_products_and_an_order_placed_while_cut_off_takes_nothing() {
+    let Some(shop) = shop(Backend::Sqlite, "products_partition").await else { return };
+    let user = shop.user().await;
+    shop.product("across-a-cut", 2.5, 5).await;
+    let proxy = TcpProxy::start(address_of(&shop.upstreams.products)).await;
+    let upstreams = Upstreams {
+        users: shop.upstreams.users.clone(),
+        products: EndpointSource::single(format!("http://{}", proxy.address())),
+    };
+    let address =
+        orders_service(shop.order_store.clone(), &upstreams, Arc::new(shop.bus.clone()), &shop.shutdown).await;
+    let orders = OrderServiceClient::new(channel(address).await);
+    let order = CreateOrderRequest {
+        user_id: user.clone(),
+        product_id: "across-a-cut".to_owned(),
+        quantity: 1,
+        ..Default::default()
+    };
+    orders.clone().create_order(order.clone()).await.expect("an order while products is reachable");
+    assert_eq!(shop.stock("across-a-cut").await.0, 4);
+
+    // The connection orders made is dropped: the next order makes another.
+    let connections = proxy.accepted();
+    proxy.cut();
+    testkit::eventually("the cut to close the connection", Duration::from_secs(5), || async { proxy.open() == 0 })
+        .await;
+    proxy.restore();
+    orders.clone().create_order(order.clone()).await.expect("an order on a new connection");
+    assert!(proxy.accepted() > connections, "a new connection was made");
+    assert_eq!(shop.stock("across-a-cut").await.0, 3);
+
+    // Cut off: the order is refused, naming products, and takes nothing.
+    proxy.cut();
+    let refused = orders.clone().create_order(order.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("products"), "the refusal names the service: {refused:?}");
+    assert_eq!(shop.stock("across-a-cut").await.0, 3, "no stock taken");
+    let listed = orders
+        .clone()
+        .list_user_orders(contract::orders::ListUserOrdersRequest { user_id: user.clone(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(listed.into_inner().orders.len(), 2, "no order written for the refused one");
+}
