@@ -68,6 +68,20 @@ pub const GATEWAY_TRUSTED_PROXIES: Setting = Setting {
     help: "IPs of proxies whose X-Forwarded-For is believed, comma-separated (default: none)",
 };
 
+/// The gateway's calls to its upstreams, as the services' calls to each
+/// other are set by `MESHWORK_CALL_*`.
+const POLICY: platform::call_policy::PolicySettings = platform::call_policy::PolicySettings {
+    timeout: GATEWAY_TIMEOUT,
+    connect_timeout: GATEWAY_CONNECT_TIMEOUT,
+    retries: GATEWAY_RETRIES,
+    breaker_failures: GATEWAY_BREAKER_FAILURES,
+    breaker_open: GATEWAY_BREAKER_OPEN,
+    breaker_trials: GATEWAY_BREAKER_TRIALS,
+    max_in_flight: GATEWAY_MAX_IN_FLIGHT,
+    max_queued: GATEWAY_MAX_QUEUED,
+    balancer: GATEWAY_BALANCER,
+};
+
 /// Every setting this crate reads itself.
 pub const SETTINGS: &[Setting] = &[
     GATEWAY_UPSTREAMS,
@@ -177,24 +191,7 @@ impl GatewayConfig {
                 Cors::Origins(origins.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
             }
         };
-        let defaults = resilience::Policy::default();
-        let policy = resilience::Policy {
-            timeout: layers.duration_or(GATEWAY_TIMEOUT.name, defaults.timeout)?,
-            connect_timeout: layers.duration_or(GATEWAY_CONNECT_TIMEOUT.name, defaults.connect_timeout)?,
-            max_retries: layers.parse_or(GATEWAY_RETRIES.name, defaults.max_retries)?,
-            backoff: defaults.backoff,
-            breaker: resilience::BreakerConfig {
-                failure_threshold: layers
-                    .parse_or(GATEWAY_BREAKER_FAILURES.name, defaults.breaker.failure_threshold)?,
-                open_for: layers.duration_or(GATEWAY_BREAKER_OPEN.name, defaults.breaker.open_for)?,
-                trial_calls: layers.parse_or(GATEWAY_BREAKER_TRIALS.name, defaults.breaker.trial_calls)?,
-            },
-            bulkhead: resilience::BulkheadConfig {
-                max_in_flight: layers.parse_or(GATEWAY_MAX_IN_FLIGHT.name, defaults.bulkhead.max_in_flight)?,
-                max_queued: layers.parse_or(GATEWAY_MAX_QUEUED.name, defaults.bulkhead.max_queued)?,
-            },
-            strategy: layers.parse_or(GATEWAY_BALANCER.name, defaults.strategy)?,
-        };
+        let policy = platform::call_policy::parse(layers, &POLICY)?;
         let mut auth = crate::auth::AuthConfig::new(
             settings.auth_mode.unwrap_or(crate::auth::AuthMode::Required),
             settings.jwt_issuer.clone(),
@@ -298,6 +295,19 @@ mod tests {
         assert_eq!(config.upstreams[4].1, EndpointSource::Dns { host: "gears".to_owned(), port: 9001 });
         assert_eq!(config.max_body_bytes, 2048);
         assert!(matches!(config.cors, Cors::Origins(ref o) if o.len() == 2));
+    }
+
+    #[test]
+    fn the_calls_to_upstreams_take_the_gateways_own_policy_settings() {
+        let mut pairs = SHOP.to_vec();
+        pairs.extend([("GATEWAY_BREAKER_OPEN", "1s"), ("GATEWAY_RETRIES", "0"), ("MESHWORK_CALL_BREAKER_OPEN", "9s")]);
+        let config = load(&pairs).unwrap();
+        assert_eq!(config.policy.breaker.open_for, std::time::Duration::from_secs(1), "not the services' setting");
+        assert_eq!(config.policy.max_retries, 0);
+        let mut pairs = SHOP.to_vec();
+        pairs.push(("GATEWAY_BREAKER_TRIALS", "0"));
+        let error = load(&pairs).unwrap_err().to_string();
+        assert!(error.contains("GATEWAY_BREAKER_TRIALS") && error.contains("at least 1"), "{error}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway and the three services in one process on embedded
     /// backends (SQLite files, an in-process event bus): nothing to install.
-    #[command(after_help = env_help(&[UP, gateway::config::SETTINGS].concat()))]
+    #[command(after_help = env_help(&[UP, CALLS, gateway::config::SETTINGS].concat()))]
     Up {
         /// The gateway's port; users, products and orders take the next
         /// three. 0 lets the system choose each port.
@@ -44,10 +44,10 @@ pub enum Command {
         action: Option<UsersAction>,
     },
     /// Run the products service (catalog and inventory) on MongoDB.
-    #[command(after_help = env_help(PRODUCTS))]
+    #[command(after_help = env_help(&[PRODUCTS, CALLS].concat()))]
     Products,
     /// Run the orders service (orders, outbox relay) on PostgreSQL and RabbitMQ.
-    #[command(after_help = env_help(ORDERS))]
+    #[command(after_help = env_help(&[ORDERS, CALLS].concat()))]
     Orders {
         #[command(subcommand)]
         action: Option<OrdersAction>,
@@ -158,16 +158,32 @@ const ORDERS: &[Setting] = &[
     s::JWT_ISSUER,
     s::SERVICE_SECRET,
 ];
+/// How hard a service tries when it calls another (products and orders do).
+const CALLS: &[Setting] = &[
+    s::CALL_TIMEOUT,
+    s::CALL_CONNECT_TIMEOUT,
+    s::CALL_RETRIES,
+    s::CALL_BREAKER_FAILURES,
+    s::CALL_BREAKER_OPEN,
+    s::CALL_BREAKER_TRIALS,
+    s::CALL_MAX_IN_FLIGHT,
+    s::CALL_MAX_QUEUED,
+    s::CALL_BALANCER,
+];
 
 /// The "Environment:" section of a subcommand's help.
 fn env_help(own: &[Setting]) -> String {
     let mut text = String::from("Environment (also settable, lowercase, in the TOML file named by ");
     text.push_str(CONFIG_FILE_VAR);
     text.push_str("):\n");
+    let width =
+        own.iter().chain(COMMON).map(|setting| setting.name.len()).max().unwrap_or(0).max(CONFIG_FILE_VAR.len());
     for setting in own.iter().chain(COMMON) {
-        text.push_str(&format!("  {:<29} {}\n", setting.name, setting.help));
+        text.push_str(&format!("  {:<width$} {}\n", setting.name, setting.help));
     }
-    text.push_str(&format!("  {CONFIG_FILE_VAR:<29} path of an optional TOML file; the environment overrides it\n"));
+    text.push_str(&format!(
+        "  {CONFIG_FILE_VAR:<width$} path of an optional TOML file; the environment overrides it\n"
+    ));
     text
 }
 
@@ -184,7 +200,7 @@ mod tests {
     #[test]
     fn every_setting_is_documented_somewhere() {
         for setting in s::ALL.iter().chain(&meshwork::component_settings()) {
-            let documented = [COMMON, UP, GATEWAY, USERS, PRODUCTS, ORDERS, gateway::config::SETTINGS]
+            let documented = [COMMON, UP, GATEWAY, USERS, PRODUCTS, ORDERS, CALLS, gateway::config::SETTINGS]
                 .iter()
                 .any(|list| list.iter().any(|listed| listed.name == setting.name));
             assert!(documented, "{} is in no subcommand's help", setting.name);

@@ -12,13 +12,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::{self, Settings};
 
-/// Where discovery looks and how often.
+/// Where discovery looks and how often, and the policy of the upstreams
+/// it makes.
 #[derive(Debug, Clone)]
 pub struct Discovery {
     pub dns_refresh: Duration,
     /// etcd for `etcd://` sources (empty: none configured).
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
+    /// For [`Discovery::upstream`]: the services' (`MESHWORK_CALL_*`).
+    pub policy: Policy,
 }
 
 impl Discovery {
@@ -27,6 +30,7 @@ impl Discovery {
             dns_refresh: settings.dns_refresh,
             etcd_endpoints: settings.etcd_endpoints.clone(),
             etcd_prefix: settings.etcd_prefix.clone(),
+            policy: settings.call_policy.clone(),
         }
     }
 
@@ -70,15 +74,15 @@ impl Discovery {
         Ok(())
     }
 
-    /// An upstream named `name` (for logs and metrics) under the default
-    /// policy, its endpoints following `source`.
+    /// An upstream named `name` (for logs and metrics) under this
+    /// discovery's policy, its endpoints following `source`.
     pub fn upstream(
         &self,
         name: &str,
         source: &EndpointSource,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Upstream>, String> {
-        let upstream = Arc::new(Upstream::new(name, Policy::default()));
+        let upstream = Arc::new(Upstream::new(name, self.policy.clone()));
         self.follow(&upstream, source, shutdown)?;
         Ok(upstream)
     }

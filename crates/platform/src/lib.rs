@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod call_policy;
 pub mod config;
 pub mod connections;
 #[cfg(feature = "database")]

@@ -42,6 +42,15 @@ settings! {
     AUTH = "MESHWORK_AUTH": "required: callers are held to the contract's access rules (default); optional: callers without a token are trusted (development; `up`'s default)";
     GATEWAY_AUTH = "GATEWAY_AUTH": "older name of MESHWORK_AUTH";
     SERVICE_SECRET = "MESHWORK_SERVICE_SECRET": "secret (at least 32 bytes) the services share to prove to each other that they are services; users, products and orders need it (`up` generates one)";
+    CALL_TIMEOUT = "MESHWORK_CALL_TIMEOUT": "deadline of a call to another service, retries included (default 5s; the gateway's is GATEWAY_TIMEOUT)";
+    CALL_CONNECT_TIMEOUT = "MESHWORK_CALL_CONNECT_TIMEOUT": "time to connect to another service's endpoint (default 2s)";
+    CALL_RETRIES = "MESHWORK_CALL_RETRIES": "retries of a call to another service that is safe to repeat (default 3)";
+    CALL_BREAKER_FAILURES = "MESHWORK_CALL_BREAKER_FAILURES": "consecutive failures that open the breaker of another service's endpoint (default 5)";
+    CALL_BREAKER_OPEN = "MESHWORK_CALL_BREAKER_OPEN": "how long an open breaker refuses calls to another service's endpoint (default 60s)";
+    CALL_BREAKER_TRIALS = "MESHWORK_CALL_BREAKER_TRIALS": "trial calls of a half-open breaker (default 3)";
+    CALL_MAX_IN_FLIGHT = "MESHWORK_CALL_MAX_IN_FLIGHT": "calls in flight to each other service, the bulkhead (default 256)";
+    CALL_MAX_QUEUED = "MESHWORK_CALL_MAX_QUEUED": "calls waiting for the bulkhead of each other service (default 64)";
+    CALL_BALANCER = "MESHWORK_CALL_BALANCER": "endpoint choice for calls to another service: round_robin (default) or p2c (least loaded)";
     SHUTDOWN_GRACE = "MESHWORK_SHUTDOWN_GRACE": "how long in-flight calls may finish after SIGTERM (default 10s)";
     READINESS_INTERVAL = "MESHWORK_READINESS_INTERVAL": "how often dependency checks refresh gRPC health (default 5s)";
     HEADER_READ_TIMEOUT = "MESHWORK_HEADER_READ_TIMEOUT": "how long a client may take to send a request's headers (default 10s)";
@@ -83,6 +92,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub readiness_interval: Duration,
     pub connection_limits: crate::connections::ConnectionLimits,
+    /// How hard the services try when they call each other (`MESHWORK_CALL_*`).
+    pub call_policy: resilience::Policy,
     /// Threads that serve connections (0: the shared runtime); `None`:
     /// the component's default.
     pub serving_threads: Option<usize>,
@@ -189,6 +200,7 @@ impl Settings {
             shutdown_grace: layers.duration_or(SHUTDOWN_GRACE.name, Duration::from_secs(10))?,
             readiness_interval: layers.duration_or(READINESS_INTERVAL.name, Duration::from_secs(5))?,
             connection_limits: connection_limits(&layers)?,
+            call_policy: crate::call_policy::parse(&layers, &crate::call_policy::SERVICES)?,
             serving_threads: layers.parse_with(SERVING_THREADS.name, |value| {
                 value.parse::<usize>().map_err(|_| "expected a whole number (0: the shared runtime)".to_owned())
             })?,
@@ -266,6 +278,27 @@ mod tests {
     }
 
     #[test]
+    fn the_services_calls_to_each_other_take_their_policy_from_the_call_settings() {
+        let defaults = resilience::Policy::default();
+        let settings = load(&[
+            ("MESHWORK_CALL_TIMEOUT", "2s"),
+            ("MESHWORK_CALL_RETRIES", "1"),
+            ("MESHWORK_CALL_BREAKER_OPEN", "10s"),
+            ("MESHWORK_CALL_MAX_QUEUED", "0"),
+            ("MESHWORK_CALL_BALANCER", "p2c"),
+        ])
+        .unwrap();
+        let policy = &settings.call_policy;
+        assert_eq!((policy.timeout, policy.max_retries), (Duration::from_secs(2), 1));
+        assert_eq!(policy.breaker.open_for, Duration::from_secs(10));
+        assert_eq!(policy.breaker.failure_threshold, defaults.breaker.failure_threshold, "unset: the default");
+        assert_eq!(policy.bulkhead.max_queued, 0, "no queue is a choice, not a mistake");
+        assert_eq!(policy.strategy, resilience::Strategy::PowerOfTwoChoices);
+        let discovery = crate::discovery::Discovery::from_settings(&settings);
+        assert_eq!(discovery.policy.breaker.open_for, Duration::from_secs(10), "the upstreams it makes have it");
+    }
+
+    #[test]
     fn otlp_endpoint_wins_over_jaeger_host_and_can_be_disabled() {
         let settings =
             load(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"), ("JAEGER_AGENT_HOST", "jaeger")]).unwrap();
@@ -312,6 +345,15 @@ mod tests {
             ("MESHWORK_BODY_READ_TIMEOUT", "0"),
             ("MESHWORK_MAX_CONNECTIONS", "0"),
             ("MESHWORK_MAX_CONNECTIONS", "many"),
+            ("MESHWORK_CALL_TIMEOUT", "0s"),
+            ("MESHWORK_CALL_CONNECT_TIMEOUT", "later"),
+            ("MESHWORK_CALL_RETRIES", "-1"),
+            ("MESHWORK_CALL_BREAKER_FAILURES", "0"),
+            ("MESHWORK_CALL_BREAKER_OPEN", "0"),
+            ("MESHWORK_CALL_BREAKER_TRIALS", "0"),
+            ("MESHWORK_CALL_MAX_IN_FLIGHT", "0"),
+            ("MESHWORK_CALL_MAX_QUEUED", "some"),
+            ("MESHWORK_CALL_BALANCER", "random"),
         ] {
             let message = load(&[(name, value)]).unwrap_err().to_string();
             assert!(message.contains(name), "{name}={value}: {message}");

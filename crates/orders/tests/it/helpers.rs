@@ -99,9 +99,19 @@ pub async fn orders_service(
     publisher: Arc<dyn Publisher>,
     shutdown: &CancellationToken,
 ) -> SocketAddr {
-    let server = assemble(&settings(), store, upstreams, publisher, shutdown)
-        .unwrap()
-        .serve_with_relay(&settings(), shutdown.clone());
+    orders_service_with(&settings(), store, upstreams, publisher, shutdown).await
+}
+
+/// The same, under `settings`.
+pub async fn orders_service_with(
+    settings: &Settings,
+    store: Arc<dyn OrderStore>,
+    upstreams: &Upstreams,
+    publisher: Arc<dyn Publisher>,
+    shutdown: &CancellationToken,
+) -> SocketAddr {
+    let server =
+        assemble(settings, store, upstreams, publisher, shutdown).unwrap().serve_with_relay(settings, shutdown.clone());
     testkit::serve(server, shutdown).await
 }
 

@@ -1,8 +1,9 @@
 //! The orders service's calls to products across a network partition (a
 //! proxy between them, cut and healed): a dropped connection is made again
-//! by the next call, and an order placed while products cannot be reached
-//! is refused whole. (The failures then open products' breaker for its
-//! 60 s, which the breaker's own tests cover.)
+//! by the next call, an order placed while products cannot be reached is
+//! refused whole, and orders go through again once the partition heals and
+//! the breaker the failures opened lets a trial call through
+//! (`MESHWORK_CALL_BREAKER_OPEN`, 1 s here, 60 s by default).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use resilience::EndpointSource;
 use testkit::proxy::TcpProxy;
 use tonic::Code;
 
-use crate::helpers::{Backend, channel, orders_service, shop};
+use crate::helpers::{Backend, channel, orders_service_with, shop};
 
 fn address_of(source: &EndpointSource) -> SocketAddr {
     let EndpointSource::Static(urls) = source else { panic!("the shop's services have fixed addresses") };
@@ -23,7 +24,7 @@ fn address_of(source: &EndpointSource) -> SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn orders_reconnects_to_products_and_an_order_placed_while_cut_off_takes_nothing() {
+async fn orders_reconnects_to_products_refuses_whole_orders_while_cut_off_and_recovers() {
     let Some(shop) = shop(Backend::Sqlite, "products_partition").await else { return };
     let user = shop.user().await;
     shop.product("across-a-cut", 2.5, 5).await;
@@ -32,8 +33,9 @@ async fn orders_reconnects_to_products_and_an_order_placed_while_cut_off_takes_n
         users: shop.upstreams.users.clone(),
         products: EndpointSource::single(format!("http://{}", proxy.address())),
     };
-    let address =
-        orders_service(shop.order_store.clone(), &upstreams, Arc::new(shop.bus.clone()), &shop.shutdown).await;
+    let settings = testkit::settings_with(&[("MESHWORK_AUTH", "optional"), ("MESHWORK_CALL_BREAKER_OPEN", "1s")]);
+    let (store, bus) = (shop.order_store.clone(), Arc::new(shop.bus.clone()));
+    let address = orders_service_with(&settings, store, &upstreams, bus, &shop.shutdown).await;
     let orders = OrderServiceClient::new(channel(address).await);
     let order = CreateOrderRequest {
         user_id: user.clone(),
@@ -66,4 +68,13 @@ async fn orders_reconnects_to_products_and_an_order_placed_while_cut_off_takes_n
         .await
         .unwrap();
     assert_eq!(listed.into_inner().orders.len(), 2, "no order written for the refused one");
+
+    // Healed: once the breaker's second has passed, orders go through again.
+    proxy.restore();
+    testkit::eventually("an order once products is reachable again", Duration::from_secs(10), || {
+        let (mut orders, order) = (orders.clone(), order.clone());
+        async move { orders.create_order(order).await.is_ok() }
+    })
+    .await;
+    assert_eq!(shop.stock("across-a-cut").await.0, 2);
 }

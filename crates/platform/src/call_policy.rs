@@ -1,0 +1,81 @@
+//! How hard a process tries when it calls another (DESIGN §6): the
+//! deadline, retries, breaker, bulkhead and balancer of its upstreams,
+//! from settings. The gateway reads its own (`GATEWAY_TIMEOUT`, ...), the
+//! services theirs (`MESHWORK_CALL_TIMEOUT`, ...), with the same defaults
+//! and the same checks.
+
+use std::time::Duration;
+
+use resilience::{BreakerConfig, BulkheadConfig, Policy};
+
+use crate::config::{ConfigError, Layers, Setting, parse_duration};
+use crate::settings;
+
+/// The names of a policy's settings.
+pub struct PolicySettings {
+    pub timeout: Setting,
+    pub connect_timeout: Setting,
+    pub retries: Setting,
+    pub breaker_failures: Setting,
+    pub breaker_open: Setting,
+    pub breaker_trials: Setting,
+    pub max_in_flight: Setting,
+    pub max_queued: Setting,
+    pub balancer: Setting,
+}
+
+/// The services' calls to each other.
+pub const SERVICES: PolicySettings = PolicySettings {
+    timeout: settings::CALL_TIMEOUT,
+    connect_timeout: settings::CALL_CONNECT_TIMEOUT,
+    retries: settings::CALL_RETRIES,
+    breaker_failures: settings::CALL_BREAKER_FAILURES,
+    breaker_open: settings::CALL_BREAKER_OPEN,
+    breaker_trials: settings::CALL_BREAKER_TRIALS,
+    max_in_flight: settings::CALL_MAX_IN_FLIGHT,
+    max_queued: settings::CALL_MAX_QUEUED,
+    balancer: settings::CALL_BALANCER,
+};
+
+/// The policy `names` set in `layers`, each unset one at its default. A
+/// zero deadline, breaker period or bulkhead, or a breaker that opens
+/// after no failure or never lets a trial call through, is refused: each
+/// would refuse every call.
+pub fn parse(layers: &Layers, names: &PolicySettings) -> Result<Policy, ConfigError> {
+    let defaults = Policy::default();
+    let longer_than_zero = |setting: &Setting, default: Duration| -> Result<Duration, ConfigError> {
+        let duration = layers.parse_with(setting.name, |value| match parse_duration(value)? {
+            duration if duration.is_zero() => Err("must be longer than zero".to_owned()),
+            duration => Ok(duration),
+        })?;
+        Ok(duration.unwrap_or(default))
+    };
+    Ok(Policy {
+        timeout: longer_than_zero(&names.timeout, defaults.timeout)?,
+        connect_timeout: longer_than_zero(&names.connect_timeout, defaults.connect_timeout)?,
+        max_retries: layers.parse_or(names.retries.name, defaults.max_retries)?,
+        backoff: defaults.backoff,
+        breaker: BreakerConfig {
+            failure_threshold: at_least_one(layers, &names.breaker_failures, defaults.breaker.failure_threshold)?,
+            open_for: longer_than_zero(&names.breaker_open, defaults.breaker.open_for)?,
+            trial_calls: at_least_one(layers, &names.breaker_trials, defaults.breaker.trial_calls)?,
+        },
+        bulkhead: BulkheadConfig {
+            max_in_flight: at_least_one(layers, &names.max_in_flight, defaults.bulkhead.max_in_flight)?,
+            max_queued: layers.parse_or(names.max_queued.name, defaults.bulkhead.max_queued)?,
+        },
+        strategy: layers.parse_or(names.balancer.name, defaults.strategy)?,
+    })
+}
+
+fn at_least_one<T>(layers: &Layers, setting: &Setting, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + From<u8> + PartialEq,
+{
+    let count = layers.parse_with(setting.name, |value| match value.parse::<T>() {
+        Ok(count) if count == T::from(0) => Err("must be at least 1".to_owned()),
+        Ok(count) => Ok(count),
+        Err(_) => Err("expected a whole number".to_owned()),
+    })?;
+    Ok(count.unwrap_or(default))
+}
