@@ -4,11 +4,9 @@
 //! services theirs (`MESHWORK_CALL_TIMEOUT`, ...), with the same defaults
 //! and the same checks.
 
-use std::time::Duration;
-
 use resilience::{BreakerConfig, BulkheadConfig, Policy};
 
-use crate::config::{ConfigError, Layers, Setting, parse_duration};
+use crate::config::{ConfigError, Layers, Setting};
 use crate::settings;
 
 /// The names of a policy's settings.
@@ -43,39 +41,20 @@ pub const SERVICES: PolicySettings = PolicySettings {
 /// would refuse every call.
 pub fn parse(layers: &Layers, names: &PolicySettings) -> Result<Policy, ConfigError> {
     let defaults = Policy::default();
-    let longer_than_zero = |setting: &Setting, default: Duration| -> Result<Duration, ConfigError> {
-        let duration = layers.parse_with(setting.name, |value| match parse_duration(value)? {
-            duration if duration.is_zero() => Err("must be longer than zero".to_owned()),
-            duration => Ok(duration),
-        })?;
-        Ok(duration.unwrap_or(default))
-    };
     Ok(Policy {
-        timeout: longer_than_zero(&names.timeout, defaults.timeout)?,
-        connect_timeout: longer_than_zero(&names.connect_timeout, defaults.connect_timeout)?,
+        timeout: layers.positive_duration_or(names.timeout.name, defaults.timeout)?,
+        connect_timeout: layers.positive_duration_or(names.connect_timeout.name, defaults.connect_timeout)?,
         max_retries: layers.parse_or(names.retries.name, defaults.max_retries)?,
         backoff: defaults.backoff,
         breaker: BreakerConfig {
-            failure_threshold: at_least_one(layers, &names.breaker_failures, defaults.breaker.failure_threshold)?,
-            open_for: longer_than_zero(&names.breaker_open, defaults.breaker.open_for)?,
-            trial_calls: at_least_one(layers, &names.breaker_trials, defaults.breaker.trial_calls)?,
+            failure_threshold: layers.count_or(names.breaker_failures.name, defaults.breaker.failure_threshold)?,
+            open_for: layers.positive_duration_or(names.breaker_open.name, defaults.breaker.open_for)?,
+            trial_calls: layers.count_or(names.breaker_trials.name, defaults.breaker.trial_calls)?,
         },
         bulkhead: BulkheadConfig {
-            max_in_flight: at_least_one(layers, &names.max_in_flight, defaults.bulkhead.max_in_flight)?,
+            max_in_flight: layers.count_or(names.max_in_flight.name, defaults.bulkhead.max_in_flight)?,
             max_queued: layers.parse_or(names.max_queued.name, defaults.bulkhead.max_queued)?,
         },
         strategy: layers.parse_or(names.balancer.name, defaults.strategy)?,
     })
-}
-
-fn at_least_one<T>(layers: &Layers, setting: &Setting, default: T) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + From<u8> + PartialEq,
-{
-    let count = layers.parse_with(setting.name, |value| match value.parse::<T>() {
-        Ok(count) if count == T::from(0) => Err("must be at least 1".to_owned()),
-        Ok(count) => Ok(count),
-        Err(_) => Err("expected a whole number".to_owned()),
-    })?;
-    Ok(count.unwrap_or(default))
 }

@@ -175,6 +175,30 @@ impl Layers {
     pub fn duration_or(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
         Ok(self.parse_with(name, parse_duration)?.unwrap_or(default))
     }
+
+    /// A duration longer than zero (a timeout or a period of zero would
+    /// fire at once, every time), falling back to `default`.
+    pub fn positive_duration_or(&self, name: &str, default: Duration) -> Result<Duration, ConfigError> {
+        let duration = self.parse_with(name, |value| match parse_duration(value)? {
+            duration if duration.is_zero() => Err("must be longer than zero".to_owned()),
+            duration => Ok(duration),
+        })?;
+        Ok(duration.unwrap_or(default))
+    }
+
+    /// A whole number of at least 1 (a limit of zero would refuse
+    /// everything), falling back to `default`.
+    pub fn count_or<T>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + From<u8> + PartialEq,
+    {
+        let count = self.parse_with(name, |value| match value.parse::<T>() {
+            Ok(count) if count == T::from(0) => Err("must be at least 1".to_owned()),
+            Ok(count) => Ok(count),
+            Err(_) => Err("expected a whole number".to_owned()),
+        })?;
+        Ok(count.unwrap_or(default))
+    }
 }
 
 fn read_file(path: &Path, known: &[Setting]) -> Result<BTreeMap<String, String>, ConfigError> {

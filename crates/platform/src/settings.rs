@@ -104,23 +104,11 @@ pub struct Settings {
 
 fn connection_limits(layers: &Layers) -> Result<crate::connections::ConnectionLimits, ConfigError> {
     let defaults = crate::connections::ConnectionLimits::default();
-    let positive = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-        let duration = layers.parse_with(name, |value| match crate::config::parse_duration(value)? {
-            duration if duration.is_zero() => Err("must be longer than zero".to_owned()),
-            duration => Ok(duration),
-        })?;
-        Ok(duration.unwrap_or(default))
-    };
-    let max_connections = layers.parse_with(MAX_CONNECTIONS.name, |value| match value.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(n) => Ok(n),
-        Err(_) => Err("expected a whole number".to_owned()),
-    })?;
     Ok(crate::connections::ConnectionLimits {
-        header_read: positive(HEADER_READ_TIMEOUT.name, defaults.header_read)?,
-        idle: positive(IDLE_TIMEOUT.name, defaults.idle)?,
-        body_read: positive(BODY_READ_TIMEOUT.name, defaults.body_read)?,
-        max_connections: max_connections.unwrap_or(defaults.max_connections),
+        header_read: layers.positive_duration_or(HEADER_READ_TIMEOUT.name, defaults.header_read)?,
+        idle: layers.positive_duration_or(IDLE_TIMEOUT.name, defaults.idle)?,
+        body_read: layers.positive_duration_or(BODY_READ_TIMEOUT.name, defaults.body_read)?,
+        max_connections: layers.count_or(MAX_CONNECTIONS.name, defaults.max_connections)?,
     })
 }
 
