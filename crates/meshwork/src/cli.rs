@@ -159,17 +159,7 @@ const ORDERS: &[Setting] = &[
     s::SERVICE_SECRET,
 ];
 /// How hard a service tries when it calls another (products and orders do).
-const CALLS: &[Setting] = &[
-    s::CALL_TIMEOUT,
-    s::CALL_CONNECT_TIMEOUT,
-    s::CALL_RETRIES,
-    s::CALL_BREAKER_FAILURES,
-    s::CALL_BREAKER_OPEN,
-    s::CALL_BREAKER_TRIALS,
-    s::CALL_MAX_IN_FLIGHT,
-    s::CALL_MAX_QUEUED,
-    s::CALL_BALANCER,
-];
+const CALLS: &[Setting] = &platform::call_policy::SERVICES.all();
 
 /// The "Environment:" section of a subcommand's help.
 fn env_help(own: &[Setting]) -> String {

@@ -22,6 +22,23 @@ pub struct PolicySettings {
     pub balancer: Setting,
 }
 
+impl PolicySettings {
+    /// All nine, for a command's help.
+    pub const fn all(&self) -> [Setting; 9] {
+        [
+            self.timeout,
+            self.connect_timeout,
+            self.retries,
+            self.breaker_failures,
+            self.breaker_open,
+            self.breaker_trials,
+            self.max_in_flight,
+            self.max_queued,
+            self.balancer,
+        ]
+    }
+}
+
 /// The services' calls to each other.
 pub const SERVICES: PolicySettings = PolicySettings {
     timeout: settings::CALL_TIMEOUT,
