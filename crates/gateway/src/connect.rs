@@ -27,6 +27,7 @@ use tower::ServiceExt;
 use crate::Gateway;
 use crate::catalog::Catalog;
 use crate::passthrough::PassThrough;
+use crate::transcode::BadRequest;
 
 const PROTO: &str = "application/proto";
 const JSON: &str = "application/json";
@@ -83,9 +84,11 @@ pub async fn handle(
         PROTO => body,
         _ => {
             let mut json = serde_json::Deserializer::from_slice(&body);
-            match DynamicMessage::deserialize(method.input(), &mut json).and_then(|m| json.end().map(|()| m)) {
+            let message = crate::transcode::message_from_json(method.input(), &mut json)
+                .and_then(|m| json.end().map(|()| m).map_err(|e| BadRequest(format!("invalid JSON request: {e}"))));
+            match message {
                 Ok(message) => Bytes::from(message.encode_to_vec()),
-                Err(e) => return error(tonic::Code::InvalidArgument, &format!("invalid JSON request: {e}"), &[]),
+                Err(BadRequest(why)) => return error(tonic::Code::InvalidArgument, &why, &[]),
             }
         }
     };

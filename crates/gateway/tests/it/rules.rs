@@ -270,7 +270,12 @@ async fn bad_input_gets_the_error_body_naming_the_problem() {
         (&'static str, &'static str, Option<&'static str>, &'static [(&'static str, &'static str)], u16, &'static str);
     let cases: Vec<BadCase> = vec![
         ("POST", "/v1/echo/b1:shout", Some(r#"{"user": "#), &[], 400, "malformed JSON"),
-        ("POST", "/v1/echo/b1:shout", Some(r#"{"flag": "yes"}"#), &[], 400, "invalid"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"flag": "yes"}"#), &[], 400, "invalid value for flag (bool)"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"sub": {"count": "x"}}"#), &[], 400, "sub.count (int32)"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"labels": {"k": 5}}"#), &[], 400, "labels.k (string)"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"tags": ["a", 7]}"#), &[], 400, "tags[1] (string)"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"sleep_ms": -1}"#), &[], 400, "sleep_ms (uint32)"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"at": "yesterday"}"#), &[], 400, "at (google.protobuf.Timestamp)"),
         ("POST", "/v1/echo/b1:shout", Some(r#"{"nope": 1}"#), &[], 400, "nope"),
         ("POST", "/v1/echo/b1:shout", Some(r#"{"color": "COLOR_GREEN"}"#), &[], 400, "COLOR_GREEN"),
         ("POST", "/v1/echo/b1:shout", Some("[]"), &[], 400, "JSON object"),
