@@ -81,7 +81,16 @@ pub async fn handle(
         Err(e) => return error(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}"), &[]),
     };
     let message = match encoding {
-        PROTO => body,
+        // Checked here, as connect-go does: the upstream would call a
+        // malformed message INTERNAL (tonic, as grpc-go), a 500 for the
+        // caller's mistake.
+        PROTO => match DynamicMessage::decode(method.input(), body.clone()) {
+            Ok(_) => body,
+            Err(e) => {
+                let why = format!("the request body is not a {}: {e}", method.input().full_name());
+                return error(tonic::Code::InvalidArgument, &why, &[]);
+            }
+        },
         _ => {
             let mut json = serde_json::Deserializer::from_slice(&body);
             let message = crate::transcode::message_from_json(method.input(), &mut json)

@@ -58,6 +58,14 @@ async fn connect_unary_calls_answer_in_json_and_binary_with_connect_errors() {
     assert_eq!(reply.json()["code"], "invalid_argument");
     let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
     assert!(message.starts_with("invalid value for sub.count (int32): "), "names the field: {message}");
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some("\u{7f}\u{7f}\u{7f}"), &binary).await;
+    assert_eq!(
+        (reply.status, reply.json()["code"].as_str()),
+        (400, Some("invalid_argument")),
+        "not the upstream's 500"
+    );
+    let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("the request body is not a echo.v1.EchoRequest: "), "{message}");
     let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"a"} {}"#), &json).await;
     assert_eq!(reply.json()["code"], "invalid_argument", "trailing data is refused");
     let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some("{}"), &json).await;
