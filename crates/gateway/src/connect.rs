@@ -92,9 +92,9 @@ pub async fn handle(
             }
         },
         _ => {
-            let mut json = serde_json::Deserializer::from_slice(&body);
-            let message = crate::transcode::message_from_json(method.input(), &mut json)
-                .and_then(|m| json.end().map(|()| m).map_err(|e| BadRequest(format!("invalid JSON request: {e}"))));
+            let message = crate::strict_json::parse(&body)
+                .map_err(|e| BadRequest(format!("invalid JSON request: {e}")))
+                .and_then(|json| crate::transcode::message_from_json(method.input(), json));
             match message {
                 Ok(message) => Bytes::from(message.encode_to_vec()),
                 Err(BadRequest(why)) => return error(tonic::Code::InvalidArgument, &why, &[]),

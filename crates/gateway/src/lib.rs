@@ -22,6 +22,7 @@ pub mod passthrough;
 pub mod ratelimit;
 pub mod rest;
 pub mod routes;
+mod strict_json;
 pub mod template;
 #[cfg(test)]
 mod test_support;

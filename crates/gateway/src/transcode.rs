@@ -171,7 +171,7 @@ fn parse_body(body: &[u8]) -> Result<Option<Json>, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    serde_json::from_slice(body).map(Some).map_err(|error| BadRequest(format!("malformed JSON body: {error}")))
+    crate::strict_json::parse(body).map(Some).map_err(|error| BadRequest(format!("malformed JSON body: {error}")))
 }
 
 /// Query parameters: `field=v`, `a.b.c=v` (proto or JSON names), repeated
@@ -513,6 +513,11 @@ mod tests {
                 .starts_with("invalid value for items[1].quantity (int32): "),
         );
         assert!(refusal(r#"{"items": 5}"#).starts_with("invalid value for items (shop.orders.v1.LineItem): "));
+        // A field given twice, as protojson refuses it.
+        assert_eq!(
+            refusal(r#"{"quantity": 1, "quantity": 2}"#),
+            "malformed JSON body: duplicate field \"quantity\" at line 1 column 26"
+        );
         // An unknown field names itself, and where it is when it is inside another.
         assert_eq!(refusal(r#"{"bogus": 1}"#), "invalid request: unrecognized field name 'bogus'");
         assert_eq!(

@@ -66,6 +66,9 @@ async fn connect_unary_calls_answer_in_json_and_binary_with_connect_errors() {
     );
     let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
     assert!(message.starts_with("the request body is not a echo.v1.EchoRequest: "), "{message}");
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"a","id":"b"}"#), &json).await;
+    let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("duplicate field \"id\""), "a field given twice is refused: {message}");
     let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"a"} {}"#), &json).await;
     assert_eq!(reply.json()["code"], "invalid_argument", "trailing data is refused");
     let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some("{}"), &json).await;

@@ -1,0 +1,113 @@
+//! JSON request bodies read as protojson reads them for grpc-gateway: an
+//! object that names a key twice is refused (`duplicate field "quantity"`),
+//! where serde_json's `Value`, and prost-reflect reading a stream, keep the
+//! last one silently: `{"quantity": 1, "quantity": 2}` would order two.
+
+use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value as Json};
+
+/// Parses `body`, one JSON value and nothing after it, refusing a key
+/// given twice in any object.
+pub fn parse(body: &[u8]) -> Result<Json, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = Strict.deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value)
+}
+
+/// Builds a `Value` as serde_json's own visitor does, but for the check.
+struct Strict;
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Json;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Json, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Json;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Json, E> {
+        Ok(Json::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Json, E> {
+        Ok(Json::Number(value.into()))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Json, E> {
+        Ok(Json::Number(value.into()))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Json, E> {
+        // serde_json reads no NaN or infinity, the only floats without a number.
+        Ok(serde_json::Number::from_f64(value).map_or(Json::Null, Json::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Json, E> {
+        Ok(Json::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Json, E> {
+        Ok(Json::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Ok(Json::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Json, A::Error> {
+        let mut array = Vec::with_capacity(items.size_hint().unwrap_or(0));
+        while let Some(item) = items.next_element_seed(Strict)? {
+            array.push(item);
+        }
+        Ok(Json::Array(array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut entries: A) -> Result<Json, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = entries.next_key::<String>()? {
+            match object.entry(key) {
+                serde_json::map::Entry::Occupied(entry) => {
+                    return Err(A::Error::custom(format!("duplicate field \"{}\"", entry.key())));
+                }
+                serde_json::map::Entry::Vacant(entry) => {
+                    entry.insert(entries.next_value_seed(Strict)?);
+                }
+            }
+        }
+        Ok(Json::Object(object))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_serde_json_reads() {
+        let body = br#"{"a": [1, -2, 3.5, 18446744073709551615, "x", true, null, {}], "b": {"c": "\u00e9"}}"#;
+        assert_eq!(parse(body).unwrap(), serde_json::from_slice::<Json>(body).unwrap());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_at_any_depth() {
+        let error = parse(br#"{"quantity": 1, "quantity": 2}"#).unwrap_err();
+        assert!(error.to_string().starts_with("duplicate field \"quantity\""), "{error}");
+        let error = parse(br#"{"items": [{"id": "a"}, {"id": "b", "id": "c"}]}"#).unwrap_err();
+        assert!(error.to_string().starts_with("duplicate field \"id\""), "{error}");
+        assert!(parse(br#"{"id": "a", "other": {"id": "b"}}"#).is_ok(), "the same key in two objects");
+    }
+
+    #[test]
+    fn what_follows_the_value_is_refused() {
+        assert!(parse(br#"{"id": "a"} {}"#).is_err());
+        assert!(parse(b"{} ").is_ok());
+    }
+}
