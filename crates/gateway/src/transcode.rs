@@ -128,23 +128,10 @@ fn field_at(input: &MessageDescriptor, path: &serde_path_to_error::Path) -> Opti
 /// full name of a message or enum.
 fn type_name(field: &FieldDescriptor) -> String {
     match field.kind() {
-        Kind::Double => "double".to_owned(),
-        Kind::Float => "float".to_owned(),
-        Kind::Int32 => "int32".to_owned(),
-        Kind::Int64 => "int64".to_owned(),
-        Kind::Uint32 => "uint32".to_owned(),
-        Kind::Uint64 => "uint64".to_owned(),
-        Kind::Sint32 => "sint32".to_owned(),
-        Kind::Sint64 => "sint64".to_owned(),
-        Kind::Fixed32 => "fixed32".to_owned(),
-        Kind::Fixed64 => "fixed64".to_owned(),
-        Kind::Sfixed32 => "sfixed32".to_owned(),
-        Kind::Sfixed64 => "sfixed64".to_owned(),
-        Kind::Bool => "bool".to_owned(),
-        Kind::String => "string".to_owned(),
-        Kind::Bytes => "bytes".to_owned(),
         Kind::Message(message) => message.full_name().to_owned(),
         Kind::Enum(enumeration) => enumeration.full_name().to_owned(),
+        // `TYPE_INT32` and the like.
+        _ => field.field_descriptor_proto().r#type().as_str_name().trim_start_matches("TYPE_").to_ascii_lowercase(),
     }
 }
 
