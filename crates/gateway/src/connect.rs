@@ -91,15 +91,10 @@ pub async fn handle(
                 return error(tonic::Code::InvalidArgument, &why, &[]);
             }
         },
-        _ => {
-            let message = crate::strict_json::parse(&body)
-                .map_err(|e| BadRequest(format!("invalid JSON request: {e}")))
-                .and_then(|json| crate::transcode::message_from_json(method.input(), json));
-            match message {
-                Ok(message) => Bytes::from(message.encode_to_vec()),
-                Err(BadRequest(why)) => return error(tonic::Code::InvalidArgument, &why, &[]),
-            }
-        }
+        _ => match from_json(&method, &body) {
+            Ok(message) => Bytes::from(message.encode_to_vec()),
+            Err(BadRequest(why)) => return error(tonic::Code::InvalidArgument, &why, &[]),
+        },
     };
     let grpc = match grpc_request(&parts, message) {
         Ok(grpc) => grpc,
@@ -196,6 +191,17 @@ fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Resp
     // Connect gives each code the HTTP status grpc-gateway gives it.
     let status = platform::error_code::http_status(code);
     (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+}
+
+/// The request message of `method` from a Connect JSON body.
+fn from_json(method: &MethodDescriptor, body: &[u8]) -> Result<DynamicMessage, BadRequest> {
+    let input = method.input();
+    let refused = |why: String| BadRequest(format!("invalid JSON request: {why}"));
+    let json = crate::strict_json::parse(body).map_err(|e| refused(e.to_string()))?;
+    if let serde_json::Value::Object(object) = &json {
+        crate::strict_json::one_name_per_field(object, &input).map_err(refused)?;
+    }
+    crate::transcode::message_from_json(input, json)
 }
 
 /// The Connect name of a gRPC code (its lower snake case).

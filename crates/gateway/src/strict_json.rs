@@ -1,8 +1,11 @@
 //! JSON request bodies read as protojson reads them for grpc-gateway: an
 //! object that names a key twice is refused (`duplicate field "quantity"`),
-//! where serde_json's `Value`, and prost-reflect reading a stream, keep the
-//! last one silently: `{"quantity": 1, "quantity": 2}` would order two.
+//! and so is one that names a field twice by its two names (`user_id` and
+//! `userId`), where serde_json's `Value`, and prost-reflect reading a
+//! stream, keep the last one silently: `{"quantity": 1, "quantity": 2}`
+//! would order two.
 
+use prost_reflect::{Kind, MessageDescriptor};
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
@@ -13,6 +16,48 @@ pub fn parse(body: &[u8]) -> Result<Json, serde_json::Error> {
     let value = Strict.deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
+}
+
+/// Refuses a field of `message` that `object` gives twice, by its JSON
+/// name and by its proto name, there or in any message inside it. A key
+/// that names no field is left to the deserializer, which refuses it; a
+/// well-known type's JSON form (a `Struct`'s keys are anyone's) is not
+/// looked into. A field lookup per key: 122,100-122,400 -> 123,200-123,400
+/// instructions per REST POST of two fields (callgrind, 2,000 requests).
+pub fn one_name_per_field(object: &Map<String, Json>, message: &MessageDescriptor) -> Result<(), String> {
+    if message.full_name().starts_with("google.protobuf.") {
+        return Ok(());
+    }
+    let mut seen: Vec<(u32, &str)> = Vec::with_capacity(object.len());
+    for (key, value) in object {
+        let Some(field) = message.get_field_by_json_name(key).or_else(|| message.get_field_by_name(key)) else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(number, _)| *number == field.number()) {
+            return Err(format!("duplicate field \"{key}\": {first:?} and {key:?} are both {}", field.name()));
+        }
+        seen.push((field.number(), key));
+        let Kind::Message(inner) = field.kind() else { continue };
+        let inner = if field.is_map() {
+            match inner.map_entry_value_field().kind() {
+                Kind::Message(value_type) => value_type,
+                _ => continue,
+            }
+        } else {
+            inner
+        };
+        let nested: Vec<&Json> = match value {
+            Json::Object(entries) if field.is_map() => entries.values().collect(),
+            Json::Array(items) if field.is_list() => items.iter().collect(),
+            other => vec![other],
+        };
+        for item in nested {
+            if let Json::Object(item) = item {
+                one_name_per_field(item, &inner)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Builds a `Value` as serde_json's own visitor does, but for the check.
@@ -103,6 +148,24 @@ mod tests {
         let error = parse(br#"{"items": [{"id": "a"}, {"id": "b", "id": "c"}]}"#).unwrap_err();
         assert!(error.to_string().starts_with("duplicate field \"id\""), "{error}");
         assert!(parse(br#"{"id": "a", "other": {"id": "b"}}"#).is_ok(), "the same key in two objects");
+    }
+
+    #[test]
+    fn a_field_named_by_both_its_names_is_refused_at_any_depth() {
+        let pool = prost_reflect::DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        let order = pool.get_message_by_name("shop.orders.v1.CreateOrderRequest").unwrap();
+        let check = |body: &str| match parse(body.as_bytes()).unwrap() {
+            Json::Object(object) => one_name_per_field(&object, &order),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            check(r#"{"user_id": "a", "userId": "b"}"#).unwrap_err(),
+            r#"duplicate field "userId": "user_id" and "userId" are both user_id"#
+        );
+        let nested = r#"{"items": [{"productId": "a"}, {"product_id": "a", "productId": "b"}]}"#;
+        assert!(check(nested).unwrap_err().starts_with("duplicate field "), "in a message in a list");
+        assert!(check(r#"{"userId": "a", "productId": "b", "items": [{"productId": "c"}]}"#).is_ok());
+        assert!(check(r#"{"userId": "a", "nope": 1, "items": 5}"#).is_ok(), "left to the deserializer");
     }
 
     #[test]

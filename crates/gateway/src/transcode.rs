@@ -49,6 +49,9 @@ pub fn request_message(
             }
         }
     }
+    // The body alone: a path or query value takes its field's place by design.
+    crate::strict_json::one_name_per_field(&root, &input)
+        .map_err(|why| BadRequest(format!("malformed JSON body: {why}")))?;
     for (path, raw) in bindings {
         let field =
             resolve(&input, &path).ok_or_else(|| BadRequest(format!("unknown path field {}", path.join("."))))?;
