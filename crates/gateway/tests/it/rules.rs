@@ -285,7 +285,7 @@ async fn bad_input_gets_the_error_body_naming_the_problem() {
             400,
             "duplicate field \"count\"",
         ),
-        ("POST", "/v1/echo/b1:shout", Some(r#"{"sleep_ms": 1, "sleepMs": 2}"#), &[], 400, "are both sleep_ms"),
+        ("POST", "/v1/echo/b1:shout", Some(r#"{"sleep_ms": 1, "sleepMs": 2}"#), &[], 400, "also given as \"sleepMs\""),
         ("POST", "/v1/echo/b1:shout", Some(r#"{"color": "COLOR_GREEN"}"#), &[], 400, "COLOR_GREEN"),
         ("POST", "/v1/echo/b1:shout", Some("[]"), &[], 400, "JSON object"),
         ("POST", "/v1/echo/b1:shout", Some("{}"), &[("content-type", "text/plain")], 415, "text/plain"),
