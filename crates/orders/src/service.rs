@@ -314,7 +314,7 @@ fn validate(input: &NewOrder) -> Result<ValidOrder, Violations> {
         lines.push((format!("items[{index}]"), product_id.clone(), *quantity));
     }
     if lines.is_empty() {
-        violations.add("items", "an order needs product_id and quantity, or items");
+        violations.add("items", "must name at least one product when product_id and quantity are not given");
     }
     let mut merged: BTreeMap<String, i32> = BTreeMap::new();
     for (field, product_id, quantity) in lines {
