@@ -20,6 +20,7 @@ mod metrics;
 pub mod openapi;
 pub mod passthrough;
 pub mod ratelimit;
+pub mod response_json;
 pub mod rest;
 pub mod routes;
 mod strict_json;

@@ -13,8 +13,9 @@ use prost_reflect::DynamicMessage;
 use crate::Gateway;
 use crate::catalog::Catalog;
 use crate::error::{error_response, method_not_allowed, status_response};
+use crate::response_json::response_json;
 use crate::routes::{Lookup, Route};
-use crate::transcode::{BadRequest, request_message, response_json};
+use crate::transcode::{BadRequest, request_message};
 use resilience::CallError;
 
 // Built once: a name given as a string is parsed again on every lookup.

@@ -33,10 +33,6 @@ pub struct Route {
     pub names: RouteNames,
     /// The route's service was learned from its upstream's reflection.
     pub learned: bool,
-    /// No `float` anywhere in the response type, so a response whose every
-    /// field is set may be written without building a JSON value (see
-    /// `transcode::response_json`).
-    pub response_free_of_f32: bool,
     /// Its metric series, found once.
     pub(crate) series: crate::metrics::RouteSeries,
 }
@@ -242,7 +238,6 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage, learned: bool) -> Res
         return Err(rule_error(format!("response_body field {field} is not in {}", method.output().full_name())));
     }
     let names = RouteNames::new(&http_method, &template, method);
-    let response_free_of_f32 = crate::transcode::free_of_f32(&method.output());
     Ok(Route {
         http_method,
         template,
@@ -251,7 +246,6 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage, learned: bool) -> Res
         method: method.clone(),
         names,
         learned,
-        response_free_of_f32,
         series: Default::default(),
     })
 }

@@ -348,34 +348,6 @@ fn form_decode(raw: &str) -> Option<String> {
     crate::template::percent_decode(&raw.replace('+', " "), false).ok()
 }
 
-/// The HTTP response body for `message` (or its `response_body` field).
-pub fn response_json(route: &Route, message: &DynamicMessage) -> Vec<u8> {
-    // Most responses have every field set. Then prost-reflect's serializer,
-    // told to write default values too, writes exactly what the JSON value
-    // below would (same fields, same order, same forms), without building
-    // it: 2.2% fewer instructions per REST GET in the gateway (callgrind,
-    // 2,000 GETs; README, "The floor"). A field set to its default never
-    // comes here (the value path writes `0` for a double, where this would
-    // write `0.0`), and an f32 is left to the value path, which writes it
-    // widened to f64.
-    if route.response_body.is_none() && route.response_free_of_f32 && every_field_set(message) {
-        let mut body = Vec::with_capacity(256);
-        let options = SerializeOptions::new().skip_default_fields(false);
-        if message.serialize_with_options(&mut serde_json::Serializer::new(&mut body), &options).is_ok() {
-            return body;
-        }
-    }
-    let mut json = to_json(message);
-    if let Some(field) = &route.response_body {
-        let key = message.descriptor().get_field_by_name(field).map(|f| f.json_name().to_owned()).unwrap_or_default();
-        json = match json {
-            Json::Object(mut object) => object.remove(&key).unwrap_or(Json::Null),
-            other => other,
-        };
-    }
-    serde_json::to_vec(&json).expect("JSON values serialize")
-}
-
 /// The proto3 JSON of `message` with every unpopulated field emitted, as
 /// grpc-gateway v2's default marshaler does (fields of a oneof, proto3
 /// `optional` included, stay absent when unset).
@@ -384,43 +356,6 @@ pub fn to_json(message: &DynamicMessage) -> Json {
     let mut json = message.serialize_with_options(serde_json::value::Serializer, &options).unwrap_or(Json::Null);
     emit_unpopulated(&mut json, &message.descriptor());
     json
-}
-
-/// Whether every field of `message` that its JSON shows is set, in it and
-/// in every message inside it: a field of a oneof may be unset (it is
-/// absent either way), and a well-known type has a JSON form of its own.
-fn every_field_set(message: &DynamicMessage) -> bool {
-    let descriptor = message.descriptor();
-    if descriptor.full_name().starts_with("google.protobuf.") {
-        return true;
-    }
-    descriptor.fields().all(|field| {
-        if !message.has_field(&field) {
-            return field.containing_oneof().is_some();
-        }
-        match message.get_field(&field).as_ref() {
-            Value::Message(inner) => every_field_set(inner),
-            Value::List(items) => items.iter().all(|item| item.as_message().is_none_or(every_field_set)),
-            Value::Map(entries) => entries.values().all(|value| value.as_message().is_none_or(every_field_set)),
-            _ => true,
-        }
-    })
-}
-
-/// Whether no message reachable from `descriptor` has a `float` field.
-pub fn free_of_f32(descriptor: &MessageDescriptor) -> bool {
-    fn visit(descriptor: &MessageDescriptor, seen: &mut Vec<String>) -> bool {
-        if seen.iter().any(|name| name == descriptor.full_name()) {
-            return true;
-        }
-        seen.push(descriptor.full_name().to_owned());
-        descriptor.fields().all(|field| match field.kind() {
-            Kind::Float => false,
-            Kind::Message(inner) => visit(&inner, seen),
-            _ => true,
-        })
-    }
-    visit(descriptor, &mut Vec::new())
 }
 
 fn emit_unpopulated(json: &mut Json, descriptor: &MessageDescriptor) {
@@ -514,71 +449,6 @@ mod tests {
             refusal(r#"{"items": [{"bogus": 1}]}"#),
             "invalid value for items[0] (shop.orders.v1.LineItem): unrecognized field name 'bogus'"
         );
-    }
-
-    /// `message` with every field that has no presence, and every message
-    /// field, set to something other than its default, `depth` messages deep.
-    fn populated(descriptor: &MessageDescriptor, depth: usize) -> DynamicMessage {
-        let mut message = DynamicMessage::new(descriptor.clone());
-        for field in descriptor.fields().filter(|field| field.containing_oneof().is_none()) {
-            let value = |kind: &Kind| match kind {
-                Kind::String => Value::String("a \"quoted\" é".to_owned()),
-                Kind::Bytes => Value::Bytes(bytes::Bytes::from_static(&[0, 1, 250])),
-                Kind::Bool => Value::Bool(true),
-                Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(-7),
-                Kind::Uint32 | Kind::Fixed32 => Value::U32(7),
-                Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(-9_007_199_254_740_993),
-                Kind::Uint64 | Kind::Fixed64 => Value::U64(u64::MAX),
-                Kind::Float => Value::F32(0.1),
-                Kind::Double => Value::F64(29.99),
-                Kind::Enum(enumeration) => Value::EnumNumber(enumeration.values().last().map_or(1, |v| v.number())),
-                Kind::Message(inner) if depth > 0 => Value::Message(populated(inner, depth - 1)),
-                Kind::Message(inner) => Value::Message(DynamicMessage::new(inner.clone())),
-            };
-            if field.is_map() {
-                continue; // the contract's responses have none; lists and messages are below
-            }
-            let item = value(&field.kind());
-            message.set_field(&field, if field.is_list() { Value::List(vec![item.clone(), item]) } else { item });
-        }
-        message
-    }
-
-    #[test]
-    fn responses_written_directly_are_the_json_values_byte_for_byte() {
-        let table = table();
-        let mut direct = 0;
-        for route in table.routes().iter().filter(|route| route.response_body.is_none()) {
-            let output = route.method.output();
-            for message in [populated(&output, 3), populated(&output, 0), DynamicMessage::new(output.clone())] {
-                let by_value = serde_json::to_vec(&to_json(&message)).unwrap();
-                let written = response_json(route, &message);
-                assert_eq!(
-                    String::from_utf8_lossy(&written),
-                    String::from_utf8_lossy(&by_value),
-                    "{} from {}",
-                    output.full_name(),
-                    route.names.span
-                );
-                direct += usize::from(route.response_free_of_f32 && every_field_set(&message));
-            }
-        }
-        assert!(direct >= 3, "only {direct} responses took the direct path: the test compares nothing");
-    }
-
-    #[test]
-    fn an_f32_anywhere_keeps_a_response_on_the_value_path() {
-        let pool = DescriptorPool::global();
-        let float_value = pool.get_message_by_name("google.protobuf.FloatValue").unwrap();
-        assert!(!free_of_f32(&float_value));
-        assert!(free_of_f32(&pool.get_message_by_name("google.protobuf.DoubleValue").unwrap()));
-        // Why: the two paths write an f32 differently.
-        let mut message = DynamicMessage::new(float_value);
-        message.set_field_by_name("value", Value::F32(0.1));
-        let options = SerializeOptions::new().skip_default_fields(false);
-        let mut direct = Vec::new();
-        message.serialize_with_options(&mut serde_json::Serializer::new(&mut direct), &options).unwrap();
-        assert_ne!(direct, serde_json::to_vec(&to_json(&message)).unwrap());
     }
 
     #[test]

@@ -1,0 +1,376 @@
+//! A response message as REST JSON, written in one pass: the proto3 JSON
+//! mapping with every unpopulated field emitted, as grpc-gateway v2's
+//! default marshaler writes it, and every field in field-number order
+//! whether it is set or not.
+//!
+//! The same JSON value as [`crate::transcode::to_json`] gives (whose keys
+//! come in another order: the unset fields after the set ones), without
+//! building it. Answers were written from such a value, or, when every
+//! field was set, by prost-reflect's serializer after a walk to check that
+//! they were. In one pass: 108,000-108,100 -> 106,100-106,300 instructions
+//! per REST GET, 122,700 -> 121,400 per POST (callgrind, 2,000 requests);
+//! an answer with a field unset, such as a product with no description,
+//! no longer builds the value at all.
+
+use base64::Engine;
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, ReflectMessage, SerializeOptions, Value};
+
+use crate::routes::Route;
+
+/// The HTTP body of `route`'s answer `message`.
+pub fn response_json(route: &Route, message: &DynamicMessage) -> Vec<u8> {
+    let mut body = Vec::with_capacity(256);
+    match &route.response_body {
+        None => write_message(&mut body, message),
+        // `response_body`: that field is the whole body (null when it is
+        // a oneof's, unset).
+        Some(name) => match message.descriptor().get_field_by_name(name) {
+            Some(field) if field.containing_oneof().is_none() || message.has_field(&field) => {
+                write_field(&mut body, message, &field)
+            }
+            _ => body.extend_from_slice(b"null"),
+        },
+    }
+    body
+}
+
+fn write_message(out: &mut Vec<u8>, message: &DynamicMessage) {
+    let descriptor = message.descriptor();
+    if descriptor.full_name().starts_with("google.protobuf.") {
+        // A well-known type has a JSON form of its own (a Timestamp is a
+        // string, a Struct any object): prost-reflect's.
+        let mut serializer = serde_json::Serializer::new(&mut *out);
+        if message.serialize_with_options(&mut serializer, &SerializeOptions::new()).is_err() {
+            out.extend_from_slice(b"null");
+        }
+        return;
+    }
+    out.push(b'{');
+    let mut first = true;
+    for field in descriptor.fields() {
+        // A field of a oneof (a proto3 `optional` one too) is absent when unset.
+        if field.containing_oneof().is_some() && !message.has_field(&field) {
+            continue;
+        }
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        write_string(out, field.json_name());
+        out.push(b':');
+        write_field(out, message, &field);
+    }
+    out.push(b'}');
+}
+
+/// The value of `field` in `message`, its default when it is unset.
+fn write_field(out: &mut Vec<u8>, message: &DynamicMessage, field: &FieldDescriptor) {
+    if !message.has_field(field) {
+        out.extend_from_slice(match field.kind() {
+            _ if field.is_map() => b"{}",
+            _ if field.is_list() => b"[]",
+            Kind::Message(_) => b"null",
+            Kind::Bool => b"false",
+            Kind::String | Kind::Bytes => b"\"\"",
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => b"\"0\"",
+            Kind::Enum(enumeration) => {
+                write_string(out, enumeration.default_value().name());
+                return;
+            }
+            _ => b"0",
+        });
+        return;
+    }
+    write_value(out, &message.get_field(field), &field.kind());
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value, kind: &Kind) {
+    match value {
+        Value::Bool(value) => out.extend_from_slice(if *value { b"true" } else { b"false" }),
+        Value::I32(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+        Value::U32(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
+        // 64-bit integers are strings in proto3 JSON.
+        Value::I64(n) => write_quoted(out, itoa::Buffer::new().format(*n)),
+        Value::U64(n) => write_quoted(out, itoa::Buffer::new().format(*n)),
+        // An f32 as the value path writes it: widened.
+        Value::F32(x) => write_double(out, f64::from(*x)),
+        Value::F64(x) => write_double(out, *x),
+        Value::String(text) => write_string(out, text),
+        Value::Bytes(bytes) => {
+            out.push(b'"');
+            out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
+            out.push(b'"');
+        }
+        Value::EnumNumber(number) => match kind.as_enum().and_then(|enumeration| enumeration.get_value(*number)) {
+            Some(known) => write_string(out, known.name()),
+            None => out.extend_from_slice(itoa::Buffer::new().format(*number).as_bytes()),
+        },
+        Value::Message(message) => write_message(out, message),
+        Value::List(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item, kind);
+            }
+            out.push(b']');
+        }
+        Value::Map(entries) => {
+            let value_kind = match kind {
+                Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                _ => kind.clone(),
+            };
+            // In key order: a map has none of its own, and the same answer
+            // should read the same every time.
+            let mut entries: Vec<(&MapKey, &Value)> = entries.iter().collect();
+            entries.sort_by_key(|(key, _)| *key);
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match key {
+                    MapKey::String(text) => write_string(out, text),
+                    MapKey::Bool(value) => write_quoted(out, if *value { "true" } else { "false" }),
+                    MapKey::I32(n) => write_quoted(out, itoa::Buffer::new().format(*n)),
+                    MapKey::I64(n) => write_quoted(out, itoa::Buffer::new().format(*n)),
+                    MapKey::U32(n) => write_quoted(out, itoa::Buffer::new().format(*n)),
+                    MapKey::U64(n) => write_quoted(out, itoa::Buffer::new().format(*n)),
+                }
+                out.push(b':');
+                write_value(out, value, &value_kind);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// A double as serde_json writes it, and the three that JSON has no
+/// number for as proto3 JSON's strings.
+fn write_double(out: &mut Vec<u8>, x: f64) {
+    if x.is_nan() {
+        out.extend_from_slice(b"\"NaN\"");
+    } else if x.is_infinite() {
+        out.extend_from_slice(if x > 0.0 { b"\"Infinity\"" } else { b"\"-Infinity\"" });
+    } else {
+        serde_json::to_writer(&mut *out, &x).expect("a finite double writes");
+    }
+}
+
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(&mut *out, text).expect("a string writes");
+}
+
+/// Text that needs no escaping (digits, `true`), in quotes.
+fn write_quoted(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::RouteTable;
+    use crate::transcode::to_json;
+    use prost_reflect::{DescriptorPool, MessageDescriptor};
+    use serde_json::Value as Json;
+
+    /// `descriptor`'s message with fields set to something other than their
+    /// default, `depth` messages deep: every field, or every other one
+    /// (`every` 2). Of a oneof, the last field set stays.
+    fn populated(descriptor: &MessageDescriptor, depth: usize, every: usize) -> DynamicMessage {
+        fn item(kind: &Kind, depth: usize, every: usize) -> Value {
+            match kind {
+                Kind::String => Value::String("a \"quoted\" é".to_owned()),
+                Kind::Bytes => Value::Bytes(bytes::Bytes::from_static(&[0, 1, 250])),
+                Kind::Bool => Value::Bool(true),
+                Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(-7),
+                Kind::Uint32 | Kind::Fixed32 => Value::U32(7),
+                Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(-9_007_199_254_740_993),
+                Kind::Uint64 | Kind::Fixed64 => Value::U64(u64::MAX),
+                Kind::Float => Value::F32(0.1),
+                Kind::Double => Value::F64(29.99),
+                Kind::Enum(enumeration) => Value::EnumNumber(enumeration.values().last().map_or(1, |v| v.number())),
+                // Within the range their JSON forms can show.
+                Kind::Message(time)
+                    if ["Timestamp", "Duration"]
+                        .map(|t| format!("google.protobuf.{t}"))
+                        .contains(&time.full_name().to_owned()) =>
+                {
+                    let mut time = DynamicMessage::new(time.clone());
+                    time.set_field_by_name("seconds", Value::I64(1_700_000_000));
+                    time.set_field_by_name("nanos", Value::I32(5_000_000));
+                    Value::Message(time)
+                }
+                Kind::Message(inner) if depth > 0 => Value::Message(populated(inner, depth - 1, every)),
+                Kind::Message(inner) => Value::Message(DynamicMessage::new(inner.clone())),
+            }
+        }
+        let mut message = DynamicMessage::new(descriptor.clone());
+        for (index, field) in descriptor.fields().enumerate() {
+            if index % every != 0 {
+                continue;
+            }
+            let value = match field.kind() {
+                Kind::Message(entry) if field.is_map() => {
+                    let keys = match entry.map_entry_key_field().kind() {
+                        Kind::String => vec![MapKey::String("b".to_owned()), MapKey::String("a \"q\"".to_owned())],
+                        Kind::Bool => vec![MapKey::Bool(true), MapKey::Bool(false)],
+                        _ => vec![MapKey::I64(10), MapKey::I64(-2)],
+                    };
+                    let value_kind = entry.map_entry_value_field().kind();
+                    Value::Map(keys.into_iter().map(|key| (key, item(&value_kind, depth, every))).collect())
+                }
+                kind if field.is_list() => Value::List(vec![item(&kind, depth, every), item(&kind, depth, every)]),
+                kind => item(&kind, depth, every),
+            };
+            message.set_field(&field, value);
+        }
+        message
+    }
+
+    /// What the value path answers: `to_json`, or its `response_body` field.
+    fn by_value(route: &Route, message: &DynamicMessage) -> Json {
+        let json = to_json(message);
+        match &route.response_body {
+            None => json,
+            Some(name) => {
+                let key = message.descriptor().get_field_by_name(name).unwrap().json_name().to_owned();
+                json.get(&key).cloned().unwrap_or(Json::Null)
+            }
+        }
+    }
+
+    fn written(route: &Route, message: &DynamicMessage) -> Json {
+        serde_json::from_slice(&response_json(route, message)).expect("the answer is JSON")
+    }
+
+    #[test]
+    fn every_answer_of_the_contract_is_the_json_value_of_its_message() {
+        let table = RouteTable::from_pool(&DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap()).unwrap();
+        for route in table.routes() {
+            let output = route.method.output();
+            let context = format!("{} from {}", output.full_name(), route.names.span);
+            for message in [populated(&output, 3, 1), populated(&output, 0, 1)] {
+                // Every field set: the same bytes, keys in the same order.
+                let by_value = serde_json::to_vec(&by_value(route, &message)).unwrap();
+                let written = response_json(route, &message);
+                assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&by_value), "{context}");
+            }
+            for message in [populated(&output, 3, 2), DynamicMessage::new(output.clone())] {
+                assert_eq!(written(route, &message), by_value(route, &message), "{context}");
+            }
+        }
+    }
+
+    /// Every kind of field, and one route answering the whole message
+    /// (`/kinds`) and one answering each field named in `response_body`
+    /// (`/kinds/<field>`).
+    fn kinds() -> (MessageDescriptor, RouteTable) {
+        const SOURCE: &str = r#"
+            syntax = "proto3";
+            package kinds;
+            import "google/api/annotations.proto";
+            import "google/protobuf/timestamp.proto";
+            enum Level { LEVEL_UNSPECIFIED = 0; LEVEL_HIGH = 1; }
+            message Inner { string text = 1; int64 count = 2; }
+            message Kinds {
+              float ratio = 1;
+              double score = 2;
+              bytes blob = 3;
+              Level level = 4;
+              map<string, Inner> by_name = 5;
+              map<int64, Level> by_number = 6;
+              map<bool, string> by_flag = 7;
+              repeated float ratios = 8;
+              oneof choice { string word = 9; Inner nested = 10; }
+              optional int32 maybe = 11;
+              Inner inner = 12;
+              google.protobuf.Timestamp at = 13;
+              repeated Inner inners = 14;
+              uint64 big = 15;
+            }
+            service KindsService {
+              rpc Get(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds" }; }
+              rpc Inner(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/inner" response_body: "inner" }; }
+              rpc Inners(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/inners" response_body: "inners" }; }
+              rpc ByName(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/by_name" response_body: "by_name" }; }
+              rpc Word(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/word" response_body: "word" }; }
+              rpc Maybe(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/maybe" response_body: "maybe" }; }
+              rpc Score(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/score" response_body: "score" }; }
+              rpc At(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/at" response_body: "at" }; }
+            }
+        "#;
+        // One directory per call: the tests run side by side.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("meshwork-response-json-{}-{call}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("kinds.proto"), SOURCE).unwrap();
+        let googleapis = concat!(env!("CARGO_MANIFEST_DIR"), "/../../third_party/googleapis");
+        // Encoded by protox itself: prost-types' messages would drop the
+        // `google.api.http` options.
+        let mut compiler = protox::Compiler::new([dir.to_str().unwrap(), googleapis]).unwrap();
+        compiler.include_imports(true).open_files(["kinds.proto"]).unwrap();
+        let files = compiler.encode_file_descriptor_set();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let pool = DescriptorPool::decode(files.as_slice()).unwrap();
+        (pool.get_message_by_name("kinds.Kinds").unwrap(), RouteTable::from_pool(&pool).unwrap())
+    }
+
+    fn answering<'a>(routes: &'a RouteTable, path: &str) -> &'a Route {
+        routes.routes().iter().find(|route| route.names.span.ends_with(path)).expect("a route")
+    }
+
+    #[test]
+    fn every_kind_of_field_is_written_as_the_json_value_has_it() {
+        let (kinds, routes) = kinds();
+        let route = answering(&routes, " /kinds");
+        let messages = [populated(&kinds, 2, 1), populated(&kinds, 2, 2), populated(&kinds, 0, 3)];
+        for message in messages.into_iter().chain([DynamicMessage::new(kinds.clone())]) {
+            assert_eq!(written(route, &message), by_value(route, &message));
+        }
+        // What JSON has no number for, an enum number the contract does not
+        // name, and a map in key order.
+        let mut message = DynamicMessage::new(kinds.clone());
+        message.set_field_by_name("score", Value::F64(f64::NAN));
+        let infinities = vec![Value::F32(f32::INFINITY), Value::F32(f32::NEG_INFINITY)];
+        message.set_field_by_name("ratios", Value::List(infinities));
+        message.set_field_by_name("level", Value::EnumNumber(7));
+        let by_flag = [(MapKey::Bool(true), "t"), (MapKey::Bool(false), "f")];
+        let by_flag = by_flag.into_iter().map(|(key, text)| (key, Value::String(text.to_owned())));
+        message.set_field_by_name("by_flag", Value::Map(by_flag.collect()));
+        assert_eq!(written(route, &message), by_value(route, &message));
+        let text = String::from_utf8(response_json(route, &message)).unwrap();
+        assert!(text.contains(r#""score":"NaN""#), "{text}");
+        assert!(text.contains(r#""ratios":["Infinity","-Infinity"]"#), "{text}");
+        assert!(text.contains(r#""level":7"#), "{text}");
+        assert!(text.contains(r#""byFlag":{"false":"f","true":"t"}"#), "{text}");
+    }
+
+    #[test]
+    fn keys_come_in_field_number_order_set_or_not() {
+        let (kinds, routes) = kinds();
+        let message = populated(&kinds, 1, 2);
+        let text = String::from_utf8(response_json(answering(&routes, " /kinds"), &message)).unwrap();
+        let positions: Vec<usize> = kinds
+            .fields()
+            .filter(|field| field.containing_oneof().is_none() || message.has_field(field))
+            .map(|field| text.find(&format!("\"{}\":", field.json_name())).expect("every field is written"))
+            .collect();
+        assert!(positions.is_sorted(), "{text}");
+    }
+
+    #[test]
+    fn a_response_body_field_is_the_whole_answer() {
+        let (kinds, routes) = kinds();
+        for field in ["inner", "inners", "by_name", "word", "maybe", "score", "at"] {
+            let route = answering(&routes, &format!(" /kinds/{field}"));
+            assert_eq!(route.response_body.as_deref(), Some(field));
+            for message in [populated(&kinds, 1, 1), populated(&kinds, 1, 2), DynamicMessage::new(kinds.clone())] {
+                assert_eq!(written(route, &message), by_value(route, &message), "{field}");
+            }
+        }
+    }
+}
