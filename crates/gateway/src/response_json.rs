@@ -38,9 +38,13 @@ fn write_message(out: &mut Vec<u8>, message: &DynamicMessage) {
     let descriptor = message.descriptor();
     if descriptor.full_name().starts_with("google.protobuf.") {
         // A well-known type has a JSON form of its own (a Timestamp is a
-        // string, a Struct any object): prost-reflect's.
+        // string, a Struct any object): prost-reflect's. One its form cannot
+        // show (a Timestamp after the year 9999) is null, not the whole
+        // answer as it was.
+        let start = out.len();
         let mut serializer = serde_json::Serializer::new(&mut *out);
         if message.serialize_with_options(&mut serializer, &SerializeOptions::new()).is_err() {
+            out.truncate(start);
             out.extend_from_slice(b"null");
         }
         return;
@@ -347,6 +351,19 @@ mod tests {
         assert!(text.contains(r#""ratios":["Infinity","-Infinity"]"#), "{text}");
         assert!(text.contains(r#""level":7"#), "{text}");
         assert!(text.contains(r#""byFlag":{"false":"f","true":"t"}"#), "{text}");
+    }
+
+    #[test]
+    fn a_time_its_json_cannot_show_is_null_and_the_rest_is_written() {
+        let (kinds, routes) = kinds();
+        let mut message = populated(&kinds, 1, 1);
+        let at = kinds.get_field_by_name("at").unwrap();
+        let mut never = DynamicMessage::new(at.kind().as_message().unwrap().clone());
+        never.set_field_by_name("seconds", Value::I64(i64::MAX));
+        message.set_field(&at, Value::Message(never));
+        let answer = written(answering(&routes, " /kinds"), &message);
+        assert_eq!(answer["at"], Json::Null);
+        assert_eq!(answer["inner"]["count"], "-9007199254740993");
     }
 
     #[test]
