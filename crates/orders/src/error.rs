@@ -19,6 +19,9 @@ pub enum OrderError {
     /// A signed-in user acting for another user.
     #[error("{0}")]
     NotYours(&'static str),
+    /// The idempotency key already names an order of other items.
+    #[error("idempotency key {key:?} was used for order {order}, of other items; a new order needs a new key")]
+    KeyReused { key: String, order: OrderId },
     #[error("order {id} is {from} and cannot become {to}")]
     InvalidTransition { id: OrderId, from: &'static str, to: &'static str },
     /// The products service refused the reservation, and said why.
@@ -41,6 +44,7 @@ impl OrderError {
             Self::Invalid(_) => ErrorCode::InvalidArgument,
             Self::NotFound(_) | Self::UnknownUser(_) => ErrorCode::NotFound,
             Self::InvalidTransition { .. } => ErrorCode::FailedPrecondition,
+            Self::KeyReused { .. } => ErrorCode::AlreadyExists,
             Self::NotYours(_) => ErrorCode::PermissionDenied,
             Self::Reservation(Refusal::UnknownProduct(_)) => ErrorCode::NotFound,
             Self::Reservation(Refusal::Invalid(_)) => ErrorCode::InvalidArgument,

@@ -92,7 +92,7 @@ impl Orders {
         if let Some(key) = &key
             && let Some(order) = self.store.find_by_idempotency_key(user_id, key).await?
         {
-            return Ok(order);
+            return replayed(order, &items, key);
         }
         let exists = self.dependencies.user_exists(&user_id.to_string()).await.map_err(OrderError::Dependency)?;
         if !exists {
@@ -170,10 +170,8 @@ impl Orders {
                 // A concurrent request with the same key won: answer with its order.
                 self.release_quietly(&reservation_id).await;
                 let key = key.expect("a duplicate needs a key");
-                self.store
-                    .find_by_idempotency_key(user_id, &key)
-                    .await?
-                    .ok_or(OrderError::Store(StoreError::DuplicateKey))
+                let order = self.store.find_by_idempotency_key(user_id, &key).await?;
+                replayed(order.ok_or(OrderError::Store(StoreError::DuplicateKey))?, &items, &key)
             }
             Err(error) => {
                 self.release_quietly(&reservation_id).await;
@@ -296,6 +294,21 @@ fn owned_by(order: &Order, caller: &Caller) -> bool {
 }
 
 /// A request that passed validation.
+/// The order `key` already names, when it is this request's again: the
+/// same products in the same quantities (`items`, merged and in product
+/// order). Another request under a used key is refused rather than
+/// answered with the first order, which its caller would take for theirs.
+fn replayed(order: Order, items: &[(String, i32)], key: &str) -> Result<Order, OrderError> {
+    let mut placed: Vec<(&str, i32)> =
+        order.items.iter().map(|item| (item.product_id.as_str(), item.quantity)).collect();
+    placed.sort_unstable();
+    if placed.into_iter().eq(items.iter().map(|(product, quantity)| (product.as_str(), *quantity))) {
+        Ok(order)
+    } else {
+        Err(OrderError::KeyReused { key: key.to_owned(), order: order.id })
+    }
+}
+
 struct ValidOrder {
     user_id: Uuid,
     /// One line per product, quantities merged.

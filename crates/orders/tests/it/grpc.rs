@@ -109,8 +109,20 @@ async fn a_repeated_idempotency_key_returns_the_first_order(backend: Backend, te
     let mut request = order_for(&user, "prod-123", 2);
     request.idempotency_key = "checkout-1".to_owned();
     let first = create(&shop, request.clone()).await.unwrap();
-    let again = create(&shop, request).await.unwrap();
+    let again = create(&shop, request.clone()).await.unwrap();
     assert_eq!(first, again);
+    // The same order in another form is the same request.
+    let mut as_items = order_for(&user, "", 0);
+    as_items.idempotency_key = "checkout-1".to_owned();
+    as_items.items = vec![LineItem { product_id: "prod-123".to_owned(), quantity: 1 }; 2];
+    assert_eq!(create(&shop, as_items).await.unwrap(), first);
+    // Other items under the same key are refused, not answered with the first order.
+    let mut other = request;
+    other.quantity = 3;
+    let status = create(&shop, other).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+    assert!(status.message().contains("checkout-1") && status.message().contains(&first.id), "{}", status.message());
+    assert_eq!(shop.stock("prod-123").await.0, 98, "no stock taken for it");
 
     // The same key as metadata, ten times at once: one order.
     let attempts = (0..10).map(|_| {
