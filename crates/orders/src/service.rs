@@ -293,7 +293,6 @@ fn owned_by(order: &Order, caller: &Caller) -> bool {
     caller.may_act_for(&order.user_id.to_string(), STAFF)
 }
 
-/// A request that passed validation.
 /// The order `key` already names, when it is this request's again: the
 /// same products in the same quantities (`items`, merged and in product
 /// order). Another request under a used key is refused rather than
@@ -309,6 +308,7 @@ fn replayed(order: Order, items: &[(String, i32)], key: &str) -> Result<Order, O
     }
 }
 
+/// A request that passed validation.
 struct ValidOrder {
     user_id: Uuid,
     /// One line per product, quantities merged.
