@@ -26,6 +26,7 @@ use tower::ServiceExt;
 
 use crate::Gateway;
 use crate::catalog::Catalog;
+use crate::json_number;
 use crate::passthrough::PassThrough;
 use crate::transcode::BadRequest;
 
@@ -116,12 +117,9 @@ pub async fn handle(
     let Some(payload) = framed.get(5..).filter(|_| framed[0] == 0) else {
         return error(tonic::Code::Internal, "the upstream's answer is not one uncompressed gRPC message", &[]);
     };
-    let body = match encoding {
-        PROTO => Bytes::copy_from_slice(payload),
-        _ => match DynamicMessage::decode(method.output(), payload) {
-            Ok(message) => Bytes::from(serde_json::to_vec(&message).expect("messages serialize")),
-            Err(e) => return error(tonic::Code::Internal, &format!("the upstream's answer does not decode: {e}"), &[]),
-        },
+    let body = match answer_body(encoding, &method, payload) {
+        Ok(body) => body,
+        Err(why) => return error(tonic::Code::Internal, &why, &[]),
     };
     let mut response = ([(header::CONTENT_TYPE, encoding)], body).into_response();
     let kept = |name: &http::HeaderName| {
@@ -138,6 +136,20 @@ pub async fn handle(
         }
     }
     response
+}
+
+/// The upstream's answer `payload` in the call's `encoding`: as it is, or
+/// as JSON with protojson's numbers, as connect-go writes them.
+fn answer_body(encoding: &str, method: &MethodDescriptor, payload: &[u8]) -> Result<Bytes, String> {
+    if encoding == PROTO {
+        return Ok(Bytes::copy_from_slice(payload));
+    }
+    let message = DynamicMessage::decode(method.output(), payload)
+        .map_err(|e| format!("the upstream's answer does not decode: {e}"))?;
+    // A value its JSON form cannot show (a Timestamp after the year 9999)
+    // is the upstream's fault, told as such.
+    let json = json_number::to_vec(&message).map_err(|e| format!("the upstream's answer has no JSON form: {e}"))?;
+    Ok(Bytes::from(json))
 }
 
 /// The gRPC request a Connect call stands for: the same path and headers,
@@ -225,5 +237,49 @@ fn connect_code(code: tonic::Code) -> &'static str {
         Unavailable => "unavailable",
         DataLoss => "data_loss",
         Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost_reflect::{DescriptorPool, Value};
+
+    fn method(full_name: &str) -> MethodDescriptor {
+        let pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        let (service, name) = full_name.rsplit_once('.').unwrap();
+        pool.get_service_by_name(service).unwrap().methods().find(|m| m.name() == name).unwrap()
+    }
+
+    /// `method`'s answer with `field` of its one message field set.
+    fn answer(method: &MethodDescriptor, inner: &str, field: &str, value: Value) -> Vec<u8> {
+        let mut message = DynamicMessage::new(method.output());
+        let inner_field = method.output().get_field_by_name(inner).unwrap();
+        let mut inner_message = DynamicMessage::new(inner_field.kind().as_message().unwrap().clone());
+        inner_message.set_field_by_name(field, value);
+        message.set_field(&inner_field, Value::Message(inner_message));
+        message.encode_to_vec()
+    }
+
+    #[test]
+    fn a_json_answer_has_protojson_numbers() {
+        let get = method("shop.products.v1.ProductService.GetProduct");
+        let body = answer_body(JSON, &get, &answer(&get, "product", "price", Value::F64(10.0))).unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert!(text.contains(r#""price":10}"#), "{text}");
+    }
+
+    #[test]
+    fn an_answer_json_cannot_show_is_the_upstreams_fault_not_a_panic() {
+        let get = method("shop.users.v1.UserService.GetUser");
+        let descriptor = get.output().get_field_by_name("user").unwrap().kind().as_message().unwrap().clone();
+        let timestamp = descriptor.get_field_by_name("created_at").unwrap().kind().as_message().unwrap().clone();
+        let mut never = DynamicMessage::new(timestamp);
+        never.set_field_by_name("seconds", Value::I64(i64::MAX));
+        let payload = answer(&get, "user", "created_at", Value::Message(never));
+        let why = answer_body(JSON, &get, &payload).unwrap_err();
+        assert!(why.starts_with("the upstream's answer has no JSON form: "), "{why}");
+        // In binary it goes as it came.
+        assert_eq!(answer_body(PROTO, &get, &payload).unwrap(), payload);
     }
 }

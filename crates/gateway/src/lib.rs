@@ -15,6 +15,7 @@ pub mod connect;
 pub mod error;
 pub mod guard;
 pub mod headers;
+pub mod json_number;
 pub mod learn;
 mod metrics;
 pub mod openapi;
