@@ -94,7 +94,10 @@ pub async fn handle(
         },
         _ => match from_json(&method, &body) {
             Ok(message) => Bytes::from(message.encode_to_vec()),
-            Err(BadRequest(why)) => return error(tonic::Code::InvalidArgument, &why, &[]),
+            Err(refused) => {
+                let details: Vec<prost_types::Any> = refused.detail().iter().map(bad_request_any).collect();
+                return error(tonic::Code::InvalidArgument, &refused.message, &details);
+            }
         },
     };
     let grpc = match grpc_request(&parts, message) {
@@ -180,6 +183,10 @@ fn grpc_request(parts: &http::request::Parts, message: Bytes) -> Result<http::Re
     Ok(request)
 }
 
+fn bad_request_any(detail: &tonic_types::pb::BadRequest) -> prost_types::Any {
+    prost_types::Any { type_url: "type.googleapis.com/google.rpc.BadRequest".to_owned(), value: detail.encode_to_vec() }
+}
+
 /// A gRPC status as a Connect error, with its `google.rpc` details.
 fn from_status(status: &tonic::Status) -> Response {
     let details: Vec<prost_types::Any> = if status.details().is_empty() {
@@ -208,7 +215,7 @@ fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Resp
 /// The request message of `method` from a Connect JSON body.
 fn from_json(method: &MethodDescriptor, body: &[u8]) -> Result<DynamicMessage, BadRequest> {
     let input = method.input();
-    let refused = |why: String| BadRequest(format!("invalid JSON request: {why}"));
+    let refused = |why: String| BadRequest::new(format!("invalid JSON request: {why}"));
     let json = crate::strict_json::parse(body).map_err(|e| refused(e.to_string()))?;
     if let serde_json::Value::Object(object) = &json {
         crate::strict_json::one_name_per_field(object, &input).map_err(refused)?;

@@ -120,7 +120,7 @@ async fn call(
     let message = match request_message(route, bindings, parts.uri.query(), &body) {
         // Encoded once for every attempt.
         Ok(message) => bytes::Bytes::from(prost::Message::encode_to_vec(&message)),
-        Err(BadRequest(message)) => return bad_request(&message),
+        Err(refused) => return refused_request(&refused),
     };
     let service = route.method.parent_service().full_name();
     let Some(upstream) = gateway.upstreams.get(service) else {
@@ -189,6 +189,18 @@ fn is_json(content_type: &str) -> bool {
 
 fn bad_request(message: &str) -> Response {
     error_response(tonic::Code::InvalidArgument, message, Vec::new())
+}
+
+/// A request refused before it was sent, with a `google.rpc.BadRequest`
+/// detail naming the field, as the services' refusals have one.
+fn refused_request(refused: &BadRequest) -> Response {
+    let details = refused.violation.iter().map(|violation| {
+        serde_json::json!({
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "fieldViolations": [{ "field": violation.field, "description": violation.description }],
+        })
+    });
+    error_response(tonic::Code::InvalidArgument, &refused.message, details.collect())
 }
 
 /// Records the request in the gateway's metrics and passes the response on.

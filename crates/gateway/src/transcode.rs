@@ -13,10 +13,48 @@ use crate::routes::{BodyRule, Route};
 use crate::template::Binding;
 
 /// Why a request could not be turned into a message: always the client's
-/// fault (400), and the message names the field.
+/// fault (400), and the message names the field. When one field is to
+/// blame, `violation` names it by its path of proto names
+/// (`items[1].quantity`), for the `google.rpc.BadRequest` detail that the
+/// services' own refusals carry, so that a client finds the field the same
+/// way whoever refused it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct BadRequest(pub String);
+#[error("{message}")]
+pub struct BadRequest {
+    pub message: String,
+    pub violation: Option<FieldViolation>,
+}
+
+/// One field of the request and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldViolation {
+    pub field: String,
+    pub description: String,
+}
+
+impl BadRequest {
+    /// A refusal that blames no one field.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), violation: None }
+    }
+
+    /// A refusal of the value of `field`, told as `message`.
+    fn of_field(field: String, description: String, message: String) -> Self {
+        Self { message, violation: Some(FieldViolation { field, description }) }
+    }
+
+    /// Its `google.rpc.BadRequest`, if a field is to blame.
+    pub fn detail(&self) -> Option<tonic_types::pb::BadRequest> {
+        let violation = self.violation.as_ref()?;
+        Some(tonic_types::pb::BadRequest {
+            field_violations: vec![tonic_types::pb::bad_request::FieldViolation {
+                field: violation.field.clone(),
+                description: violation.description.clone(),
+                ..Default::default()
+            }],
+        })
+    }
+}
 
 /// Builds the request message of `route` from the parts of an HTTP request.
 pub fn request_message(
@@ -39,7 +77,7 @@ pub fn request_message(
             if let Some(value) = parse_body(body)? {
                 match value {
                     Json::Object(object) => root = object,
-                    _ => return Err(BadRequest("the request body must be a JSON object".to_owned())),
+                    _ => return Err(BadRequest::new("the request body must be a JSON object")),
                 }
             }
         }
@@ -51,14 +89,16 @@ pub fn request_message(
     }
     // The body alone: a path or query value takes its field's place by design.
     crate::strict_json::one_name_per_field(&root, &input)
-        .map_err(|why| BadRequest(format!("malformed JSON body: {why}")))?;
+        .map_err(|why| BadRequest::new(format!("malformed JSON body: {why}")))?;
     for (path, raw) in bindings {
         let field =
-            resolve(&input, &path).ok_or_else(|| BadRequest(format!("unknown path field {}", path.join("."))))?;
-        let value =
-            scalar(&field, &raw).map_err(|why| BadRequest(format!("path parameter {}: {why}", path.join("."))))?;
-        insert(&mut root, &path, value, Join::Replace)
-            .map_err(|why| BadRequest(format!("path parameter {}: {why}", path.join("."))))?;
+            resolve(&input, &path).ok_or_else(|| BadRequest::new(format!("unknown path field {}", path.join("."))))?;
+        let problem = |why: String| {
+            let field = path.join(".");
+            BadRequest::of_field(field.clone(), why.clone(), format!("path parameter {field}: {why}"))
+        };
+        let value = scalar(&field, &raw).map_err(problem)?;
+        insert(&mut root, &path, value, Join::Replace).map_err(problem)?;
     }
     if route.body != BodyRule::All
         && let Some(query) = query
@@ -90,24 +130,40 @@ pub fn message_from_json<'de, D: serde::Deserializer<'de>>(
     outcome.map_err(|error| {
         let path = track.path();
         match field_at(&input, &path) {
-            Some(field) => BadRequest(format!("invalid value for {path} ({}): {error}", type_name(&field))),
-            None => BadRequest(format!("invalid request: {error}")),
+            Some((field, proto_path)) => {
+                let type_name = type_name(&field);
+                BadRequest::of_field(
+                    proto_path,
+                    format!("invalid {type_name}: {error}"),
+                    format!("invalid value for {path} ({type_name}): {error}"),
+                )
+            }
+            None => BadRequest::new(format!("invalid request: {error}")),
         }
     })
 }
 
 /// The field a JSON path (`items[1].quantity`, `labels.color`) reaches in
 /// `input`: fields by JSON or proto name, list elements by index, map
-/// values by key. `None` for a path that names no field (an unknown one).
-fn field_at(input: &MessageDescriptor, path: &serde_path_to_error::Path) -> Option<FieldDescriptor> {
+/// values by key; and the same path by proto names, an element or a map
+/// value in brackets (`items[1].quantity`, `labels[color]`). `None` for a
+/// path that names no field (an unknown one).
+fn field_at(input: &MessageDescriptor, path: &serde_path_to_error::Path) -> Option<(FieldDescriptor, String)> {
     use serde_path_to_error::Segment;
     // The field reached so far, and whether its list or map is entered.
     let mut at: Option<(FieldDescriptor, bool)> = None;
+    let mut proto_path = String::new();
     for segment in path.iter() {
         at = match (at, segment) {
-            (Some((field, false)), Segment::Seq { .. }) if field.is_list() => Some((field, true)),
-            (Some((field, false)), Segment::Map { .. }) if field.is_map() => match field.kind() {
-                Kind::Message(entry) => Some((entry.map_entry_value_field(), true)),
+            (Some((field, false)), Segment::Seq { index }) if field.is_list() => {
+                proto_path.push_str(&format!("[{index}]"));
+                Some((field, true))
+            }
+            (Some((field, false)), Segment::Map { key }) if field.is_map() => match field.kind() {
+                Kind::Message(entry) => {
+                    proto_path.push_str(&format!("[{key}]"));
+                    Some((entry.map_entry_value_field(), true))
+                }
                 _ => None,
             },
             (at, Segment::Map { key }) => {
@@ -119,12 +175,16 @@ fn field_at(input: &MessageDescriptor, path: &serde_path_to_error::Path) -> Opti
                     Some(_) => return None,
                 };
                 let field = message.get_field_by_json_name(key).or_else(|| message.get_field_by_name(key))?;
+                if !proto_path.is_empty() {
+                    proto_path.push('.');
+                }
+                proto_path.push_str(field.name());
                 Some((field, false))
             }
             _ => return None,
         };
     }
-    at.map(|(field, _)| field)
+    at.map(|(field, _)| (field, proto_path))
 }
 
 /// A field's type as the contract writes it: `int32`, `string`, or the
@@ -161,7 +221,7 @@ fn parse_body(body: &[u8]) -> Result<Option<Json>, BadRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    crate::strict_json::parse(body).map(Some).map_err(|error| BadRequest(format!("malformed JSON body: {error}")))
+    crate::strict_json::parse(body).map(Some).map_err(|error| BadRequest::new(format!("malformed JSON body: {error}")))
 }
 
 /// Query parameters: `field=v`, `a.b.c=v` (proto or JSON names), repeated
@@ -176,9 +236,9 @@ fn apply_query(
     let bound: Vec<Vec<String>> = route.template.bound_fields().map(<[String]>::to_vec).collect();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = form_decode(key).ok_or_else(|| BadRequest("malformed percent-encoding in the query".to_owned()))?;
+        let key = form_decode(key).ok_or_else(|| BadRequest::new("malformed percent-encoding in the query"))?;
         let raw = form_decode(raw)
-            .ok_or_else(|| BadRequest(format!("malformed percent-encoding in query parameter {key}")))?;
+            .ok_or_else(|| BadRequest::new(format!("malformed percent-encoding in query parameter {key}")))?;
         let (key, map_key) = match key.split_once('[') {
             Some((field, rest)) => (field.to_owned(), Some(rest.strip_suffix(']').unwrap_or(rest).to_owned())),
             None => (key, None),
@@ -187,7 +247,8 @@ fn apply_query(
         if bound.contains(&path) || matches!(&route.body, BodyRule::Field(body) if *body == path[0]) {
             continue;
         }
-        let problem = |why: String| BadRequest(format!("query parameter {key}: {why}"));
+        let problem =
+            |why: String| BadRequest::of_field(path.join("."), why.clone(), format!("query parameter {key}: {why}"));
         if field.is_map() {
             let Kind::Message(entry) = field.kind() else { continue };
             let value_field = entry.map_entry_value_field();
@@ -425,7 +486,7 @@ mod tests {
 
     #[test]
     fn a_value_of_the_wrong_type_is_refused_naming_its_field_and_type() {
-        let refusal = |body: &str| build(Method::POST, "/orders", body).unwrap_err().0;
+        let refusal = |body: &str| build(Method::POST, "/orders", body).unwrap_err().message;
         assert_eq!(
             refusal(r#"{"quantity": "x"}"#),
             "invalid value for quantity (int32): invalid digit found in string"
@@ -501,22 +562,43 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_value_names_its_field_by_proto_names_for_the_bad_request_detail() {
+        let field = |method: Method, path: &str, body: &str| {
+            let refused = build(method, path, body).unwrap_err();
+            refused.violation.map(|v| (v.field, v.description))
+        };
+        let (name, why) = field(Method::POST, "/orders", r#"{"userId": 5}"#).unwrap();
+        assert_eq!(name, "user_id");
+        assert!(why.starts_with("invalid string: "), "{why}");
+        let items = r#"{"items": [{"quantity": 1}, {"productId": "p", "quantity": 3000000000}]}"#;
+        assert_eq!(field(Method::POST, "/orders", items).unwrap().0, "items[1].quantity");
+        let (name, why) = field(Method::GET, "/products?filter.inStock=maybe", "").unwrap();
+        assert_eq!((name.as_str(), why.as_str()), ("filter.in_stock", r#""maybe" is not true or false"#));
+        // No one field to blame: an unknown one, or a body that is not JSON.
+        assert_eq!(field(Method::POST, "/orders", r#"{"nope": 1}"#), None);
+        assert_eq!(field(Method::POST, "/orders", "{"), None);
+        let refused = build(Method::POST, "/orders", r#"{"userId": 5}"#).unwrap_err();
+        let detail = refused.detail().expect("a detail");
+        assert_eq!(detail.field_violations[0].field, "user_id");
+    }
+
+    #[test]
     fn bad_values_name_the_field() {
         let error = build(Method::GET, "/products?page_size=ten", "").unwrap_err();
-        assert!(error.0.contains("page_size") && error.0.contains("ten"), "{error}");
+        assert!(error.message.contains("page_size") && error.message.contains("ten"), "{error}");
         let error = build(Method::GET, "/products?filter.in_stock=maybe", "").unwrap_err();
-        assert!(error.0.contains("filter.in_stock"), "{error}");
+        assert!(error.message.contains("filter.in_stock"), "{error}");
         let error = build(Method::GET, "/orders?status=LOST", "").unwrap_err();
-        assert!(error.0.contains("status") && error.0.contains("ORDER_STATUS_PAID"), "{error}");
+        assert!(error.message.contains("status") && error.message.contains("ORDER_STATUS_PAID"), "{error}");
         let error = build(Method::GET, "/products?page_size=1&page_size=2", "").unwrap_err();
-        assert!(error.0.contains("page_size"), "{error}");
+        assert!(error.message.contains("page_size"), "{error}");
         let error = build(Method::POST, "/users", r#"{"email": 5}"#).unwrap_err();
-        assert!(error.0.contains("invalid"), "{error}");
+        assert!(error.message.contains("invalid"), "{error}");
         let error = build(Method::POST, "/users", r#"{"emial": "x"}"#).unwrap_err();
-        assert!(error.0.contains("emial"), "{error}");
+        assert!(error.message.contains("emial"), "{error}");
         let error = build(Method::POST, "/users", r#"{"email": "#).unwrap_err();
-        assert!(error.0.contains("malformed JSON"), "{error}");
+        assert!(error.message.contains("malformed JSON"), "{error}");
         let error = build(Method::POST, "/users", "[1]").unwrap_err();
-        assert!(error.0.contains("JSON object"), "{error}");
+        assert!(error.message.contains("JSON object"), "{error}");
     }
 }

@@ -58,6 +58,11 @@ async fn connect_unary_calls_answer_in_json_and_binary_with_connect_errors() {
     assert_eq!(reply.json()["code"], "invalid_argument");
     let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
     assert!(message.starts_with("invalid value for sub.count (int32): "), "names the field: {message}");
+    assert_eq!(reply.json()["details"][0]["type"], "google.rpc.BadRequest");
+    let value =
+        base64::engine::general_purpose::STANDARD_NO_PAD.decode(reply.json()["details"][0]["value"].as_str().unwrap());
+    let bad_request = tonic_types::pb::BadRequest::decode(value.unwrap().as_slice()).unwrap();
+    assert_eq!(bad_request.field_violations[0].field, "sub.count");
     let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some("\u{7f}\u{7f}\u{7f}"), &binary).await;
     assert_eq!(
         (reply.status, reply.json()["code"].as_str()),

@@ -303,6 +303,17 @@ async fn bad_input_gets_the_error_body_naming_the_problem() {
     let reply = harness.request("DELETE", "/v1/echo/b1", None, &[]).await;
     assert_eq!(reply.headers.get("allow").unwrap(), "GET");
 
+    // The field to blame, by proto names, in the detail the services' own
+    // refusals carry.
+    let reply = harness.request("POST", "/v1/echo/b1:shout", Some(r#"{"sleepMs": -1, "labels": {}}"#), &[]).await;
+    let detail = &reply.json()["details"][0];
+    assert_eq!(detail["@type"], "type.googleapis.com/google.rpc.BadRequest", "{detail}");
+    assert_eq!(detail["fieldViolations"][0]["field"], "sleep_ms", "{detail}");
+    assert!(detail["fieldViolations"][0]["description"].as_str().unwrap().starts_with("invalid uint32: "));
+    let reply = harness.request("GET", "/v1/echo/q1?flag=maybe", None, &[]).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["details"][0]["fieldViolations"][0]["field"], "flag");
+
     let big = format!(r#"{{"user":"{}"}}"#, "x".repeat(2000));
     let reply = harness.request("POST", "/v1/echo/b2:shout", Some(&big), &[]).await;
     assert_eq!(reply.status, 413);
