@@ -22,6 +22,11 @@ pub fn status_response(status: &tonic::Status, pool: &DescriptorPool) -> Respons
     response
 }
 
+/// `status` as the body of its error response: `{"code", "message", "details"}`.
+pub fn status_json(status: &tonic::Status, pool: &DescriptorPool) -> Json {
+    json!({ "code": status.code() as i32, "message": status.message(), "details": decode_details(status, pool) })
+}
+
 /// An error the gateway raises itself (bad request, unknown route, ...).
 pub fn error_response(code: tonic::Code, message: &str, details: Vec<Json>) -> Response {
     let http_status = platform::error_code::http_status(code);

@@ -24,6 +24,7 @@ pub mod ratelimit;
 pub mod response_json;
 pub mod rest;
 pub mod routes;
+pub mod stream_json;
 mod strict_json;
 pub mod template;
 #[cfg(test)]

@@ -134,26 +134,53 @@ async fn call(
     let metadata = crate::headers::request_metadata(&parts.headers, client);
     let path = &route.names.grpc_path;
     let output = route.method.output();
-    let outcome = upstream
-        .call_endpoint(path.path(), route.is_idempotent(), timeout, |endpoint, remaining| {
-            // The attempt's own CLIENT span is the current one: the service's span is its child.
-            let mut metadata = metadata.clone();
-            platform::telemetry::inject_current_context_into_metadata(&mut metadata);
-            let (message, output) = (message.clone(), output.clone());
-            async move {
-                let answer = endpoint.unary(path, metadata.into_headers(), &message, remaining).await?;
-                let message = DynamicMessage::decode(output, answer.message)
-                    .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
-                Ok((answer.metadata, message))
-            }
-        })
-        .await;
+    let outcome = if route.method.is_server_streaming() {
+        // Tried again only until the stream starts, as any call: the
+        // deadline and the breaker see its headers, not its end.
+        upstream
+            .call_endpoint(path.path(), route.is_idempotent(), timeout, |endpoint, remaining| {
+                let mut metadata = metadata.clone();
+                platform::telemetry::inject_current_context_into_metadata(&mut metadata);
+                let message = message.clone();
+                async move {
+                    let (headers, body) =
+                        endpoint.server_stream(path, metadata.into_headers(), &message, remaining).await?;
+                    Ok(Answered::Stream(headers, body))
+                }
+            })
+            .await
+    } else {
+        upstream
+            .call_endpoint(path.path(), route.is_idempotent(), timeout, |endpoint, remaining| {
+                // The attempt's own CLIENT span is the current one: the service's span is its child.
+                let mut metadata = metadata.clone();
+                platform::telemetry::inject_current_context_into_metadata(&mut metadata);
+                let (message, output) = (message.clone(), output.clone());
+                async move {
+                    let answer = endpoint.unary(path, metadata.into_headers(), &message, remaining).await?;
+                    let message = DynamicMessage::decode(output, answer.message)
+                        .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
+                    Ok(Answered::Message(answer.metadata, message))
+                }
+            })
+            .await
+    };
     match outcome {
-        Ok((metadata, message)) => {
+        Ok(Answered::Message(metadata, message)) => {
             let mut response =
                 ([(header::CONTENT_TYPE, "application/json")], response_json(route, &message)).into_response();
             crate::headers::response_headers(
                 tonic::metadata::MetadataMap::from_headers(metadata),
+                response.headers_mut(),
+            );
+            response
+        }
+        Ok(Answered::Stream(headers, body)) => {
+            let mut lines = crate::stream_json::JsonLines::new(route.clone(), catalog.pool.clone(), &headers, body);
+            let status = lines.start().await.map_or(StatusCode::OK, platform::error_code::http_status);
+            let mut response = (status, [(header::CONTENT_TYPE, "application/json")], Body::new(lines)).into_response();
+            crate::headers::response_headers(
+                tonic::metadata::MetadataMap::from_headers(headers),
                 response.headers_mut(),
             );
             response
@@ -171,6 +198,12 @@ async fn call(
             response
         }
     }
+}
+
+/// What an upstream answered: one message, or the start of a stream.
+enum Answered {
+    Message(http::HeaderMap, DynamicMessage),
+    Stream(http::HeaderMap, resilience::direct::ResponseBody),
 }
 
 /// The response's status on the server span; a 5xx marks it failed (a 4xx

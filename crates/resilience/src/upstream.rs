@@ -81,6 +81,19 @@ impl Endpoint {
         self.direct().unary(path, metadata, message, timeout).await
     }
 
+    /// A call of `path`, a method answering with a stream, as
+    /// [`DirectConnection::server_stream`] makes it, on this thread's direct
+    /// connection.
+    pub async fn server_stream(
+        &self,
+        path: &http::uri::PathAndQuery,
+        metadata: http::HeaderMap,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<(http::HeaderMap, ResponseBody), tonic::Status> {
+        self.direct().server_stream(path, metadata, message, timeout).await
+    }
+
     /// A call of any kind passed through as it comes, on this thread's
     /// direct connection (see [`DirectConnection::exchange`]).
     pub async fn exchange<B>(&self, request: http::Request<B>) -> Result<http::Response<ResponseBody>, tonic::Status>

@@ -85,8 +85,19 @@ fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Sch
     let comment = comments::of_method(&route.method);
     let grpc = format!("gRPC: `{}`", route.grpc_path());
     let output = route.method.output();
-    let answer = comments::of_message(&output)
+    let mut answer = comments::of_message(&output)
         .map_or_else(|| format!("A {} message", output.name()), |comment| comments::summary(&comment));
+    let mut answer_schema = response_schema(route, schemas);
+    if route.method.is_server_streaming() {
+        // As grpc-gateway's generator documents a stream: what each line is.
+        answer = format!(
+            "A stream, one JSON object per line: each message as `result`, then `error` if the stream fails. {answer}"
+        );
+        answer_schema = json!({
+            "type": "object",
+            "properties": { "result": answer_schema, "error": { "$ref": "#/components/schemas/google.rpc.Status" } },
+        });
+    }
     let mut operation = json!({
         "operationId": operation_id,
         "tags": [route.method.parent_service().name()],
@@ -96,7 +107,7 @@ fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Sch
         "responses": {
             "200": {
                 "description": answer,
-                "content": { "application/json": { "schema": response_schema(route, schemas) } },
+                "content": { "application/json": { "schema": answer_schema } },
             },
             "default": error("An error: the gRPC status code, a message, and google.rpc details"),
         },

@@ -27,6 +27,12 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
         get["responses"]["default"]["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/google.rpc.Status"
     );
+    // A server stream: what each of its lines holds.
+    let stream = &document["paths"]["/v1/echo/{id}:repeat"]["get"]["responses"]["200"];
+    assert!(stream["description"].as_str().unwrap().starts_with("A stream, one JSON object per line"), "{stream}");
+    let line = &stream["content"]["application/json"]["schema"]["properties"];
+    assert_eq!(line["result"]["$ref"], "#/components/schemas/echo.v1.EchoResponse", "{stream}");
+    assert_eq!(line["error"]["$ref"], "#/components/schemas/google.rpc.Status", "{stream}");
 
     // The contract's comments, access rules and always-emitted fields.
     assert_eq!(document["servers"][0]["url"], "/");

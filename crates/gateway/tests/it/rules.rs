@@ -319,3 +319,40 @@ async fn bad_input_gets_the_error_body_naming_the_problem() {
     assert_eq!(reply.status, 413);
     assert!(reply.json()["message"].as_str().unwrap().contains("1024"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_stream_over_rest_is_a_json_line_per_message_then_its_error() {
+    let harness = start().await;
+    let lines = |reply: &crate::harness::Reply| -> Vec<serde_json::Value> {
+        let text = String::from_utf8(reply.body.clone()).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+        text.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+    };
+
+    let reply = harness.get("/v1/echo/s1:repeat?sub.count=3").await;
+    assert_eq!((reply.status, &reply.headers["content-type"]), (200, &"application/json".parse().unwrap()));
+    let answers = lines(&reply);
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    for answer in &answers {
+        assert_eq!(answer["result"]["request"]["id"], "s1", "{answer}");
+        assert_eq!(answer["result"]["request"]["sub"]["count"], 3, "every field written: {answer}");
+    }
+
+    // An error after the stream has started: the last line, the status 200.
+    let reply = harness.get("/v1/echo/s2:repeat?sub.count=2&sub.value=fail").await;
+    assert_eq!(reply.status, 200);
+    let answers = lines(&reply);
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    assert_eq!(answers[1]["result"]["request"]["id"], "s2");
+    let error = &answers[2]["error"];
+    assert_eq!((error["code"].as_i64(), error["message"].as_str()), (Some(10), Some("the stream failed as asked")));
+    assert!(error["details"].is_array(), "{error}");
+
+    // An error before the first message has its HTTP status, as grpc-gateway
+    // writes it; no message is no line.
+    let reply = harness.get("/v1/echo/s3:repeat?sub.count=0&sub.value=fail").await;
+    assert_eq!(reply.status, 409, "ABORTED: {}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(lines(&reply)[0]["error"]["code"], 10);
+    let reply = harness.get("/v1/echo/s4:repeat?sub.count=0").await;
+    assert_eq!((reply.status, reply.body.len()), (200, 0));
+}

@@ -179,32 +179,15 @@ impl DirectConnection {
     pub async fn unary(
         &self,
         path: &PathAndQuery,
-        mut metadata: HeaderMap,
+        metadata: HeaderMap,
         message: &[u8],
         timeout: Duration,
     ) -> Result<Answer, Status> {
-        for name in RESERVED {
-            metadata.remove(name);
-        }
-        metadata.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        metadata.insert(TE, HeaderValue::from_static("trailers"));
-        metadata
-            .insert(USER_AGENT, HeaderValue::from_static(concat!("grpc-rust-meshwork/", env!("CARGO_PKG_VERSION"))));
-        metadata.insert(GRPC_TIMEOUT, timeout_value(timeout));
-        let mut request = Request::new(());
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.target.uri(path.clone());
-        *request.version_mut() = Version::HTTP_2;
-        *request.headers_mut() = metadata;
-
+        let request = self.call_head(path, metadata, timeout);
         let mut live = self.ready().await?;
         let _in_flight = InFlight::enter(live.calls.clone());
         let (response, mut request_body) = self.open(&mut live, request, false)?;
-        let mut framed = BytesMut::with_capacity(5 + message.len());
-        framed.put_u8(0);
-        framed.put_u32(u32::try_from(message.len()).map_err(|_| Status::invalid_argument("request too large"))?);
-        framed.put_slice(message);
-        request_body.send_data(framed.freeze(), true).map_err(sent)?;
+        request_body.send_data(framed(message)?, true).map_err(sent)?;
         let (head, mut body) = response.await.map_err(sent)?.into_parts();
 
         // Trailers-only: the status is in the headers, and nothing follows.
@@ -239,6 +222,48 @@ impl DirectConnection {
             }
         }
         Ok(Answer { metadata, message: received.message()? })
+    }
+
+    /// Calls `path`, a method that answers with a stream of messages, with
+    /// `message`, as [`Self::unary`] does; answers once the response's
+    /// headers are in, with them and its body still coming (the messages
+    /// framed, then the trailers with the status). A trailers-only answer
+    /// that is not OK is the call's error; an OK one has an empty body.
+    pub async fn server_stream(
+        &self,
+        path: &PathAndQuery,
+        metadata: HeaderMap,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<(HeaderMap, ResponseBody), Status> {
+        let request = self.call_head(path, metadata, timeout);
+        let body = http_body_util::Full::new(framed(message)?);
+        let (head, body) = self.exchange(request.map(|()| body)).await?.into_parts();
+        match status_in(&head.headers) {
+            Some(status) if status.code() != Code::Ok => return Err(status),
+            _ if head.status != StatusCode::OK => return Err(status_of_http(head.status)),
+            _ => {}
+        }
+        Ok((head.headers, body))
+    }
+
+    /// The head of a gRPC call of `path`: the caller's `metadata`, less what
+    /// only the call itself may say, and the call's own headers.
+    fn call_head(&self, path: &PathAndQuery, mut metadata: HeaderMap, timeout: Duration) -> Request<()> {
+        for name in RESERVED {
+            metadata.remove(name);
+        }
+        metadata.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        metadata.insert(TE, HeaderValue::from_static("trailers"));
+        metadata
+            .insert(USER_AGENT, HeaderValue::from_static(concat!("grpc-rust-meshwork/", env!("CARGO_PKG_VERSION"))));
+        metadata.insert(GRPC_TIMEOUT, timeout_value(timeout));
+        let mut request = Request::new(());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.target.uri(path.clone());
+        *request.version_mut() = Version::HTTP_2;
+        *request.headers_mut() = metadata;
+        request
     }
 
     /// The connection, ready for a stream: the one there is, or a new one
@@ -473,6 +498,15 @@ impl Received {
 
 /// The gRPC status `headers` carry, if any. A status's details that are
 /// not base64 are dropped: tonic panics on them.
+/// `message` as one uncompressed gRPC frame.
+fn framed(message: &[u8]) -> Result<Bytes, Status> {
+    let mut framed = BytesMut::with_capacity(5 + message.len());
+    framed.put_u8(0);
+    framed.put_u32(u32::try_from(message.len()).map_err(|_| Status::invalid_argument("request too large"))?);
+    framed.put_slice(message);
+    Ok(framed.freeze())
+}
+
 fn status_in(headers: &HeaderMap) -> Option<Status> {
     // The usual answer, read without the copy of every header that
     // `Status::from_header_map` makes for the status's metadata.

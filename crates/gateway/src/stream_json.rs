@@ -1,0 +1,138 @@
+//! A server-streaming method over REST, as grpc-gateway v2 answers it: a
+//! 200 whose body is one JSON object per line, `{"result": <message>}` for
+//! each message the upstream sends (written as a unary answer is, its
+//! `response_body` field alone if the rule names one), and last
+//! `{"error": <status>}` if the stream ends in an error. The HTTP status
+//! is written with the first line, so an error before any message has its
+//! own (`{"error": ...}` with 409 for ABORTED); after, it is 200.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Body, Frame};
+use prost_reflect::{DescriptorPool, DynamicMessage};
+use resilience::direct::ResponseBody;
+
+use crate::routes::Route;
+
+/// The largest message taken from the stream, as for a unary answer.
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// The upstream's stream of gRPC messages as JSON lines.
+pub struct JsonLines {
+    upstream: ResponseBody,
+    route: Route,
+    pool: DescriptorPool,
+    buffered: BytesMut,
+    /// The stream's status came in the headers (an empty stream).
+    status_in_headers: bool,
+    /// The first line, read by [`Self::start`] and not yet sent.
+    first: Option<Bytes>,
+    /// The code of the error that ended the stream, once it has.
+    failed: Option<tonic::Code>,
+    ended: bool,
+}
+
+impl JsonLines {
+    /// `upstream`, the body of an answer to `route` whose `headers` are in.
+    pub fn new(route: Route, pool: DescriptorPool, headers: &http::HeaderMap, upstream: ResponseBody) -> Self {
+        let status_in_headers = headers.contains_key("grpc-status");
+        let buffered = BytesMut::new();
+        Self { upstream, route, pool, buffered, status_in_headers, first: None, failed: None, ended: false }
+    }
+
+    /// Waits for the first line; the code of the error it is, if the
+    /// stream failed before its first message.
+    pub async fn start(&mut self) -> Option<tonic::Code> {
+        let first = std::future::poll_fn(|cx| Pin::new(&mut *self).poll_frame(cx)).await;
+        self.first = first.and_then(|frame| frame.ok()?.into_data().ok());
+        self.failed
+    }
+
+    /// The next whole message buffered, if there is one.
+    fn next_message(&mut self) -> Result<Option<Bytes>, tonic::Status> {
+        let Some(head) = self.buffered.get(..5) else { return Ok(None) };
+        if head[0] != 0 {
+            return Err(tonic::Status::internal("the upstream sent a compressed message, which was not asked for"));
+        }
+        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if length > MAX_MESSAGE {
+            let why = format!("the upstream sent a message larger than the limit of {MAX_MESSAGE} bytes");
+            return Err(tonic::Status::resource_exhausted(why));
+        }
+        if self.buffered.len() < 5 + length {
+            return Ok(None);
+        }
+        self.buffered.advance(5);
+        Ok(Some(self.buffered.split_to(length).freeze()))
+    }
+
+    fn result_line(&self, encoded: Bytes) -> Result<Bytes, tonic::Status> {
+        let message = DynamicMessage::decode(self.route.method.output(), encoded)
+            .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's message: {e}")))?;
+        let mut line = b"{\"result\":".to_vec();
+        line.extend_from_slice(&crate::response_json::response_json(&self.route, &message));
+        line.extend_from_slice(b"}\n");
+        Ok(line.into())
+    }
+
+    /// The stream's last line.
+    fn error_line(&mut self, status: &tonic::Status) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.ended = true;
+        self.failed = Some(status.code());
+        let error = serde_json::json!({ "error": crate::error::status_json(status, &self.pool) });
+        let mut line = crate::json_number::to_vec(&error).expect("a status writes as JSON");
+        line.push(b'\n');
+        Poll::Ready(Some(Ok(Frame::data(line.into()))))
+    }
+}
+
+impl Body for JsonLines {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if let Some(line) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(line))));
+        }
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match this.next_message().and_then(|message| message.map(|m| this.result_line(m)).transpose()) {
+                Ok(Some(line)) => return Poll::Ready(Some(Ok(Frame::data(line)))),
+                Ok(None) => {}
+                Err(status) => return this.error_line(&status),
+            }
+            let status = match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        this.buffered.extend_from_slice(&data);
+                        continue;
+                    }
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => Some(tonic::Status::from_header_map(&trailers).unwrap_or_else(|| {
+                            tonic::Status::internal("the upstream's stream ended without a status")
+                        })),
+                        Err(_) => continue,
+                    },
+                },
+                Some(Err(error)) => {
+                    Some(tonic::Status::unavailable(format!("the upstream's stream broke off: {error}")))
+                }
+                None if this.status_in_headers => None,
+                None => Some(tonic::Status::internal("the upstream's stream ended without a status")),
+            };
+            match status {
+                Some(status) if status.code() != tonic::Code::Ok => return this.error_line(&status),
+                _ if !this.buffered.is_empty() => {
+                    return this.error_line(&tonic::Status::internal("the upstream's stream ended inside a message"));
+                }
+                _ => this.ended = true,
+            }
+        }
+    }
+}
