@@ -186,18 +186,27 @@ async fn call(
             response
         }
         Err(CallError::Status(status)) => {
-            let mut response = status_response(&status, &catalog.pool);
+            let mut response = failed(route, &status, &catalog.pool);
             crate::headers::response_headers(status.metadata().clone(), response.headers_mut());
             response
         }
         Err(CallError::Refused(refusal)) => {
-            let mut response = status_response(&refusal.status(&upstream.name), &catalog.pool);
+            let mut response = failed(route, &refusal.status(&upstream.name), &catalog.pool);
             if let Some(seconds) = refusal.retry_after() {
                 response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
             }
             response
         }
     }
+}
+
+/// The answer to a call that failed: the error body, or for a stream its
+/// one `error` line, as a stream that fails later ends.
+fn failed(route: &Route, status: &tonic::Status, pool: &prost_reflect::DescriptorPool) -> Response {
+    if route.method.is_server_streaming() {
+        return crate::stream_json::failed_before_start(status, pool);
+    }
+    status_response(status, pool)
 }
 
 /// What an upstream answered: one message, or the start of a stream.

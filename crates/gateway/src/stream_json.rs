@@ -20,6 +20,23 @@ use crate::routes::Route;
 /// The largest message taken from the stream, as for a unary answer.
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
+/// A stream that failed before it started (refused, unreachable, or the
+/// upstream's error at once): its `error` line alone, with the status's
+/// HTTP status, as grpc-gateway answers whatever the failure.
+pub fn failed_before_start(status: &tonic::Status, pool: &DescriptorPool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let line = error_line(status, pool);
+    let http_status = platform::error_code::http_status(status.code());
+    (http_status, [(http::header::CONTENT_TYPE, "application/json")], line).into_response()
+}
+
+fn error_line(status: &tonic::Status, pool: &DescriptorPool) -> Vec<u8> {
+    let error = serde_json::json!({ "error": crate::error::status_json(status, pool) });
+    let mut line = crate::json_number::to_vec(&error).expect("a status writes as JSON");
+    line.push(b'\n');
+    line
+}
+
 /// The upstream's stream of gRPC messages as JSON lines.
 pub struct JsonLines {
     upstream: ResponseBody,
@@ -82,10 +99,7 @@ impl JsonLines {
     fn error_line(&mut self, status: &tonic::Status) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.ended = true;
         self.failed = Some(status.code());
-        let error = serde_json::json!({ "error": crate::error::status_json(status, &self.pool) });
-        let mut line = crate::json_number::to_vec(&error).expect("a status writes as JSON");
-        line.push(b'\n');
-        Poll::Ready(Some(Ok(Frame::data(line.into()))))
+        Poll::Ready(Some(Ok(Frame::data(error_line(status, &self.pool).into()))))
     }
 }
 

@@ -113,13 +113,19 @@ impl ServerStreamingService<DynamicMessage> for Streaming {
                 .get_field_by_name("sub")
                 .and_then(|sub| sub.as_message().and_then(|m| m.get_field_by_name("count")).and_then(|c| c.as_i32()))
                 .unwrap_or(1);
+            let asked = |what: &str| {
+                request
+                    .get_ref()
+                    .get_field_by_name("sub")
+                    .and_then(|sub| sub.as_message()?.get_field_by_name("value")?.as_str().map(|v| v == what))
+                    .unwrap_or(false)
+            };
+            // Refused before any stream: tonic answers trailers-only.
+            if asked("refuse") {
+                return Err(Status::failed_precondition("no stream, as asked"));
+            }
             let one = answer(&method, &request);
-            let fails = request
-                .get_ref()
-                .get_field_by_name("sub")
-                .and_then(|sub| sub.as_message()?.get_field_by_name("value")?.as_str().map(|v| v == "fail"))
-                .unwrap_or(false);
-            let failure = fails.then(|| Err(Status::aborted("the stream failed as asked")));
+            let failure = asked("fail").then(|| Err(Status::aborted("the stream failed as asked")));
             let stream = futures::stream::iter((0..count).map(move |_| Ok(one.clone())).chain(failure));
             Ok(Response::new(Box::pin(stream) as Self::ResponseStream))
         })

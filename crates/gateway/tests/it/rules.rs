@@ -355,4 +355,9 @@ async fn a_server_stream_over_rest_is_a_json_line_per_message_then_its_error() {
     assert_eq!(lines(&reply)[0]["error"]["code"], 10);
     let reply = harness.get("/v1/echo/s4:repeat?sub.count=0").await;
     assert_eq!((reply.status, reply.body.len()), (200, 0));
+    // Refused outright (a trailers-only answer): the same one line.
+    let reply = harness.get("/v1/echo/s5:repeat?sub.value=refuse").await;
+    assert_eq!(reply.status, 400, "FAILED_PRECONDITION: {}", String::from_utf8_lossy(&reply.body));
+    let refused = lines(&reply);
+    assert_eq!((refused.len(), refused[0]["error"]["message"].as_str()), (1, Some("no stream, as asked")));
 }
