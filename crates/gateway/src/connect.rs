@@ -8,7 +8,8 @@
 //!
 //! Each call becomes a gRPC request and goes through the pass-through: the
 //! same admission (token, rate limit, access rules), upstream selection and
-//! resilience as every other gRPC call.
+//! resilience as every other gRPC call. Server streams are
+//! [`crate::connect_stream`]'s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,20 +126,23 @@ pub async fn handle(
         Err(why) => return error(tonic::Code::Internal, &why, &[]),
     };
     let mut response = ([(header::CONTENT_TYPE, encoding)], body).into_response();
-    let kept = |name: &http::HeaderName| {
-        !name.as_str().starts_with("grpc-") && name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH
-    };
     let headers = response.headers_mut();
-    for (name, value) in parts.headers.iter().filter(|(name, _)| kept(name)) {
+    for (name, value) in parts.headers.iter().filter(|(name, _)| passed_on(name)) {
         headers.append(name, value.clone());
     }
     // A unary Connect answer sends its trailers as `trailer-` headers.
-    for (name, value) in trailers.iter().filter(|(name, _)| kept(name)) {
+    for (name, value) in trailers.iter().filter(|(name, _)| passed_on(name)) {
         if let Ok(name) = http::HeaderName::from_bytes(format!("trailer-{name}").as_bytes()) {
             headers.append(name, value.clone());
         }
     }
     response
+}
+
+/// Whether an upstream's header or trailer goes on to a Connect caller:
+/// not gRPC's own, nor the framing's.
+pub(crate) fn passed_on(name: &http::HeaderName) -> bool {
+    !name.as_str().starts_with("grpc-") && name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH
 }
 
 /// The upstream's answer `payload` in the call's `encoding`: as it is, or
@@ -157,7 +161,10 @@ fn answer_body(encoding: &str, method: &MethodDescriptor, payload: &[u8]) -> Res
 
 /// The gRPC request a Connect call stands for: the same path and headers,
 /// the message framed, `Connect-Timeout-Ms` as `grpc-timeout`.
-fn grpc_request(parts: &http::request::Parts, message: Bytes) -> Result<http::Request<tonic::body::Body>, String> {
+pub(crate) fn grpc_request(
+    parts: &http::request::Parts,
+    message: Bytes,
+) -> Result<http::Request<tonic::body::Body>, String> {
     let mut framed = BytesMut::with_capacity(message.len() + 5);
     framed.put_u8(0);
     framed.put_u32(u32::try_from(message.len()).map_err(|_| "request too large".to_owned())?);
@@ -183,21 +190,32 @@ fn grpc_request(parts: &http::request::Parts, message: Bytes) -> Result<http::Re
     Ok(request)
 }
 
-fn bad_request_any(detail: &tonic_types::pb::BadRequest) -> prost_types::Any {
+pub(crate) fn bad_request_any(detail: &tonic_types::pb::BadRequest) -> prost_types::Any {
     prost_types::Any { type_url: "type.googleapis.com/google.rpc.BadRequest".to_owned(), value: detail.encode_to_vec() }
 }
 
 /// A gRPC status as a Connect error, with its `google.rpc` details.
 fn from_status(status: &tonic::Status) -> Response {
-    let details: Vec<prost_types::Any> = if status.details().is_empty() {
-        Vec::new()
-    } else {
-        tonic_types::pb::Status::decode(status.details()).map(|s| s.details).unwrap_or_default()
-    };
-    error(status.code(), status.message(), &details)
+    error(status.code(), status.message(), &status_details(status))
+}
+
+/// The `google.rpc` details a status carries.
+pub(crate) fn status_details(status: &tonic::Status) -> Vec<prost_types::Any> {
+    if status.details().is_empty() {
+        return Vec::new();
+    }
+    tonic_types::pb::Status::decode(status.details()).map(|s| s.details).unwrap_or_default()
 }
 
 fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Response {
+    let body = error_json(code, message, details);
+    // Connect gives each code the HTTP status grpc-gateway gives it.
+    let status = platform::error_code::http_status(code);
+    (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+}
+
+/// A Connect error: `code`, `message`, and each detail's type and bytes.
+pub(crate) fn error_json(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> serde_json::Value {
     let details: Vec<serde_json::Value> = details
         .iter()
         .map(|detail| {
@@ -206,14 +224,11 @@ fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Resp
             json!({ "type": kind, "value": value })
         })
         .collect();
-    let body = json!({ "code": connect_code(code), "message": message, "details": details });
-    // Connect gives each code the HTTP status grpc-gateway gives it.
-    let status = platform::error_code::http_status(code);
-    (status, [(header::CONTENT_TYPE, JSON)], body.to_string()).into_response()
+    json!({ "code": connect_code(code), "message": message, "details": details })
 }
 
 /// The request message of `method` from a Connect JSON body.
-fn from_json(method: &MethodDescriptor, body: &[u8]) -> Result<DynamicMessage, BadRequest> {
+pub(crate) fn from_json(method: &MethodDescriptor, body: &[u8]) -> Result<DynamicMessage, BadRequest> {
     let input = method.input();
     let refused = |why: String| BadRequest::new(format!("invalid JSON request: {why}"));
     let json = crate::strict_json::parse(body).map_err(|e| refused(e.to_string()))?;

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod codec;
 pub mod config;
 pub mod connect;
+pub mod connect_stream;
 pub mod error;
 pub mod guard;
 pub mod headers;
@@ -259,8 +260,8 @@ async fn openapi_json(State(gateway): State<Arc<Gateway>>) -> Response {
 }
 
 /// Every request the platform does not answer itself: gRPC and gRPC-Web to
-/// the upstream, Connect unary calls through them, and REST through the
-/// routing table.
+/// the upstream, Connect unary and server-streaming calls through them, and
+/// REST through the routing table.
 async fn dispatch(gateway: Arc<Gateway>, request: http::Request<Body>) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
     let pass_through = PassThrough::new(gateway.clone(), client);
@@ -276,6 +277,9 @@ async fn dispatch(gateway: Arc<Gateway>, request: http::Request<Body>) -> Respon
     let catalog = gateway.catalog();
     if let Some(call) = connect::unary_call(&catalog, &request) {
         return connect::handle(gateway.clone(), call, request, client).await;
+    }
+    if let Some(call) = connect_stream::stream_call(&catalog, &request) {
+        return connect_stream::handle(gateway.clone(), call, request, client).await;
     }
     rest::handle(&gateway, &catalog, request, client).await
 }

@@ -86,3 +86,83 @@ async fn connect_unary_calls_answer_in_json_and_binary_with_connect_errors() {
     let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some("{}"), &json).await;
     assert_eq!((reply.status, reply.json()["code"].as_str()), (501, Some("unimplemented")));
 }
+
+/// The envelopes of a Connect streaming body: (flags, payload) each.
+fn envelopes(mut body: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let length = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+        out.push((body[0], body[5..5 + length].to_vec()));
+        body = &body[5 + length..];
+    }
+    out
+}
+
+fn enveloped(message: &str) -> String {
+    // Short messages only: every byte of the prefix stays text.
+    assert!(message.len() < 128);
+    let mut text = String::from("\0\0\0\0");
+    text.push(char::from(u8::try_from(message.len()).unwrap()));
+    text + message
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_server_streams_answer_in_envelopes_and_end_with_the_status() {
+    let harness = start().await;
+    let stream = [("content-type", "application/connect+json")];
+    let body = enveloped(r#"{"id":"cs1","sub":{"count":2}}"#);
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some(&body), &stream).await;
+    assert_eq!((reply.status, &reply.headers["content-type"]), (200, &"application/connect+json".parse().unwrap()));
+    let frames = envelopes(&reply.body);
+    assert_eq!(frames.len(), 3, "two messages and the end: {frames:?}");
+    for (flags, payload) in &frames[..2] {
+        let message: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        assert_eq!((*flags, message["request"]["id"].as_str()), (0, Some("cs1")), "{message}");
+    }
+    let (flags, end) = &frames[2];
+    let end: serde_json::Value = serde_json::from_slice(end).unwrap();
+    assert_eq!(*flags, 2, "the end of the stream");
+    assert!(end.get("error").is_none() && end["metadata"].is_object(), "{end}");
+
+    // An error after the messages is in the end of the stream; the status is 200.
+    let body = enveloped(r#"{"id":"cs2","sub":{"count":1,"value":"fail"}}"#);
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some(&body), &stream).await;
+    assert_eq!(reply.status, 200);
+    let frames = envelopes(&reply.body);
+    assert_eq!((frames.len(), frames[1].0), (2, 2), "{frames:?}");
+    let end: serde_json::Value = serde_json::from_slice(&frames[1].1).unwrap();
+    assert_eq!(
+        (end["error"]["code"].as_str(), end["error"]["message"].as_str()),
+        (Some("aborted"), Some("the stream failed as asked"))
+    );
+
+    // In binary, the messages as the upstream sent them.
+    let binary = [("content-type", "application/connect+proto")];
+    let input = harness.pool.get_message_by_name("echo.v1.EchoRequest").unwrap();
+    let mut request = DynamicMessage::new(input.clone());
+    request.set_field_by_name("id", Value::String("cs3".to_owned()));
+    let sub = input.get_field_by_name("sub").unwrap().kind().as_message().unwrap().clone();
+    let mut one = DynamicMessage::new(sub);
+    one.set_field_by_name("count", Value::I32(1));
+    request.set_field_by_name("sub", Value::Message(one));
+    let body = enveloped(&String::from_utf8(request.encode_to_vec()).unwrap());
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some(&body), &binary).await;
+    let frames = envelopes(&reply.body);
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let answer = DynamicMessage::decode(output, frames[0].1.as_slice()).unwrap();
+    let echoed = answer.get_field_by_name("request").unwrap();
+    assert_eq!(echoed.as_message().unwrap().get_field_by_name("id").unwrap().as_str(), Some("cs3"));
+
+    // What is not a server stream, or not an enveloped message, ends at once with its error.
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(&enveloped("{}")), &stream).await;
+    let end: serde_json::Value = serde_json::from_slice(&envelopes(&reply.body)[0].1).unwrap();
+    assert_eq!((reply.status, end["error"]["code"].as_str()), (200, Some("unimplemented")));
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some("{}"), &stream).await;
+    let end: serde_json::Value = serde_json::from_slice(&envelopes(&reply.body)[0].1).unwrap();
+    assert_eq!(end["error"]["code"], "invalid_argument", "{end}");
+    let body = enveloped(r#"{"sub":{"count":"x"}}"#);
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some(&body), &stream).await;
+    let end: serde_json::Value = serde_json::from_slice(&envelopes(&reply.body)[0].1).unwrap();
+    assert!(end["error"]["message"].as_str().unwrap().starts_with("invalid value for sub.count (int32)"), "{end}");
+}

@@ -1,0 +1,255 @@
+//! The Connect protocol's server-streaming calls, as connect-go serves
+//! them: a POST to `/pkg.Service/Method` of one enveloped request message
+//! (a flags byte, a 4-byte length, the message) as
+//! `application/connect+json` or `application/connect+proto`. The answer
+//! is always 200: the response messages, each enveloped the same way, then
+//! the end-of-stream envelope (flags 0x02), JSON whatever the codec:
+//! `{"error": <Connect error>, "metadata": {<trailer>: [<values>]}}`, its
+//! `error` absent when the stream succeeded.
+//!
+//! Each call becomes a gRPC request through the pass-through, as a unary
+//! Connect call does (admission, upstream, resilience). Client and
+//! bidirectional streams are not served this way: they get `unimplemented`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::{HeaderMap, Method, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use prost::Message;
+use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
+use tower::ServiceExt;
+
+use crate::Gateway;
+use crate::catalog::Catalog;
+use crate::connect;
+use crate::passthrough::PassThrough;
+
+const PROTO: &str = "application/connect+proto";
+const JSON: &str = "application/connect+json";
+/// The envelope flag of a compressed message, and of the end of the stream.
+const COMPRESSED: u8 = 0x01;
+const END_STREAM: u8 = 0x02;
+/// The largest message taken from the upstream's stream.
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// A Connect streaming call: the method it names and the codec of its messages.
+pub struct StreamCall {
+    method: MethodDescriptor,
+    content_type: &'static str,
+}
+
+/// The call a request is if it is a Connect streaming call: a POST of
+/// `application/connect+proto` or `application/connect+json` to the gRPC
+/// path of a method in `catalog`.
+pub fn stream_call(catalog: &Catalog, request: &http::Request<Body>) -> Option<StreamCall> {
+    if request.method() != Method::POST {
+        return None;
+    }
+    let content_type = request.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let content_type = match content_type.split(';').next()?.trim() {
+        PROTO => PROTO,
+        JSON => JSON,
+        _ => return None,
+    };
+    let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
+    let method = catalog.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    Some(StreamCall { method, content_type })
+}
+
+/// Serves one Connect server-streaming call.
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    StreamCall { method, content_type }: StreamCall,
+    request: http::Request<Body>,
+    client: Option<SocketAddr>,
+) -> Response {
+    let ended = |code, why: &str| answer(content_type, HeaderMap::new(), Body::from(end_stream(code, why, &[])));
+    if method.is_client_streaming() || !method.is_server_streaming() {
+        let why =
+            format!("{} is not a server stream: call it with the Connect unary protocol or gRPC", method.full_name());
+        return ended(tonic::Code::Unimplemented, &why);
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return ended(tonic::Code::ResourceExhausted, &format!("cannot read the request body: {e}")),
+    };
+    let message = match request_message(&method, content_type, &body) {
+        Ok(message) => message,
+        Err(why) => return ended(tonic::Code::InvalidArgument, &why),
+    };
+    let grpc = match connect::grpc_request(&parts, message) {
+        Ok(grpc) => grpc,
+        Err(why) => return ended(tonic::Code::InvalidArgument, &why),
+    };
+    let response = PassThrough::new(gateway, client).oneshot(grpc).await.unwrap_or_else(|never| match never {});
+    let (parts, upstream) = response.into_parts();
+    let headers = parts.headers;
+    // A trailers-only answer (an error, or an empty stream) carries its
+    // status in the headers: the end of the stream, at once.
+    if let Some(status) = tonic::Status::from_header_map(&headers) {
+        let end = end_stream_of(&status, &headers);
+        return answer(content_type, HeaderMap::new(), Body::from(end));
+    }
+    let headers = passed_on(&headers);
+    let output = method.output();
+    let frames = Envelopes { upstream, output, json: content_type == JSON, buffered: BytesMut::new(), ended: false };
+    answer(content_type, headers, Body::new(frames))
+}
+
+fn answer(content_type: &'static str, headers: HeaderMap, body: Body) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// The one request message of the call, encoded.
+fn request_message(method: &MethodDescriptor, content_type: &str, body: &[u8]) -> Result<Bytes, String> {
+    let Some(head) = body.get(..5) else { return Err("the request body is not an enveloped message".to_owned()) };
+    if head[0] & COMPRESSED != 0 {
+        return Err("the request message is compressed, which the gateway does not accept".to_owned());
+    }
+    let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if body.len() != 5 + length {
+        return Err("the request body must be one enveloped message".to_owned());
+    }
+    let payload = &body[5..];
+    if content_type == JSON {
+        return connect::from_json(method, payload)
+            .map(|message| message.encode_to_vec().into())
+            .map_err(|e| e.message);
+    }
+    match DynamicMessage::decode(method.input(), payload) {
+        Ok(_) => Ok(Bytes::copy_from_slice(payload)),
+        Err(e) => Err(format!("the request body is not a {}: {e}", method.input().full_name())),
+    }
+}
+
+/// The upstream's headers (or trailers) that go on to the caller.
+fn passed_on(headers: &HeaderMap) -> HeaderMap {
+    let kept = headers.iter().filter(|(name, _)| connect::passed_on(name));
+    kept.map(|(name, value)| (name.clone(), value.clone())).collect()
+}
+
+/// The end-of-stream envelope for an error the gateway raises itself.
+fn end_stream(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Bytes {
+    let end = serde_json::json!({ "error": connect::error_json(code, message, details) });
+    envelope(END_STREAM, &serde_json::to_vec(&end).expect("JSON writes"))
+}
+
+/// The end-of-stream envelope for the upstream's final `status`, with its
+/// `trailers` as metadata.
+fn end_stream_of(status: &tonic::Status, trailers: &HeaderMap) -> Bytes {
+    let mut metadata = serde_json::Map::new();
+    let trailers = passed_on(trailers);
+    for name in trailers.keys() {
+        let values =
+            trailers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(serde_json::Value::from).collect();
+        metadata.insert(name.as_str().to_owned(), serde_json::Value::Array(values));
+    }
+    let mut end = serde_json::json!({ "metadata": metadata });
+    if status.code() != tonic::Code::Ok {
+        let details = connect::status_details(status);
+        end["error"] = connect::error_json(status.code(), status.message(), &details);
+    }
+    envelope(END_STREAM, &serde_json::to_vec(&end).expect("JSON writes"))
+}
+
+fn envelope(flags: u8, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(5 + payload.len());
+    out.put_u8(flags);
+    out.put_u32(u32::try_from(payload.len()).expect("an envelope under 4 GiB"));
+    out.put_slice(payload);
+    out.freeze()
+}
+
+/// The upstream's gRPC messages as Connect envelopes, then the end of the stream.
+struct Envelopes {
+    upstream: tonic::body::Body,
+    output: MessageDescriptor,
+    json: bool,
+    buffered: BytesMut,
+    ended: bool,
+}
+
+impl Envelopes {
+    fn next_message(&mut self) -> Result<Option<Bytes>, tonic::Status> {
+        let Some(head) = self.buffered.get(..5) else { return Ok(None) };
+        if head[0] != 0 {
+            return Err(tonic::Status::internal("the upstream sent a compressed message, which was not asked for"));
+        }
+        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if length > MAX_MESSAGE {
+            let why = format!("the upstream sent a message larger than the limit of {MAX_MESSAGE} bytes");
+            return Err(tonic::Status::resource_exhausted(why));
+        }
+        if self.buffered.len() < 5 + length {
+            return Ok(None);
+        }
+        self.buffered.advance(5);
+        Ok(Some(self.buffered.split_to(length).freeze()))
+    }
+
+    fn message_envelope(&self, encoded: Bytes) -> Result<Bytes, tonic::Status> {
+        if !self.json {
+            return Ok(envelope(0, &encoded));
+        }
+        let message = DynamicMessage::decode(self.output.clone(), encoded)
+            .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's message: {e}")))?;
+        let json = crate::json_number::to_vec(&message)
+            .map_err(|e| tonic::Status::internal(format!("the upstream's message has no JSON form: {e}")))?;
+        Ok(envelope(0, &json))
+    }
+
+    fn end(&mut self, status: &tonic::Status, trailers: &HeaderMap) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.ended = true;
+        Poll::Ready(Some(Ok(Frame::data(end_stream_of(status, trailers)))))
+    }
+}
+
+impl http_body::Body for Envelopes {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match this.next_message().and_then(|message| message.map(|m| this.message_envelope(m)).transpose()) {
+                Ok(Some(envelope)) => return Poll::Ready(Some(Ok(Frame::data(envelope)))),
+                Ok(None) => {}
+                Err(status) => return this.end(&status, &HeaderMap::new()),
+            }
+            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.buffered.extend_from_slice(&data),
+                    Err(frame) => {
+                        let Ok(trailers) = frame.into_trailers() else { continue };
+                        let status = tonic::Status::from_header_map(&trailers)
+                            .unwrap_or_else(|| tonic::Status::internal("the upstream's stream ended without a status"));
+                        if status.code() == tonic::Code::Ok && !this.buffered.is_empty() {
+                            let inside = tonic::Status::internal("the upstream's stream ended inside a message");
+                            return this.end(&inside, &trailers);
+                        }
+                        return this.end(&status, &trailers);
+                    }
+                },
+                Some(Err(status)) => return this.end(&status, &HeaderMap::new()),
+                None => {
+                    let status = tonic::Status::internal("the upstream's stream ended without a status");
+                    return this.end(&status, &HeaderMap::new());
+                }
+            }
+        }
+    }
+}
