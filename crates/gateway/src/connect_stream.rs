@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, header};
 use http_body::Frame;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use tower::ServiceExt;
@@ -80,7 +80,11 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) => return ended(tonic::Code::ResourceExhausted, &format!("cannot read the request body: {e}")),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            let why = format!("request body larger than {} bytes", gateway.max_body_bytes);
+            return ended(tonic::Code::ResourceExhausted, &why);
+        }
+        Err(e) => return ended(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}")),
     };
     let message = match request_message(&method, content_type, &body) {
         Ok(message) => message,
