@@ -19,7 +19,7 @@ use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -37,8 +37,6 @@ const JSON: &str = "application/connect+json";
 /// The envelope flag of a compressed message, and of the end of the stream.
 const COMPRESSED: u8 = 0x01;
 const END_STREAM: u8 = 0x02;
-/// The largest message taken from the upstream's stream.
-const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
 /// A Connect streaming call: the method it names and the codec of its messages.
 pub struct StreamCall {
@@ -185,23 +183,6 @@ struct Envelopes {
 }
 
 impl Envelopes {
-    fn next_message(&mut self) -> Result<Option<Bytes>, tonic::Status> {
-        let Some(head) = self.buffered.get(..5) else { return Ok(None) };
-        if head[0] != 0 {
-            return Err(tonic::Status::internal("the upstream sent a compressed message, which was not asked for"));
-        }
-        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if length > MAX_MESSAGE {
-            let why = format!("the upstream sent a message larger than the limit of {MAX_MESSAGE} bytes");
-            return Err(tonic::Status::resource_exhausted(why));
-        }
-        if self.buffered.len() < 5 + length {
-            return Ok(None);
-        }
-        self.buffered.advance(5);
-        Ok(Some(self.buffered.split_to(length).freeze()))
-    }
-
     fn message_envelope(&self, encoded: Bytes) -> Result<Bytes, tonic::Status> {
         if !self.json {
             return Ok(envelope(0, &encoded));
@@ -229,7 +210,9 @@ impl http_body::Body for Envelopes {
             if this.ended {
                 return Poll::Ready(None);
             }
-            match this.next_message().and_then(|message| message.map(|m| this.message_envelope(m)).transpose()) {
+            match crate::stream_json::next_message(&mut this.buffered)
+                .and_then(|message| message.map(|m| this.message_envelope(m)).transpose())
+            {
                 Ok(Some(envelope)) => return Poll::Ready(Some(Ok(Frame::data(envelope)))),
                 Ok(None) => {}
                 Err(status) => return this.end(&status, &HeaderMap::new()),

@@ -20,6 +20,25 @@ use crate::routes::Route;
 /// The largest message taken from the stream, as for a unary answer.
 const MAX_MESSAGE: usize = 4 * 1024 * 1024;
 
+/// The next whole gRPC message in what an upstream's stream has sent so
+/// far, taken out of `buffered`, if there is one.
+pub(crate) fn next_message(buffered: &mut BytesMut) -> Result<Option<Bytes>, tonic::Status> {
+    let Some(head) = buffered.get(..5) else { return Ok(None) };
+    if head[0] != 0 {
+        return Err(tonic::Status::internal("the upstream sent a compressed message, which was not asked for"));
+    }
+    let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if length > MAX_MESSAGE {
+        let why = format!("the upstream sent a message larger than the limit of {MAX_MESSAGE} bytes");
+        return Err(tonic::Status::resource_exhausted(why));
+    }
+    if buffered.len() < 5 + length {
+        return Ok(None);
+    }
+    buffered.advance(5);
+    Ok(Some(buffered.split_to(length).freeze()))
+}
+
 /// A stream that failed before it started (refused, unreachable, or the
 /// upstream's error at once): its `error` line alone, with the status's
 /// HTTP status, as grpc-gateway answers whatever the failure.
@@ -68,24 +87,6 @@ impl JsonLines {
         self.failed
     }
 
-    /// The next whole message buffered, if there is one.
-    fn next_message(&mut self) -> Result<Option<Bytes>, tonic::Status> {
-        let Some(head) = self.buffered.get(..5) else { return Ok(None) };
-        if head[0] != 0 {
-            return Err(tonic::Status::internal("the upstream sent a compressed message, which was not asked for"));
-        }
-        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if length > MAX_MESSAGE {
-            let why = format!("the upstream sent a message larger than the limit of {MAX_MESSAGE} bytes");
-            return Err(tonic::Status::resource_exhausted(why));
-        }
-        if self.buffered.len() < 5 + length {
-            return Ok(None);
-        }
-        self.buffered.advance(5);
-        Ok(Some(self.buffered.split_to(length).freeze()))
-    }
-
     fn result_line(&self, encoded: Bytes) -> Result<Bytes, tonic::Status> {
         let message = DynamicMessage::decode(self.route.method.output(), encoded)
             .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's message: {e}")))?;
@@ -116,7 +117,8 @@ impl Body for JsonLines {
             if this.ended {
                 return Poll::Ready(None);
             }
-            match this.next_message().and_then(|message| message.map(|m| this.result_line(m)).transpose()) {
+            match next_message(&mut this.buffered).and_then(|message| message.map(|m| this.result_line(m)).transpose())
+            {
                 Ok(Some(line)) => return Poll::Ready(Some(Ok(Frame::data(line)))),
                 Ok(None) => {}
                 Err(status) => return this.error_line(&status),
