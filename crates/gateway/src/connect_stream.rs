@@ -31,6 +31,7 @@ use crate::Gateway;
 use crate::catalog::Catalog;
 use crate::connect;
 use crate::passthrough::PassThrough;
+use crate::transcode::BadRequest;
 
 const PROTO: &str = "application/connect+proto";
 const JSON: &str = "application/connect+json";
@@ -86,7 +87,12 @@ pub async fn handle(
     };
     let message = match request_message(&method, content_type, &body) {
         Ok(message) => message,
-        Err(why) => return ended(tonic::Code::InvalidArgument, &why),
+        Err(refused) => {
+            // With the field to blame, as a unary call's refusal has it.
+            let details: Vec<prost_types::Any> = refused.detail().iter().map(connect::bad_request_any).collect();
+            let end = end_stream(tonic::Code::InvalidArgument, &refused.message, &details);
+            return answer(content_type, HeaderMap::new(), Body::from(end));
+        }
     };
     let grpc = match connect::grpc_request(&parts, message) {
         Ok(grpc) => grpc,
@@ -114,24 +120,22 @@ fn answer(content_type: &'static str, headers: HeaderMap, body: Body) -> Respons
 }
 
 /// The one request message of the call, encoded.
-fn request_message(method: &MethodDescriptor, content_type: &str, body: &[u8]) -> Result<Bytes, String> {
-    let Some(head) = body.get(..5) else { return Err("the request body is not an enveloped message".to_owned()) };
+fn request_message(method: &MethodDescriptor, content_type: &str, body: &[u8]) -> Result<Bytes, BadRequest> {
+    let Some(head) = body.get(..5) else { return Err(BadRequest::new("the request body is not an enveloped message")) };
     if head[0] & COMPRESSED != 0 {
-        return Err("the request message is compressed, which the gateway does not accept".to_owned());
+        return Err(BadRequest::new("the request message is compressed, which the gateway does not accept"));
     }
     let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
     if body.len() != 5 + length {
-        return Err("the request body must be one enveloped message".to_owned());
+        return Err(BadRequest::new("the request body must be one enveloped message"));
     }
     let payload = &body[5..];
     if content_type == JSON {
-        return connect::from_json(method, payload)
-            .map(|message| message.encode_to_vec().into())
-            .map_err(|e| e.message);
+        return connect::from_json(method, payload).map(|message| message.encode_to_vec().into());
     }
     match DynamicMessage::decode(method.input(), payload) {
         Ok(_) => Ok(Bytes::copy_from_slice(payload)),
-        Err(e) => Err(format!("the request body is not a {}: {e}", method.input().full_name())),
+        Err(e) => Err(BadRequest::new(format!("the request body is not a {}: {e}", method.input().full_name()))),
     }
 }
 

@@ -165,4 +165,5 @@ async fn connect_server_streams_answer_in_envelopes_and_end_with_the_status() {
     let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some(&body), &stream).await;
     let end: serde_json::Value = serde_json::from_slice(&envelopes(&reply.body)[0].1).unwrap();
     assert!(end["error"]["message"].as_str().unwrap().starts_with("invalid value for sub.count (int32)"), "{end}");
+    assert_eq!(end["error"]["details"][0]["type"], "google.rpc.BadRequest", "{end}");
 }
