@@ -17,8 +17,8 @@ use resilience::direct::ResponseBody;
 
 use crate::routes::Route;
 
-/// The largest message taken from the stream, as for a unary answer.
-const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+/// The largest message taken from the stream: a unary answer's limit.
+const MAX_MESSAGE: usize = resilience::direct::MAX_RESPONSE_MESSAGE;
 
 /// The next whole gRPC message in what an upstream's stream has sent so
 /// far, taken out of `buffered`, if there is one.
