@@ -301,6 +301,12 @@ fn cors_layer(cors: &Cors) -> Option<tower_http::cors::CorsLayer> {
             HeaderName::from_static("x-http-method-override"),
             HeaderName::from_static("traceparent"),
             HeaderName::from_static("tracestate"),
+            // What connect-web sends (connectrpc's CORS guide names the
+            // first two; the encodings go with its streams).
+            HeaderName::from_static("connect-protocol-version"),
+            HeaderName::from_static("connect-timeout-ms"),
+            HeaderName::from_static("connect-accept-encoding"),
+            HeaderName::from_static("connect-content-encoding"),
         ])
         .max_age(std::time::Duration::from_secs(600))
         .expose_headers([

@@ -100,6 +100,11 @@ async fn browsers_get_cors_from_configured_origins() {
     ];
     let preflight = harness.request("OPTIONS", "/echo.v1.EchoService/Echo", None, &headers).await;
     assert_eq!(preflight.headers.get("access-control-allow-origin").unwrap(), "https://app.example");
+    // A browser's Connect call asks for Connect's own headers.
+    let allowed = preflight.headers.get("access-control-allow-headers").unwrap().to_str().unwrap().to_owned();
+    for header in ["authorization", "content-type", "connect-protocol-version", "connect-timeout-ms", "x-grpc-web"] {
+        assert!(allowed.split(',').any(|h| h.trim().eq_ignore_ascii_case(header)), "{header} not in {allowed}");
+    }
     let other = [("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")];
     let refused = harness.request("OPTIONS", "/echo.v1.EchoService/Echo", None, &other).await;
     assert!(refused.headers.get("access-control-allow-origin").is_none());
