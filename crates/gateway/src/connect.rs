@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderValue, Method, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 use prost_reflect::{DynamicMessage, MethodDescriptor};
@@ -44,22 +44,26 @@ pub struct UnaryCall {
 /// `application/proto` or `application/json` to the gRPC path of a method
 /// in `catalog`.
 pub fn unary_call(catalog: &Catalog, request: &http::Request<Body>) -> Option<UnaryCall> {
-    if request.method() != Method::POST {
-        return None;
-    }
-    let encoding = encoding(request.headers())?;
-    let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-    let method = catalog.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    let (method, encoding) = method_posted(catalog, request, &[PROTO, JSON])?;
     Some(UnaryCall { method, encoding })
 }
 
-fn encoding(headers: &HeaderMap) -> Option<&'static str> {
-    let content_type = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    match content_type.split(';').next()?.trim() {
-        PROTO => Some(PROTO),
-        JSON => Some(JSON),
-        _ => None,
+/// The method of `catalog` a POST names by its gRPC path, and which of the
+/// `accepted` content types the POST is.
+pub(crate) fn method_posted(
+    catalog: &Catalog,
+    request: &http::Request<Body>,
+    accepted: &[&'static str],
+) -> Option<(MethodDescriptor, &'static str)> {
+    if request.method() != Method::POST {
+        return None;
     }
+    let content_type = request.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = content_type.split(';').next()?.trim();
+    let content_type = accepted.iter().copied().find(|accepted| *accepted == essence)?;
+    let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
+    let method = catalog.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    Some((method, content_type))
 }
 
 /// Serves one Connect unary call.

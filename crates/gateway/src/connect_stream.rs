@@ -20,7 +20,7 @@ use std::task::{Context, Poll, ready};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
@@ -49,17 +49,7 @@ pub struct StreamCall {
 /// `application/connect+proto` or `application/connect+json` to the gRPC
 /// path of a method in `catalog`.
 pub fn stream_call(catalog: &Catalog, request: &http::Request<Body>) -> Option<StreamCall> {
-    if request.method() != Method::POST {
-        return None;
-    }
-    let content_type = request.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let content_type = match content_type.split(';').next()?.trim() {
-        PROTO => PROTO,
-        JSON => JSON,
-        _ => return None,
-    };
-    let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-    let method = catalog.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
+    let (method, content_type) = connect::method_posted(catalog, request, &[PROTO, JSON])?;
     Some(StreamCall { method, content_type })
 }
 
