@@ -169,11 +169,8 @@ pub(crate) fn grpc_request(
     parts: &http::request::Parts,
     message: Bytes,
 ) -> Result<http::Request<tonic::body::Body>, String> {
-    let mut framed = BytesMut::with_capacity(message.len() + 5);
-    framed.put_u8(0);
-    framed.put_u32(u32::try_from(message.len()).map_err(|_| "request too large".to_owned())?);
-    framed.put(message);
-    let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(framed.freeze())));
+    let framed = envelope(0, &message).ok_or("request too large")?;
+    let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(framed)));
     *request.method_mut() = Method::POST;
     *request.uri_mut() = parts.uri.clone();
     *request.version_mut() = http::Version::HTTP_2;
@@ -192,6 +189,18 @@ pub(crate) fn grpc_request(
         headers.insert(platform::grpc_timeout::HEADER, HeaderValue::from_str(&format!("{millis}m")).expect("digits"));
     }
     Ok(request)
+}
+
+/// `payload` with its 5-byte prefix: `flags`, then its length. gRPC frames
+/// its messages so, and Connect's streams their envelopes. `None` for a
+/// payload of 4 GiB or more, which no length can say.
+pub(crate) fn envelope(flags: u8, payload: &[u8]) -> Option<Bytes> {
+    let length = u32::try_from(payload.len()).ok()?;
+    let mut out = BytesMut::with_capacity(5 + payload.len());
+    out.put_u8(flags);
+    out.put_u32(length);
+    out.put_slice(payload);
+    Some(out.freeze())
 }
 
 pub(crate) fn bad_request_any(detail: &tonic_types::pb::BadRequest) -> prost_types::Any {

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -60,33 +60,34 @@ pub async fn handle(
     request: http::Request<Body>,
     client: Option<SocketAddr>,
 ) -> Response {
-    let ended = |code, why: &str| answer(content_type, HeaderMap::new(), Body::from(end_stream(code, why, &[])));
+    let ended = |code, why: &str, details: &[prost_types::Any]| {
+        answer(content_type, HeaderMap::new(), Body::from(end_stream(code, why, details)))
+    };
     if method.is_client_streaming() || !method.is_server_streaming() {
         let why =
             format!("{} is not a server stream: call it with the Connect unary protocol or gRPC", method.full_name());
-        return ended(tonic::Code::Unimplemented, &why);
+        return ended(tonic::Code::Unimplemented, &why, &[]);
     }
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             let why = format!("request body larger than {} bytes", gateway.max_body_bytes);
-            return ended(tonic::Code::ResourceExhausted, &why);
+            return ended(tonic::Code::ResourceExhausted, &why, &[]);
         }
-        Err(e) => return ended(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}")),
+        Err(e) => return ended(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}"), &[]),
     };
     let message = match request_message(&method, content_type, &body) {
         Ok(message) => message,
         Err(refused) => {
             // With the field to blame, as a unary call's refusal has it.
             let details: Vec<prost_types::Any> = refused.detail().iter().map(connect::bad_request_any).collect();
-            let end = end_stream(tonic::Code::InvalidArgument, &refused.message, &details);
-            return answer(content_type, HeaderMap::new(), Body::from(end));
+            return ended(tonic::Code::InvalidArgument, &refused.message, &details);
         }
     };
     let grpc = match connect::grpc_request(&parts, message) {
         Ok(grpc) => grpc,
-        Err(why) => return ended(tonic::Code::InvalidArgument, &why),
+        Err(why) => return ended(tonic::Code::InvalidArgument, &why, &[]),
     };
     let response = PassThrough::new(gateway, client).oneshot(grpc).await.unwrap_or_else(|never| match never {});
     let (parts, upstream) = response.into_parts();
@@ -159,12 +160,10 @@ fn end_stream_of(status: &tonic::Status, trailers: &HeaderMap) -> Bytes {
     envelope(END_STREAM, &serde_json::to_vec(&end).expect("JSON writes"))
 }
 
+/// An envelope of what the gateway writes itself or takes from the
+/// upstream's frames, each far below the 4 GiB a length can say.
 fn envelope(flags: u8, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(5 + payload.len());
-    out.put_u8(flags);
-    out.put_u32(u32::try_from(payload.len()).expect("an envelope under 4 GiB"));
-    out.put_slice(payload);
-    out.freeze()
+    connect::envelope(flags, payload).expect("an envelope under 4 GiB")
 }
 
 /// The upstream's gRPC messages as Connect envelopes, then the end of the stream.
