@@ -24,14 +24,17 @@ pub fn status_response(status: &tonic::Status, pool: &DescriptorPool) -> Respons
 
 /// `status` as the body of its error response: `{"code", "message", "details"}`.
 pub fn status_json(status: &tonic::Status, pool: &DescriptorPool) -> Json {
-    json!({ "code": status.code() as i32, "message": status.message(), "details": decode_details(status, pool) })
+    error_body(status.code(), status.message(), decode_details(status, pool))
+}
+
+fn error_body(code: tonic::Code, message: &str, details: Vec<Json>) -> Json {
+    json!({ "code": code as i32, "message": message, "details": details })
 }
 
 /// An error the gateway raises itself (bad request, unknown route, ...).
 pub fn error_response(code: tonic::Code, message: &str, details: Vec<Json>) -> Response {
     let http_status = platform::error_code::http_status(code);
-    let body = json!({ "code": code as i32, "message": message, "details": details });
-    let mut response = (http_status, axum::Json(body)).into_response();
+    let mut response = (http_status, axum::Json(error_body(code, message, details))).into_response();
     if code == tonic::Code::Unauthenticated {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }

@@ -7,9 +7,9 @@
 //!
 //! The same JSON value as [`crate::transcode::to_json`] gives (whose keys
 //! come in another order: the unset fields after the set ones, and whose
-//! `float` fields are widened to doubles), without building it. Answers were written from such a value, or, when every
-//! field was set, by prost-reflect's serializer after a walk to check that
-//! they were. In one pass: 108,000-108,100 -> 106,100-106,300 instructions
+//! `float` fields are widened to doubles), without building it. Answers
+//! were written from such a value, or, when every field was set, by
+//! prost-reflect's serializer after a walk to check that they were. In one pass: 108,000-108,100 -> 106,100-106,300 instructions
 //! per REST GET, 122,700 -> 121,400 per POST (callgrind, 2,000 requests);
 //! an answer with a field unset, such as a product with no description,
 //! no longer builds the value at all.
