@@ -91,11 +91,14 @@ fn address_value(address: IpAddr) -> HeaderValue {
     })
 }
 
-/// The upstream's response metadata as `Grpc-Metadata-*` headers.
+/// The upstream's response metadata as `Grpc-Metadata-*` headers. Not
+/// gRPC's own headers, nor `Date`: the HTTP server under a tonic service
+/// adds one to every response, and it is the transport's, not metadata
+/// (a Go service sends none, so grpc-gateway shows none).
 pub fn response_headers(metadata: MetadataMap, headers: &mut HeaderMap) {
     for (name, value) in metadata.into_headers() {
         let Some(name) = name else { continue };
-        if name.as_str().starts_with("grpc-") || name == http::header::CONTENT_TYPE {
+        if name.as_str().starts_with("grpc-") || name == http::header::CONTENT_TYPE || name == http::header::DATE {
             continue;
         }
         if let Ok(name) = HeaderName::from_bytes(format!("{PREFIX}{}", name.as_str()).as_bytes()) {
@@ -141,6 +144,19 @@ mod tests {
         assert_eq!(metadata.get("traceparent").unwrap(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert!(metadata.get("note").is_none(), "a value that is not visible ASCII is not sent as text metadata");
         assert_eq!(metadata.get_bin("blob-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn response_metadata_becomes_headers_but_not_the_transports_own() {
+        let mut upstream = HeaderMap::new();
+        upstream.insert("x-request-cost", "3".parse().unwrap());
+        upstream.insert("date", "Fri, 04 Dec 2026 10:00:00 GMT".parse().unwrap());
+        upstream.insert("content-type", "application/grpc".parse().unwrap());
+        upstream.insert("grpc-accept-encoding", "gzip".parse().unwrap());
+        let mut headers = HeaderMap::new();
+        response_headers(MetadataMap::from_headers(upstream), &mut headers);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["grpc-metadata-x-request-cost"]);
     }
 
     #[test]
