@@ -29,7 +29,9 @@ export function grpcTransport(baseUrl: string, token?: string): Transport {
 
 /**
  * The Connect protocol to the gateway at `baseUrl`: JSON or binary, over
- * HTTP/1.1 or HTTP/2, with `token` on every call.
+ * HTTP/1.1 or HTTP/2, with `token` on every call. Methods the contract marks
+ * NO_SIDE_EFFECTS (GetOrder, ListUserOrders, ...) go as GETs, the message in
+ * the query, so that an HTTP cache may keep their answers.
  */
 export function connectTransport(
   baseUrl: string,
@@ -44,6 +46,7 @@ export function connectTransport(
     baseUrl,
     httpVersion: options.httpVersion,
     useBinaryFormat: options.binary,
+    useHttpGet: true,
     interceptors: [withToken],
   });
 }

@@ -1,7 +1,8 @@
 //! The Connect protocol's unary calls, beside REST, gRPC and gRPC-Web, as
 //! connectrpc's Vanguard serves them: a POST to `/pkg.Service/Method` whose
 //! body is the request message, as `application/proto` or
-//! `application/json`, over HTTP/1.1 or HTTP/2; the answer is the response
+//! `application/json`, over HTTP/1.1 or HTTP/2, or a GET with the message
+//! in its query ([`crate::connect_get`]); the answer is the response
 //! message in the same encoding, or a Connect error (JSON: `code`,
 //! `message`, `details`) with its HTTP status. So a connect-es or
 //! connect-python client works against the gateway unchanged.
@@ -27,25 +28,30 @@ use tower::ServiceExt;
 
 use crate::Gateway;
 use crate::catalog::Catalog;
-use crate::json_number;
 use crate::passthrough::PassThrough;
 use crate::transcode::BadRequest;
+use crate::{connect_get, json_number};
 
-const PROTO: &str = "application/proto";
-const JSON: &str = "application/json";
+pub(crate) const PROTO: &str = "application/proto";
+pub(crate) const JSON: &str = "application/json";
 
-/// A Connect unary call: the method it names and the encoding of its messages.
+/// A Connect unary call: the method it names, and the encoding of its
+/// messages if it is posted (a GET names it in its query).
 pub struct UnaryCall {
     method: MethodDescriptor,
-    encoding: &'static str,
+    posted: Option<&'static str>,
 }
 
 /// The call a request is if it is a Connect unary call: a POST of
 /// `application/proto` or `application/json` to the gRPC path of a method
-/// in `catalog`.
+/// in `catalog`, or a GET of that path with the message in its query.
 pub fn unary_call(catalog: &Catalog, request: &http::Request<Body>) -> Option<UnaryCall> {
+    if connect_get::is_get(request) {
+        let method = method_named(catalog, request.uri().path())?;
+        return Some(UnaryCall { method, posted: None });
+    }
     let (method, encoding) = method_posted(catalog, request, &[PROTO, JSON])?;
-    Some(UnaryCall { method, encoding })
+    Some(UnaryCall { method, posted: Some(encoding) })
 }
 
 /// The method of `catalog` a POST names by its gRPC path, and which of the
@@ -61,15 +67,19 @@ pub(crate) fn method_posted(
     let content_type = request.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = content_type.split(';').next()?.trim();
     let content_type = accepted.iter().copied().find(|accepted| *accepted == essence)?;
-    let (service, method) = request.uri().path().strip_prefix('/')?.split_once('/')?;
-    let method = catalog.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)?;
-    Some((method, content_type))
+    Some((method_named(catalog, request.uri().path())?, content_type))
+}
+
+/// The method of `catalog` whose gRPC path is `path`.
+fn method_named(catalog: &Catalog, path: &str) -> Option<MethodDescriptor> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    catalog.pool.get_service_by_name(service)?.methods().find(|m| m.name() == method)
 }
 
 /// Serves one Connect unary call.
 pub async fn handle(
     gateway: Arc<Gateway>,
-    UnaryCall { method, encoding }: UnaryCall,
+    UnaryCall { method, posted }: UnaryCall,
     request: http::Request<Body>,
     client: Option<SocketAddr>,
 ) -> Response {
@@ -78,13 +88,15 @@ pub async fn handle(
         return error(tonic::Code::Unimplemented, &why, &[]);
     }
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            let why = format!("request body larger than {} bytes", gateway.max_body_bytes);
-            return error(tonic::Code::ResourceExhausted, &why, &[]);
-        }
-        Err(e) => return error(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}"), &[]),
+    let (encoding, body) = match posted {
+        Some(encoding) => match posted_message(&parts, body, gateway.max_body_bytes).await {
+            Ok(body) => (encoding, body),
+            Err(refused) => return refused,
+        },
+        None => match connect_get::message(&method, parts.uri.query().unwrap_or_default(), gateway.max_body_bytes) {
+            Ok(message) => message,
+            Err(refused) => return refused.into_response(),
+        },
     };
     let message = match encoding {
         // Checked here, as connect-go does: the upstream would call a
@@ -93,7 +105,7 @@ pub async fn handle(
         PROTO => match DynamicMessage::decode(method.input(), body.clone()) {
             Ok(_) => body,
             Err(e) => {
-                let why = format!("the request body is not a {}: {e}", method.input().full_name());
+                let why = format!("the request message is not a {}: {e}", method.input().full_name());
                 return error(tonic::Code::InvalidArgument, &why, &[]);
             }
         },
@@ -143,6 +155,24 @@ pub async fn handle(
     response
 }
 
+/// The request message a POST carries: its body, uncompressed and within
+/// `limit`.
+async fn posted_message(parts: &http::request::Parts, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let coding = parts.headers.get(header::CONTENT_ENCODING).map(|v| String::from_utf8_lossy(v.as_bytes()));
+    // Read as it is, a gzipped body would be refused as malformed JSON.
+    if let Some(coding) = coding.filter(|c| !c.eq_ignore_ascii_case("identity")) {
+        let why = format!("compressed requests are not accepted (Content-Encoding: {coding}): send it uncompressed");
+        return Err(error(tonic::Code::Unimplemented, &why, &[]));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(error(tonic::Code::ResourceExhausted, &format!("request body larger than {limit} bytes"), &[]))
+        }
+        Err(e) => Err(error(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}"), &[])),
+    }
+}
+
 /// Whether an upstream's header or trailer goes on to a Connect caller:
 /// not gRPC's own, nor the framing's.
 pub(crate) fn passed_on(name: &http::HeaderName) -> bool {
@@ -172,7 +202,8 @@ pub(crate) fn grpc_request(
     let framed = envelope(0, &message).ok_or("request too large")?;
     let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(framed)));
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = parts.uri.clone();
+    // The method's path alone: a GET's query carried the message.
+    *request.uri_mut() = parts.uri.path().parse().map_err(|e| format!("invalid path: {e}"))?;
     *request.version_mut() = http::Version::HTTP_2;
     for (name, value) in &parts.headers {
         let skipped = [header::CONTENT_TYPE, header::CONTENT_LENGTH, header::ACCEPT_ENCODING, header::CONNECTION];
@@ -220,7 +251,7 @@ pub(crate) fn status_details(status: &tonic::Status) -> Vec<prost_types::Any> {
     tonic_types::pb::Status::decode(status.details()).map(|s| s.details).unwrap_or_default()
 }
 
-fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Response {
+pub(crate) fn error(code: tonic::Code, message: &str, details: &[prost_types::Any]) -> Response {
     let body = error_json(code, message, details);
     // Connect gives each code the HTTP status grpc-gateway gives it.
     let status = platform::error_code::http_status(code);

@@ -126,7 +126,7 @@ fn request_message(method: &MethodDescriptor, content_type: &str, body: &[u8]) -
     }
     match DynamicMessage::decode(method.input(), payload) {
         Ok(_) => Ok(Bytes::copy_from_slice(payload)),
-        Err(e) => Err(BadRequest::new(format!("the request body is not a {}: {e}", method.input().full_name()))),
+        Err(e) => Err(BadRequest::new(format!("the request message is not a {}: {e}", method.input().full_name()))),
     }
 }
 

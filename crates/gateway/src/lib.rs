@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod codec;
 pub mod config;
 pub mod connect;
+mod connect_get;
 pub mod connect_stream;
 pub mod error;
 pub mod guard;

@@ -277,6 +277,12 @@ pub fn split_path(path: &str) -> Option<Vec<&str>> {
 
 /// Decodes `%XX` escapes; with `keep_slashes`, `%2F` stays encoded.
 pub fn percent_decode(raw: &str, keep_slashes: bool) -> Result<String, EscapeError> {
+    String::from_utf8(percent_decode_bytes(raw, keep_slashes)?).map_err(|_| EscapeError)
+}
+
+/// The bytes `%XX` escapes stand for, UTF-8 or not (a binary message in a
+/// query); with `keep_slashes`, `%2F` stays encoded.
+pub fn percent_decode_bytes(raw: &str, keep_slashes: bool) -> Result<Vec<u8>, EscapeError> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
@@ -296,7 +302,7 @@ pub fn percent_decode(raw: &str, keep_slashes: bool) -> Result<String, EscapeErr
             index += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| EscapeError)
+    Ok(out)
 }
 
 #[cfg(test)]

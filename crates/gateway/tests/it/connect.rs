@@ -70,7 +70,7 @@ async fn connect_unary_calls_answer_in_json_and_binary_with_connect_errors() {
         "not the upstream's 500"
     );
     let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.starts_with("the request body is not a echo.v1.EchoRequest: "), "{message}");
+    assert!(message.starts_with("the request message is not a echo.v1.EchoRequest: "), "{message}");
     let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"a","id":"b"}"#), &json).await;
     let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
     assert!(message.contains("duplicate field \"id\""), "a field given twice is refused: {message}");
@@ -85,6 +85,79 @@ async fn connect_unary_calls_answer_in_json_and_binary_with_connect_errors() {
     assert_eq!(reply.json()["code"], "invalid_argument", "trailing data is refused");
     let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some("{}"), &json).await;
     assert_eq!((reply.status, reply.json()["code"].as_str()), (501, Some("unimplemented")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_get_calls_carry_the_message_in_the_query_for_methods_without_side_effects() {
+    let harness = start().await;
+    let path = "/echo.v1.EchoService/EchoName";
+    // connect-es's JSON form: the message percent-encoded, `+` a space.
+    let query = "connect=v1&encoding=json&message=%7B%22name%22%3A%22shelves%2Fa+b%22%7D&cachebust=1";
+    let reply = harness.request("GET", &format!("{path}?{query}"), None, &[("connect-protocol-version", "1")]).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert_eq!(reply.json()["request"]["name"], "shelves/a b");
+    assert_eq!(reply.headers["x-echoed"], "yes", "the answer is a unary call's, headers and all");
+
+    // The binary form: the message in URL-safe base64, without padding.
+    let input = harness.pool.get_message_by_name("echo.v1.EchoRequest").unwrap();
+    let mut request = DynamicMessage::new(input);
+    request.set_field_by_name("name", Value::String("shelves/~?".to_owned()));
+    let message = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(request.encode_to_vec());
+    let reply = harness.get(&format!("{path}?encoding=proto&base64=1&message={message}")).await;
+    assert_eq!((reply.status, &reply.headers["content-type"]), (200, &"application/proto".parse().unwrap()));
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let answer = DynamicMessage::decode(output, reply.body.as_slice()).unwrap();
+    let echoed = answer.get_field_by_name("request").unwrap();
+    assert_eq!(echoed.as_message().unwrap().get_field_by_name("name").unwrap().as_str(), Some("shelves/~?"));
+
+    // A method the contract does not mark NO_SIDE_EFFECTS is not called by GET.
+    let reply = harness.get("/echo.v1.EchoService/Echo?encoding=json&message=%7B%7D").await;
+    assert_eq!((reply.status, reply.headers.get("allow").map(|v| v.to_str().unwrap())), (405, Some("POST")));
+    let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("echo.v1.EchoService.Echo is not marked idempotency_level = NO_SIDE_EFFECTS"),
+        "{message}"
+    );
+
+    // Bad queries are refused, naming what is wrong.
+    for (query, status, code, says) in [
+        ("encoding=json", 400, "invalid_argument", "the query has no message parameter"),
+        ("encoding=xml&message=x", 400, "invalid_argument", "unsupported encoding=xml: expected json or proto"),
+        ("encoding=json&connect=v2&message=%7B%7D", 400, "invalid_argument", "unsupported connect=v2: expected v1"),
+        ("encoding=proto&base64=1&message=%25%25", 400, "invalid_argument", "the message parameter is not base64"),
+        ("encoding=proto&base64=2&message=", 400, "invalid_argument", "invalid base64=2: expected 0 or 1"),
+        ("encoding=json&message=%7B&message=%7D", 400, "invalid_argument", "query parameter message given twice"),
+        ("encoding=json&message=%zz", 400, "invalid_argument", "malformed percent-encoding in query parameter message"),
+        ("encoding=json&message=%7B%22nope%22%3A1%7D", 400, "invalid_argument", "invalid request: unrecognized field"),
+        (
+            "encoding=proto&message=%7F%7F%7F",
+            400,
+            "invalid_argument",
+            "the request message is not a echo.v1.EchoRequest",
+        ),
+        ("encoding=json&compression=gzip&message=x", 501, "unimplemented", "compressed messages are not accepted"),
+    ] {
+        let reply = harness.get(&format!("{path}?{query}")).await;
+        let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
+        assert_eq!((reply.status, reply.json()["code"].as_str()), (status, Some(code)), "{query}: {message}");
+        assert!(message.starts_with(says), "{query}: {message}");
+    }
+    // A GET with no `encoding` is not Connect's: it goes to the REST routes.
+    assert_eq!(harness.get(&format!("{path}?message=%7B%7D")).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compressed_connect_request_is_refused_naming_its_encoding() {
+    let harness = start().await;
+    let headers = [("content-type", "application/json"), ("content-encoding", "gzip")];
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some("\u{1f}\u{8b}"), &headers).await;
+    let message = reply.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert_eq!((reply.status, reply.json()["code"].as_str()), (501, Some("unimplemented")), "{message}");
+    assert!(message.starts_with("compressed requests are not accepted (Content-Encoding: gzip)"), "{message}");
+    let headers = [("content-type", "application/json"), ("content-encoding", "identity")];
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"i"}"#), &headers).await;
+    assert_eq!(reply.status, 200, "identity is no compression");
 }
 
 /// The envelopes of a Connect streaming body: (flags, payload) each.
