@@ -132,6 +132,7 @@ async fn call(
     };
 
     let metadata = crate::headers::request_metadata(&parts.headers, client);
+    let framing = crate::stream_json::Framing::asked_by(&parts.headers);
     let path = &route.names.grpc_path;
     let output = route.method.output();
     let outcome = if route.method.is_server_streaming() {
@@ -176,9 +177,11 @@ async fn call(
             response
         }
         Ok(Answered::Stream(headers, body)) => {
-            let mut lines = crate::stream_json::JsonLines::new(route.clone(), catalog.pool.clone(), &headers, body);
+            let pool = catalog.pool.clone();
+            let mut lines = crate::stream_json::JsonLines::new(route.clone(), pool, framing, &headers, body);
             let status = lines.start().await.map_or(StatusCode::OK, platform::error_code::http_status);
-            let mut response = (status, [(header::CONTENT_TYPE, "application/json")], Body::new(lines)).into_response();
+            let mut response = (status, Body::new(lines)).into_response();
+            framing.write_headers(response.headers_mut());
             crate::headers::response_headers(
                 tonic::metadata::MetadataMap::from_headers(headers),
                 response.headers_mut(),
@@ -186,12 +189,12 @@ async fn call(
             response
         }
         Err(CallError::Status(status)) => {
-            let mut response = failed(route, &status, &catalog.pool);
+            let mut response = failed(route, &status, &catalog.pool, framing);
             crate::headers::response_headers(status.metadata().clone(), response.headers_mut());
             response
         }
         Err(CallError::Refused(refusal)) => {
-            let mut response = failed(route, &refusal.status(&upstream.name), &catalog.pool);
+            let mut response = failed(route, &refusal.status(&upstream.name), &catalog.pool, framing);
             if let Some(seconds) = refusal.retry_after() {
                 response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
             }
@@ -201,10 +204,15 @@ async fn call(
 }
 
 /// The answer to a call that failed: the error body, or for a stream its
-/// one `error` line, as a stream that fails later ends.
-fn failed(route: &Route, status: &tonic::Status, pool: &prost_reflect::DescriptorPool) -> Response {
+/// one `error` line (or event), as a stream that fails later ends.
+fn failed(
+    route: &Route,
+    status: &tonic::Status,
+    pool: &prost_reflect::DescriptorPool,
+    framing: crate::stream_json::Framing,
+) -> Response {
     if route.method.is_server_streaming() {
-        return crate::stream_json::failed_before_start(status, pool);
+        return crate::stream_json::failed_before_start(status, pool, framing);
     }
     status_response(status, pool)
 }

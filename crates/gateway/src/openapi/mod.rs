@@ -88,16 +88,20 @@ fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Sch
     let mut answer = comments::of_message(&output)
         .map_or_else(|| format!("A {} message", output.name()), |comment| comments::summary(&comment));
     let mut answer_schema = response_schema(route, schemas);
+    let mut content = json!({});
     if route.method.is_server_streaming() {
         // As grpc-gateway's generator documents a stream: what each line is.
         answer = format!(
-            "A stream, one JSON object per line: each message as `result`, then `error` if the stream fails. {answer}"
+            "A stream, one JSON object per line: each message as `result`, then `error` if the stream fails; \
+             with `Accept: text/event-stream`, each object is a Server-Sent Event's `data`. {answer}"
         );
         answer_schema = json!({
             "type": "object",
             "properties": { "result": answer_schema, "error": { "$ref": "#/components/schemas/google.rpc.Status" } },
         });
+        content["text/event-stream"] = json!({ "schema": { "type": "string" } });
     }
+    content["application/json"] = json!({ "schema": answer_schema });
     let mut operation = json!({
         "operationId": operation_id,
         "tags": [route.method.parent_service().name()],
@@ -107,7 +111,7 @@ fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Sch
         "responses": {
             "200": {
                 "description": answer,
-                "content": { "application/json": { "schema": answer_schema } },
+                "content": content,
             },
             "default": error("An error: the gRPC status code, a message, and google.rpc details"),
         },

@@ -33,6 +33,7 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
     let line = &stream["content"]["application/json"]["schema"]["properties"];
     assert_eq!(line["result"]["$ref"], "#/components/schemas/echo.v1.EchoResponse", "{stream}");
     assert_eq!(line["error"]["$ref"], "#/components/schemas/google.rpc.Status", "{stream}");
+    assert_eq!(stream["content"]["text/event-stream"]["schema"]["type"], "string", "{stream}");
 
     // The contract's comments, access rules and always-emitted fields.
     assert_eq!(document["servers"][0]["url"], "/");

@@ -361,3 +361,33 @@ async fn a_server_stream_over_rest_is_a_json_line_per_message_then_its_error() {
     let refused = lines(&reply);
     assert_eq!((refused.len(), refused[0]["error"]["message"].as_str()), (1, Some("no stream, as asked")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_stream_is_server_sent_events_for_a_caller_that_accepts_them() {
+    let harness = start().await;
+    // The `data` of each event, which must be all an event holds.
+    let events = |reply: &crate::harness::Reply| -> Vec<serde_json::Value> {
+        let text = String::from_utf8(reply.body.clone()).unwrap();
+        assert!(text.is_empty() || text.ends_with("\n\n"), "{text:?}");
+        let events = text.split_terminator("\n\n");
+        let data = events.map(|event| event.strip_prefix("data: ").unwrap_or_else(|| panic!("not data: {event:?}")));
+        data.map(|json| serde_json::from_str(json).expect("each event's data is JSON")).collect()
+    };
+    let sse = [("accept", "text/html, text/event-stream;q=0.9")];
+
+    let reply = harness.request("GET", "/v1/echo/e1:repeat?sub.count=2", None, &sse).await;
+    assert_eq!((reply.status, &reply.headers["content-type"]), (200, &"text/event-stream".parse().unwrap()));
+    assert_eq!(reply.headers["cache-control"], "no-cache");
+    let answers = events(&reply);
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers.iter().all(|answer| answer["result"]["request"]["id"] == "e1"), "{answers:?}");
+
+    let reply = harness.request("GET", "/v1/echo/e2:repeat?sub.count=1&sub.value=fail", None, &sse).await;
+    let answers = events(&reply);
+    assert_eq!((reply.status, answers.len(), &answers[1]["error"]["code"]), (200, 2, &serde_json::json!(10)));
+
+    // Refused before any message: its HTTP status, its one event.
+    let reply = harness.request("GET", "/v1/echo/e3:repeat?sub.value=refuse", None, &sse).await;
+    assert_eq!((reply.status, &reply.headers["content-type"]), (400, &"text/event-stream".parse().unwrap()));
+    assert_eq!(events(&reply)[0]["error"]["message"], "no stream, as asked");
+}
