@@ -132,7 +132,12 @@ async fn call(
     };
 
     let metadata = crate::headers::request_metadata(&parts.headers, client);
-    let framing = crate::stream_json::Framing::asked_by(&parts.headers);
+    // A stream's framing; read only for a stream (a unary answer has none).
+    let framing = if route.method.is_server_streaming() {
+        crate::stream_json::Framing::asked_by(&parts.headers)
+    } else {
+        crate::stream_json::Framing::Lines
+    };
     let path = &route.names.grpc_path;
     let output = route.method.output();
     let outcome = if route.method.is_server_streaming() {
