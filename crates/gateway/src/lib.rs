@@ -17,6 +17,7 @@ pub mod connect_stream;
 pub mod error;
 pub mod guard;
 pub mod headers;
+mod healthz;
 pub mod json_number;
 pub mod learn;
 mod metrics;
@@ -242,7 +243,10 @@ pub fn server(
         // as they are learned: each stream answers from the catalog current
         // when it opens.
         .reflection_from(move || current.catalog().reflection.clone());
-    let openapi = Router::new().route("/openapi.json", axum::routing::get(openapi_json)).with_state(gateway.clone());
+    let openapi = Router::new()
+        .route("/openapi.json", axum::routing::get(openapi_json))
+        .route("/healthz", axum::routing::get(healthz::handle))
+        .with_state(gateway.clone());
     // Every other request goes to `dispatch`, called straight from the
     // platform's router (an axum router of its own here cost a second
     // route match and boxed future per request).

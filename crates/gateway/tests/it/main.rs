@@ -7,6 +7,7 @@ mod echo;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod harness;
+mod healthz;
 mod learned;
 mod openapi;
 mod passthrough;
