@@ -131,19 +131,14 @@ impl Query {
                 "message" => &mut parsed.message,
                 _ => continue,
             };
-            let value =
-                form_decode(value).ok_or_else(|| format!("malformed percent-encoding in query parameter {key}"))?;
+            let value = crate::template::form_decode_bytes(value)
+                .ok_or_else(|| format!("malformed percent-encoding in query parameter {key}"))?;
             if slot.replace(value).is_some() {
                 return Err(format!("query parameter {key} given twice"));
             }
         }
         Ok(parsed)
     }
-}
-
-/// `application/x-www-form-urlencoded` bytes: `+` is a space.
-fn form_decode(raw: &str) -> Option<Vec<u8>> {
-    crate::template::percent_decode_bytes(&raw.replace('+', " "), false).ok()
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use crate::Gateway;
 use crate::error::{error_response, status_response};
+use crate::guard::Denied;
 
 const CHECK: PathAndQuery = PathAndQuery::from_static("/grpc.health.v1.Health/Check");
 
@@ -36,10 +37,9 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: http::Request<
     let allowance = match gateway.rate_limit.check(identity) {
         Ok(allowance) => allowance,
         Err(limited) => {
-            let why = format!("{}; retry in {} s", limited.exceeded, limited.retry_after_secs);
-            let mut response = error_response(tonic::Code::ResourceExhausted, &why, Vec::new());
-            response.headers_mut().extend(limited.headers);
-            response.headers_mut().insert(http::header::RETRY_AFTER, limited.retry_after_secs.into());
+            let denied = Denied::Limited(limited);
+            let mut response = status_response(&denied.status(), &gateway.catalog().pool);
+            response.headers_mut().extend(denied.headers());
             return response;
         }
     };
@@ -67,9 +67,9 @@ pub async fn handle(State(gateway): State<Arc<Gateway>>, request: http::Request<
 /// The `service` parameter of the query, if there is one.
 fn service_asked(query: &str) -> Result<Option<String>, String> {
     let Some(raw) = query.split('&').find_map(|pair| pair.strip_prefix("service=")) else { return Ok(None) };
-    crate::template::percent_decode(&raw.replace('+', " "), false)
+    crate::template::form_decode(raw)
         .map(|service| Some(service).filter(|s| !s.is_empty()))
-        .map_err(|_| "malformed percent-encoding in query parameter service".to_owned())
+        .ok_or_else(|| "malformed percent-encoding in query parameter service".to_owned())
 }
 
 /// Whether `upstream` serves `service` (`""`: its server as a whole), or

@@ -280,6 +280,17 @@ pub fn percent_decode(raw: &str, keep_slashes: bool) -> Result<String, EscapeErr
     String::from_utf8(percent_decode_bytes(raw, keep_slashes)?).map_err(|_| EscapeError)
 }
 
+/// Decodes `application/x-www-form-urlencoded` text, as a query's keys and
+/// values are (`+` is a space).
+pub fn form_decode(raw: &str) -> Option<String> {
+    percent_decode(&raw.replace('+', " "), false).ok()
+}
+
+/// [`form_decode`], to bytes that need not be UTF-8.
+pub fn form_decode_bytes(raw: &str) -> Option<Vec<u8>> {
+    percent_decode_bytes(&raw.replace('+', " "), false).ok()
+}
+
 /// The bytes `%XX` escapes stand for, UTF-8 or not (a binary message in a
 /// query); with `keep_slashes`, `%2F` stays encoded.
 pub fn percent_decode_bytes(raw: &str, keep_slashes: bool) -> Result<Vec<u8>, EscapeError> {

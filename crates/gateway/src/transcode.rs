@@ -236,8 +236,9 @@ fn apply_query(
     let bound: Vec<Vec<String>> = route.template.bound_fields().map(<[String]>::to_vec).collect();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
-        let key = form_decode(key).ok_or_else(|| BadRequest::new("malformed percent-encoding in the query"))?;
-        let raw = form_decode(raw)
+        let key = crate::template::form_decode(key)
+            .ok_or_else(|| BadRequest::new("malformed percent-encoding in the query"))?;
+        let raw = crate::template::form_decode(raw)
             .ok_or_else(|| BadRequest::new(format!("malformed percent-encoding in query parameter {key}")))?;
         let (key, map_key) = match key.split_once('[') {
             Some((field, rest)) => (field.to_owned(), Some(rest.strip_suffix(']').unwrap_or(rest).to_owned())),
@@ -402,11 +403,6 @@ fn scalar(field: &FieldDescriptor, raw: &str) -> Result<Json, String> {
             _ => Ok(Json::String(raw.to_owned())),
         },
     }
-}
-
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
-fn form_decode(raw: &str) -> Option<String> {
-    crate::template::percent_decode(&raw.replace('+', " "), false).ok()
 }
 
 /// The proto3 JSON of `message` with every unpopulated field emitted, as
