@@ -43,7 +43,7 @@ impl Framing {
         if essences.any(|essence| essence.eq_ignore_ascii_case(EVENT_STREAM)) { Self::Events } else { Self::Lines }
     }
 
-    pub fn content_type(self) -> &'static str {
+    fn content_type(self) -> &'static str {
         match self {
             Self::Lines => "application/json",
             Self::Events => EVENT_STREAM,
