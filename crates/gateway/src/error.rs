@@ -46,7 +46,12 @@ pub fn error_response(code: tonic::Code, message: &str, details: Vec<Json>) -> R
 pub fn method_not_allowed(allowed: &[http::Method]) -> Response {
     let mut response = error_response(tonic::Code::Unimplemented, "method not allowed for this path", Vec::new());
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    let allow = allowed.iter().map(http::Method::as_str).collect::<Vec<_>>().join(", ");
+    let mut allow = allowed.iter().map(http::Method::as_str).collect::<Vec<_>>();
+    // A GET route answers HEAD too.
+    if allowed.contains(&http::Method::GET) {
+        allow.push("HEAD");
+    }
+    let allow = allow.join(", ");
     if let Ok(value) = HeaderValue::from_str(&allow) {
         response.headers_mut().insert(header::ALLOW, value);
     }

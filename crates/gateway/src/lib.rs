@@ -266,8 +266,26 @@ async fn openapi_json(State(gateway): State<Arc<Gateway>>) -> Response {
 
 /// Every request the platform does not answer itself: gRPC and gRPC-Web to
 /// the upstream, Connect unary and server-streaming calls through them, and
-/// REST through the routing table.
+/// REST through the routing table (where HEAD is GET without the body).
 async fn dispatch(gateway: Arc<Gateway>, request: http::Request<Body>) -> Response {
+    if request.method() == http::Method::HEAD {
+        return without_body(answer(gateway, request).await);
+    }
+    answer(gateway, request).await
+}
+
+/// A HEAD request's answer: GET's status and headers, its length among
+/// them, and no body (which HTTP/2 forbids on it, and hyper sends there).
+fn without_body(response: Response) -> Response {
+    use http_body::Body as _;
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = body.size_hint().exact() {
+        parts.headers.insert(http::header::CONTENT_LENGTH, length.into());
+    }
+    Response::from_parts(parts, Body::empty())
+}
+
+async fn answer(gateway: Arc<Gateway>, request: http::Request<Body>) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
     let pass_through = PassThrough::new(gateway.clone(), client);
     if passthrough::is_grpc_web(request.headers()) {

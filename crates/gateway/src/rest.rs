@@ -37,7 +37,10 @@ pub async fn handle(
         _ => request.method().clone(),
     };
     let path = request.uri().path().to_owned();
-    let (route, bindings) = match catalog.routes.lookup(&method, &path) {
+    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET, and
+    // hyper leaves the body out of the answer.
+    let routed = if method == Method::HEAD { &Method::GET } else { &method };
+    let (route, bindings) = match catalog.routes.lookup(routed, &path) {
         Lookup::Found { route, bindings } => (route, bindings),
         Lookup::NotFound => {
             return count(

@@ -301,7 +301,25 @@ async fn bad_input_gets_the_error_body_naming_the_problem() {
         assert!(json["code"].is_number() && json["details"].is_array(), "{json}");
     }
     let reply = harness.request("DELETE", "/v1/echo/b1", None, &[]).await;
-    assert_eq!(reply.headers.get("allow").unwrap(), "GET");
+    assert_eq!(reply.headers.get("allow").unwrap(), "GET, HEAD");
+    // HEAD is GET without the body; a route with no GET does not take it.
+    let get = harness.get("/v1/echo/h1").await;
+    let head = harness.request("HEAD", "/v1/echo/h1", None, &[]).await;
+    assert_eq!((head.status, head.body.len(), &head.headers["content-type"]), (200, 0, &get.headers["content-type"]));
+    assert_eq!(head.headers["content-length"], get.body.len().to_string().as_str(), "the length GET's body would have");
+    let head = harness.request("HEAD", "/v1/fail", None, &[]).await;
+    assert_eq!((head.status, head.headers.get("allow").map(|v| v.to_str().unwrap())), (405, Some("POST")));
+    // Over HTTP/2 too, where a body on a HEAD answer is a protocol error.
+    use http_body_util::BodyExt;
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    for (path, status) in [("/v1/echo/h1", 200), ("/v1/fail", 405)] {
+        let request = http::Request::head(format!("http://{}{path}", harness.gateway)).body(Default::default());
+        let response = h2.request(request.unwrap()).await.expect("a clean HTTP/2 answer");
+        assert_eq!(response.status(), status, "{path}");
+        assert!(response.into_body().collect().await.expect("no protocol error").to_bytes().is_empty(), "{path}");
+    }
 
     // The field to blame, by proto names, in the detail the services' own
     // refusals carry.
