@@ -285,6 +285,7 @@ fn without_body(response: Response) -> Response {
     Response::from_parts(parts, Body::empty())
 }
 
+/// The answer to a request, HEAD's body included.
 async fn answer(gateway: Arc<Gateway>, request: http::Request<Body>) -> Response {
     let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
     let pass_through = PassThrough::new(gateway.clone(), client);

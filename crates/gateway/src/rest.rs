@@ -37,8 +37,8 @@ pub async fn handle(
         _ => request.method().clone(),
     };
     let path = request.uri().path().to_owned();
-    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET, and
-    // hyper leaves the body out of the answer.
+    // HEAD is GET without the body (RFC 9110 §9.3.2): routed as GET here;
+    // `dispatch` takes the body off the answer.
     let routed = if method == Method::HEAD { &Method::GET } else { &method };
     let (route, bindings) = match catalog.routes.lookup(routed, &path) {
         Lookup::Found { route, bindings } => (route, bindings),
