@@ -7,11 +7,17 @@
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 
+use axum::body::Body;
+use axum::response::Response;
 use base64::Engine;
+use futures::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::Frame;
+use http_body_util::StreamBody;
 use tonic::metadata::{BinaryMetadataKey, MetadataMap, MetadataValue};
 
 const PREFIX: &str = "grpc-metadata-";
+const TRAILER_PREFIX: &str = "grpc-trailer-";
 // Built once: a name given as a string is checked and parsed each time it
 // is used (450-600 instructions a name, callgrind).
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -95,16 +101,55 @@ fn address_value(address: IpAddr) -> HeaderValue {
 /// gRPC's own headers, nor `Date`: the HTTP server under a tonic service
 /// adds one to every response, and it is the transport's, not metadata
 /// (a Go service sends none, so grpc-gateway shows none).
-pub fn response_headers(metadata: MetadataMap, headers: &mut HeaderMap) {
-    for (name, value) in metadata.into_headers() {
-        let Some(name) = name else { continue };
-        if name.as_str().starts_with("grpc-") || name == http::header::CONTENT_TYPE || name == http::header::DATE {
-            continue;
-        }
-        if let Ok(name) = HeaderName::from_bytes(format!("{PREFIX}{}", name.as_str()).as_bytes()) {
-            headers.append(name, value);
-        }
+pub fn response_headers(metadata: HeaderMap, headers: &mut HeaderMap) {
+    headers.extend(prefixed(PREFIX, metadata));
+}
+
+/// Whether the caller takes trailers (`TE: trailers`). grpc-gateway sends
+/// trailer metadata only to one that does, as HTTP asks (RFC 9110 §6.6.2:
+/// a server should not send trailers the client has not said it takes).
+pub fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers.get_all(http::header::TE).iter().filter_map(|value| value.to_str().ok()).any(|value| {
+        value
+            .split(',')
+            .any(|coding| coding.split(';').next().unwrap_or_default().trim().eq_ignore_ascii_case("trailers"))
+    })
+}
+
+/// `response` with the upstream's trailer metadata as `Grpc-Trailer-*`
+/// trailers, named beforehand in its `Trailer` header. Over HTTP/1.1 hyper
+/// sends trailers only in a chunked body and only those named there, so
+/// the body's length is no longer told. A response with no trailer
+/// metadata is left as it is.
+pub fn with_trailers(response: Response, trailers: HeaderMap) -> Response {
+    let trailers: HeaderMap = prefixed(TRAILER_PREFIX, trailers).collect();
+    if trailers.is_empty() {
+        return response;
     }
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    for name in trailers.keys() {
+        parts.headers.append(http::header::TRAILER, HeaderValue::from_name(name.clone()));
+    }
+    // A stream of frames, not `with_trailers`: that keeps the body's exact
+    // length, and hyper would send it with `Content-Length` and no trailers.
+    let trailers = futures::stream::once(std::future::ready(Ok(Frame::trailers(trailers))));
+    let frames = body.into_data_stream().map(|data| data.map(Frame::data)).chain(trailers);
+    Response::from_parts(parts, Body::new(StreamBody::new(frames)))
+}
+
+/// The metadata among `metadata`'s entries, each named with `prefix`.
+fn prefixed(prefix: &str, metadata: HeaderMap) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+    let mut name = None;
+    metadata.into_iter().filter_map(move |(key, value)| {
+        // A name stands for the values after it that have none.
+        if let Some(key) = key {
+            let own =
+                !key.as_str().starts_with("grpc-") && key != http::header::CONTENT_TYPE && key != http::header::DATE;
+            name = own.then(|| HeaderName::from_bytes(format!("{prefix}{}", key.as_str()).as_bytes()).ok()).flatten();
+        }
+        Some((name.clone()?, value))
+    })
 }
 
 /// A header value, or none if it cannot be one.
@@ -154,9 +199,51 @@ mod tests {
         upstream.insert("content-type", "application/grpc".parse().unwrap());
         upstream.insert("grpc-accept-encoding", "gzip".parse().unwrap());
         let mut headers = HeaderMap::new();
-        response_headers(MetadataMap::from_headers(upstream), &mut headers);
+        response_headers(upstream, &mut headers);
         let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["grpc-metadata-x-request-cost"]);
+    }
+
+    #[test]
+    fn a_caller_takes_trailers_only_when_it_says_so() {
+        for (te, takes) in [
+            (None, false),
+            (Some("trailers"), true),
+            (Some("gzip, Trailers"), true),
+            (Some("deflate;q=0.5, trailers"), true),
+            (Some("gzip;q=0.5"), false),
+            (Some("trailersx"), false),
+        ] {
+            let mut headers = HeaderMap::new();
+            if let Some(te) = te {
+                headers.insert(http::header::TE, te.parse().unwrap());
+            }
+            assert_eq!(accepts_trailers(&headers), takes, "{te:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn trailer_metadata_becomes_named_trailers_but_not_the_status() {
+        use http_body_util::BodyExt;
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        trailers.insert("grpc-message", "fine".parse().unwrap());
+        trailers.append("x-cost", "3".parse().unwrap());
+        trailers.append("x-cost", "4".parse().unwrap());
+        let length = |response: &Response| http_body::Body::size_hint(response.body()).exact();
+        let response = axum::response::IntoResponse::into_response("{}");
+        assert_eq!(length(&response), Some(2));
+        let response = with_trailers(response, trailers);
+        assert_eq!(response.headers()[http::header::TRAILER], "grpc-trailer-x-cost");
+        assert_eq!(length(&response), None, "with a length, hyper's HTTP/1.1 would send no trailers");
+        let collected = response.into_body().collect().await.unwrap();
+        let costs: Vec<_> = collected.trailers().unwrap().get_all("grpc-trailer-x-cost").iter().cloned().collect();
+        assert_eq!((costs, collected.to_bytes()), (vec!["3".parse().unwrap(), "4".parse().unwrap()], "{}".into()));
+
+        let status_only = HeaderMap::from_iter([(HeaderName::from_static("grpc-status"), "5".parse().unwrap())]);
+        let response = with_trailers(axum::response::IntoResponse::into_response("{}"), status_only);
+        assert_eq!(length(&response), Some(2), "nothing to send: left as it was");
+        assert!(!response.headers().contains_key(http::header::TRAILER));
     }
 
     #[test]

@@ -135,6 +135,9 @@ async fn call(
     };
 
     let metadata = crate::headers::request_metadata(&parts.headers, client);
+    // Trailer metadata goes only to a caller that takes trailers, as
+    // grpc-gateway sends it; a stream's goes to none (grpc-gateway's either).
+    let accepts_trailers = !route.method.is_server_streaming() && crate::headers::accepts_trailers(&parts.headers);
     // A stream's framing; read only for a stream (a unary answer has none).
     let framing = if route.method.is_server_streaming() {
         crate::stream_json::Framing::asked_by(&parts.headers)
@@ -169,19 +172,19 @@ async fn call(
                     let answer = endpoint.unary(path, metadata.into_headers(), &message, remaining).await?;
                     let message = DynamicMessage::decode(output, answer.message)
                         .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
-                    Ok(Answered::Message(answer.metadata, message))
+                    Ok(Answered::Message { headers: answer.metadata, trailers: answer.trailers, message })
                 }
             })
             .await
     };
     match outcome {
-        Ok(Answered::Message(metadata, message)) => {
+        Ok(Answered::Message { headers, trailers, message }) => {
             let mut response =
                 ([(header::CONTENT_TYPE, "application/json")], response_json(route, &message)).into_response();
-            crate::headers::response_headers(
-                tonic::metadata::MetadataMap::from_headers(metadata),
-                response.headers_mut(),
-            );
+            crate::headers::response_headers(headers, response.headers_mut());
+            if accepts_trailers {
+                response = crate::headers::with_trailers(response, trailers);
+            }
             response
         }
         Ok(Answered::Stream(headers, body)) => {
@@ -190,16 +193,18 @@ async fn call(
             let status = lines.start().await.map_or(StatusCode::OK, platform::error_code::http_status);
             let mut response = (status, Body::new(lines)).into_response();
             framing.write_headers(response.headers_mut());
-            crate::headers::response_headers(
-                tonic::metadata::MetadataMap::from_headers(headers),
-                response.headers_mut(),
-            );
+            crate::headers::response_headers(headers, response.headers_mut());
             response
         }
         Err(CallError::Status(status)) => {
-            let mut response = failed(route, &status, &catalog.pool, framing);
-            crate::headers::response_headers(status.metadata().clone(), response.headers_mut());
-            response
+            let response = failed(route, &status, &catalog.pool, framing);
+            // An error's metadata came with its status, in the trailers (or
+            // a trailers-only answer's headers): trailer metadata.
+            if accepts_trailers {
+                crate::headers::with_trailers(response, status.metadata().clone().into_headers())
+            } else {
+                response
+            }
         }
         Err(CallError::Refused(refusal)) => {
             let mut response = failed(route, &refusal.status(&upstream.name), &catalog.pool, framing);
@@ -227,7 +232,7 @@ fn failed(
 
 /// What an upstream answered: one message, or the start of a stream.
 enum Answered {
-    Message(http::HeaderMap, DynamicMessage),
+    Message { headers: http::HeaderMap, trailers: http::HeaderMap, message: DynamicMessage },
     Stream(http::HeaderMap, resilience::direct::ResponseBody),
 }
 

@@ -87,7 +87,12 @@ impl UnaryService<DynamicMessage> for Unary {
                     .unwrap_or_default();
                 let mut details = ErrorDetails::new();
                 details.add_bad_request_violation("code", "was asked to fail");
-                return Err(Status::with_error_details(tonic::Code::from_i32(code), text, details));
+                let mut status = Status::with_error_details(tonic::Code::from_i32(code), text, details);
+                // An error's metadata goes with its status, trailers-only.
+                if let Some(value) = request.metadata().get(TRAILER_ASKED) {
+                    status.metadata_mut().insert(TRAILED, value.clone());
+                }
+                return Err(status);
             }
             let sleep = message.get_field_by_name("sleep_ms").and_then(|v| v.as_u32()).unwrap_or(0);
             tokio::time::sleep(Duration::from_millis(u64::from(sleep))).await;
@@ -147,6 +152,11 @@ impl tower::Service<http::Request<Body>> for Echo {
     }
 }
 
+/// Metadata a caller sends to have its value come back as trailer metadata
+/// named [`TRAILED`] (tonic's services send none of their own).
+pub const TRAILER_ASKED: &str = "x-trailer";
+pub const TRAILED: &str = "x-trailed";
+
 /// Answers a call to a method of `service`: the request echoed back.
 async fn dispatch(
     service: Option<prost_reflect::ServiceDescriptor>,
@@ -156,10 +166,21 @@ async fn dispatch(
     let Some(method) = service.and_then(|s| s.methods().find(|m| m.name() == name)) else {
         return Ok(Status::unimplemented(format!("no method {name}")).into_http());
     };
+    let trailer = request.headers().get(TRAILER_ASKED).cloned();
     let mut grpc = Grpc::new(DynamicCodec::new(method.input()));
-    Ok(if method.is_server_streaming() {
+    let response = if method.is_server_streaming() {
         grpc.server_streaming(Streaming(method.clone()), request).await
     } else {
         grpc.unary(Unary(method.clone()), request).await
-    })
+    };
+    let Some(value) = trailer else { return Ok(response) };
+    Ok(response.map(|body| {
+        Body::new(http_body_util::BodyExt::map_frame(body, move |frame| match frame.into_trailers() {
+            Ok(mut trailers) => {
+                trailers.insert(TRAILED, value.clone());
+                http_body::Frame::trailers(trailers)
+            }
+            Err(frame) => frame,
+        }))
+    }))
 }

@@ -153,6 +153,7 @@ pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl Reply {
@@ -176,8 +177,9 @@ impl Harness {
         let response = client.request(request).await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply { status, headers, body }
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        Reply { status, headers, body: collected.to_bytes().to_vec(), trailers }
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -250,6 +250,57 @@ async fn metadata_travels_as_grpc_metadata_headers_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn trailer_metadata_travels_as_grpc_trailer_trailers_to_a_caller_that_takes_them() {
+    let harness = start().await;
+    let asked = ("Grpc-Metadata-X-Trailer", "t1");
+    let fail = r#"{"code":5,"message":"no such thing"}"#;
+    // Not to a caller that has not said it takes trailers (grpc-gateway's
+    // rule, and HTTP's), nor as a header instead.
+    for (method, path, body, status) in [("GET", "/v1/echo/tr1", None, 200), ("POST", "/v1/fail", Some(fail), 404)] {
+        let reply = harness.request(method, path, body, &[asked]).await;
+        assert_eq!(reply.status, status, "{path}");
+        assert!(reply.trailers.is_none(), "{path}: {:?}", reply.trailers);
+        assert!(!reply.headers.contains_key("grpc-metadata-x-trailed") && !reply.headers.contains_key("trailer"));
+        assert!(reply.headers.contains_key("content-length"), "{path}: its length is told");
+    }
+    // To one that has, over HTTP/1.1 (chunked) and HTTP/2: named in
+    // `Trailer`, sent after the body, which is whole. An error's metadata
+    // came with its status, so it is trailer metadata too.
+    use http_body_util::BodyExt;
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    for (method, path, body, status) in [("GET", "/v1/echo/tr2", None, 200), ("POST", "/v1/fail", Some(fail), 404)] {
+        let reply = harness.request(method, path, body, &[asked, ("TE", "trailers")]).await;
+        assert_eq!(reply.status, status, "{path}");
+        assert_eq!(reply.headers["trailer"], "grpc-trailer-x-trailed", "{path}");
+        assert_eq!(reply.trailers.as_ref().map(|t| &t["grpc-trailer-x-trailed"]), Some(&"t1".parse().unwrap()));
+        assert!(!reply.headers.contains_key("grpc-metadata-x-trailed"), "{path}");
+        let json = reply.json();
+        if status == 200 {
+            assert_eq!(reply.headers["grpc-metadata-x-echoed"], "yes", "header metadata stays a header");
+            assert_eq!(json["request"]["id"], "tr2", "{json}");
+        } else {
+            assert_eq!(json["message"], "no such thing", "{json}");
+        }
+
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", harness.gateway))
+            .header("grpc-metadata-x-trailer", "t2")
+            .header("te", "trailers")
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+            .unwrap();
+        let response = h2.request(request).await.unwrap();
+        assert_eq!(response.status(), status, "{path}, HTTP/2");
+        let collected = response.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().map(|t| &t["grpc-trailer-x-trailed"]), Some(&"t2".parse().unwrap()));
+        serde_json::from_slice::<serde_json::Value>(&collected.to_bytes()).expect("the body is whole JSON");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn grpc_timeout_sets_the_deadline() {
     let harness = start().await;
     let slow = harness.request("GET", "/v1/echo/t1?sleepMs=2000", None, &[("Grpc-Timeout", "100m")]).await;

@@ -147,11 +147,14 @@ struct Live {
     calls: Arc<AtomicUsize>,
 }
 
-/// A unary call's answer: the response's headers and trailers, as tonic
-/// gives them (trailers win), and the response message, encoded.
+/// A unary call's answer: the response's headers, its trailers (the
+/// status and whatever metadata the server sent last), and the response
+/// message, encoded. Kept apart, as a REST caller is told them apart
+/// (`Grpc-Metadata-*` headers, `Grpc-Trailer-*` trailers).
 #[derive(Debug)]
 pub struct Answer {
     pub metadata: HeaderMap,
+    pub trailers: HeaderMap,
     pub message: Bytes,
 }
 
@@ -208,11 +211,10 @@ impl DirectConnection {
             let _ = body.flow_control().release_capacity(chunk.len());
             received.push(chunk)?;
         }
-        let mut metadata = head.headers;
-        if let Some(trailers) = body.trailers().await.map_err(sent)? {
-            metadata.extend(trailers);
-        }
-        match status_in(&metadata) {
+        let trailers = body.trailers().await.map_err(sent)?.unwrap_or_default();
+        // An error's metadata is the trailers', as a trailers-only answer's
+        // is its headers' (as grpc-go's client tells them).
+        match status_in(&trailers) {
             Some(status) if status.code() == Code::Ok => {}
             Some(status) => return Err(status),
             None => {
@@ -221,7 +223,7 @@ impl DirectConnection {
                 ));
             }
         }
-        Ok(Answer { metadata, message: received.message()? })
+        Ok(Answer { metadata: head.headers, trailers, message: received.message()? })
     }
 
     /// Calls `path`, a method that answers with a stream of messages, with
