@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use resilience::direct::{DirectConnection, Target};
+use resilience::direct::{DirectConnection, Framed, Target};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -140,7 +140,7 @@ async fn rest(
         && let Some(id) = request.uri().path().strip_prefix("/v1/users/")
     {
         let path = http::uri::PathAndQuery::from_static("/bench.v1.UserService/GetUser");
-        (path, prost::Message::encode_to_vec(&GetUserRequest { id: id.to_owned() }))
+        (path, Framed::encode(&[GetUserRequest { id: id.to_owned() }]))
     } else if request.method() == http::Method::POST && request.uri().path() == "/v1/users" {
         let body = request.into_body().collect().await.map(|collected| collected.to_bytes()).unwrap_or_default();
         let message: CreateUserRequest = match serde_json::from_slice(&body) {
@@ -148,9 +148,12 @@ async fn rest(
             Err(error) => return Ok(reply(http::StatusCode::BAD_REQUEST, error.to_string().into())),
         };
         let path = http::uri::PathAndQuery::from_static("/bench.v1.UserService/CreateUser");
-        (path, prost::Message::encode_to_vec(&message))
+        (path, Framed::encode(&[message]))
     } else {
         return Ok(reply(http::StatusCode::NOT_FOUND, Bytes::from_static(b"no route")));
+    };
+    let Ok(message) = message else {
+        return Ok(reply(http::StatusCode::BAD_REQUEST, Bytes::from_static(b"request too large")));
     };
     let outcome = direct.unary(&path, headers, &message, Duration::from_secs(5)).await.and_then(|answer| {
         <User as prost::Message>::decode(answer.message).map_err(|e| tonic::Status::internal(e.to_string()))

@@ -75,7 +75,7 @@ fn service_asked(query: &str) -> Result<Option<String>, String> {
 /// Whether `upstream` serves `service` (`""`: its server as a whole), or
 /// why not.
 async fn check(upstream: &Upstream, service: &str) -> Result<(), tonic::Status> {
-    let request = HealthCheckRequest { service: service.to_owned() }.encode_to_vec();
+    let request = resilience::direct::Framed::encode(&[HealthCheckRequest { service: service.to_owned() }])?;
     let outcome = upstream
         .call_endpoint(CHECK.path(), true, None, |endpoint, remaining| {
             let request = request.clone();

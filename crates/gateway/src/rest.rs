@@ -15,7 +15,7 @@ use crate::catalog::Catalog;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::response_json::response_json;
 use crate::routes::{Lookup, Route};
-use crate::transcode::{BadRequest, request_message};
+use crate::transcode::{BadRequest, request_messages};
 use resilience::CallError;
 
 // Built once: a name given as a string is parsed again on every lookup.
@@ -120,9 +120,12 @@ async fn call(
             return bad_request("invalid Grpc-Timeout header: expected a number and a unit (H, M, S, m, u, n)");
         }
     };
-    let message = match request_message(route, bindings, parts.uri.query(), &body) {
-        // Encoded once for every attempt.
-        Ok(message) => bytes::Bytes::from(prost::Message::encode_to_vec(&message)),
+    let messages = match request_messages(route, bindings, parts.uri.query(), &body) {
+        // Framed once for every attempt.
+        Ok(messages) => match resilience::direct::Framed::encode(&messages) {
+            Ok(framed) => framed,
+            Err(status) => return status_response(&status, &catalog.pool),
+        },
         Err(refused) => return refused_request(&refused),
     };
     let service = route.method.parent_service().full_name();
@@ -153,10 +156,10 @@ async fn call(
             .call_endpoint(path.path(), route.is_idempotent(), timeout, |endpoint, remaining| {
                 let mut metadata = metadata.clone();
                 platform::telemetry::inject_current_context_into_metadata(&mut metadata);
-                let message = message.clone();
+                let messages = messages.clone();
                 async move {
                     let (headers, body) =
-                        endpoint.server_stream(path, metadata.into_headers(), &message, remaining).await?;
+                        endpoint.server_stream(path, metadata.into_headers(), &messages, remaining).await?;
                     Ok(Answered::Stream(headers, body))
                 }
             })
@@ -167,9 +170,9 @@ async fn call(
                 // The attempt's own CLIENT span is the current one: the service's span is its child.
                 let mut metadata = metadata.clone();
                 platform::telemetry::inject_current_context_into_metadata(&mut metadata);
-                let (message, output) = (message.clone(), output.clone());
+                let (messages, output) = (messages.clone(), output.clone());
                 async move {
-                    let answer = endpoint.unary(path, metadata.into_headers(), &message, remaining).await?;
+                    let answer = endpoint.unary(path, metadata.into_headers(), &messages, remaining).await?;
                     let message = DynamicMessage::decode(output, answer.message)
                         .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
                     Ok(Answered::Message { headers: answer.metadata, trailers: answer.trailers, message })

@@ -6,6 +6,7 @@
 //! would order two.
 
 use prost_reflect::{Kind, MessageDescriptor};
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value as Json};
 
@@ -16,6 +17,23 @@ pub fn parse(body: &[u8]) -> Result<Json, serde_json::Error> {
     let value = Strict.deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
+}
+
+/// Parses `body` as a stream of JSON values, each as [`parse`] reads one,
+/// with whitespace (a newline, as in NDJSON) or nothing between them: a
+/// client stream's messages over REST, as grpc-gateway's JSON decoder
+/// reads them. An empty body is a stream of none.
+pub fn parse_sequence(body: &[u8]) -> Result<Vec<Json>, serde_json::Error> {
+    serde_json::Deserializer::from_slice(body).into_iter::<StrictJson>().map(|value| value.map(|v| v.0)).collect()
+}
+
+/// A value read by [`Strict`], for serde_json's stream of values.
+struct StrictJson(Json);
+
+impl<'de> Deserialize<'de> for StrictJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Strict.deserialize(deserializer).map(StrictJson)
+    }
 }
 
 /// Refuses a field of `message` that `object` gives twice, by its JSON
@@ -170,6 +188,18 @@ mod tests {
         assert!(check(nested).unwrap_err().starts_with("duplicate field "), "in a message in a list");
         assert!(check(r#"{"userId": "a", "productId": "b", "items": [{"productId": "c"}]}"#).is_ok());
         assert!(check(r#"{"userId": "a", "nope": 1, "items": 5}"#).is_ok(), "left to the deserializer");
+    }
+
+    #[test]
+    fn a_sequence_is_values_one_after_another_each_read_strictly() {
+        let values = parse_sequence(b"{\"id\": \"a\"}\n{\"id\": \"b\"}{\"id\": \"c\"}  \r\n").unwrap();
+        let ids: Vec<&str> = values.iter().map(|v| v["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(parse_sequence(b" \n").unwrap(), Vec::<Json>::new(), "an empty body is a stream of none");
+        assert!(parse_sequence(br#"{"id": "a"}, {"id": "b"}"#).is_err(), "not a list: nothing between but whitespace");
+        let error = parse_sequence(br#"{"id": "a"} {"id": "b", "id": "c"}"#).unwrap_err();
+        assert!(error.to_string().starts_with("duplicate field \"id\""), "{error}");
+        assert!(parse_sequence(br#"{"id": "a"} {"id": "#).is_err(), "a value cut short");
     }
 
     #[test]

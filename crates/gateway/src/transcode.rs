@@ -70,21 +70,61 @@ pub fn request_message(
     {
         return Ok(message);
     }
-    let mut root = Map::new();
-    match &route.body {
-        BodyRule::None => {}
-        BodyRule::All => {
-            if let Some(value) = parse_body(body)? {
-                match value {
-                    Json::Object(object) => root = object,
-                    _ => return Err(BadRequest::new("the request body must be a JSON object")),
+    let body = match route.body {
+        BodyRule::None => None,
+        _ => parse_body(body)?,
+    };
+    message_of(route, input, bindings, query, body)
+}
+
+/// The request messages of `route`: the one [`request_message`] builds, or
+/// for a method that takes a stream and a body, one for each JSON value of
+/// the body, one after another (none for an empty body), as grpc-gateway
+/// sends a client stream. Each is built as a lone request's would be, the
+/// path and query applied to it; any refused refuses them all, before
+/// anything is sent.
+pub fn request_messages(
+    route: &Route,
+    bindings: Vec<Binding>,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Vec<DynamicMessage>, BadRequest> {
+    if !route.method.is_client_streaming() || route.body == BodyRule::None {
+        return request_message(route, bindings, query, body).map(|message| vec![message]);
+    }
+    let values = crate::strict_json::parse_sequence(body)
+        .map_err(|error| BadRequest::new(format!("malformed JSON body: {error}")))?;
+    let count = values.len();
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            message_of(route, route.method.input(), bindings.clone(), query, Some(value)).map_err(|refused| {
+                BadRequest {
+                    message: format!("message {} of {count} in the body: {}", index + 1, refused.message),
+                    ..refused
                 }
-            }
-        }
-        BodyRule::Field(field) => {
-            if let Some(value) = parse_body(body)? {
-                root.insert(field.clone(), value);
-            }
+            })
+        })
+        .collect()
+}
+
+/// The request message, `input`, from the body's JSON value (if there is
+/// one), the path's bindings and the query.
+fn message_of(
+    route: &Route,
+    input: MessageDescriptor,
+    bindings: Vec<Binding>,
+    query: Option<&str>,
+    body: Option<Json>,
+) -> Result<DynamicMessage, BadRequest> {
+    let mut root = Map::new();
+    match (&route.body, body) {
+        (BodyRule::None, _) | (_, None) => {}
+        (BodyRule::All, Some(Json::Object(object))) => root = object,
+        (BodyRule::All, Some(_)) => return Err(BadRequest::new("the request body must be a JSON object")),
+        (BodyRule::Field(field), Some(value)) => {
+            root.insert(field.clone(), value);
         }
     }
     // The body alone: a path or query value takes its field's place by design.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 use tokio::time::Instant;
 
-use crate::direct::{Answer, ConnectFailed, DirectConnection, ResponseBody, Target};
+use crate::direct::{Answer, ConnectFailed, DirectConnection, Framed, ResponseBody, Target};
 use crate::{
     Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
     Strategy,
@@ -68,17 +68,17 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// A unary call of `path` (`/pkg.Service/Method`) with its request
-    /// `message` encoded, on this thread's direct connection (see
+    /// A call of `path` (`/pkg.Service/Method`) that answers with one
+    /// message, with its request `messages` framed, on this thread's direct connection (see
     /// [`crate::direct`]); `timeout` is what the callee is told it has.
     pub async fn unary(
         &self,
         path: &http::uri::PathAndQuery,
         metadata: http::HeaderMap,
-        message: &[u8],
+        messages: &Framed,
         timeout: Duration,
     ) -> Result<Answer, tonic::Status> {
-        self.direct().unary(path, metadata, message, timeout).await
+        self.direct().unary(path, metadata, messages, timeout).await
     }
 
     /// A call of `path`, a method answering with a stream, as
@@ -88,10 +88,10 @@ impl Endpoint {
         &self,
         path: &http::uri::PathAndQuery,
         metadata: http::HeaderMap,
-        message: &[u8],
+        messages: &Framed,
         timeout: Duration,
     ) -> Result<(http::HeaderMap, ResponseBody), tonic::Status> {
-        self.direct().server_stream(path, metadata, message, timeout).await
+        self.direct().server_stream(path, metadata, messages, timeout).await
     }
 
     /// A call of any kind passed through as it comes, on this thread's

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http::uri::PathAndQuery;
 use prost::Message;
-use resilience::direct::{ConnectFailed, DirectConnection, Target};
+use resilience::direct::{ConnectFailed, DirectConnection, Framed, Target};
 use resilience::{BreakerConfig, Policy, Upstream};
 use tokio::net::TcpListener;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
@@ -49,7 +49,7 @@ fn connection(url: &str) -> DirectConnection {
 }
 
 async fn check(connection: &DirectConnection, service: &str) -> Result<HealthCheckResponse, tonic::Status> {
-    let request = HealthCheckRequest { service: service.to_owned() }.encode_to_vec();
+    let request = Framed::encode(&[HealthCheckRequest { service: service.to_owned() }])?;
     let answer = connection.unary(&CHECK, http::HeaderMap::new(), &request, FIVE_SECONDS).await?;
     Ok(HealthCheckResponse::decode(answer.message).unwrap())
 }
@@ -104,7 +104,7 @@ async fn a_connection_whose_ping_goes_unanswered_is_dropped_and_its_calls_fail()
         .keep_alive(Duration::from_millis(50), Duration::from_millis(100));
     let connection = DirectConnection::new(Arc::new(target));
 
-    let request = HealthCheckRequest::default().encode_to_vec();
+    let request = Framed::encode(&[HealthCheckRequest::default()]).unwrap();
     let path = CHECK;
     let call = connection.unary(&path, http::HeaderMap::new(), &request, FIVE_SECONDS);
     let failed = tokio::time::timeout(FIVE_SECONDS, call).await.expect("the call ended before its deadline");
@@ -128,7 +128,7 @@ async fn a_connection_that_cannot_be_made_is_a_request_never_sent() {
     let upstream = Upstream::new("test", policy);
     upstream.set_endpoints(&[format!("http://{refused}"), format!("http://{serving}")]).unwrap();
     let attempts = AtomicU32::new(0);
-    let request = HealthCheckRequest::default().encode_to_vec();
+    let request = Framed::encode(&[HealthCheckRequest::default()]).unwrap();
     let outcome = upstream
         .call_endpoint("grpc.health.v1.Health/Check", false, None, |endpoint, remaining| {
             attempts.fetch_add(1, Ordering::SeqCst);
@@ -196,7 +196,7 @@ async fn a_generated_clients_calls_and_forwarded_calls_share_the_endpoints_one_c
             .map_err(|error| error.into_status("test"))
             .unwrap();
         assert_eq!(answer.into_inner().status, 1, "SERVING, through the generated client");
-        let request = HealthCheckRequest { service: String::new() }.encode_to_vec();
+        let request = Framed::encode(&[HealthCheckRequest { service: String::new() }]).unwrap();
         let answer = upstream
             .call_endpoint("grpc.health.v1.Health/Check", true, None, |endpoint, remaining| {
                 let request = request.clone();

@@ -135,6 +135,14 @@ fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Sch
     };
     if let Some(schema) = body {
         operation["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+        if route.method.is_client_streaming() {
+            // JSON Schema cannot say "several of these, one after another".
+            operation["requestBody"]["description"] = json!(
+                "A stream: any number of these objects, one after another (a newline between them, as NDJSON, \
+                 or nothing), each one request message; none for an empty body."
+            );
+            operation["requestBody"]["required"] = json!(false);
+        }
     }
     operation
 }

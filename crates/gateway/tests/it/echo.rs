@@ -6,12 +6,15 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use gateway::codec::DynamicCodec;
 use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
 use tonic::body::Body;
-use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
-use tonic::{Request, Response, Status};
+use tonic::server::{
+    ClientStreamingService, Grpc, NamedService, ServerStreamingService, StreamingService, UnaryService,
+};
+use tonic::{Request, Response, Status, Streaming as Incoming};
 use tonic_types::{ErrorDetails, StatusExt};
 
 #[derive(Clone)]
@@ -137,6 +140,47 @@ impl ServerStreamingService<DynamicMessage> for Streaming {
     }
 }
 
+/// `Collect`: every request of the stream, in the order it came.
+struct Collect(MethodDescriptor);
+
+impl ClientStreamingService<DynamicMessage> for Collect {
+    type Response = DynamicMessage;
+    type Future = BoxFuture<'static, Result<Response<DynamicMessage>, Status>>;
+
+    fn call(&mut self, request: Request<Incoming<DynamicMessage>>) -> Self::Future {
+        let output = self.0.output();
+        Box::pin(async move {
+            let mut incoming = request.into_inner();
+            let mut requests = Vec::new();
+            while let Some(message) = incoming.message().await? {
+                requests.push(Value::Message(message));
+            }
+            let mut collected = DynamicMessage::new(output);
+            collected.set_field_by_name("requests", Value::List(requests));
+            Ok(Response::new(collected))
+        })
+    }
+}
+
+/// `Chat`: each request echoed as it comes.
+struct Chat(MethodDescriptor);
+
+impl StreamingService<DynamicMessage> for Chat {
+    type Response = DynamicMessage;
+    type ResponseStream = futures::stream::BoxStream<'static, Result<DynamicMessage, Status>>;
+    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Incoming<DynamicMessage>>) -> Self::Future {
+        let output = self.0.output();
+        let echoed = request.into_inner().map(move |message| {
+            let mut response = DynamicMessage::new(output.clone());
+            response.set_field_by_name("request", Value::Message(message?));
+            Ok(response)
+        });
+        Box::pin(async move { Ok(Response::new(echoed.boxed())) })
+    }
+}
+
 impl tower::Service<http::Request<Body>> for Echo {
     type Response = http::Response<Body>;
     type Error = Infallible;
@@ -168,10 +212,11 @@ async fn dispatch(
     };
     let trailer = request.headers().get(TRAILER_ASKED).cloned();
     let mut grpc = Grpc::new(DynamicCodec::new(method.input()));
-    let response = if method.is_server_streaming() {
-        grpc.server_streaming(Streaming(method.clone()), request).await
-    } else {
-        grpc.unary(Unary(method.clone()), request).await
+    let response = match (method.is_client_streaming(), method.is_server_streaming()) {
+        (false, false) => grpc.unary(Unary(method.clone()), request).await,
+        (false, true) => grpc.server_streaming(Streaming(method.clone()), request).await,
+        (true, false) => grpc.client_streaming(Collect(method.clone()), request).await,
+        (true, true) => grpc.streaming(Chat(method.clone()), request).await,
     };
     let Some(value) = trailer else { return Ok(response) };
     Ok(response.map(|body| {

@@ -460,3 +460,51 @@ async fn a_server_stream_is_server_sent_events_for_a_caller_that_accepts_them() 
     assert_eq!((reply.status, &reply.headers["content-type"]), (400, &"text/event-stream".parse().unwrap()));
     assert_eq!(events(&reply)[0]["error"]["message"], "no stream, as asked");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_stream_over_rest_is_the_bodys_json_objects_one_after_another() {
+    let harness = start().await;
+    let ids = |json: &Json| -> Vec<String> {
+        json["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+    };
+    // Newline-delimited, or nothing between; each message read as a body is.
+    let body = "{\"id\": \"a\", \"tags\": [\"x\"]}\n{\"id\": \"b\"}{\"id\": \"c\", \"sub\": {\"count\": 2}}\n";
+    let reply = harness.request("POST", "/v1/echo:collect", Some(body), &[]).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let json = reply.json();
+    assert_eq!(ids(&json), ["a", "b", "c"]);
+    assert_eq!((&json["requests"][0]["tags"][0], &json["requests"][2]["sub"]["count"]), (&"x".into(), &2.into()));
+    // An empty body is a stream of no message.
+    let reply = harness.request("POST", "/v1/echo:collect", Some(""), &[]).await;
+    assert_eq!((reply.status, ids(&reply.json()).len()), (200, 0));
+
+    // One bad message refuses the whole call (before it is made), saying which.
+    let cases = [
+        ("{\"id\": \"a\"}\n{\"id\": 5}", "message 2 of 2 in the body: ", Some("id")),
+        ("{\"id\": \"a\"}\n{\"nope\": 1}\n{}", "message 2 of 3 in the body: ", None),
+        ("{\"id\": \"a\"}\n[1]", "message 2 of 2 in the body: the request body must be a JSON object", None),
+        ("{\"id\": \"a\"},\n{\"id\": \"b\"}", "malformed JSON body: ", None),
+        ("{\"id\": \"a\"}\n{\"id\": \"b\"", "malformed JSON body: ", None),
+    ];
+    for (body, starts, field) in cases {
+        let reply = harness.request("POST", "/v1/echo:collect", Some(body), &[]).await;
+        assert_eq!(reply.status, 400, "{body:?}");
+        let json = reply.json();
+        assert!(json["message"].as_str().unwrap().starts_with(starts), "{body:?}: {json}");
+        assert_eq!(json["details"][0]["fieldViolations"][0]["field"].as_str(), field, "{body:?}: {json}");
+    }
+
+    // Both ways: the requests go as a client stream, the answers come back
+    // as a server stream's lines; the path's field is in every request.
+    let reply = harness.request("POST", "/v1/ann/echo:chat", Some("{\"id\": \"a\"}\n{\"id\": \"b\"}\n"), &[]).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let text = String::from_utf8(reply.body).unwrap();
+    let lines: Vec<Json> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let echoed: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|line| {
+            (line["result"]["request"]["id"].as_str().unwrap(), line["result"]["request"]["user"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(echoed, [("a", "ann"), ("b", "ann")]);
+}

@@ -177,20 +177,21 @@ impl DirectConnection {
         Self::new(self.target.clone())
     }
 
-    /// Calls `path` (`/pkg.Service/Method`) with `message`, the encoded
-    /// request, and `metadata`, telling the server it has `timeout`.
+    /// Calls `path` (`/pkg.Service/Method`), a method that answers with one
+    /// message, with `messages` (one, or a client stream's) and `metadata`,
+    /// telling the server it has `timeout`.
     pub async fn unary(
         &self,
         path: &PathAndQuery,
         metadata: HeaderMap,
-        message: &[u8],
+        messages: &Framed,
         timeout: Duration,
     ) -> Result<Answer, Status> {
         let request = self.call_head(path, metadata, timeout);
         let mut live = self.ready().await?;
         let _in_flight = InFlight::enter(live.calls.clone());
         let (response, mut request_body) = self.open(&mut live, request, false)?;
-        request_body.send_data(framed(message)?, true).map_err(sent)?;
+        request_body.send_data(messages.0.clone(), true).map_err(sent)?;
         let (head, mut body) = response.await.map_err(sent)?.into_parts();
 
         // Trailers-only: the status is in the headers, and nothing follows.
@@ -227,7 +228,7 @@ impl DirectConnection {
     }
 
     /// Calls `path`, a method that answers with a stream of messages, with
-    /// `message`, as [`Self::unary`] does; answers once the response's
+    /// `messages`, as [`Self::unary`] does; answers once the response's
     /// headers are in, with them and its body still coming (the messages
     /// framed, then the trailers with the status). A trailers-only answer
     /// that is not OK is the call's error; an OK one has an empty body.
@@ -235,11 +236,11 @@ impl DirectConnection {
         &self,
         path: &PathAndQuery,
         metadata: HeaderMap,
-        message: &[u8],
+        messages: &Framed,
         timeout: Duration,
     ) -> Result<(HeaderMap, ResponseBody), Status> {
         let request = self.call_head(path, metadata, timeout);
-        let body = http_body_util::Full::new(framed(message)?);
+        let body = http_body_util::Full::new(messages.0.clone());
         let (head, body) = self.exchange(request.map(|()| body)).await?.into_parts();
         match status_in(&head.headers) {
             Some(status) if status.code() != Code::Ok => return Err(status),
@@ -501,12 +502,26 @@ impl Received {
 /// The gRPC status `headers` carry, if any. A status's details that are
 /// not base64 are dropped: tonic panics on them.
 /// `message` as one uncompressed gRPC frame.
-fn framed(message: &[u8]) -> Result<Bytes, Status> {
-    let mut framed = BytesMut::with_capacity(5 + message.len());
-    framed.put_u8(0);
-    framed.put_u32(u32::try_from(message.len()).map_err(|_| Status::invalid_argument("request too large"))?);
-    framed.put_slice(message);
-    Ok(framed.freeze())
+/// A call's request messages, each in gRPC's length-prefixed frame, one
+/// after the other: a unary call's one, or a client stream's every message.
+/// Framed once and sent as it is on every attempt (a clone is a count).
+#[derive(Debug, Clone)]
+pub struct Framed(Bytes);
+
+impl Framed {
+    /// `messages`, encoded and framed into one buffer.
+    pub fn encode<M: prost::Message>(messages: &[M]) -> Result<Self, Status> {
+        let mut framed = BytesMut::with_capacity(messages.iter().map(|m| 5 + m.encoded_len()).sum());
+        for message in messages {
+            let start = framed.len();
+            framed.put_bytes(0, 5);
+            message.encode(&mut framed).map_err(|e| Status::internal(format!("cannot encode the request: {e}")))?;
+            let length = u32::try_from(framed.len() - start - 5)
+                .map_err(|_| Status::invalid_argument("request message larger than 4 GiB"))?;
+            framed[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
+        }
+        Ok(Self(framed.freeze()))
+    }
 }
 
 fn status_in(headers: &HeaderMap) -> Option<Status> {
@@ -574,6 +589,15 @@ pub fn timeout_value(remaining: Duration) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_are_framed_one_after_another_each_with_its_length() {
+        use tonic_health::pb::HealthCheckRequest;
+        let named = HealthCheckRequest { service: "ab".to_owned() };
+        let framed = Framed::encode(&[named, HealthCheckRequest::default()]).unwrap();
+        assert_eq!(framed.0.as_ref(), [0, 0, 0, 0, 4, 0x0a, 2, b'a', b'b', 0, 0, 0, 0, 0]);
+        assert!(Framed::encode::<HealthCheckRequest>(&[]).unwrap().0.is_empty(), "a stream of none");
+    }
 
     #[test]
     fn timeouts_are_sent_in_whole_milliseconds_within_eight_digits() {
