@@ -117,7 +117,10 @@ pub async fn handle(
             }
         },
     };
-    let grpc = match grpc_request(&parts, message) {
+    let Some(framed) = envelope(0, &message) else {
+        return error(tonic::Code::ResourceExhausted, "a request message of 4 GiB or more", &[]);
+    };
+    let grpc = match grpc_request(&parts, framed) {
         Ok(grpc) => grpc,
         Err(why) => return error(tonic::Code::InvalidArgument, &why, &[]),
     };
@@ -194,12 +197,11 @@ fn answer_body(encoding: &str, method: &MethodDescriptor, payload: &[u8]) -> Res
 }
 
 /// The gRPC request a Connect call stands for: the same path and headers,
-/// the message framed, `Connect-Timeout-Ms` as `grpc-timeout`.
+/// its messages `framed` as the body, `Connect-Timeout-Ms` as `grpc-timeout`.
 pub(crate) fn grpc_request(
     parts: &http::request::Parts,
-    message: Bytes,
+    framed: Bytes,
 ) -> Result<http::Request<tonic::body::Body>, String> {
-    let framed = envelope(0, &message).ok_or("request too large")?;
     let mut request = http::Request::new(tonic::body::Body::new(http_body_util::Full::new(framed)));
     *request.method_mut() = Method::POST;
     // The method's path alone: a GET's query carried the message.

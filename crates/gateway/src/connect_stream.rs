@@ -1,15 +1,19 @@
-//! The Connect protocol's server-streaming calls, as connect-go serves
-//! them: a POST to `/pkg.Service/Method` of one enveloped request message
-//! (a flags byte, a 4-byte length, the message) as
-//! `application/connect+json` or `application/connect+proto`. The answer
-//! is always 200: the response messages, each enveloped the same way, then
-//! the end-of-stream envelope (flags 0x02), JSON whatever the codec:
+//! The Connect protocol's streaming calls, as connect-go serves them: a
+//! POST to `/pkg.Service/Method` of enveloped request messages (a flags
+//! byte, a 4-byte length, the message), one for a server stream, any number
+//! for a client or bidirectional stream, as `application/connect+json` or
+//! `application/connect+proto`. The answer is always 200: the response
+//! messages, each enveloped the same way, then the end-of-stream envelope
+//! (flags 0x02), JSON whatever the codec:
 //! `{"error": <Connect error>, "metadata": {<trailer>: [<values>]}}`, its
 //! `error` absent when the stream succeeded.
 //!
 //! Each call becomes a gRPC request through the pass-through, as a unary
-//! Connect call does (admission, upstream, resilience). Client and
-//! bidirectional streams are not served this way: they get `unimplemented`.
+//! Connect call does (admission, upstream, resilience). Its body is read
+//! whole and every message checked before the call is made: a client or
+//! bidirectional stream is half-duplex here (Connect allows it, and over
+//! HTTP/1.1 it is all there is); a caller that must interleave sending
+//! and receiving calls with gRPC, passed through as it comes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -63,9 +67,8 @@ pub async fn handle(
     let ended = |code, why: &str, details: &[prost_types::Any]| {
         answer(content_type, HeaderMap::new(), Body::from(end_stream(code, why, details)))
     };
-    if method.is_client_streaming() || !method.is_server_streaming() {
-        let why =
-            format!("{} is not a server stream: call it with the Connect unary protocol or gRPC", method.full_name());
+    if !method.is_client_streaming() && !method.is_server_streaming() {
+        let why = format!("{} is not a stream: call it with the Connect unary protocol or gRPC", method.full_name());
         return ended(tonic::Code::Unimplemented, &why, &[]);
     }
     let (parts, body) = request.into_parts();
@@ -77,15 +80,15 @@ pub async fn handle(
         }
         Err(e) => return ended(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}"), &[]),
     };
-    let message = match request_message(&method, content_type, &body) {
-        Ok(message) => message,
+    let messages = match request_messages(&method, content_type, &body) {
+        Ok(messages) => messages,
         Err(refused) => {
             // With the field to blame, as a unary call's refusal has it.
             let details: Vec<prost_types::Any> = refused.detail().iter().map(connect::bad_request_any).collect();
             return ended(tonic::Code::InvalidArgument, &refused.message, &details);
         }
     };
-    let grpc = match connect::grpc_request(&parts, message) {
+    let grpc = match connect::grpc_request(&parts, messages) {
         Ok(grpc) => grpc,
         Err(why) => return ended(tonic::Code::InvalidArgument, &why, &[]),
     };
@@ -110,24 +113,56 @@ fn answer(content_type: &'static str, headers: HeaderMap, body: Body) -> Respons
     response
 }
 
-/// The one request message of the call, encoded.
-fn request_message(method: &MethodDescriptor, content_type: &str, body: &[u8]) -> Result<Bytes, BadRequest> {
-    let Some(head) = body.get(..5) else { return Err(BadRequest::new("the request body is not an enveloped message")) };
-    if head[0] & COMPRESSED != 0 {
-        return Err(BadRequest::new("the request message is compressed, which the gateway does not accept"));
+/// The call's request messages, framed for gRPC: the one of a server
+/// stream, or every one of a client or bidirectional stream (none is a
+/// stream too). Each is checked, and a JSON one encoded, before anything
+/// is sent.
+fn request_messages(method: &MethodDescriptor, content_type: &str, body: &[u8]) -> Result<Bytes, BadRequest> {
+    let mut framed = BytesMut::with_capacity(body.len());
+    let (mut rest, mut count) = (body, 0);
+    while !rest.is_empty() {
+        count += 1;
+        if count > 1 && !method.is_client_streaming() {
+            return Err(BadRequest::new("the request body must be one enveloped message"));
+        }
+        let numbered = |refused: BadRequest| match method.is_client_streaming() {
+            true => BadRequest { message: format!("request message {count}: {}", refused.message), ..refused },
+            false => refused,
+        };
+        let Some(head) = rest.get(..5) else {
+            return Err(numbered(BadRequest::new("the request body ends inside an envelope's prefix")));
+        };
+        if head[0] & COMPRESSED != 0 {
+            let refused = BadRequest::new("the request message is compressed, which the gateway does not accept");
+            return Err(numbered(refused));
+        }
+        if head[0] != 0 {
+            return Err(numbered(BadRequest::new(format!("unknown envelope flags {:#04x}", head[0]))));
+        }
+        let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let Some(payload) = rest.get(5..5 + length) else {
+            return Err(numbered(BadRequest::new("the request body ends inside an enveloped message")));
+        };
+        if content_type == JSON {
+            let message = connect::from_json(method, payload).map_err(numbered)?;
+            let length = u32::try_from(message.encoded_len()).expect("a message from a body of under 4 GiB");
+            framed.extend_from_slice(&[0]);
+            framed.extend_from_slice(&length.to_be_bytes());
+            message.encode(&mut framed).expect("a BytesMut grows");
+        } else {
+            if let Err(e) = DynamicMessage::decode(method.input(), payload) {
+                let why = format!("the request message is not a {}: {e}", method.input().full_name());
+                return Err(numbered(BadRequest::new(why)));
+            }
+            // An uncompressed envelope is a gRPC frame as it is.
+            framed.extend_from_slice(&rest[..5 + length]);
+        }
+        rest = &rest[5 + length..];
     }
-    let length = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if body.len() != 5 + length {
-        return Err(BadRequest::new("the request body must be one enveloped message"));
+    if count == 0 && !method.is_client_streaming() {
+        return Err(BadRequest::new("the request body is not an enveloped message"));
     }
-    let payload = &body[5..];
-    if content_type == JSON {
-        return connect::from_json(method, payload).map(|message| message.encode_to_vec().into());
-    }
-    match DynamicMessage::decode(method.input(), payload) {
-        Ok(_) => Ok(Bytes::copy_from_slice(payload)),
-        Err(e) => Err(BadRequest::new(format!("the request message is not a {}: {e}", method.input().full_name()))),
-    }
+    Ok(framed.freeze())
 }
 
 /// The upstream's headers (or trailers) that go on to the caller.

@@ -240,3 +240,64 @@ async fn connect_server_streams_answer_in_envelopes_and_end_with_the_status() {
     assert!(end["error"]["message"].as_str().unwrap().starts_with("invalid value for sub.count (int32)"), "{end}");
     assert_eq!(end["error"]["details"][0]["type"], "google.rpc.BadRequest", "{end}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_client_and_bidi_streams_send_every_enveloped_message() {
+    let harness = start().await;
+    let stream = [("content-type", "application/connect+json")];
+    let end_of = |body: &[u8]| -> serde_json::Value {
+        let frames = envelopes(body);
+        let (flags, end) = frames.last().unwrap();
+        assert_eq!(*flags, 2, "the end of the stream: {frames:?}");
+        serde_json::from_slice(end).unwrap()
+    };
+
+    // A client stream: its one answer, then the end.
+    let body = [r#"{"id":"a"}"#, r#"{"id":"b"}"#, r#"{"id":"c"}"#].map(enveloped).concat();
+    let reply = harness.request("POST", "/echo.v1.EchoService/Collect", Some(&body), &stream).await;
+    assert_eq!(reply.status, 200);
+    let frames = envelopes(&reply.body);
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    let collected: serde_json::Value = serde_json::from_slice(&frames[0].1).unwrap();
+    let ids: Vec<&str> = collected["requests"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(end_of(&reply.body).get("error").is_none());
+    // No message at all is a stream too.
+    let reply = harness.request("POST", "/echo.v1.EchoService/Collect", Some(""), &stream).await;
+    let collected: serde_json::Value = serde_json::from_slice(&envelopes(&reply.body)[0].1).unwrap();
+    assert_eq!(collected, serde_json::json!({}), "no request collected (an empty list is not written)");
+
+    // Both ways, in binary: each request echoed as its own message.
+    let input = harness.pool.get_message_by_name("echo.v1.EchoRequest").unwrap();
+    let request = |id: &str| {
+        let mut request = DynamicMessage::new(input.clone());
+        request.set_field_by_name("id", Value::String(id.to_owned()));
+        enveloped(&String::from_utf8(request.encode_to_vec()).unwrap())
+    };
+    let binary = [("content-type", "application/connect+proto")];
+    let body = [request("x"), request("y")].concat();
+    let reply = harness.request("POST", "/echo.v1.EchoService/Chat", Some(&body), &binary).await;
+    let frames = envelopes(&reply.body);
+    assert_eq!(frames.len(), 3, "{frames:?}");
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    for (frame, id) in frames.iter().zip(["x", "y"]) {
+        let answer = DynamicMessage::decode(output.clone(), frame.1.as_slice()).unwrap();
+        let echoed = answer.get_field_by_name("request").unwrap();
+        assert_eq!(echoed.as_message().unwrap().get_field_by_name("id").unwrap().as_str(), Some(id));
+    }
+
+    // One bad message ends the call before it is made, naming which.
+    let body = [enveloped(r#"{"id":"a"}"#), enveloped(r#"{"id":5}"#)].concat();
+    let reply = harness.request("POST", "/echo.v1.EchoService/Collect", Some(&body), &stream).await;
+    let end = end_of(&reply.body);
+    assert_eq!(envelopes(&reply.body).len(), 1, "no answer, only the end");
+    assert!(end["error"]["message"].as_str().unwrap().starts_with("request message 2: invalid value for id"), "{end}");
+    let cut = enveloped(r#"{"id":"a"}"#) + "\0\0\0";
+    let reply = harness.request("POST", "/echo.v1.EchoService/Chat", Some(&cut), &stream).await;
+    let end = end_of(&reply.body);
+    assert_eq!(end["error"]["message"], "request message 2: the request body ends inside an envelope's prefix");
+    // A server stream still takes one message, no more.
+    let body = [enveloped(r#"{"id":"a"}"#), enveloped(r#"{"id":"b"}"#)].concat();
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some(&body), &stream).await;
+    assert_eq!(end_of(&reply.body)["error"]["message"], "the request body must be one enveloped message");
+}

@@ -37,7 +37,10 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
     // A client stream: the body is several of its message, one after another.
     let collect = &document["paths"]["/v1/echo:collect"]["post"]["requestBody"];
     assert!(collect["description"].as_str().unwrap().starts_with("A stream: any number of these objects"), "{collect}");
-    assert_eq!(collect["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/echo.v1.EchoRequestInput");
+    assert_eq!(
+        collect["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/echo.v1.EchoRequestInput"
+    );
 
     // The contract's comments, access rules and always-emitted fields.
     assert_eq!(document["servers"][0]["url"], "/");
