@@ -155,7 +155,8 @@ async fn rest(
     let Ok(message) = message else {
         return Ok(reply(http::StatusCode::BAD_REQUEST, Bytes::from_static(b"request too large")));
     };
-    let outcome = direct.unary(&path, headers, &message, Duration::from_secs(5)).await.and_then(|answer| {
+    let outcome = direct.unary(&path, headers, &message, Duration::from_secs(5)).await.map_err(tonic::Status::from);
+    let outcome = outcome.and_then(|answer| {
         <User as prost::Message>::decode(answer.message).map_err(|e| tonic::Status::internal(e.to_string()))
     });
     Ok(match outcome {

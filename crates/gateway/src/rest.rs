@@ -149,6 +149,9 @@ async fn call(
     };
     let path = &route.names.grpc_path;
     let output = route.method.output();
+    // The response headers the last attempt got before it failed, if it
+    // did: an error's header metadata (resilience passes on its status).
+    let failed_after = std::sync::Mutex::new(http::HeaderMap::new());
     let outcome = if route.method.is_server_streaming() {
         // Tried again only until the stream starts, as any call: the
         // deadline and the breaker see its headers, not its end.
@@ -171,8 +174,16 @@ async fn call(
                 let mut metadata = metadata.clone();
                 platform::telemetry::inject_current_context_into_metadata(&mut metadata);
                 let (messages, output) = (messages.clone(), output.clone());
+                let failed_after = &failed_after;
+                *failed_after.lock().expect("failed headers lock") = http::HeaderMap::new();
                 async move {
-                    let answer = endpoint.unary(path, metadata.into_headers(), &messages, remaining).await?;
+                    let answer = match endpoint.unary(path, metadata.into_headers(), &messages, remaining).await {
+                        Ok(answer) => answer,
+                        Err(failed) => {
+                            *failed_after.lock().expect("failed headers lock") = failed.headers;
+                            return Err(failed.status);
+                        }
+                    };
                     let message = DynamicMessage::decode(output, answer.message)
                         .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
                     Ok(Answered::Message { headers: answer.metadata, trailers: answer.trailers, message })
@@ -200,7 +211,9 @@ async fn call(
             response
         }
         Err(CallError::Status(status)) => {
-            let response = failed(route, &status, &catalog.pool, framing);
+            let mut response = failed(route, &status, &catalog.pool, framing);
+            let headers = failed_after.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            crate::headers::response_headers(headers, response.headers_mut());
             // An error's metadata came with its status, in the trailers (or
             // a trailers-only answer's headers): trailer metadata.
             if accepts_trailers {

@@ -19,7 +19,7 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 use tokio::time::Instant;
 
-use crate::direct::{Answer, ConnectFailed, DirectConnection, Framed, ResponseBody, Target};
+use crate::direct::{Answer, ConnectFailed, DirectConnection, Failed, Framed, ResponseBody, Target};
 use crate::{
     Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
     Strategy,
@@ -77,7 +77,7 @@ impl Endpoint {
         metadata: http::HeaderMap,
         messages: &Framed,
         timeout: Duration,
-    ) -> Result<Answer, tonic::Status> {
+    ) -> Result<Answer, Failed> {
         self.direct().unary(path, metadata, messages, timeout).await
     }
 

@@ -108,7 +108,7 @@ async fn a_connection_whose_ping_goes_unanswered_is_dropped_and_its_calls_fail()
     let path = CHECK;
     let call = connection.unary(&path, http::HeaderMap::new(), &request, FIVE_SECONDS);
     let failed = tokio::time::timeout(FIVE_SECONDS, call).await.expect("the call ended before its deadline");
-    assert_eq!(failed.unwrap_err().code(), tonic::Code::Unavailable);
+    assert_eq!(failed.unwrap_err().status.code(), tonic::Code::Unavailable);
 }
 
 #[tokio::test]
@@ -133,7 +133,7 @@ async fn a_connection_that_cannot_be_made_is_a_request_never_sent() {
         .call_endpoint("grpc.health.v1.Health/Check", false, None, |endpoint, remaining| {
             attempts.fetch_add(1, Ordering::SeqCst);
             let request = request.clone();
-            async move { endpoint.unary(&CHECK, http::HeaderMap::new(), &request, remaining).await }
+            async move { Ok(endpoint.unary(&CHECK, http::HeaderMap::new(), &request, remaining).await?) }
         })
         .await;
     assert!(outcome.is_ok(), "the call moved on to the endpoint that serves");
@@ -200,7 +200,7 @@ async fn a_generated_clients_calls_and_forwarded_calls_share_the_endpoints_one_c
         let answer = upstream
             .call_endpoint("grpc.health.v1.Health/Check", true, None, |endpoint, remaining| {
                 let request = request.clone();
-                async move { endpoint.unary(&CHECK, http::HeaderMap::new(), &request, remaining).await }
+                async move { Ok(endpoint.unary(&CHECK, http::HeaderMap::new(), &request, remaining).await?) }
             })
             .await
             .map_err(|error| error.into_status("test"))

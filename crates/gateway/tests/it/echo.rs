@@ -201,6 +201,22 @@ impl tower::Service<http::Request<Body>> for Echo {
 pub const TRAILER_ASKED: &str = "x-trailer";
 pub const TRAILED: &str = "x-trailed";
 
+/// A trailers-only failure as grpc-go sends one whose handler had set
+/// header metadata first (`x-echoed: yes` here): the headers, then the
+/// status and its metadata in the trailers.
+fn headers_then_trailers(response: http::Response<Body>) -> http::Response<Body> {
+    let (mut parts, _) = response.into_parts();
+    let mut trailers = http::HeaderMap::new();
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin", TRAILED] {
+        if let Some(value) = parts.headers.remove(name) {
+            trailers.insert(name, value);
+        }
+    }
+    parts.headers.insert("x-echoed", http::HeaderValue::from_static("yes"));
+    let frames = futures::stream::iter([Ok::<_, Status>(http_body::Frame::trailers(trailers))]);
+    http::Response::from_parts(parts, Body::new(http_body_util::StreamBody::new(frames)))
+}
+
 /// Answers a call to a method of `service`: the request echoed back.
 async fn dispatch(
     service: Option<prost_reflect::ServiceDescriptor>,
@@ -219,6 +235,9 @@ async fn dispatch(
         (true, true) => grpc.streaming(Chat(method.clone()), request).await,
     };
     let Some(value) = trailer else { return Ok(response) };
+    if method.name() == "Fail" {
+        return Ok(headers_then_trailers(response));
+    }
     Ok(response.map(|body| {
         Body::new(http_body_util::BodyExt::map_frame(body, move |frame| match frame.into_trailers() {
             Ok(mut trailers) => {

@@ -158,6 +158,28 @@ pub struct Answer {
     pub message: Bytes,
 }
 
+/// A unary call that failed: its status, and the response headers that
+/// came before it, if any did (a trailers-only answer has none: all its
+/// metadata is the status's). Kept apart, as grpc-gateway tells a REST
+/// caller an error's header metadata from its trailer metadata.
+#[derive(Debug)]
+pub struct Failed {
+    pub status: Status,
+    pub headers: HeaderMap,
+}
+
+impl From<Status> for Failed {
+    fn from(status: Status) -> Self {
+        Self { status, headers: HeaderMap::new() }
+    }
+}
+
+impl From<Failed> for Status {
+    fn from(failed: Failed) -> Self {
+        failed.status
+    }
+}
+
 /// A connection that could not be made: the request was never sent, so
 /// any call may be tried again (the source of such a call's status).
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +208,7 @@ impl DirectConnection {
         metadata: HeaderMap,
         messages: &Framed,
         timeout: Duration,
-    ) -> Result<Answer, Status> {
+    ) -> Result<Answer, Failed> {
         let request = self.call_head(path, metadata, timeout);
         let mut live = self.ready().await?;
         let _in_flight = InFlight::enter(live.calls.clone());
@@ -197,13 +219,13 @@ impl DirectConnection {
         // Trailers-only: the status is in the headers, and nothing follows.
         if let Some(status) = status_in(&head.headers) {
             return if status.code() == Code::Ok {
-                Err(Status::internal("Missing response message."))
+                Err(Status::internal("Missing response message.").into())
             } else {
-                Err(status)
+                Err(status.into())
             };
         }
         if head.status != StatusCode::OK {
-            return Err(status_of_http(head.status));
+            return Err(status_of_http(head.status).into());
         }
         let mut received = Received::default();
         while let Some(chunk) = body.data().await {
@@ -215,14 +237,11 @@ impl DirectConnection {
         let trailers = body.trailers().await.map_err(sent)?.unwrap_or_default();
         // An error's metadata is the trailers', as a trailers-only answer's
         // is its headers' (as grpc-go's client tells them).
-        match status_in(&trailers) {
-            Some(status) if status.code() == Code::Ok => {}
-            Some(status) => return Err(status),
-            None => {
-                return Err(Status::unknown(
-                    "protocol error: missing grpc-status trailer, stream was terminated without a final status",
-                ));
-            }
+        let status = status_in(&trailers).unwrap_or_else(|| {
+            Status::unknown("protocol error: missing grpc-status trailer, stream was terminated without a final status")
+        });
+        if status.code() != Code::Ok {
+            return Err(Failed { status, headers: head.headers });
         }
         Ok(Answer { metadata: head.headers, trailers, message: received.message()? })
     }
