@@ -122,7 +122,7 @@ async fn call(
     };
     let messages = match request_messages(route, bindings, parts.uri.query(), &body) {
         // Framed once for every attempt.
-        Ok(messages) => match resilience::direct::Framed::encode(&messages) {
+        Ok(messages) => match resilience::direct::Framed::encode(messages.as_slice()) {
             Ok(framed) => framed,
             Err(status) => return status_response(&status, &catalog.pool),
         },
@@ -152,6 +152,7 @@ async fn call(
     // The response headers the last attempt got before it failed, if it
     // did: an error's header metadata (resilience passes on its status).
     let failed_after = std::sync::Mutex::new(http::HeaderMap::new());
+    let mut attempts = 0;
     let outcome = if route.method.is_server_streaming() {
         // Tried again only until the stream starts, as any call: the
         // deadline and the breaker see its headers, not its end.
@@ -175,7 +176,11 @@ async fn call(
                 platform::telemetry::inject_current_context_into_metadata(&mut metadata);
                 let (messages, output) = (messages.clone(), output.clone());
                 let failed_after = &failed_after;
-                *failed_after.lock().expect("failed headers lock") = http::HeaderMap::new();
+                // Not an earlier attempt's (a retry may fail before any answer).
+                attempts += 1;
+                if attempts > 1 {
+                    *failed_after.lock().expect("failed headers lock") = http::HeaderMap::new();
+                }
                 async move {
                     let answer = match endpoint.unary(path, metadata.into_headers(), &messages, remaining).await {
                         Ok(answer) => answer,

@@ -88,9 +88,9 @@ pub fn request_messages(
     bindings: Vec<Binding>,
     query: Option<&str>,
     body: &[u8],
-) -> Result<Vec<DynamicMessage>, BadRequest> {
+) -> Result<Messages, BadRequest> {
     if !route.method.is_client_streaming() || route.body == BodyRule::None {
-        return request_message(route, bindings, query, body).map(|message| vec![message]);
+        return request_message(route, bindings, query, body).map(Messages::One);
     }
     let values = crate::strict_json::parse_sequence(body)
         .map_err(|error| BadRequest::new(format!("malformed JSON body: {error}")))?;
@@ -106,7 +106,24 @@ pub fn request_messages(
                 }
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(Messages::Stream)
+}
+
+/// A call's request messages: a lone request's one (kept out of a `Vec`,
+/// which every REST call would allocate), or a client stream's.
+pub enum Messages {
+    One(DynamicMessage),
+    Stream(Vec<DynamicMessage>),
+}
+
+impl Messages {
+    pub fn as_slice(&self) -> &[DynamicMessage] {
+        match self {
+            Self::One(message) => std::slice::from_ref(message),
+            Self::Stream(messages) => messages,
+        }
+    }
 }
 
 /// The request message, `input`, from the body's JSON value (if there is
