@@ -23,7 +23,7 @@ use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -125,9 +125,13 @@ fn request_messages(method: &MethodDescriptor, content_type: &str, body: &[u8]) 
         if count > 1 && !method.is_client_streaming() {
             return Err(BadRequest::new("the request body must be one enveloped message"));
         }
-        let numbered = |refused: BadRequest| match method.is_client_streaming() {
-            true => BadRequest { message: format!("request message {count}: {}", refused.message), ..refused },
-            false => refused,
+        // A stream's refusal says which of its messages is to blame.
+        let numbered = |refused: BadRequest| {
+            if method.is_client_streaming() {
+                BadRequest { message: format!("request message {count}: {}", refused.message), ..refused }
+            } else {
+                refused
+            }
         };
         let Some(head) = rest.get(..5) else {
             return Err(numbered(BadRequest::new("the request body ends inside an envelope's prefix")));
@@ -146,8 +150,8 @@ fn request_messages(method: &MethodDescriptor, content_type: &str, body: &[u8]) 
         if content_type == JSON {
             let message = connect::from_json(method, payload).map_err(numbered)?;
             let length = u32::try_from(message.encoded_len()).expect("a message from a body of under 4 GiB");
-            framed.extend_from_slice(&[0]);
-            framed.extend_from_slice(&length.to_be_bytes());
+            framed.put_u8(0);
+            framed.put_u32(length);
             message.encode(&mut framed).expect("a BytesMut grows");
         } else {
             if let Err(e) = DynamicMessage::decode(method.input(), payload) {

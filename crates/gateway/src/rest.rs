@@ -150,7 +150,8 @@ async fn call(
     let path = &route.names.grpc_path;
     let output = route.method.output();
     // The response headers the last attempt got before it failed, if it
-    // did: an error's header metadata (resilience passes on its status).
+    // did: an error's header metadata, which resilience, passing on only
+    // the status, would drop.
     let failed_after = std::sync::Mutex::new(http::HeaderMap::new());
     let mut attempts = 0;
     let outcome = if route.method.is_server_streaming() {
@@ -191,7 +192,7 @@ async fn call(
                     };
                     let message = DynamicMessage::decode(output, answer.message)
                         .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
-                    Ok(Answered::Message { headers: answer.metadata, trailers: answer.trailers, message })
+                    Ok(Answered::Message { headers: answer.headers, trailers: answer.trailers, message })
                 }
             })
             .await

@@ -153,7 +153,7 @@ struct Live {
 /// (`Grpc-Metadata-*` headers, `Grpc-Trailer-*` trailers).
 #[derive(Debug)]
 pub struct Answer {
-    pub metadata: HeaderMap,
+    pub headers: HeaderMap,
     pub trailers: HeaderMap,
     pub message: Bytes,
 }
@@ -243,7 +243,7 @@ impl DirectConnection {
         if status.code() != Code::Ok {
             return Err(Failed { status, headers: head.headers });
         }
-        Ok(Answer { metadata: head.headers, trailers, message: received.message()? })
+        Ok(Answer { headers: head.headers, trailers, message: received.message()? })
     }
 
     /// Calls `path`, a method that answers with a stream of messages, with
@@ -518,9 +518,6 @@ impl Received {
     }
 }
 
-/// The gRPC status `headers` carry, if any. A status's details that are
-/// not base64 are dropped: tonic panics on them.
-/// `message` as one uncompressed gRPC frame.
 /// A call's request messages, each in gRPC's length-prefixed frame, one
 /// after the other: a unary call's one, or a client stream's every message.
 /// Framed once and sent as it is on every attempt (a clone is a count).
@@ -543,6 +540,8 @@ impl Framed {
     }
 }
 
+/// The gRPC status `headers` carry, if any. A status's details that are
+/// not base64 are dropped: tonic panics on them.
 fn status_in(headers: &HeaderMap) -> Option<Status> {
     // The usual answer, read without the copy of every header that
     // `Status::from_header_map` makes for the status's metadata.
