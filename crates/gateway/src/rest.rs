@@ -17,6 +17,7 @@ use crate::response_json::response_json;
 use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_messages};
 use resilience::CallError;
+use resilience::direct::Failed;
 
 // Built once: a name given as a string is parsed again on every lookup.
 const METHOD_OVERRIDE: http::HeaderName = http::HeaderName::from_static("x-http-method-override");
@@ -149,11 +150,6 @@ async fn call(
     };
     let path = &route.names.grpc_path;
     let output = route.method.output();
-    // The response headers the last attempt got before it failed, if it
-    // did: an error's header metadata, which resilience, passing on only
-    // the status, would drop.
-    let failed_after = std::sync::Mutex::new(http::HeaderMap::new());
-    let mut attempts = 0;
     let outcome = if route.method.is_server_streaming() {
         // Tried again only until the stream starts, as any call: the
         // deadline and the breaker see its headers, not its end.
@@ -165,7 +161,7 @@ async fn call(
                 async move {
                     let (headers, body) =
                         endpoint.server_stream(path, metadata.into_headers(), &messages, remaining).await?;
-                    Ok(Answered::Stream(headers, body))
+                    Ok::<_, Failed>(Answered::Stream(headers, body))
                 }
             })
             .await
@@ -176,23 +172,12 @@ async fn call(
                 let mut metadata = metadata.clone();
                 platform::telemetry::inject_current_context_into_metadata(&mut metadata);
                 let (messages, output) = (messages.clone(), output.clone());
-                let failed_after = &failed_after;
-                // Not an earlier attempt's (a retry may fail before any answer).
-                attempts += 1;
-                if attempts > 1 {
-                    *failed_after.lock().expect("failed headers lock") = http::HeaderMap::new();
-                }
                 async move {
-                    let answer = match endpoint.unary(path, metadata.into_headers(), &messages, remaining).await {
-                        Ok(answer) => answer,
-                        Err(failed) => {
-                            *failed_after.lock().expect("failed headers lock") = failed.headers;
-                            return Err(failed.status);
-                        }
-                    };
+                    // Failed, not only its status: an error's header metadata goes to the caller too.
+                    let answer = endpoint.unary(path, metadata.into_headers(), &messages, remaining).await?;
                     let message = DynamicMessage::decode(output, answer.message)
                         .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
-                    Ok(Answered::Message { headers: answer.headers, trailers: answer.trailers, message })
+                    Ok::<_, Failed>(Answered::Message { headers: answer.headers, trailers: answer.trailers, message })
                 }
             })
             .await
@@ -216,9 +201,8 @@ async fn call(
             crate::headers::response_headers(headers, response.headers_mut());
             response
         }
-        Err(CallError::Status(status)) => {
+        Err(CallError::Status(Failed { status, headers })) => {
             let mut response = failed(route, &status, &catalog.pool, framing);
-            let headers = failed_after.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
             crate::headers::response_headers(headers, response.headers_mut());
             // An error's metadata came with its status, in the trailers (or
             // a trailers-only answer's headers): trailer metadata.

@@ -30,4 +30,4 @@ pub use client_span::attempt_spans;
 pub use endpoints::EndpointSource;
 pub use in_span::in_span;
 pub use metrics::{CallSeries, code_label};
-pub use upstream::{CallError, Endpoint, EndpointChannel, Policy, Refusal, Upstream};
+pub use upstream::{AttemptError, CallError, Endpoint, EndpointChannel, Policy, Refusal, Upstream};

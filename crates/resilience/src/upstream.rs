@@ -181,19 +181,35 @@ impl Refusal {
     }
 }
 
-/// The outcome of a guarded call.
-pub enum CallError {
+/// The outcome of a guarded call: refused before any attempt, or the
+/// last attempt's failure, as the attempt gave it.
+pub enum CallError<E = tonic::Status> {
     Refused(Refusal),
-    Status(tonic::Status),
+    Status(E),
 }
 
-impl CallError {
+impl<E: AttemptError> CallError<E> {
     /// As a gRPC status, naming `upstream` in a refusal.
     pub fn into_status(self, upstream: &str) -> tonic::Status {
         match self {
             Self::Refused(refusal) => refusal.status(upstream),
-            Self::Status(status) => status,
+            Self::Status(failure) => failure.into(),
         }
+    }
+}
+
+/// What an attempt fails with: a status, which the stack reads (to retry,
+/// to feed the breaker), and whatever else the caller keeps of the failure
+/// (a REST call, the response headers that came before the status:
+/// [`crate::direct::Failed`]). A status the stack makes itself (a deadline,
+/// a broken connection) becomes one with nothing else.
+pub trait AttemptError: From<tonic::Status> + Into<tonic::Status> {
+    fn status(&self) -> &tonic::Status;
+}
+
+impl AttemptError for tonic::Status {
+    fn status(&self) -> &tonic::Status {
+        self
     }
 }
 
@@ -295,16 +311,17 @@ impl Upstream {
 
     /// [`Upstream::call`], with `attempt` given the endpoint itself: for a
     /// call on its direct connection ([`Endpoint::unary`]).
-    pub async fn call_endpoint<T, F, Fut>(
+    pub async fn call_endpoint<T, E, F, Fut>(
         &self,
         method: &str,
         idempotent: bool,
         client_deadline: Option<Duration>,
         mut attempt: F,
-    ) -> Result<T, CallError>
+    ) -> Result<T, CallError<E>>
     where
+        E: AttemptError,
         F: FnMut(Arc<Endpoint>, Duration) -> Fut,
-        Fut: Future<Output = Result<T, tonic::Status>>,
+        Fut: Future<Output = Result<T, E>>,
     {
         // The tightest of: this upstream's own, the caller's, and what is left
         // of the request this call is made for.
@@ -320,7 +337,7 @@ impl Upstream {
                 crate::client_span::event("bulkhead full: call shed", &self.name, []);
                 return Err(CallError::Refused(Refusal::Overloaded));
             }
-            Err(_) => return Err(CallError::Status(deadline_exceeded(timeout))),
+            Err(_) => return Err(CallError::Status(deadline_exceeded(timeout).into())),
         };
         self.budget.deposit();
         let mut retries = 0;
@@ -343,8 +360,8 @@ impl Upstream {
             let span = crate::client_span::attempt(method, &endpoint.url, retries);
             let attempted = crate::in_span(&span, span.in_scope(|| attempt(endpoint.clone(), remaining)));
             let outcome = match tokio::time::timeout(remaining, attempted).await {
-                Ok(outcome) => outcome.map_err(|status| transport_failure(status, &endpoint.url)),
-                Err(_) => Err(Failure::Sent(deadline_exceeded(timeout))),
+                Ok(outcome) => outcome.map_err(|failure| transport_failure(failure, &endpoint.url)),
+                Err(_) => Err(Failure::Sent(deadline_exceeded(timeout).into())),
             };
             endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
             let code = outcome.as_ref().map_or_else(|failure| failure.status().code(), |_| tonic::Code::Ok);
@@ -355,11 +372,12 @@ impl Upstream {
             let callers_deadline = code == tonic::Code::DeadlineExceeded && timeout < self.policy.timeout;
             endpoint.breaker.record(if callers_deadline { Outcome::Neutral } else { Outcome::of_status(code) });
             endpoint.metrics.record(code, started.elapsed());
-            let (status, never_sent) = match outcome {
+            let (failure, never_sent) = match outcome {
                 Ok(value) => return Ok(value),
-                Err(Failure::NotSent(status)) => (status, true),
-                Err(Failure::Sent(status)) => (status, false),
+                Err(Failure::NotSent(failure)) => (failure, true),
+                Err(Failure::Sent(failure)) => (failure, false),
             };
+            let status = failure.status();
             let delay = self.policy.backoff.delay(retries);
             // A timer fires on a whole millisecond (tokio's resolution), up
             // to 1 ms after the wait asked for: the attempt after it must
@@ -369,7 +387,7 @@ impl Upstream {
                 && retries < self.policy.max_retries
                 && Instant::now() + delay + Duration::from_millis(1) < deadline;
             if !may_retry || !self.budget.withdraw() {
-                return Err(CallError::Status(status));
+                return Err(CallError::Status(failure));
             }
             retries += 1;
             crate::metrics::retried(&self.name);
@@ -394,16 +412,16 @@ impl Upstream {
 }
 
 /// A failed attempt, and whether the request can have reached the service.
-enum Failure {
+enum Failure<E> {
     /// The connection could not be made: the service never saw the request.
-    NotSent(tonic::Status),
-    Sent(tonic::Status),
+    NotSent(E),
+    Sent(E),
 }
 
-impl Failure {
+impl<E: AttemptError> Failure<E> {
     fn status(&self) -> &tonic::Status {
         match self {
-            Self::NotSent(status) | Self::Sent(status) => status,
+            Self::NotSent(failure) | Self::Sent(failure) => failure.status(),
         }
     }
 }
@@ -413,10 +431,11 @@ impl Failure {
 /// tonic reports as UNKNOWN or CANCELLED). To the breaker and the caller that
 /// is UNAVAILABLE; tonic's own expired deadline is DEADLINE_EXCEEDED. A
 /// failure to connect means the request was never sent.
-fn transport_failure(status: tonic::Status, endpoint: &str) -> Failure {
+fn transport_failure<E: AttemptError>(failure: E, endpoint: &str) -> Failure<E> {
     use std::error::Error;
+    let status = failure.status();
     if status.source().is_none() {
-        return Failure::Sent(status);
+        return Failure::Sent(failure);
     }
     let mut chain = Vec::new();
     let mut source = status.source();
@@ -427,10 +446,10 @@ fn transport_failure(status: tonic::Status, endpoint: &str) -> Failure {
     // A connect timeout is also a TimeoutExpired, under a ConnectError.
     let connecting = chain.iter().any(|e| e.is::<tonic::ConnectError>() || e.is::<ConnectFailed>());
     if !connecting && chain.iter().any(|e| e.is::<tonic::TimeoutExpired>()) {
-        return Failure::Sent(tonic::Status::deadline_exceeded(format!("{endpoint} did not answer in time")));
+        return Failure::Sent(tonic::Status::deadline_exceeded(format!("{endpoint} did not answer in time")).into());
     }
     let unavailable = tonic::Status::unavailable(format!("the connection to {endpoint} failed: {}", status.message()));
-    if connecting { Failure::NotSent(unavailable) } else { Failure::Sent(unavailable) }
+    if connecting { Failure::NotSent(unavailable.into()) } else { Failure::Sent(unavailable.into()) }
 }
 
 fn deadline_exceeded(timeout: Duration) -> tonic::Status {

@@ -180,6 +180,12 @@ impl From<Failed> for Status {
     }
 }
 
+impl crate::upstream::AttemptError for Failed {
+    fn status(&self) -> &Status {
+        &self.status
+    }
+}
+
 /// A connection that could not be made: the request was never sent, so
 /// any call may be tried again (the source of such a call's status).
 #[derive(Debug, thiserror::Error)]
