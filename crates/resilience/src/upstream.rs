@@ -69,8 +69,9 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// A call of `path` (`/pkg.Service/Method`) that answers with one
-    /// message, with its request `messages` framed, on this thread's direct connection (see
-    /// [`crate::direct`]); `timeout` is what the callee is told it has.
+    /// message, with its request `messages` framed, on this thread's direct
+    /// connection (see [`crate::direct`]); `timeout` is what the callee is
+    /// told it has.
     pub async fn unary(
         &self,
         path: &http::uri::PathAndQuery,
