@@ -23,11 +23,10 @@ use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor, MethodDescriptor};
 use tower::ServiceExt;
 
@@ -149,10 +148,8 @@ fn request_messages(method: &MethodDescriptor, content_type: &str, body: &[u8]) 
         };
         if content_type == JSON {
             let message = connect::from_json(method, payload).map_err(numbered)?;
-            let length = u32::try_from(message.encoded_len()).expect("a message from a body of under 4 GiB");
-            framed.put_u8(0);
-            framed.put_u32(length);
-            message.encode(&mut framed).expect("a BytesMut grows");
+            resilience::direct::frame_onto(&mut framed, &message)
+                .map_err(|status| numbered(BadRequest::new(status.message())))?;
         } else {
             if let Err(e) = DynamicMessage::decode(method.input(), payload) {
                 let why = format!("the request message is not a {}: {e}", method.input().full_name());

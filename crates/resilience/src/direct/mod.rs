@@ -535,15 +535,22 @@ impl Framed {
     pub fn encode<M: prost::Message>(messages: &[M]) -> Result<Self, Status> {
         let mut framed = BytesMut::with_capacity(messages.iter().map(|m| 5 + m.encoded_len()).sum());
         for message in messages {
-            let start = framed.len();
-            framed.put_bytes(0, 5);
-            message.encode(&mut framed).map_err(|e| Status::internal(format!("cannot encode the request: {e}")))?;
-            let length = u32::try_from(framed.len() - start - 5)
-                .map_err(|_| Status::invalid_argument("request message larger than 4 GiB"))?;
-            framed[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
+            frame_onto(&mut framed, message)?;
         }
         Ok(Self(framed.freeze()))
     }
+}
+
+/// `message`, encoded in gRPC's length-prefixed frame, onto the end of
+/// `framed`.
+pub fn frame_onto<M: prost::Message>(framed: &mut BytesMut, message: &M) -> Result<(), Status> {
+    let start = framed.len();
+    framed.put_bytes(0, 5);
+    message.encode(framed).map_err(|e| Status::internal(format!("cannot encode the request: {e}")))?;
+    let length = u32::try_from(framed.len() - start - 5)
+        .map_err(|_| Status::invalid_argument("request message larger than 4 GiB"))?;
+    framed[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
+    Ok(())
 }
 
 /// The gRPC status `headers` carry, if any. A status's details that are
