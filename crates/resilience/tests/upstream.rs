@@ -181,3 +181,38 @@ async fn a_request_that_never_reached_the_service_is_retried_even_when_not_safe_
     assert!(outcome.is_ok(), "the call moved on to the endpoint that serves");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_last_attempts_own_failure_comes_back_whole() {
+    use resilience::direct::Failed;
+    let upstream = upstream(lenient_breakers());
+    let failed = |n: u32, code| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-attempt", n.into());
+        Failed { status: tonic::Status::new(code, "no"), headers }
+    };
+    // Retried while UNAVAILABLE: what comes back is the last attempt's, headers and all.
+    let attempts = AtomicU32::new(0);
+    let outcome = upstream
+        .call_endpoint(METHOD, true, None, |_endpoint, _remaining| {
+            let n = attempts.fetch_add(1, Ordering::SeqCst);
+            let code = if n < 2 { tonic::Code::Unavailable } else { tonic::Code::NotFound };
+            let failure = failed(n, code);
+            async move { Err::<(), _>(failure) }
+        })
+        .await;
+    let Err(CallError::Status(Failed { status, headers })) = outcome else { panic!("the call failed") };
+    assert_eq!(
+        (status.code(), &headers["x-attempt"]),
+        (tonic::Code::NotFound, &"2".parse::<http::HeaderValue>().unwrap())
+    );
+    // A failure the stack makes itself (here, the deadline) carries nothing else.
+    let outcome = upstream
+        .call_endpoint(METHOD, true, Some(Duration::from_millis(100)), |_endpoint, _remaining| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Err::<(), _>(failed(0, tonic::Code::NotFound))
+        })
+        .await;
+    let Err(CallError::Status(Failed { status, headers })) = outcome else { panic!("the call failed") };
+    assert_eq!((status.code(), headers.len()), (tonic::Code::DeadlineExceeded, 0));
+}
