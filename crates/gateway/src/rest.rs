@@ -93,7 +93,7 @@ async fn call(
 ) -> Response {
     let (parts, body) = request.into_parts();
     if let Some(content_type) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
-        && !is_json(content_type)
+        && !is_json(content_type, route.method.is_client_streaming())
     {
         let message = format!("unsupported content type {content_type:?}: send application/json");
         let mut response = error_response(tonic::Code::InvalidArgument, &message, Vec::new());
@@ -251,9 +251,13 @@ fn record_status(span: &tracing::Span, response: &Response) {
     }
 }
 
-fn is_json(content_type: &str) -> bool {
+/// Whether a body of `content_type` is JSON; for a client stream, JSON
+/// objects one after another is JSON Lines too (NDJSON's type).
+fn is_json(content_type: &str, streamed: bool) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || essence.ends_with("+json")
+    essence == "application/json"
+        || essence.ends_with("+json")
+        || (streamed && matches!(essence.as_str(), "application/x-ndjson" | "application/jsonl"))
 }
 
 fn bad_request(message: &str) -> Response {

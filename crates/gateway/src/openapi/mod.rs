@@ -142,6 +142,8 @@ fn operation(route: &Route, operation_id: String, rule: &Rule, schemas: &mut Sch
                  or nothing), each one request message; none for an empty body."
             );
             operation["requestBody"]["required"] = json!(false);
+            let schema = operation["requestBody"]["content"]["application/json"].clone();
+            operation["requestBody"]["content"]["application/x-ndjson"] = schema;
         }
     }
     operation

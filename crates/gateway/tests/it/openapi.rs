@@ -41,6 +41,7 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
         collect["content"]["application/json"]["schema"]["$ref"],
         "#/components/schemas/echo.v1.EchoRequestInput"
     );
+    assert_eq!(collect["content"]["application/x-ndjson"], collect["content"]["application/json"], "{collect}");
 
     // The contract's comments, access rules and always-emitted fields.
     assert_eq!(document["servers"][0]["url"], "/");

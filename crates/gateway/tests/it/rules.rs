@@ -477,6 +477,12 @@ async fn a_client_stream_over_rest_is_the_bodys_json_objects_one_after_another()
     let json = reply.json();
     assert_eq!(ids(&json), ["a", "b", "c"]);
     assert_eq!((&json["requests"][0]["tags"][0], &json["requests"][2]["sub"]["count"]), (&"x".into(), &2.into()));
+    // Sent as NDJSON says it is, too; a lone request's body stays JSON.
+    let ndjson = [("content-type", "application/x-ndjson")];
+    let reply = harness.request("POST", "/v1/echo:collect", Some("{\"id\": \"n\"}\n"), &ndjson).await;
+    assert_eq!((reply.status, ids(&reply.json())), (200, vec!["n".to_owned()]));
+    let reply = harness.request("POST", "/v1/echo/n1:shout", Some("{}"), &ndjson).await;
+    assert_eq!(reply.status, 415, "{}", String::from_utf8_lossy(&reply.body));
     // An empty body is a stream of no message.
     let reply = harness.request("POST", "/v1/echo:collect", Some(""), &[]).await;
     assert_eq!((reply.status, ids(&reply.json()).len()), (200, 0));
