@@ -57,7 +57,7 @@ impl BadRequest {
 }
 
 /// Builds the request message of `route` from the parts of an HTTP request.
-pub fn request_message(
+fn request_message(
     route: &Route,
     bindings: Vec<Binding>,
     query: Option<&str>,

@@ -392,14 +392,16 @@ async fn bad_input_gets_the_error_body_naming_the_problem() {
     assert!(reply.json()["message"].as_str().unwrap().contains("1024"));
 }
 
+/// A streamed REST answer's lines, each a JSON object, the last one ended too.
+fn lines(reply: &crate::harness::Reply) -> Vec<Json> {
+    let text = String::from_utf8(reply.body.clone()).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+    text.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_stream_over_rest_is_a_json_line_per_message_then_its_error() {
     let harness = start().await;
-    let lines = |reply: &crate::harness::Reply| -> Vec<serde_json::Value> {
-        let text = String::from_utf8(reply.body.clone()).unwrap();
-        assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
-        text.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect()
-    };
 
     let reply = harness.get("/v1/echo/s1:repeat?sub.count=3").await;
     assert_eq!((reply.status, &reply.headers["content-type"]), (200, &"application/json".parse().unwrap()));
@@ -507,9 +509,8 @@ async fn a_client_stream_over_rest_is_the_bodys_json_objects_one_after_another()
     // as a server stream's lines; the path's field is in every request.
     let reply = harness.request("POST", "/v1/ann/echo:chat", Some("{\"id\": \"a\"}\n{\"id\": \"b\"}\n"), &[]).await;
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-    let text = String::from_utf8(reply.body).unwrap();
-    let lines: Vec<Json> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    let echoed: Vec<(&str, &str)> = lines
+    let answers = lines(&reply);
+    let echoed: Vec<(&str, &str)> = answers
         .iter()
         .map(|line| {
             (line["result"]["request"]["id"].as_str().unwrap(), line["result"]["request"]["user"].as_str().unwrap())
