@@ -15,7 +15,7 @@ use crate::catalog::Catalog;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::response_json::response_json;
 use crate::routes::{Lookup, Route};
-use crate::transcode::{BadRequest, request_messages};
+use crate::transcode::{BadRequest, request_frames};
 use resilience::CallError;
 use resilience::direct::Failed;
 
@@ -121,12 +121,9 @@ async fn call(
             return bad_request("invalid Grpc-Timeout header: expected a number and a unit (H, M, S, m, u, n)");
         }
     };
-    let messages = match request_messages(route, bindings, parts.uri.query(), &body) {
-        // Framed once for every attempt.
-        Ok(messages) => match resilience::direct::Framed::encode(messages.as_slice()) {
-            Ok(framed) => framed,
-            Err(status) => return status_response(&status, &catalog.pool),
-        },
+    // Framed once for every attempt.
+    let messages = match request_frames(route, bindings, parts.uri.query(), &body) {
+        Ok(framed) => framed,
         Err(refused) => return refused_request(&refused),
     };
     let service = route.method.parent_service().full_name();

@@ -9,6 +9,8 @@ use prost_reflect::{
 };
 use serde_json::{Map, Value as Json};
 
+use resilience::direct::{Framed, Frames};
+
 use crate::routes::{BodyRule, Route};
 use crate::template::Binding;
 
@@ -77,53 +79,42 @@ fn request_message(
     message_of(route, input, bindings, query, body)
 }
 
-/// The request messages of `route`: the one [`request_message`] builds, or
-/// for a method that takes a stream and a body, one for each JSON value of
-/// the body, one after another (none for an empty body), as grpc-gateway
-/// sends a client stream. Each is built as a lone request's would be, the
-/// path and query applied to it; any refused refuses them all, before
-/// anything is sent.
-pub fn request_messages(
+/// The request messages of `route`, framed for gRPC: the one
+/// [`request_message`] builds, or for a method that takes a stream and a
+/// body, one for each JSON value of the body, one after another (none for
+/// an empty body), as grpc-gateway sends a client stream. Each is built as
+/// a lone request's would be, the path and query applied to it; any
+/// refused refuses them all, before anything is sent.
+///
+/// A stream's messages are made and framed one at a time, so what is held
+/// is the body and the frames. 1 MiB of `{}`, 350,000 empty messages, took
+/// the gateway's peak RSS up by 63 MB when the values and then the
+/// messages were all held before framing, and by 6 MB framed as they are
+/// made (a debug build, the request refused by its upstream).
+pub fn request_frames(
     route: &Route,
     bindings: Vec<Binding>,
     query: Option<&str>,
     body: &[u8],
-) -> Result<Messages, BadRequest> {
+) -> Result<Framed, BadRequest> {
+    let unencodable = |status: tonic::Status| BadRequest::new(status.message());
     if !route.method.is_client_streaming() || route.body == BodyRule::None {
-        return request_message(route, bindings, query, body).map(Messages::One);
+        let message = request_message(route, bindings, query, body)?;
+        return Framed::encode(std::slice::from_ref(&message)).map_err(unencodable);
     }
-    let values = crate::strict_json::parse_sequence(body)
-        .map_err(|error| BadRequest::new(format!("malformed JSON body: {error}")))?;
-    let count = values.len();
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(index, value)| {
-            message_of(route, route.method.input(), bindings.clone(), query, Some(value)).map_err(|refused| {
-                BadRequest {
-                    message: format!("message {} of {count} in the body: {}", index + 1, refused.message),
-                    ..refused
-                }
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map(Messages::Stream)
-}
-
-/// A call's request messages: a lone request's one (kept out of a `Vec`,
-/// which every REST call would allocate), or a client stream's.
-pub enum Messages {
-    One(DynamicMessage),
-    Stream(Vec<DynamicMessage>),
-}
-
-impl Messages {
-    pub fn as_slice(&self) -> &[DynamicMessage] {
-        match self {
-            Self::One(message) => std::slice::from_ref(message),
-            Self::Stream(messages) => messages,
-        }
+    let malformed = |error: serde_json::Error| BadRequest::new(format!("malformed JSON body: {error}"));
+    let (count, values) = crate::strict_json::parse_sequence(body).map_err(malformed)?;
+    let mut frames = Frames::default();
+    for (index, value) in values.enumerate() {
+        let numbered = |refused: BadRequest| BadRequest {
+            message: format!("message {} of {count} in the body: {}", index + 1, refused.message),
+            ..refused
+        };
+        let message = message_of(route, route.method.input(), bindings.clone(), query, Some(value.map_err(malformed)?))
+            .map_err(numbered)?;
+        frames.push(&message).map_err(unencodable)?;
     }
+    Ok(frames.finish())
 }
 
 /// The request message, `input`, from the body's JSON value (if there is

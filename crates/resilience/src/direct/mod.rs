@@ -533,11 +533,29 @@ pub struct Framed(Bytes);
 impl Framed {
     /// `messages`, encoded and framed into one buffer.
     pub fn encode<M: prost::Message>(messages: &[M]) -> Result<Self, Status> {
-        let mut framed = BytesMut::with_capacity(messages.iter().map(|m| 5 + m.encoded_len()).sum());
+        let mut frames = Frames(BytesMut::with_capacity(messages.iter().map(|m| 5 + m.encoded_len()).sum()));
         for message in messages {
-            frame_onto(&mut framed, message)?;
+            frames.push(message)?;
         }
-        Ok(Self(framed.freeze()))
+        Ok(frames.finish())
+    }
+}
+
+/// A [`Framed`] built a message at a time, for a stream whose messages are
+/// made one by one: each is framed and can be dropped before the next is
+/// made, so the stream is only ever held as its frames (a few bytes for an
+/// empty message, where the message itself takes tens).
+#[derive(Debug, Default)]
+pub struct Frames(BytesMut);
+
+impl Frames {
+    /// Frames `message` after those pushed before it.
+    pub fn push<M: prost::Message>(&mut self, message: &M) -> Result<(), Status> {
+        frame_onto(&mut self.0, message)
+    }
+
+    pub fn finish(self) -> Framed {
+        Framed(self.0.freeze())
     }
 }
 
@@ -628,6 +646,10 @@ mod tests {
         let framed = Framed::encode(&[named, HealthCheckRequest::default()]).unwrap();
         assert_eq!(framed.0.as_ref(), [0, 0, 0, 0, 4, 0x0a, 2, b'a', b'b', 0, 0, 0, 0, 0]);
         assert!(Framed::encode::<HealthCheckRequest>(&[]).unwrap().0.is_empty(), "a stream of none");
+        let mut frames = Frames::default();
+        frames.push(&HealthCheckRequest { service: "ab".to_owned() }).unwrap();
+        frames.push(&HealthCheckRequest::default()).unwrap();
+        assert_eq!(frames.finish().0, framed.0, "a message at a time, the same frames");
     }
 
     #[test]
