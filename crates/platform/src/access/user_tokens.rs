@@ -273,7 +273,6 @@ impl UserTokens {
     }
 }
 
-/// The library's verdict in this service's words.
 /// The `exp` claim of `token`, read without verifying anything; `None` if
 /// its payload does not say (the verification then says what is wrong).
 fn expiry(token: &str) -> Option<u64> {
@@ -285,6 +284,7 @@ fn expiry(token: &str) -> Option<u64> {
     serde_json::from_slice::<Expiry>(&payload).ok()?.exp
 }
 
+/// The library's verdict in this service's words.
 fn describe(error: jsonwebtoken::errors::Error) -> TokenError {
     let why = match error.kind() {
         ErrorKind::ExpiredSignature => "it has expired".to_owned(),
@@ -300,6 +300,8 @@ fn describe(error: jsonwebtoken::errors::Error) -> TokenError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
 
     fn verifier() -> UserTokens {
@@ -345,15 +347,20 @@ mod tests {
         assert!(garbage.contains("not a JWT"), "{garbage}");
     }
 
-    #[tokio::test]
-    async fn an_unknown_key_is_refused_without_a_second_fetch_within_the_interval() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+    /// A verifier whose source publishes no keys, and how often it was asked.
+    fn counting_verifier() -> (UserTokens, Arc<AtomicUsize>) {
         let fetches = Arc::new(AtomicUsize::new(0));
         let counted = fetches.clone();
         let tokens = UserTokens::new("meshwork", move || -> BoxFuture<'static, Result<Vec<JsonWebKey>, String>> {
             counted.fetch_add(1, Ordering::SeqCst);
             Box::pin(async { Ok(Vec::new()) })
         });
+        (tokens, fetches)
+    }
+
+    #[tokio::test]
+    async fn an_unknown_key_is_refused_without_a_second_fetch_within_the_interval() {
+        let (tokens, fetches) = counting_verifier();
         let token = format!("{}.{}.c2ln", encode(r#"{"alg":"EdDSA","kid":"nobody"}"#), encode("{}"));
         for _ in 0..3 {
             let refused = tokens.verify(&token).await.unwrap_err().to_string();
@@ -364,13 +371,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_expired_token_is_refused_before_its_key_is_looked_for_or_its_signature_checked() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let fetches = Arc::new(AtomicUsize::new(0));
-        let counted = fetches.clone();
-        let tokens = UserTokens::new("meshwork", move || -> BoxFuture<'static, Result<Vec<JsonWebKey>, String>> {
-            counted.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async { Ok(Vec::new()) })
-        });
+        let (tokens, fetches) = counting_verifier();
         let now = jsonwebtoken::get_current_timestamp();
         let token = |exp: u64| {
             let claims = format!(r#"{{"sub":"u1","iss":"meshwork","exp":{exp}}}"#);
