@@ -106,12 +106,17 @@ impl Authenticator {
         self.mode
     }
 
-    /// Who the request's `Authorization` header proves, if it sent one.
-    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, TokenError> {
-        match authorization {
-            None => Ok(Principal::Anonymous),
-            Some(value) => self.tokens.verify_header(value).await.map(Principal::User),
-        }
+    /// Who the request's `Authorization` header proves, if it sent one;
+    /// `gate` is asked before a signature is checked (see
+    /// [`UserTokens::verify_gated`]).
+    pub async fn authenticate<E: From<TokenError>>(
+        &self,
+        authorization: Option<&str>,
+        gate: impl FnOnce() -> Result<(), E>,
+    ) -> Result<Principal, E> {
+        let Some(value) = authorization else { return Ok(Principal::Anonymous) };
+        let token = platform::access::bearer_token(value)?;
+        self.tokens.verify_gated(token, gate).await.map(Principal::User)
     }
 }
 

@@ -63,6 +63,10 @@ pub const GATEWAY_SIGN_IN_RATE: Setting = Setting {
     name: "GATEWAY_SIGN_IN_RATE",
     help: "calls per minute per client address to methods that check a password (Login), 0 for none (default 10)",
 };
+pub const GATEWAY_TOKEN_CHECK_RATE: Setting = Setting {
+    name: "GATEWAY_TOKEN_CHECK_RATE",
+    help: "signature checks per minute per client address, of tokens not verified before, 0 for none (default 1200)",
+};
 pub const GATEWAY_TRUSTED_PROXIES: Setting = Setting {
     name: "GATEWAY_TRUSTED_PROXIES",
     help: "IPs of proxies whose X-Forwarded-For is believed, comma-separated (default: none)",
@@ -103,6 +107,7 @@ pub const SETTINGS: &[Setting] = &[
     GATEWAY_RATE_LIMIT,
     GATEWAY_RATE_BURST,
     GATEWAY_SIGN_IN_RATE,
+    GATEWAY_TOKEN_CHECK_RATE,
     GATEWAY_TRUSTED_PROXIES,
 ];
 
@@ -131,6 +136,8 @@ pub struct GatewayConfig {
     pub rate_limit: crate::ratelimit::RateLimitConfig,
     /// Per client address, at methods that check a password.
     pub sign_in_limit: crate::ratelimit::RateLimitConfig,
+    /// Signature checks per client address (see `guard::admit`).
+    pub token_check_limit: crate::ratelimit::RateLimitConfig,
     pub descriptor_files: Vec<PathBuf>,
     /// How often services learned from reflection are asked again.
     pub reflection_refresh: std::time::Duration,
@@ -221,13 +228,15 @@ impl GatewayConfig {
                 .unwrap_or_default(),
         };
         // A minute's worth at once, then one every 60 s / rate.
-        let sign_in_rate = std::num::NonZeroU32::new(layers.parse_or(GATEWAY_SIGN_IN_RATE.name, 10)?);
-        let sign_in_limit = crate::ratelimit::RateLimitConfig {
-            rate: sign_in_rate,
+        let per_minute = |rate: Option<std::num::NonZeroU32>| crate::ratelimit::RateLimitConfig {
+            rate,
             period: std::time::Duration::from_secs(60),
-            burst: sign_in_rate.unwrap_or(std::num::NonZeroU32::MIN),
+            burst: rate.unwrap_or(std::num::NonZeroU32::MIN),
             trusted_proxies: rate_limit.trusted_proxies.clone(),
         };
+        let sign_in_limit = per_minute(std::num::NonZeroU32::new(layers.parse_or(GATEWAY_SIGN_IN_RATE.name, 10)?));
+        let token_check_limit =
+            per_minute(std::num::NonZeroU32::new(layers.parse_or(GATEWAY_TOKEN_CHECK_RATE.name, 1200)?));
         Ok(Self {
             upstreams,
             policy,
@@ -235,6 +244,7 @@ impl GatewayConfig {
             auth,
             rate_limit,
             sign_in_limit,
+            token_check_limit,
             descriptor_files,
             reflection_refresh,
             max_body_bytes,

@@ -1,7 +1,9 @@
 //! Admission at the edge, the same for REST and gRPC: verify the token (if
 //! one is sent), count the request against its identity's rate limit, then
 //! apply the method's auth policy. In that order: a bad token is refused
-//! before it costs a bucket, and a flood is refused before the policy.
+//! before it costs a bucket, and a flood is refused before the policy. A
+//! token whose signature is to be checked is first counted against its
+//! address's checks, a bucket of their own.
 
 use std::net::SocketAddr;
 
@@ -35,6 +37,12 @@ pub enum Denied {
     /// A service to learn from reflection, not learned yet: who may call
     /// it is not known, so nobody may.
     NotLearned(String),
+}
+
+impl From<TokenError> for Denied {
+    fn from(error: TokenError) -> Self {
+        Self::Token(error)
+    }
 }
 
 impl Denied {
@@ -75,9 +83,19 @@ pub async fn admit(
     peer: Option<SocketAddr>,
 ) -> Result<Admitted, Denied> {
     let authorization = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let principal = gateway.auth.authenticate(authorization).await.map_err(|error| {
-        metrics::counter!("gateway_auth_failures_total").increment(1);
-        Denied::Token(error)
+    // A signature to check costs over four times a served call, and the limit
+    // below counts only whom a token proves: checks of tokens not seen
+    // before are counted per address first, so that forged ones cannot
+    // cost more than that. Not against the address's own bucket, which a
+    // signed-in user behind a busy address must not need.
+    let token_check = || {
+        let address = gateway.token_check_limit.identity(None, peer, headers);
+        gateway.token_check_limit.check(address).map(drop).map_err(Denied::Limited)
+    };
+    let principal = gateway.auth.authenticate(authorization, token_check).await.inspect_err(|denied| {
+        if let Denied::Token(_) = denied {
+            metrics::counter!("gateway_auth_failures_total").increment(1);
+        }
     })?;
     let subject = match &principal {
         Principal::User(user) => Some(user.id.as_str()),

@@ -74,6 +74,7 @@ pub struct Gateway {
     auth: auth::Authenticator,
     rate_limit: ratelimit::RateLimit,
     sign_in_limit: ratelimit::RateLimit,
+    token_check_limit: ratelimit::RateLimit,
     /// Upstreams whose endpoints are discovered (DNS, etcd).
     discovered: Vec<(Arc<resilience::Upstream>, EndpointSource)>,
     discovery: platform::discovery::Discovery,
@@ -154,6 +155,8 @@ impl Gateway {
         let rate_limit = ratelimit::RateLimit::new(&config.rate_limit, "rate limit exceeded");
         let sign_in_limit =
             ratelimit::RateLimit::new(&config.sign_in_limit, "too many sign-in attempts from this address");
+        let token_check_limit =
+            ratelimit::RateLimit::new(&config.token_check_limit, "too many new tokens from this address");
         Ok(Self {
             catalog: RwLock::new(Arc::new(catalog)),
             loaded,
@@ -163,6 +166,7 @@ impl Gateway {
             auth,
             rate_limit,
             sign_in_limit,
+            token_check_limit,
             upstreams,
             discovered,
             discovery: config.discovery.clone(),
@@ -225,6 +229,7 @@ pub fn server(
                 () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {
                     sweeper.rate_limit.forget_idle();
                     sweeper.sign_in_limit.forget_idle();
+                    sweeper.token_check_limit.forget_idle();
                 }
                 () = stop.cancelled() => return,
             }

@@ -135,6 +135,7 @@ impl Builder {
             auth: gateway::auth::AuthConfig::new(self.auth_mode, "meshwork"),
             rate_limit: gateway::ratelimit::RateLimitConfig::off(),
             sign_in_limit: gateway::ratelimit::RateLimitConfig::off(),
+            token_check_limit: gateway::ratelimit::RateLimitConfig::off(),
             descriptor_files: if self.load_echo_descriptors { vec![descriptor_file.clone()] } else { Vec::new() },
             reflection_refresh: self.reflection_refresh,
             max_body_bytes: self.max_body_bytes,

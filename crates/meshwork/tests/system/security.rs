@@ -222,7 +222,46 @@ async fn sign_in_attempts_are_limited_per_address_whichever_accounts_they_try(de
     assert_eq!(platform.rest("GET", "/products", None).await.status, 200);
 }
 
+async fn signature_checks_are_limited_per_address_so_forged_tokens_cannot_get_past_the_rate_limit(
+    deployment: Deployment,
+    test: &str,
+) {
+    use contract::orders::ListOrdersRequest;
+    use contract::orders::order_service_client::OrderServiceClient;
+
+    let Some(platform) =
+        deploy(deployment, test, &[("MESHWORK_AUTH", "required"), ("GATEWAY_TOKEN_CHECK_RATE", "3")]).await
+    else {
+        return;
+    };
+    let (alice, token) = register_and_login(&platform, "trent").await;
+    // Its first use checks its signature: one of the address's three.
+    assert_eq!(platform.rest_as(Some(&token), "GET", "/orders", None).await.status, 200);
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({ "sub": alice, "iss": "meshwork", "iat": now, "exp": now + 600 });
+    let forged = sign(&platform, claims, Some(users::tokens::generate_pem()));
+    for _ in 0..2 {
+        let refused = platform.rest_as(Some(&forged), "GET", "/orders", None).await;
+        assert_eq!(refused.status, 401, "{}", String::from_utf8_lossy(&refused.body));
+    }
+    let held = platform.rest_as(Some(&forged), "GET", "/orders", None).await;
+    assert_eq!(held.status, 429, "{}", String::from_utf8_lossy(&held.body));
+    assert_eq!(held.headers["retry-after"], "20", "3 a minute: one more every 20 s");
+    let message = held.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("too many new tokens from this address"), "{message}");
+
+    // The same address over gRPC is the same bucket.
+    let mut orders = OrderServiceClient::new(platform.channel(platform.gateway).await);
+    let mut request = tonic::Request::new(ListOrdersRequest::default());
+    request.metadata_mut().insert("authorization", format!("Bearer {forged}").parse().unwrap());
+    assert_eq!(orders.list_orders(request).await.unwrap_err().code(), tonic::Code::ResourceExhausted);
+    // A token verified before needs no check, and a caller with none none.
+    assert_eq!(platform.rest_as(Some(&token), "GET", "/orders", None).await.status, 200);
+    assert_eq!(platform.rest("GET", "/products", None).await.status, 200);
+}
+
 in_both_deployments!(
+    signature_checks_are_limited_per_address_so_forged_tokens_cannot_get_past_the_rate_limit,
     grpc_through_the_gateway_is_guarded_too,
     repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_works_later,
     sign_in_attempts_are_limited_per_address_whichever_accounts_they_try,

@@ -164,10 +164,22 @@ impl UserTokens {
 
     /// The user a token proves, or why it proves nobody.
     pub async fn verify(&self, token: &str) -> Result<UserIdentity, TokenError> {
+        self.verify_gated(token, || Ok::<_, TokenError>(())).await
+    }
+
+    /// As [`verify`](Self::verify), but asks `gate` first whenever a
+    /// signature is to be checked: for a token not verified here before,
+    /// well-formed and not expired. A refusal of the gate's is returned as
+    /// it is, and nothing is checked.
+    pub async fn verify_gated<E: From<TokenError>>(
+        &self,
+        token: &str,
+        gate: impl FnOnce() -> Result<(), E>,
+    ) -> Result<UserIdentity, E> {
         if let Some(identity) = self.remembered(token, jsonwebtoken::get_current_timestamp()) {
             return Ok(identity);
         }
-        let (identity, exp) = self.check(token).await?;
+        let (identity, exp) = self.check(token, gate).await?;
         let mut remembered = self.remembered.lock().expect("remembered tokens lock");
         if remembered.len() >= REMEMBERED_TOKENS {
             remembered.clear();
@@ -198,36 +210,21 @@ impl UserTokens {
         remembered.get(token).filter(|hit| now < hit.expires_at).map(|hit| hit.identity.clone())
     }
 
-    /// Checks every part of a token: header, key, signature, claims.
-    async fn check(&self, token: &str) -> Result<(UserIdentity, u64), TokenError> {
-        let invalid = |why: &str| TokenError::Invalid(why.to_owned());
-        let header = token.split('.').next().unwrap_or_default();
-        let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| invalid("not a JWT (header.payload.signature)"))?;
-        let header: JoseHeader =
-            serde_json::from_slice(&header).map_err(|_| invalid("not a JWT: its header is not a JSON object"))?;
-        if header.crit.is_some() {
-            return Err(invalid("it has critical header parameters (crit) this service does not understand"));
-        }
-        match header.alg.as_deref() {
-            Some("EdDSA") => {}
-            Some(other) => {
-                let other: String = other.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
-                return Err(TokenError::Invalid(format!("it is signed with {other}; only EdDSA is accepted")));
-            }
-            None => return Err(invalid("its header names no algorithm")),
-        }
-        let kid = header.kid.ok_or_else(|| invalid("its header names no key (kid)"))?;
-        // Refused unverified, as the verification would refuse it: a client
-        // whose token has expired tends to keep sending it, and checking its
-        // signature cost more than serving a call does, before any rate
-        // limit, which counts only who a token proves. A REST GET through
-        // the gateway with an expired token: 437,600 instructions checked,
-        // 38,600 refused here; served with a remembered token, 96,000
-        // (callgrind, 2,000 and 4,000 requests).
-        if expiry(token).is_some_and(|exp| exp.saturating_add(LEEWAY_SECS) < jsonwebtoken::get_current_timestamp()) {
-            return Err(invalid("it has expired"));
-        }
-        let key = self.key(&kid).await?;
+    /// Checks every part of a token: header, key, signature, claims; `gate`
+    /// is asked just before the key and the signature.
+    async fn check<E: From<TokenError>>(
+        &self,
+        token: &str,
+        gate: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(UserIdentity, u64), E> {
+        let kid = unverified_kid(token)?;
+        gate()?;
+        Ok(self.verified(token, &kid).await?)
+    }
+
+    /// Checks the key `kid` names, the signature and the claims.
+    async fn verified(&self, token: &str, kid: &str) -> Result<(UserIdentity, u64), TokenError> {
+        let key = self.key(kid).await?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
@@ -236,7 +233,7 @@ impl UserTokens {
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(describe)?.claims;
         let now = jsonwebtoken::get_current_timestamp();
         if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
-            return Err(invalid("it was issued in the future (iat)"));
+            return Err(TokenError::Invalid("it was issued in the future (iat)".to_owned()));
         }
         Ok((UserIdentity { id: claims.sub, roles: claims.roles }, claims.exp))
     }
@@ -271,6 +268,39 @@ impl UserTokens {
         *cache = keys;
         cache.get(kid).cloned().ok_or_else(unknown)
     }
+}
+
+/// The key id `token`'s header names, after what can be refused without
+/// its key or its signature: a header this verifier does not accept, and an
+/// expiry already past.
+fn unverified_kid(token: &str) -> Result<String, TokenError> {
+    let invalid = |why: &str| TokenError::Invalid(why.to_owned());
+    let header = token.split('.').next().unwrap_or_default();
+    let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| invalid("not a JWT (header.payload.signature)"))?;
+    let header: JoseHeader =
+        serde_json::from_slice(&header).map_err(|_| invalid("not a JWT: its header is not a JSON object"))?;
+    if header.crit.is_some() {
+        return Err(invalid("it has critical header parameters (crit) this service does not understand"));
+    }
+    match header.alg.as_deref() {
+        Some("EdDSA") => {}
+        Some(other) => {
+            let other: String = other.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+            return Err(TokenError::Invalid(format!("it is signed with {other}; only EdDSA is accepted")));
+        }
+        None => return Err(invalid("its header names no algorithm")),
+    }
+    let kid = header.kid.ok_or_else(|| invalid("its header names no key (kid)"))?;
+    // Refused unverified, as the verification would refuse it: a client
+    // whose token has expired tends to keep sending it, and checking its
+    // signature cost more than serving a call does (a REST GET through
+    // the gateway with an expired token: 437,600 instructions checked,
+    // 38,600 refused here; served with a remembered token, 96,000;
+    // callgrind, 2,000 and 4,000 requests), and it would spend the gate.
+    if expiry(token).is_some_and(|exp| exp.saturating_add(LEEWAY_SECS) < jsonwebtoken::get_current_timestamp()) {
+        return Err(invalid("it has expired"));
+    }
+    Ok(kid)
 }
 
 /// The `exp` claim of `token`, read without verifying anything; `None` if
@@ -384,5 +414,38 @@ mod tests {
         let checked = tokens.verify(&token(now - LEEWAY_SECS + 5)).await.unwrap_err().to_string();
         assert!(checked.contains("does not publish"), "{checked}");
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn the_gate_is_asked_only_before_a_signature_is_checked_and_its_refusal_checks_nothing() {
+        let (tokens, fetches) = counting_verifier();
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = |exp: u64| {
+            let claims = format!(r#"{{"sub":"u1","iss":"meshwork","exp":{exp}}}"#);
+            format!("{}.{}.c2ln", encode(r#"{"alg":"EdDSA","kid":"k"}"#), encode(&claims))
+        };
+        let asked = std::cell::Cell::new(0);
+        let gate = |verdict: Result<(), TokenError>| {
+            let asked = &asked;
+            move || {
+                asked.set(asked.get() + 1);
+                verdict
+            }
+        };
+        // Refused before any signature: the gate is not asked.
+        assert!(tokens.verify_gated("not-a-jwt", gate(Ok(()))).await.is_err());
+        assert!(tokens.verify_gated(&token(now - LEEWAY_SECS - 1), gate(Ok(()))).await.is_err());
+        assert_eq!(asked.get(), 0);
+        // A signature to check: asked; a refusal is returned as it is, and no key is looked for.
+        let held = tokens.verify_gated(&token(now + 600), gate(Err(TokenError::Malformed))).await;
+        assert_eq!((held, asked.get(), fetches.load(Ordering::SeqCst)), (Err(TokenError::Malformed), 1, 0));
+        // Let through: checked (and refused here, for the key nobody publishes).
+        assert!(tokens.verify_gated(&token(now + 600), gate(Ok(()))).await.is_err());
+        assert_eq!((asked.get(), fetches.load(Ordering::SeqCst)), (2, 1));
+        // A token verified before is not checked again: not asked.
+        let identity = UserIdentity { id: "u1".into(), roles: Vec::new() };
+        tokens.remember("a.b.c", identity.clone(), now + 600);
+        assert_eq!(tokens.verify_gated("a.b.c", gate(Ok(()))).await, Ok(identity));
+        assert_eq!(asked.get(), 2);
     }
 }
