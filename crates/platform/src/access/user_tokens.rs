@@ -377,6 +377,12 @@ mod tests {
         assert!(garbage.contains("not a JWT"), "{garbage}");
     }
 
+    /// A well-formed token of key `k` that expires at `exp`, its signature garbage.
+    fn forged_expiring(exp: u64) -> String {
+        let claims = format!(r#"{{"sub":"u1","iss":"meshwork","exp":{exp}}}"#);
+        format!("{}.{}.c2ln", encode(r#"{"alg":"EdDSA","kid":"k"}"#), encode(&claims))
+    }
+
     /// A verifier whose source publishes no keys, and how often it was asked.
     fn counting_verifier() -> (UserTokens, Arc<AtomicUsize>) {
         let fetches = Arc::new(AtomicUsize::new(0));
@@ -403,15 +409,11 @@ mod tests {
     async fn an_expired_token_is_refused_before_its_key_is_looked_for_or_its_signature_checked() {
         let (tokens, fetches) = counting_verifier();
         let now = jsonwebtoken::get_current_timestamp();
-        let token = |exp: u64| {
-            let claims = format!(r#"{{"sub":"u1","iss":"meshwork","exp":{exp}}}"#);
-            format!("{}.{}.c2ln", encode(r#"{"alg":"EdDSA","kid":"k"}"#), encode(&claims))
-        };
-        let refused = tokens.verify(&token(now - LEEWAY_SECS - 1)).await.unwrap_err();
+        let refused = tokens.verify(&forged_expiring(now - LEEWAY_SECS - 1)).await.unwrap_err();
         assert_eq!(refused.to_string(), "invalid token: it has expired");
         assert_eq!(fetches.load(Ordering::SeqCst), 0, "no key was looked for");
         // Within the leeway it is checked in full, as the library would.
-        let checked = tokens.verify(&token(now - LEEWAY_SECS + 5)).await.unwrap_err().to_string();
+        let checked = tokens.verify(&forged_expiring(now - LEEWAY_SECS + 5)).await.unwrap_err().to_string();
         assert!(checked.contains("does not publish"), "{checked}");
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
     }
@@ -420,10 +422,6 @@ mod tests {
     async fn the_gate_is_asked_only_before_a_signature_is_checked_and_its_refusal_checks_nothing() {
         let (tokens, fetches) = counting_verifier();
         let now = jsonwebtoken::get_current_timestamp();
-        let token = |exp: u64| {
-            let claims = format!(r#"{{"sub":"u1","iss":"meshwork","exp":{exp}}}"#);
-            format!("{}.{}.c2ln", encode(r#"{"alg":"EdDSA","kid":"k"}"#), encode(&claims))
-        };
         let asked = std::cell::Cell::new(0);
         let gate = |verdict: Result<(), TokenError>| {
             let asked = &asked;
@@ -434,13 +432,13 @@ mod tests {
         };
         // Refused before any signature: the gate is not asked.
         assert!(tokens.verify_gated("not-a-jwt", gate(Ok(()))).await.is_err());
-        assert!(tokens.verify_gated(&token(now - LEEWAY_SECS - 1), gate(Ok(()))).await.is_err());
+        assert!(tokens.verify_gated(&forged_expiring(now - LEEWAY_SECS - 1), gate(Ok(()))).await.is_err());
         assert_eq!(asked.get(), 0);
         // A signature to check: asked; a refusal is returned as it is, and no key is looked for.
-        let held = tokens.verify_gated(&token(now + 600), gate(Err(TokenError::Malformed))).await;
+        let held = tokens.verify_gated(&forged_expiring(now + 600), gate(Err(TokenError::Malformed))).await;
         assert_eq!((held, asked.get(), fetches.load(Ordering::SeqCst)), (Err(TokenError::Malformed), 1, 0));
         // Let through: checked (and refused here, for the key nobody publishes).
-        assert!(tokens.verify_gated(&token(now + 600), gate(Ok(()))).await.is_err());
+        assert!(tokens.verify_gated(&forged_expiring(now + 600), gate(Ok(()))).await.is_err());
         assert_eq!((asked.get(), fetches.load(Ordering::SeqCst)), (2, 1));
         // A token verified before is not checked again: not asked.
         let identity = UserIdentity { id: "u1".into(), roles: Vec::new() };
