@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-use crate::harness::{Deployment, Platform, deploy};
+use crate::harness::{Deployment, Platform, Reply, deploy};
 
 async fn register_and_login(platform: &Platform, name: &str) -> (String, String) {
     let body = json!({ "email": format!("{name}@example.com"), "name": name, "password": "correct horse" });
@@ -194,6 +194,14 @@ async fn repeated_bad_logins_for_one_account_are_held_back_and_a_good_one_still_
     assert_eq!(platform.rest("POST", "/users/login", Some(right.as_bytes())).await.status, 200);
 }
 
+/// `held` is a per-address limit of 3 a minute's refusal, saying it is `exceeded`.
+fn assert_held_at_three_a_minute(held: &Reply, exceeded: &str) {
+    assert_eq!(held.status, 429, "{}", String::from_utf8_lossy(&held.body));
+    assert_eq!(held.headers["retry-after"], "20", "3 a minute: one more every 20 s");
+    let message = held.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains(exceeded), "{message}");
+}
+
 async fn sign_in_attempts_are_limited_per_address_whichever_accounts_they_try(deployment: Deployment, test: &str) {
     use contract::users::LoginRequest;
     use contract::users::user_service_client::UserServiceClient;
@@ -209,10 +217,7 @@ async fn sign_in_attempts_are_limited_per_address_whichever_accounts_they_try(de
     }
     let guess = json!({ "email": "oscar@example.com", "password": "hunter2" }).to_string();
     let held = platform.rest("POST", "/users/login", Some(guess.as_bytes())).await;
-    assert_eq!(held.status, 429, "{}", String::from_utf8_lossy(&held.body));
-    assert_eq!(held.headers["retry-after"], "20", "3 a minute: one more every 20 s");
-    let message = held.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("too many sign-in attempts from this address"), "{message}");
+    assert_held_at_three_a_minute(&held, "too many sign-in attempts from this address");
 
     // The same address over gRPC is the same bucket.
     let mut users = UserServiceClient::new(platform.channel(platform.gateway).await);
@@ -245,10 +250,7 @@ async fn signature_checks_are_limited_per_address_so_forged_tokens_cannot_get_pa
         assert_eq!(refused.status, 401, "{}", String::from_utf8_lossy(&refused.body));
     }
     let held = platform.rest_as(Some(&forged), "GET", "/orders", None).await;
-    assert_eq!(held.status, 429, "{}", String::from_utf8_lossy(&held.body));
-    assert_eq!(held.headers["retry-after"], "20", "3 a minute: one more every 20 s");
-    let message = held.json()["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("too many new tokens from this address"), "{message}");
+    assert_held_at_three_a_minute(&held, "too many new tokens from this address");
 
     // The same address over gRPC is the same bucket.
     let mut orders = OrderServiceClient::new(platform.channel(platform.gateway).await);
