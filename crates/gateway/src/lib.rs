@@ -34,6 +34,7 @@ pub mod template;
 mod test_support;
 pub mod transcode;
 pub mod upstream;
+mod wire_json;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

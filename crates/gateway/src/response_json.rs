@@ -20,6 +20,19 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, ReflectMessag
 use crate::json_number;
 use crate::routes::Route;
 
+/// The HTTP body of `route`'s unary answer, `encoded` as it came: written
+/// straight from the wire when it can be ([`crate::wire_json`]), else
+/// decoded and written as [`response_json`] writes it.
+pub fn answer_json(route: &Route, encoded: bytes::Bytes) -> Result<Vec<u8>, prost::DecodeError> {
+    if let Some(plan) = &route.response_plan {
+        let mut body = Vec::with_capacity(256);
+        if crate::wire_json::write(plan, &encoded, &mut body) {
+            return Ok(body);
+        }
+    }
+    Ok(response_json(route, &DynamicMessage::decode(route.method.output(), encoded)?))
+}
+
 /// The HTTP body of `route`'s answer `message`.
 pub fn response_json(route: &Route, message: &DynamicMessage) -> Vec<u8> {
     let mut body = Vec::with_capacity(256);
@@ -72,22 +85,27 @@ fn write_message(out: &mut Vec<u8>, message: &DynamicMessage) {
 /// The value of `field` in `message`, its default when it is unset.
 fn write_field(out: &mut Vec<u8>, message: &DynamicMessage, field: &FieldDescriptor) {
     if !message.has_field(field) {
-        out.extend_from_slice(match field.kind() {
-            _ if field.is_map() => b"{}",
-            _ if field.is_list() => b"[]",
-            Kind::Message(_) => b"null",
-            Kind::Bool => b"false",
-            Kind::String | Kind::Bytes => b"\"\"",
-            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => b"\"0\"",
-            Kind::Enum(enumeration) => {
-                write_string(out, enumeration.default_value().name());
-                return;
-            }
-            _ => b"0",
-        });
+        write_default(out, field);
         return;
     }
     write_value(out, &message.get_field(field), &field.kind());
+}
+
+/// What an unset `field` is written as.
+pub(crate) fn write_default(out: &mut Vec<u8>, field: &FieldDescriptor) {
+    out.extend_from_slice(match field.kind() {
+        _ if field.is_map() => b"{}",
+        _ if field.is_list() => b"[]",
+        Kind::Message(_) => b"null",
+        Kind::Bool => b"false",
+        Kind::String | Kind::Bytes => b"\"\"",
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint64 | Kind::Fixed64 => b"\"0\"",
+        Kind::Enum(enumeration) => {
+            write_string(out, enumeration.default_value().name());
+            return;
+        }
+        _ => b"0",
+    });
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value, kind: &Kind) {
@@ -153,7 +171,7 @@ fn write_value(out: &mut Vec<u8>, value: &Value, kind: &Kind) {
 
 /// A float or double as protojson writes it, and the three that JSON has
 /// no number for as proto3 JSON's strings.
-fn write_float<F>(out: &mut Vec<u8>, x: F, finite: fn(&mut Vec<u8>, F) -> std::io::Result<()>)
+pub(crate) fn write_float<F>(out: &mut Vec<u8>, x: F, finite: fn(&mut Vec<u8>, F) -> std::io::Result<()>)
 where
     F: Copy + Into<f64>,
 {
@@ -167,12 +185,12 @@ where
     }
 }
 
-fn write_string(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_string(out: &mut Vec<u8>, text: &str) {
     serde_json::to_writer(&mut *out, text).expect("a string writes");
 }
 
 /// Text that needs no escaping (digits, `true`), in quotes.
-fn write_quoted(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn write_quoted(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     out.extend_from_slice(text.as_bytes());
     out.push(b'"');
@@ -183,6 +201,7 @@ mod tests {
     use super::*;
     use crate::routes::RouteTable;
     use crate::transcode::to_json;
+    use prost::Message as _;
     use prost_reflect::{DescriptorPool, MessageDescriptor};
     use serde_json::Value as Json;
 
@@ -301,6 +320,12 @@ mod tests {
               google.protobuf.Timestamp at = 13;
               repeated Inner inners = 14;
               uint64 big = 15;
+              sint32 small = 16;
+              sfixed64 wide = 17;
+              fixed32 unsigned = 18;
+              bool flag = 19;
+              sint64 far = 20;
+              int32 total = 21;
             }
             service KindsService {
               rpc Get(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds" }; }
@@ -404,6 +429,159 @@ mod tests {
             for message in [populated(&kinds, 1, 1), populated(&kinds, 1, 2), DynamicMessage::new(kinds.clone())] {
                 assert_eq!(written(route, &message), by_value(route, &message), "{field}");
             }
+        }
+    }
+
+    /// What the decoding path answers for `encoded`, or its error.
+    fn decoded(route: &Route, encoded: &[u8]) -> Result<Vec<u8>, prost::DecodeError> {
+        Ok(response_json(route, &DynamicMessage::decode(route.method.output(), encoded)?))
+    }
+
+    /// Whether `encoded` is written straight from the wire.
+    fn from_wire(route: &Route, encoded: &[u8]) -> bool {
+        let plan = route.response_plan.as_ref().expect("the route has a plan");
+        let mut out = b"kept".to_vec();
+        let written = crate::wire_json::write(plan, encoded, &mut out);
+        assert!(written || out == b"kept", "a message left to decode writes nothing");
+        written
+    }
+
+    fn assert_answers_alike(route: &Route, encoded: &[u8]) {
+        let by_wire = answer_json(route, bytes::Bytes::copy_from_slice(encoded)).map(String::from_utf8);
+        let by_decoding = decoded(route, encoded).map(String::from_utf8);
+        assert_eq!(format!("{by_wire:?}"), format!("{by_decoding:?}"), "{encoded:?}");
+    }
+
+    /// `message` without the fields the wire path leaves to decoding.
+    fn without_lists_maps_and_well_known(mut message: DynamicMessage) -> DynamicMessage {
+        for field in message.descriptor().fields() {
+            let well_known = field.kind().as_message().is_some_and(|m| m.full_name().starts_with("google.protobuf."));
+            if field.is_list() || field.is_map() || well_known {
+                message.clear_field(&field);
+            }
+        }
+        message
+    }
+
+    #[test]
+    fn an_answer_written_from_the_wire_is_the_decoded_answer_byte_for_byte() {
+        let contract = RouteTable::from_pool(&DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap()).unwrap();
+        let (_, kinds) = kinds();
+        let mut planned = 0;
+        for route in contract.routes().iter().chain(kinds.routes()) {
+            let output = route.method.output();
+            let may_decode = [populated(&output, 3, 1), populated(&output, 3, 2), populated(&output, 0, 3)];
+            for message in may_decode {
+                assert_answers_alike(route, &message.encode_to_vec());
+            }
+            // Every field set, or none; messages inside empty.
+            let single =
+                [without_lists_maps_and_well_known(populated(&output, 0, 1)), DynamicMessage::new(output.clone())];
+            for message in single {
+                let encoded = message.encode_to_vec();
+                assert_answers_alike(route, &encoded);
+                if route.response_plan.is_some() {
+                    assert!(from_wire(route, &encoded), "{} from {}", output.full_name(), route.names.span);
+                }
+            }
+            let whole_message = route.response_body.is_none() && !output.full_name().starts_with("google.protobuf.");
+            assert_eq!(route.response_plan.is_some(), whole_message, "{}", route.names.span);
+            planned += usize::from(whole_message);
+        }
+        assert!(planned > 0);
+    }
+
+    #[test]
+    fn the_wire_path_writes_single_fields_and_leaves_lists_maps_and_times_to_decoding() {
+        let (kinds, routes) = kinds();
+        let route = answering(&routes, " /kinds");
+        let scalars = without_lists_maps_and_well_known(populated(&kinds, 2, 1));
+        assert!(from_wire(route, &scalars.encode_to_vec()));
+        assert!(from_wire(route, &[]), "an empty answer is every field's default");
+        for field in ["ratios", "by_name", "at", "inners"] {
+            let mut message = scalars.clone();
+            let full = populated(&kinds, 1, 1);
+            message.set_field_by_name(field, full.get_field_by_name(field).unwrap().into_owned());
+            assert!(!from_wire(route, &message.encode_to_vec()), "{field}");
+        }
+        // A response_body route has no plan: its field is written from the decoded message.
+        assert!(answering(&routes, " /kinds/inner").response_plan.is_none());
+    }
+
+    /// Writes one field's encoding.
+    type Field<'a> = &'a dyn Fn(&mut Vec<u8>);
+
+    /// `fields` encoded one after another: a wire no encoder of one message writes.
+    fn wire(fields: &[Field]) -> Vec<u8> {
+        let mut out = Vec::new();
+        fields.iter().for_each(|field| field(&mut out));
+        out
+    }
+
+    #[test]
+    fn what_the_decoder_makes_of_an_unusual_wire_the_wire_path_writes_too() {
+        use prost::encoding;
+        let (kinds, routes) = kinds();
+        let route = answering(&routes, " /kinds");
+        let message = |set: &dyn Fn(&mut DynamicMessage)| {
+            let mut message = DynamicMessage::new(kinds.clone());
+            set(&mut message);
+            message.encode_to_vec()
+        };
+        let inner = kinds.get_field_by_name("inner").unwrap().kind().as_message().unwrap().clone();
+        let inner_with = |name: &str, value: Value| {
+            let mut inner = DynamicMessage::new(inner.clone());
+            inner.set_field_by_name(name, value);
+            Value::Message(inner)
+        };
+        let word = message(&|m| m.set_field_by_name("word", Value::String("w".into())));
+        let nested = message(&|m| m.set_field_by_name("nested", inner_with("text", Value::String("n".into()))));
+        let text_a = message(&|m| m.set_field_by_name("inner", inner_with("text", Value::String("a".into()))));
+        let count_2 = message(&|m| m.set_field_by_name("inner", inner_with("count", Value::I64(2))));
+
+        // A field given twice: the last one stays.
+        let twice =
+            wire(&[&|b| encoding::bytes::encode(3, &vec![1u8], b), &|b| encoding::bytes::encode(3, &vec![2u8], b)]);
+        assert!(from_wire(route, &twice));
+        assert_answers_alike(route, &twice);
+        // Defaults given on the wire are unset where there is no presence,
+        // -0.0 too; set where there is (`maybe`).
+        let defaults = wire(&[
+            &|b| encoding::float::encode(1, &-0.0, b),
+            &|b| encoding::int32::encode(4, &0, b),
+            &|b| encoding::uint64::encode(15, &0, b),
+            &|b| encoding::int32::encode(11, &0, b),
+            &|b| encoding::int32::encode(21, &-5, b),
+        ]);
+        assert!(from_wire(route, &defaults));
+        assert_answers_alike(route, &defaults);
+        // A field the contract does not name is skipped.
+        let unknown =
+            wire(&[&|b| encoding::uint64::encode(99, &7, b), &|b| encoding::string::encode(98, &"x".into(), b)]);
+        assert!(from_wire(route, &unknown));
+        assert_answers_alike(route, &unknown);
+
+        // Left to decoding: a message given twice is merged, and of a oneof the last field stays.
+        for (left, what) in [([&text_a, &count_2], "merged"), ([&word, &nested], "oneof"), ([&nested, &word], "oneof")]
+        {
+            let encoded = [left[0].as_slice(), left[1].as_slice()].concat();
+            assert!(!from_wire(route, &encoded), "{what}");
+            assert_answers_alike(route, &encoded);
+        }
+
+        // Refused as the decoder refuses them: text that is not UTF-8 (even
+        // given before the text that stays), a wrong wire type, bytes cut short.
+        let not_utf8 = |b: &mut Vec<u8>| encoding::bytes::encode(9, &vec![0xff, 0xfe], b);
+        let malformed = [
+            wire(&[&not_utf8]),
+            wire(&[&not_utf8, &|b| encoding::string::encode(9, &"w".into(), b)]),
+            wire(&[&|b| encoding::int32::encode(9, &1, b)]),
+            word[..word.len() - 1].to_vec(),
+            vec![0x08],
+        ];
+        for encoded in malformed {
+            assert!(answer_json(route, bytes::Bytes::from(encoded.clone())).is_err(), "{encoded:?}");
+            assert_answers_alike(route, &encoded);
         }
     }
 }

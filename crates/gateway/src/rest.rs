@@ -8,12 +8,10 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use prost_reflect::DynamicMessage;
 
 use crate::Gateway;
 use crate::catalog::Catalog;
 use crate::error::{error_response, method_not_allowed, status_response};
-use crate::response_json::response_json;
 use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_frames};
 use resilience::CallError;
@@ -146,7 +144,6 @@ async fn call(
         crate::stream_json::Framing::Lines
     };
     let path = &route.names.grpc_path;
-    let output = route.method.output();
     let outcome = if route.method.is_server_streaming() {
         // Tried again only until the stream starts, as any call: the
         // deadline and the breaker see its headers, not its end.
@@ -168,21 +165,21 @@ async fn call(
                 // The attempt's own CLIENT span is the current one: the service's span is its child.
                 let mut metadata = metadata.clone();
                 platform::telemetry::inject_current_context_into_metadata(&mut metadata);
-                let (messages, output) = (messages.clone(), output.clone());
+                let messages = messages.clone();
                 async move {
                     // Failed, not only its status: an error's header metadata goes to the caller too.
                     let answer = endpoint.unary(path, metadata.into_headers(), &messages, remaining).await?;
-                    let message = DynamicMessage::decode(output, answer.message)
+                    // Written here, within the attempt: an answer that does not decode is its failure.
+                    let json = crate::response_json::answer_json(route, answer.message)
                         .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's response: {e}")))?;
-                    Ok::<_, Failed>(Answered::Message { headers: answer.headers, trailers: answer.trailers, message })
+                    Ok::<_, Failed>(Answered::Message { headers: answer.headers, trailers: answer.trailers, json })
                 }
             })
             .await
     };
     match outcome {
-        Ok(Answered::Message { headers, trailers, message }) => {
-            let mut response =
-                ([(header::CONTENT_TYPE, "application/json")], response_json(route, &message)).into_response();
+        Ok(Answered::Message { headers, trailers, json }) => {
+            let mut response = ([(header::CONTENT_TYPE, "application/json")], json).into_response();
             crate::headers::response_headers(headers, response.headers_mut());
             if accepts_trailers {
                 response = crate::headers::with_trailers(response, trailers);
@@ -235,7 +232,12 @@ fn failed(
 
 /// What an upstream answered: one message, or the start of a stream.
 enum Answered {
-    Message { headers: http::HeaderMap, trailers: http::HeaderMap, message: DynamicMessage },
+    /// The message as the REST answer's JSON body.
+    Message {
+        headers: http::HeaderMap,
+        trailers: http::HeaderMap,
+        json: Vec<u8>,
+    },
     Stream(http::HeaderMap, resilience::direct::ResponseBody),
 }
 

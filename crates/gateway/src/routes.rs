@@ -35,6 +35,9 @@ pub struct Route {
     pub learned: bool,
     /// Its metric series, found once.
     pub(crate) series: crate::metrics::RouteSeries,
+    /// How its answer is written straight from the wire, when the whole
+    /// message is the body (see [`crate::wire_json`]).
+    pub(crate) response_plan: Option<std::sync::Arc<crate::wire_json::Plan>>,
 }
 
 /// A route's names as each request needs them.
@@ -238,6 +241,7 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage, learned: bool) -> Res
         return Err(rule_error(format!("response_body field {field} is not in {}", method.output().full_name())));
     }
     let names = RouteNames::new(&http_method, &template, method);
+    let response_plan = if response_body.is_none() { crate::wire_json::Plan::of(&method.output()) } else { None };
     Ok(Route {
         http_method,
         template,
@@ -247,6 +251,7 @@ fn route(method: &MethodDescriptor, rule: &DynamicMessage, learned: bool) -> Res
         names,
         learned,
         series: Default::default(),
+        response_plan,
     })
 }
 
