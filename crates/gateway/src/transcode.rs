@@ -5,7 +5,6 @@
 
 use prost_reflect::{
     DeserializeOptions, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
-    Value,
 };
 use serde_json::{Map, Value as Json};
 
@@ -66,12 +65,6 @@ fn request_message(
     body: &[u8],
 ) -> Result<DynamicMessage, BadRequest> {
     let input = route.method.input();
-    if route.body == BodyRule::None
-        && query.is_none_or(str::is_empty)
-        && let Some(message) = from_string_bindings(&input, &bindings)
-    {
-        return Ok(message);
-    }
     let body = match route.body {
         BodyRule::None => None,
         _ => parse_body(body)?,
@@ -99,6 +92,14 @@ pub fn request_frames(
 ) -> Result<Framed, BadRequest> {
     let unencodable = |status: tonic::Status| BadRequest::new(status.message());
     if !route.method.is_client_streaming() || route.body == BodyRule::None {
+        if route.body == BodyRule::None
+            && query.is_none_or(str::is_empty)
+            && let Some(encoded) = string_bindings_encoded(&route.method.input(), &bindings)
+        {
+            let mut frames = Frames::default();
+            frames.push_encoded(&encoded).map_err(unencodable)?;
+            return Ok(frames.finish());
+        }
         let message = request_message(route, bindings, query, body)?;
         return Framed::encode(std::slice::from_ref(&message)).map_err(unencodable);
     }
@@ -246,23 +247,34 @@ fn type_name(field: &FieldDescriptor) -> String {
     }
 }
 
-/// The message of a request made of path values alone, each for a string
-/// field of the request itself (a GET of one resource by its id), set
-/// straight instead of through a JSON object and the deserializer, which
-/// would take each as it is; `None` for any other request. (callgrind,
-/// 2,000 REST GETs through the gateway, two runs each: 146,600-146,700 ->
-/// 144,500-144,700 instructions per GET.)
-fn from_string_bindings(input: &MessageDescriptor, bindings: &[Binding]) -> Option<DynamicMessage> {
-    let mut message = DynamicMessage::new(input.clone());
+/// The encoded message of a request made of path values alone, each for a
+/// different string field of the request itself (a GET of one resource by
+/// its id): the bytes the message built through a JSON object and the
+/// deserializer encodes to (fields in number order, an empty text left out
+/// where it has no presence), written straight; `None` for any other
+/// request. Set straight on a `DynamicMessage` instead of through the JSON
+/// object, callgrind counted 146,600-146,700 -> 144,500-144,700
+/// instructions per GET (2,000 REST GETs, two runs each); encoded
+/// straight, without the message: 93,200-94,000 -> 90,200 per GET.
+fn string_bindings_encoded(input: &MessageDescriptor, bindings: &[Binding]) -> Option<Vec<u8>> {
+    let mut fields: Vec<(u32, &String)> = Vec::with_capacity(bindings.len());
     for (path, raw) in bindings {
         let [name] = path.as_slice() else { return None };
         let field = input.get_field_by_name(name)?;
-        if field.kind() != Kind::String || field.is_list() {
+        if field.kind() != Kind::String || field.is_list() || fields.iter().any(|(n, _)| *n == field.number()) {
             return None;
         }
-        message.set_field(&field, Value::String(raw.clone()));
+        if !raw.is_empty() || field.supports_presence() {
+            fields.push((field.number(), raw));
+        }
     }
-    Some(message)
+    fields.sort_unstable_by_key(|(number, _)| *number);
+    let mut encoded =
+        Vec::with_capacity(fields.iter().map(|(n, raw)| prost::encoding::string::encoded_len(*n, raw)).sum());
+    for (number, raw) in fields {
+        prost::encoding::string::encode(number, raw, &mut encoded);
+    }
+    Some(encoded)
 }
 
 fn parse_body(body: &[u8]) -> Result<Option<Json>, BadRequest> {
@@ -590,19 +602,44 @@ mod tests {
         for path in ["/users/abc", "/products/prod-1", "/orders/0190-x", "/orders/user/u%201"] {
             let Lookup::Found { route, bindings } = table.lookup(&Method::GET, path) else { panic!("no route {path}") };
             let input = route.method.input();
-            let direct = from_string_bindings(&input, &bindings).expect("path values alone, for string fields");
+            let direct = string_bindings_encoded(&input, &bindings).expect("path values alone, for string fields");
             let mut object = Map::new();
             for (field, raw) in &bindings {
                 insert(&mut object, field, Json::String(raw.clone()), Join::Replace).unwrap();
             }
             let via_json = DynamicMessage::deserialize(input, Json::Object(object)).unwrap();
-            assert_eq!(direct.encode_to_vec(), via_json.encode_to_vec(), "{path}");
-            let built = request_message(route, bindings, None, b"").unwrap();
-            assert_eq!(built.encode_to_vec(), direct.encode_to_vec(), "{path}");
+            assert_eq!(direct, via_json.encode_to_vec(), "{path}");
+            let built = request_message(route, bindings.clone(), None, b"").unwrap();
+            assert_eq!(built.encode_to_vec(), direct, "{path}");
+            let mut framed = Frames::default();
+            framed.push_encoded(&direct).unwrap();
+            assert_eq!(request_frames(route, bindings, None, b"").unwrap(), framed.finish(), "{path}");
         }
         // With a query too, the query is read.
         let json = build(Method::GET, "/orders/user/u1?page_size=2", "").unwrap();
         assert_eq!((json["userId"].as_str(), json["pageSize"].as_i64()), (Some("u1"), Some(2)));
+    }
+
+    #[test]
+    fn path_values_are_encoded_in_field_number_order_as_the_message_encodes_them() {
+        use prost::Message;
+        let pool = DescriptorPool::decode(contract::FILE_DESCRIPTOR_SET).unwrap();
+        let input = pool.get_message_by_name("shop.users.v1.CreateUserRequest").unwrap();
+        let binding = |name: &str, raw: &str| (vec![name.to_owned()], raw.to_owned());
+        // `password` is optional: set, it is sent even empty.
+        for bindings in [
+            vec![binding("password", ""), binding("name", "b"), binding("email", "a")],
+            vec![binding("name", ""), binding("email", "a")],
+            vec![],
+        ] {
+            let mut message = DynamicMessage::new(input.clone());
+            for (path, raw) in &bindings {
+                message.set_field_by_name(&path[0], prost_reflect::Value::String(raw.clone()));
+            }
+            assert_eq!(string_bindings_encoded(&input, &bindings).unwrap(), message.encode_to_vec(), "{bindings:?}");
+        }
+        // One field twice is left to the general path.
+        assert!(string_bindings_encoded(&input, &[binding("email", "a"), binding("email", "b")]).is_none());
     }
 
     #[test]

@@ -527,7 +527,7 @@ impl Received {
 /// A call's request messages, each in gRPC's length-prefixed frame, one
 /// after the other: a unary call's one, or a client stream's every message.
 /// Framed once and sent as it is on every attempt (a clone is a count).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Framed(Bytes);
 
 impl Framed {
@@ -552,6 +552,17 @@ impl Frames {
     /// Frames `message` after those pushed before it.
     pub fn push<M: prost::Message>(&mut self, message: &M) -> Result<(), Status> {
         frame_onto(&mut self.0, message)
+    }
+
+    /// Frames `message`, already encoded, after those pushed before it.
+    pub fn push_encoded(&mut self, message: &[u8]) -> Result<(), Status> {
+        let length =
+            u32::try_from(message.len()).map_err(|_| Status::invalid_argument("request message larger than 4 GiB"))?;
+        self.0.reserve(5 + message.len());
+        self.0.put_u8(0);
+        self.0.put_u32(length);
+        self.0.put_slice(message);
+        Ok(())
     }
 
     pub fn finish(self) -> Framed {
