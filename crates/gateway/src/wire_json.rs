@@ -177,11 +177,13 @@ const FIXED64: u64 = 1;
 const LENGTH_DELIMITED: u64 = 2;
 const FIXED32: u64 = 5;
 
-/// A field's value as it came: a number's bits, or a slice of the bytes.
+/// A field's value as it came: a number's bits, or a slice of the bytes
+/// (checked UTF-8 for a text field).
 #[derive(Clone, Copy)]
 enum Raw<'a> {
     Number(u64),
     Bytes(&'a [u8]),
+    Text(&'a str),
 }
 
 /// Writes the message `wire`, an answer of `plan`'s message, to `out` as
@@ -218,12 +220,12 @@ fn write_message(plan: &Plan, mut wire: &[u8], out: &mut Vec<u8>) -> Option<()> 
         if field.shape.wire_type() != wire_type {
             return None;
         }
-        match (&field.shape, raw) {
+        let raw = match (&field.shape, raw) {
             (Shape::Message(_), _) if values[index].is_some() => return None,
             // Checked as the decoder checks it: every time it comes.
-            (Shape::String, Raw::Bytes(text)) => drop(std::str::from_utf8(text).ok()?),
-            _ => {}
-        }
+            (Shape::String, Raw::Bytes(text)) => Raw::Text(std::str::from_utf8(text).ok()?),
+            _ => raw,
+        };
         if let Some(oneof) = field.oneof {
             let other_set = |(other, value): (&FieldPlan, &Option<Raw>)| {
                 other.oneof == Some(oneof) && value.is_some() && other.descriptor.number() != number
@@ -278,7 +280,7 @@ fn write_value(field: &FieldPlan, raw: Raw, out: &mut Vec<u8>) -> Option<()> {
         (Shape::Double, Raw::Number(bits)) if set(f64::from_bits(bits) == 0.0) => {
             write_float(out, f64::from_bits(bits), json_number::write_f64)
         }
-        (Shape::String, Raw::Bytes(text)) if set(text.is_empty()) => write_string(out, std::str::from_utf8(text).ok()?),
+        (Shape::String, Raw::Text(text)) if set(text.is_empty()) => write_string(out, text),
         (Shape::Bytes, Raw::Bytes(bytes)) if set(bytes.is_empty()) => {
             out.push(b'"');
             out.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
