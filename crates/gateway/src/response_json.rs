@@ -200,6 +200,7 @@ pub(crate) fn write_quoted(out: &mut Vec<u8>, text: &str) {
 mod tests {
     use super::*;
     use crate::routes::RouteTable;
+    use crate::test_support::kinds;
     use crate::transcode::to_json;
     use prost::Message as _;
     use prost_reflect::{DescriptorPool, MessageDescriptor};
@@ -292,67 +293,6 @@ mod tests {
                 assert_eq!(written(route, &message), by_value(route, &message), "{context}");
             }
         }
-    }
-
-    /// Every kind of field, and one route answering the whole message
-    /// (`/kinds`) and one answering each field named in `response_body`
-    /// (`/kinds/<field>`).
-    fn kinds() -> (MessageDescriptor, RouteTable) {
-        const SOURCE: &str = r#"
-            syntax = "proto3";
-            package kinds;
-            import "google/api/annotations.proto";
-            import "google/protobuf/timestamp.proto";
-            enum Level { LEVEL_UNSPECIFIED = 0; LEVEL_HIGH = 1; }
-            message Inner { string text = 1; int64 count = 2; }
-            message Kinds {
-              float ratio = 1;
-              double score = 2;
-              bytes blob = 3;
-              Level level = 4;
-              map<string, Inner> by_name = 5;
-              map<int64, Level> by_number = 6;
-              map<bool, string> by_flag = 7;
-              repeated float ratios = 8;
-              oneof choice { string word = 9; Inner nested = 10; }
-              optional int32 maybe = 11;
-              Inner inner = 12;
-              google.protobuf.Timestamp at = 13;
-              repeated Inner inners = 14;
-              uint64 big = 15;
-              sint32 small = 16;
-              sfixed64 wide = 17;
-              fixed32 unsigned = 18;
-              bool flag = 19;
-              sint64 far = 20;
-              int32 total = 21;
-            }
-            service KindsService {
-              rpc Get(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds" }; }
-              rpc Inner(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/inner" response_body: "inner" }; }
-              rpc Inners(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/inners" response_body: "inners" }; }
-              rpc ByName(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/by_name" response_body: "by_name" }; }
-              rpc Word(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/word" response_body: "word" }; }
-              rpc Maybe(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/maybe" response_body: "maybe" }; }
-              rpc Score(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/score" response_body: "score" }; }
-              rpc At(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds/at" response_body: "at" }; }
-            }
-        "#;
-        // One directory per call: the tests run side by side.
-        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("meshwork-response-json-{}-{call}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("kinds.proto"), SOURCE).unwrap();
-        let googleapis = concat!(env!("CARGO_MANIFEST_DIR"), "/../../third_party/googleapis");
-        // Encoded by protox itself: prost-types' messages would drop the
-        // `google.api.http` options.
-        let mut compiler = protox::Compiler::new([dir.to_str().unwrap(), googleapis]).unwrap();
-        compiler.include_imports(true).open_files(["kinds.proto"]).unwrap();
-        let files = compiler.encode_file_descriptor_set();
-        std::fs::remove_dir_all(&dir).unwrap();
-        let pool = DescriptorPool::decode(files.as_slice()).unwrap();
-        (pool.get_message_by_name("kinds.Kinds").unwrap(), RouteTable::from_pool(&pool).unwrap())
     }
 
     fn answering<'a>(routes: &'a RouteTable, path: &str) -> &'a Route {

@@ -294,12 +294,18 @@ fn text_object_encoded(input: &MessageDescriptor, body: &[u8]) -> Option<Vec<u8>
 
 /// `texts`, each for a different singular string field, encoded as a
 /// message holding them encodes: in field number order, an empty text left
-/// out where the field has no presence. `None` if one is not such a field.
+/// out where the field has no presence. `None` if one is not such a field,
+/// or is in a oneof (of which one field at most may be set; a proto3
+/// `optional` field's oneof is only its presence).
 fn encode_texts<'a>(texts: impl Iterator<Item = Option<(FieldDescriptor, &'a String)>>) -> Option<Vec<u8>> {
     let mut fields: Vec<(u32, bool, &String)> = Vec::new();
     for text in texts {
         let (field, text) = text?;
-        if field.kind() != Kind::String || field.is_list() || fields.iter().any(|(n, ..)| *n == field.number()) {
+        if field.kind() != Kind::String
+            || field.is_list()
+            || field.containing_oneof().is_some_and(|oneof| !oneof.is_synthetic())
+            || fields.iter().any(|(n, ..)| *n == field.number())
+        {
             return None;
         }
         fields.push((field.number(), field.supports_presence(), text));
@@ -746,6 +752,10 @@ mod tests {
             assert!(text_object_encoded(&route.method.input(), body.as_bytes()).is_none(), "{body}");
             assert!(request_frames(route, vec![], None, body.as_bytes()).is_ok(), "{body}");
         }
+        // A oneof's texts, where one at most may be set, go there too.
+        let (kinds, _) = crate::test_support::kinds();
+        assert!(text_object_encoded(&kinds, br#"{"word":"w"}"#).is_none());
+        assert!(string_bindings_encoded(&kinds, &[(vec!["word".to_owned()], "w".to_owned())]).is_none());
     }
 
     #[test]
