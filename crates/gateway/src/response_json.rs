@@ -435,10 +435,16 @@ mod tests {
     fn the_wire_path_writes_single_fields_and_leaves_lists_maps_and_times_to_decoding() {
         let (kinds, routes) = kinds();
         let route = answering(&routes, " /kinds");
-        let scalars = without_lists_maps_and_well_known(populated(&kinds, 2, 1));
+        // Messages inside set too, but for the tree's child: a `Tree` in a `Tree`.
+        let mut scalars = without_lists_maps_and_well_known(populated(&kinds, 2, 1));
+        let mut tree = scalars.get_field_by_name("tree").unwrap().as_message().unwrap().clone();
+        tree.clear_field_by_name("child");
+        scalars.set_field_by_name("tree", Value::Message(tree));
         assert!(from_wire(route, &scalars.encode_to_vec()));
+        assert_answers_alike(route, &scalars.encode_to_vec());
         assert!(from_wire(route, &[]), "an empty answer is every field's default");
-        for field in ["ratios", "by_name", "at", "inners"] {
+        // Present, these are written by decoding; so is a message inside itself (the tree's child).
+        for field in ["ratios", "by_name", "at", "inners", "tree"] {
             let mut message = scalars.clone();
             let full = populated(&kinds, 1, 1);
             message.set_field_by_name(field, full.get_field_by_name(field).unwrap().into_owned());

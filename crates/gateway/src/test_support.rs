@@ -28,6 +28,7 @@ pub fn kinds() -> (MessageDescriptor, RouteTable) {
         import "google/protobuf/timestamp.proto";
         enum Level { LEVEL_UNSPECIFIED = 0; LEVEL_HIGH = 1; }
         message Inner { string text = 1; int64 count = 2; }
+        message Tree { string label = 1; Tree child = 2; }
         message Kinds {
           float ratio = 1;
           double score = 2;
@@ -49,6 +50,7 @@ pub fn kinds() -> (MessageDescriptor, RouteTable) {
           bool flag = 19;
           sint64 far = 20;
           int32 total = 21;
+          Tree tree = 22;
         }
         service KindsService {
           rpc Get(Kinds) returns (Kinds) { option (google.api.http) = { get: "/kinds" }; }

@@ -19,6 +19,7 @@
 //! with the decoder's own message. A field it does not know is skipped, as
 //! the decoder keeps it and the writer leaves it out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -81,14 +82,14 @@ impl Plan {
         if is_well_known(message) {
             return None;
         }
-        Some(Self::build(message, &mut Vec::new()))
+        Some(Self::build(message, &mut Building::default()))
     }
 
-    /// `within`: the messages this one is inside, by name, so that a message
-    /// that holds itself has a field the decoding path writes, not a plan
-    /// without end.
-    fn build(message: &MessageDescriptor, within: &mut Vec<String>) -> Arc<Plan> {
-        within.push(message.full_name().to_owned());
+    fn build(message: &MessageDescriptor, building: &mut Building) -> Arc<Plan> {
+        if let Some(built) = building.built.get(message.full_name()) {
+            return built.clone();
+        }
+        building.within.push(message.full_name().to_owned());
         let fields: Vec<FieldPlan> = message
             .fields()
             .map(|field| {
@@ -97,7 +98,7 @@ impl Plan {
                 key.push(b':');
                 FieldPlan {
                     key: key.into_boxed_slice(),
-                    shape: Shape::of(&field, within),
+                    shape: Shape::of(&field, building),
                     presence: field.supports_presence(),
                     oneof: field
                         .containing_oneof()
@@ -106,16 +107,32 @@ impl Plan {
                 }
             })
             .collect();
-        within.pop();
+        building.within.pop();
         let mut by_number: Vec<(u32, usize)> =
             fields.iter().enumerate().map(|(index, field)| (field.descriptor.number(), index)).collect();
         by_number.sort_unstable();
-        Arc::new(Plan { fields, by_number })
+        let plan = Arc::new(Plan { fields, by_number });
+        building.built.insert(message.full_name().to_owned(), plan.clone());
+        plan
     }
 }
 
+/// What building one answer's plan has got to.
+#[derive(Default)]
+struct Building {
+    /// The messages the one being built is inside, by name, so that a
+    /// message that holds itself has a field the decoding path writes, not
+    /// a plan without end.
+    within: Vec<String>,
+    /// Each message's plan, built once: a message used by several fields
+    /// (and theirs by several more) is one plan, not one per path to it.
+    /// One built inside a message it holds has that field left to
+    /// decoding wherever it is used, which decoding writes the same.
+    built: HashMap<String, Arc<Plan>>,
+}
+
 impl Shape {
-    fn of(field: &FieldDescriptor, within: &mut Vec<String>) -> Shape {
+    fn of(field: &FieldDescriptor, building: &mut Building) -> Shape {
         if field.is_list() || field.is_map() || field.is_group() {
             return Shape::Other;
         }
@@ -142,10 +159,12 @@ impl Shape {
                 };
                 Shape::Enum(enumeration, default)
             }
-            Kind::Message(inner) if is_well_known(&inner) || within.iter().any(|name| name == inner.full_name()) => {
+            Kind::Message(inner)
+                if is_well_known(&inner) || building.within.iter().any(|name| name == inner.full_name()) =>
+            {
                 Shape::Other
             }
-            Kind::Message(inner) => Shape::Message(Plan::build(&inner, within)),
+            Kind::Message(inner) => Shape::Message(Plan::build(&inner, building)),
         }
     }
 
