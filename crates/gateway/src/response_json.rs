@@ -524,6 +524,8 @@ mod tests {
             wire(&[&|b| encoding::int32::encode(9, &1, b)]),
             word[..word.len() - 1].to_vec(),
             vec![0x08],
+            // A key past 32 bits (2^32 + 8: field 2^29 + 1, a varint), then its value.
+            vec![0x88, 0x80, 0x80, 0x80, 0x10, 0x01],
         ];
         for encoded in malformed {
             assert!(answer_json(route, bytes::Bytes::from(encoded.clone())).is_err(), "{encoded:?}");

@@ -219,8 +219,9 @@ pub fn write(plan: &Plan, wire: &[u8], out: &mut Vec<u8>) -> bool {
 fn write_message(plan: &Plan, mut wire: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let mut values: Vec<Option<Raw>> = vec![None; plan.fields.len()];
     while !wire.is_empty() {
-        let key = varint(&mut wire)?;
-        let (number, wire_type) = (u32::try_from(key >> 3).ok().filter(|&n| n != 0)?, key & 7);
+        // A key is 32 bits and its field number not 0, as prost reads it.
+        let key = u32::try_from(varint(&mut wire)?).ok()?;
+        let (number, wire_type) = (Some(key >> 3).filter(|&n| n != 0)?, u64::from(key & 7));
         let raw = match wire_type {
             VARINT => Raw::Number(varint(&mut wire)?),
             FIXED64 => Raw::Number(u64::from_le_bytes(take(&mut wire, 8)?.try_into().ok()?)),
