@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
+use prost::encoding::{WireType, decode_key, decode_varint};
 use prost_reflect::{EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Value};
 
 use crate::json_number;
@@ -168,9 +169,9 @@ impl Shape {
         }
     }
 
-    /// The wire type its values come in.
-    fn wire_type(&self) -> u64 {
-        match self {
+    /// The wire type its values come in; none for what only decoding writes.
+    fn wire_type(&self) -> Option<WireType> {
+        Some(match self {
             Shape::Bool
             | Shape::Int32
             | Shape::Sint32
@@ -178,23 +179,18 @@ impl Shape {
             | Shape::Int64
             | Shape::Sint64
             | Shape::Uint64
-            | Shape::Enum(..) => VARINT,
-            Shape::Fixed64 | Shape::Sfixed64 | Shape::Double => FIXED64,
-            Shape::String | Shape::Bytes | Shape::Message(_) => LENGTH_DELIMITED,
-            Shape::Fixed32 | Shape::Sfixed32 | Shape::Float => FIXED32,
-            Shape::Other => u64::MAX,
-        }
+            | Shape::Enum(..) => WireType::Varint,
+            Shape::Fixed64 | Shape::Sfixed64 | Shape::Double => WireType::SixtyFourBit,
+            Shape::String | Shape::Bytes | Shape::Message(_) => WireType::LengthDelimited,
+            Shape::Fixed32 | Shape::Sfixed32 | Shape::Float => WireType::ThirtyTwoBit,
+            Shape::Other => return None,
+        })
     }
 }
 
 fn is_well_known(message: &MessageDescriptor) -> bool {
     message.full_name().starts_with("google.protobuf.")
 }
-
-const VARINT: u64 = 0;
-const FIXED64: u64 = 1;
-const LENGTH_DELIMITED: u64 = 2;
-const FIXED32: u64 = 5;
 
 /// A field's value as it came: a number's bits, or a slice of the bytes
 /// (checked UTF-8 for a text field).
@@ -219,25 +215,24 @@ pub fn write(plan: &Plan, wire: &[u8], out: &mut Vec<u8>) -> bool {
 fn write_message(plan: &Plan, mut wire: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let mut values: Vec<Option<Raw>> = vec![None; plan.fields.len()];
     while !wire.is_empty() {
-        // A key is 32 bits and its field number not 0, as prost reads it.
-        let key = u32::try_from(varint(&mut wire)?).ok()?;
-        let (number, wire_type) = (Some(key >> 3).filter(|&n| n != 0)?, u64::from(key & 7));
+        // Read by prost's own decoder: what it refuses, this leaves to it.
+        let (number, wire_type) = decode_key(&mut wire).ok()?;
         let raw = match wire_type {
-            VARINT => Raw::Number(varint(&mut wire)?),
-            FIXED64 => Raw::Number(u64::from_le_bytes(take(&mut wire, 8)?.try_into().ok()?)),
-            LENGTH_DELIMITED => {
-                let length = usize::try_from(varint(&mut wire)?).ok()?;
+            WireType::Varint => Raw::Number(decode_varint(&mut wire).ok()?),
+            WireType::SixtyFourBit => Raw::Number(u64::from_le_bytes(take(&mut wire, 8)?.try_into().ok()?)),
+            WireType::LengthDelimited => {
+                let length = usize::try_from(decode_varint(&mut wire).ok()?).ok()?;
                 Raw::Bytes(take(&mut wire, length)?)
             }
-            FIXED32 => Raw::Number(u32::from_le_bytes(take(&mut wire, 4)?.try_into().ok()?).into()),
-            _ => return None,
+            WireType::ThirtyTwoBit => Raw::Number(u32::from_le_bytes(take(&mut wire, 4)?.try_into().ok()?).into()),
+            WireType::StartGroup | WireType::EndGroup => return None,
         };
         let Ok(at) = plan.by_number.binary_search_by_key(&number, |&(number, _)| number) else {
             continue;
         };
         let index = plan.by_number[at].1;
         let field = &plan.fields[index];
-        if field.shape.wire_type() != wire_type {
+        if field.shape.wire_type() != Some(wire_type) {
             return None;
         }
         let raw = match (&field.shape, raw) {
@@ -332,27 +327,8 @@ fn zigzag64(n: u64) -> i64 {
     ((n >> 1) as i64) ^ -((n & 1) as i64)
 }
 
-/// A base-128 varint of at most ten bytes, as prost reads one.
-fn varint(wire: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for (i, &byte) in wire.iter().enumerate().take(10) {
-        if i == 9 && byte > 1 {
-            return None;
-        }
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte < 0x80 {
-            *wire = &wire[i + 1..];
-            return Some(value);
-        }
-    }
-    None
-}
-
 fn take<'a>(wire: &mut &'a [u8], length: usize) -> Option<&'a [u8]> {
-    if wire.len() < length {
-        return None;
-    }
-    let (taken, rest) = wire.split_at(length);
+    let (taken, rest) = wire.split_at_checked(length)?;
     *wire = rest;
     Some(taken)
 }
