@@ -18,7 +18,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame};
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::DescriptorPool;
 use resilience::direct::ResponseBody;
 
 use crate::routes::Route;
@@ -158,10 +158,12 @@ impl JsonLines {
     }
 
     fn result_line(&self, encoded: Bytes) -> Result<Bytes, tonic::Status> {
-        let message = DynamicMessage::decode(self.route.method.output(), encoded)
+        // Written from the wire where it can be, as a unary answer is.
+        let result = crate::response_json::answer_json(&self.route, encoded)
             .map_err(|e| tonic::Status::internal(format!("cannot decode the upstream's message: {e}")))?;
-        let mut object = b"{\"result\":".to_vec();
-        object.extend_from_slice(&crate::response_json::response_json(&self.route, &message));
+        let mut object = Vec::with_capacity(result.len() + 11);
+        object.extend_from_slice(b"{\"result\":");
+        object.extend_from_slice(&result);
         object.push(b'}');
         Ok(self.framing.frame(&object))
     }
