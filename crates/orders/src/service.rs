@@ -42,6 +42,10 @@ const STAFF: &[&str] = &["fulfilment"];
 
 const MAX_QUANTITY: i32 = 1_000_000;
 const MAX_KEY_LEN: usize = 200;
+/// Lines one order may list (the contract's `items`). Past it the request
+/// is refused before its lines are read: each would be checked, merged and
+/// held, and reserved in one transaction of the products store.
+const MAX_ITEMS: usize = 100;
 
 #[derive(Clone)]
 pub struct Orders {
@@ -319,14 +323,19 @@ struct ValidOrder {
 fn validate(input: &NewOrder) -> Result<ValidOrder, Violations> {
     let mut violations = Violations::new();
     let user_id = violations.check("user_id", parse_user_id(&input.user_id));
+    let too_many = input.items.len() > MAX_ITEMS;
+    if too_many {
+        violations.add("items", format!("must list at most {MAX_ITEMS} lines, not {}", input.items.len()));
+    }
+    let listed = if too_many { &[][..] } else { &input.items[..] };
     let mut lines: Vec<(String, String, i32)> = Vec::new();
     if !input.product_id.is_empty() || input.quantity != 0 {
         lines.push(("product_id".to_owned(), input.product_id.clone(), input.quantity));
     }
-    for (index, (product_id, quantity)) in input.items.iter().enumerate() {
+    for (index, (product_id, quantity)) in listed.iter().enumerate() {
         lines.push((format!("items[{index}]"), product_id.clone(), *quantity));
     }
-    if lines.is_empty() {
+    if lines.is_empty() && !too_many {
         violations.add("items", "must name at least one product when product_id and quantity are not given");
     }
     let mut merged: BTreeMap<String, i32> = BTreeMap::new();

@@ -1,14 +1,32 @@
 //! Field-level validation errors: every bad field of a request is reported at
 //! once, as INVALID_ARGUMENT with `google.rpc.BadRequest` field violations
-//! (which the gateway renders as the error body's `details`).
+//! (which the gateway renders as the error body's `details`), up to
+//! [`MAX_REPORTED`] of them.
 
 use std::fmt;
 
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// The most violations one error names; the message counts the rest.
+///
+/// An error travels in the call's trailers (its message as `grpc-message`,
+/// its details as `grpc-status-details-bin`), one HTTP/2 header block. An
+/// order of 350,000 empty items (1 MiB of JSON) made an error naming
+/// 700,000 violations: building it took the orders service's peak RSS from
+/// 22 MB to 527 MB, and the gateway's HTTP/2 client refused its header
+/// block as excessive (h2's continuation limit), which dropped the
+/// connection with every other call on it and counted as the service
+/// failing. The first few name the problem as well as all would.
+pub const MAX_REPORTED: usize = 20;
+
 /// The problems found in one request, each naming its field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Violations(Vec<(String, String)>);
+pub struct Violations {
+    /// The first [`MAX_REPORTED`], in the order found.
+    reported: Vec<(String, String)>,
+    /// How many more were found.
+    unreported: usize,
+}
 
 impl Violations {
     pub fn new() -> Self {
@@ -16,9 +34,13 @@ impl Violations {
     }
 
     /// Records a violation of `field` (a proto field path such as `email` or
-    /// `items[2].quantity`).
+    /// `items[2].quantity`); past [`MAX_REPORTED`], only counts it.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
+        if self.reported.len() < MAX_REPORTED {
+            self.reported.push((field.into(), description.into()));
+        } else {
+            self.unreported += 1;
+        }
     }
 
     /// Keeps the value of a check, or records why `field` failed it.
@@ -45,7 +67,7 @@ impl Violations {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.reported.is_empty()
     }
 
     /// `Ok(())` when nothing was recorded.
@@ -53,8 +75,9 @@ impl Violations {
         if self.is_empty() { Ok(()) } else { Err(self) }
     }
 
+    /// The violations reported (the first [`MAX_REPORTED`]).
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(field, description)| (field.as_str(), description.as_str()))
+        self.reported.iter().map(|(field, description)| (field.as_str(), description.as_str()))
     }
 
     /// INVALID_ARGUMENT whose message lists the violations and whose details
@@ -62,7 +85,7 @@ impl Violations {
     pub fn into_status(self) -> tonic::Status {
         let message = self.to_string();
         let mut details = ErrorDetails::new();
-        for (field, description) in self.0 {
+        for (field, description) in self.reported {
             details.add_bad_request_violation(field, description);
         }
         tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
@@ -72,11 +95,14 @@ impl Violations {
 impl fmt::Display for Violations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("invalid request: ")?;
-        for (i, (field, description)) in self.0.iter().enumerate() {
+        for (i, (field, description)) in self.reported.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
             write!(f, "{field} {description}")?;
+        }
+        if self.unreported > 0 {
+            write!(f, "; and {} more", self.unreported)?;
         }
         Ok(())
     }
@@ -107,6 +133,22 @@ mod tests {
         let details = status.get_error_details();
         let fields: Vec<_> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(fields, ["email", "password"]);
+    }
+
+    #[test]
+    fn past_the_most_reported_the_rest_are_counted() {
+        let mut violations = Violations::new();
+        for index in 0..100_000 {
+            violations.add(format!("items[{index}].quantity"), "must be between 1 and 1000000");
+        }
+        let status = violations.into_status();
+        let listed = status.message().matches("must be between").count();
+        assert_eq!(listed, MAX_REPORTED, "{}", status.message());
+        assert!(status.message().ends_with("items[19].quantity must be between 1 and 1000000; and 99980 more"));
+        let details = status.get_error_details();
+        let fields: Vec<_> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
+        assert_eq!(fields.len(), MAX_REPORTED);
+        assert_eq!((fields[0].as_str(), fields[19].as_str()), ("items[0].quantity", "items[19].quantity"));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct FilterInput {
 
 /// The most units one line of a reservation may ask for.
 const MAX_RESERVE_QUANTITY: i32 = 1_000_000;
+/// The most lines one reservation may list, all held in one transaction
+/// (an order lists at most as many: the orders service's `MAX_ITEMS`).
+const MAX_RESERVE_LINES: usize = 100;
 
 #[derive(Clone)]
 pub struct Products {
@@ -193,8 +196,13 @@ impl Products {
         if items.is_empty() {
             violations.add("items", "must name at least one product");
         }
+        let too_many = items.len() > MAX_RESERVE_LINES;
+        if too_many {
+            violations.add("items", format!("must list at most {MAX_RESERVE_LINES} lines, not {}", items.len()));
+        }
+        let listed = if too_many { &[][..] } else { items };
         let mut merged: BTreeMap<ProductId, i32> = BTreeMap::new();
-        for (index, (product_id, quantity)) in items.iter().enumerate() {
+        for (index, (product_id, quantity)) in listed.iter().enumerate() {
             let product = violations.check(&format!("items[{index}].product_id"), ProductId::parse(product_id));
             if *quantity <= 0 || *quantity > MAX_RESERVE_QUANTITY {
                 violations.add(format!("items[{index}].quantity"), "must be between 1 and 1000000");

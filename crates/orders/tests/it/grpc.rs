@@ -99,6 +99,27 @@ async fn refusals_name_the_problem_and_take_no_stock(backend: Backend, test: &st
     let mut bad_items = order_for(&user, "", 0);
     bad_items.items = vec![LineItem { product_id: "prod-123".to_owned(), quantity: -1 }];
     assert_eq!(violated_fields(&create(&shop, bad_items).await.unwrap_err()), ["items[0].quantity"]);
+
+    // An order lists at most 100 lines: 100 are read (and merged, here into
+    // more than the stock), 101 are refused unread.
+    let line = LineItem { product_id: "prod-123".to_owned(), quantity: 1 };
+    let mut hundred = order_for(&user, "", 0);
+    hundred.items = vec![line.clone(); 100];
+    assert_eq!(create(&shop, hundred).await.unwrap_err().code(), Code::FailedPrecondition);
+    let mut long = order_for(&user, "", 0);
+    long.items = vec![line; 101];
+    let status = create(&shop, long).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["items"]);
+    assert!(status.message().contains("at most 100 lines, not 101"), "{status:?}");
+    // 350,000 empty lines (700 kB): one small error, and the connection,
+    // which an error naming each line would have broken, still serves.
+    let mut flood = order_for(&user, "", 0);
+    flood.items = vec![LineItem::default(); 350_000];
+    let status = create(&shop, flood).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["items"]);
+    assert!(status.message().len() < 200, "{status:?}");
+    assert_eq!(create(&shop, order_for(&user, "prod-123", 6)).await.unwrap_err().code(), Code::FailedPrecondition);
+    assert_eq!(shop.stock("prod-123").await, (5, 0));
 }
 
 async fn a_repeated_idempotency_key_returns_the_first_order(backend: Backend, test: &str) {

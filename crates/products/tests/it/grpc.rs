@@ -352,6 +352,14 @@ async fn reserve_and_release_over_grpc(backend: Backend, test: &str) {
     assert_eq!(violated_fields(&status), ["reservation_id", "items"]);
     let status = client.reserve_stock(reserve_request("r", &[("prod-123", 0), ("bad id", 1)])).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["items[0].quantity", "items[1].product_id"]);
+    // 100 lines are read, and their 200 faults told by the first 20.
+    let status = client.reserve_stock(reserve_request("r", &[("bad id", 0); 100])).await.unwrap_err();
+    assert_eq!(violated_fields(&status).len(), 20);
+    assert!(status.message().ends_with("items[9].quantity must be between 1 and 1000000; and 180 more"), "{status:?}");
+    let long: Vec<(&str, i32)> = vec![("bad id", 0); 101];
+    let status = client.reserve_stock(reserve_request("r", &long)).await.unwrap_err();
+    assert_eq!(violated_fields(&status), ["items"], "refused unread");
+    assert!(status.message().contains("at most 100 lines, not 101"), "{status:?}");
     let status = client
         .release_stock(testkit::as_service("orders", ReleaseStockRequest { reservation_id: "a.b".to_owned() }))
         .await
