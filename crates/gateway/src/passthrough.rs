@@ -86,19 +86,28 @@ impl Service<http::Request<Body>> for PassThrough {
                     body
                 }
             });
-            // A streamed body can be sent once: no retries, but the breaker,
-            // bulkhead and deadline (until the response headers) apply.
-            let mut request = Some(request);
+            // A streamed body can be sent once: no retries once it has gone,
+            // but the breaker, bulkhead and deadline (until the response
+            // headers) apply. It goes to the first endpoint that has a
+            // connection ready for it: one that cannot be reached leaves it
+            // to the next try, as it leaves any call never sent.
+            let unsent = std::sync::Mutex::new(Some(request));
+            let (unsent, method) = (&unsent, &method);
             let outcome = upstream
                 .call_endpoint(&path, false, client_timeout, |endpoint, _remaining| {
-                    let mut request = request.take();
-                    // The attempt's CLIENT span is current: the service's span is its child.
-                    if let Some(request) = request.as_mut() {
-                        platform::telemetry::inject_current_context(request.headers_mut());
-                    }
                     async move {
-                        let request = request.ok_or_else(|| tonic::Status::internal("request already sent"))?;
-                        let response = endpoint.exchange(request).await?;
+                        let connection = endpoint.ready_to_send().await?;
+                        let mut request = unsent.lock().expect("request lock").take().ok_or_else(|| {
+                            // Only after a stream that could not be opened on
+                            // a connection made ready: not worth holding a
+                            // copy of every request for.
+                            tonic::Status::unavailable(format!(
+                                "{method} failed before it was sent, and cannot be sent again"
+                            ))
+                        })?;
+                        // The attempt's CLIENT span is current: the service's span is its child.
+                        platform::telemetry::inject_current_context(request.headers_mut());
+                        let response = connection.exchange(request).await?;
                         // A trailers-only answer carries its status in the headers.
                         match tonic::Status::from_header_map(response.headers()) {
                             Some(status) if status.code() != tonic::Code::Ok => Err(status),

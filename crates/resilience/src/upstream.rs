@@ -19,7 +19,7 @@ use std::time::Duration;
 use thread_local::ThreadLocal;
 use tokio::time::Instant;
 
-use crate::direct::{Answer, ConnectFailed, DirectConnection, Failed, Framed, ResponseBody, Target};
+use crate::direct::{Answer, ConnectFailed, DirectConnection, Failed, Framed, ReadyToSend, ResponseBody, Target};
 use crate::{
     Backoff, Balancer, BreakerConfig, Bulkhead, BulkheadConfig, Candidate, CircuitBreaker, Outcome, RetryBudget,
     Strategy,
@@ -103,6 +103,12 @@ impl Endpoint {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.direct().exchange(request).await
+    }
+
+    /// This thread's direct connection, open and ready for a call (see
+    /// [`DirectConnection::ready_to_send`]).
+    pub async fn ready_to_send(&self) -> Result<ReadyToSend<'_>, tonic::Status> {
+        self.direct().ready_to_send().await
     }
 
     fn direct(&self) -> &DirectConnection {

@@ -89,6 +89,41 @@ async fn a_dead_endpoint_is_ejected_without_client_visible_failures() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_passed_through_call_goes_to_an_endpoint_it_can_reach() {
+    let mut builder = Builder::new();
+    let alive = builder.echo_upstream().await;
+    // A port nobody listens on: each connection to it is refused.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    builder.route("echo.v1.EchoService", vec![format!("http://{dead}"), format!("http://{alive}")]);
+    builder.route("echo.v1.MirrorService", vec![format!("http://{dead}")]);
+    let harness = builder.start().await;
+    let output = harness.pool.get_message_by_name("echo.v1.EchoResponse").unwrap();
+    let mut client = tonic::client::Grpc::new(harness.channel().await);
+    let request = |id: &str| {
+        let mut message =
+            prost_reflect::DynamicMessage::new(harness.pool.get_message_by_name("echo.v1.EchoRequest").unwrap());
+        message.set_field_by_name("id", prost_reflect::Value::String(id.to_owned()));
+        tonic::Request::new(message)
+    };
+    let codec = || gateway::codec::DynamicCodec::new(output.clone());
+    // Half the calls try the dead endpoint first: the request, sent once
+    // only, is kept for the endpoint that connects.
+    for call in 0..10 {
+        client.ready().await.unwrap();
+        let echo = http::uri::PathAndQuery::from_static("/echo.v1.EchoService/Echo");
+        let reply = client.unary(request(&format!("p{call}")), echo, codec()).await;
+        let reply = reply.unwrap_or_else(|status| panic!("call {call}: {status:?}"));
+        let echoed = reply.get_ref().get_field_by_name("request").unwrap();
+        assert_eq!(echoed.as_message().unwrap().get_field_by_name("id").unwrap().as_str(), Some(&*format!("p{call}")));
+    }
+    // With no endpoint to reach, the call is unavailable, not an internal error.
+    client.ready().await.unwrap();
+    let mirror = http::uri::PathAndQuery::from_static("/echo.v1.MirrorService/Mirror");
+    let status = client.unary(request("m"), mirror, codec()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_upstream_cannot_starve_another() {
     let mut builder = Builder::new();
     let (slow, healthy) = (builder.echo_upstream().await, builder.echo_upstream().await);

@@ -12,7 +12,7 @@ use http::{HeaderName, Version};
 use http_body::{Body, Frame};
 use tonic::Status;
 
-use super::{DirectConnection, InFlight, sent};
+use super::{DirectConnection, InFlight, Live, sent};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -35,9 +35,35 @@ impl DirectConnection {
         B: Body<Data = Bytes> + Unpin + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        self.ready_to_send().await?.exchange(request).await
+    }
+
+    /// The connection, open and ready for a call: for a caller that can
+    /// send its request once only, and so must not give it up to a
+    /// connection that cannot be made (a failure here is one to connect,
+    /// which may be tried on another endpoint).
+    pub async fn ready_to_send(&self) -> Result<ReadyToSend<'_>, Status> {
+        Ok(ReadyToSend { connection: self, live: self.ready().await? })
+    }
+}
+
+/// A connection made ready for one call ([`DirectConnection::ready_to_send`]).
+pub struct ReadyToSend<'a> {
+    connection: &'a DirectConnection,
+    live: Live,
+}
+
+impl ReadyToSend<'_> {
+    /// [`DirectConnection::exchange`], on this connection.
+    pub async fn exchange<B>(self, request: http::Request<B>) -> Result<http::Response<ResponseBody>, Status>
+    where
+        B: Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let Self { connection, mut live } = self;
         let (mut head, body) = request.into_parts();
         let path = head.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        head.uri = self.target.uri(path);
+        head.uri = connection.target.uri(path);
         head.version = Version::HTTP_2;
         for name in HOP_BY_HOP {
             head.headers.remove(name);
@@ -47,9 +73,8 @@ impl DirectConnection {
         }
 
         let end_of_stream = body.is_end_stream();
-        let mut live = self.ready().await?;
         let in_flight = InFlight::enter(live.calls.clone());
-        let (response, stream) = self.open(&mut live, http::Request::from_parts(head, ()), end_of_stream)?;
+        let (response, stream) = connection.open(&mut live, http::Request::from_parts(head, ()), end_of_stream)?;
         // Held while the answer is wanted: its drop (with this call, or
         // with the response body) tells a pump still sending the request
         // to reset the stream at once, as hyper's client does. Otherwise

@@ -40,7 +40,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri,
 use tonic::{Code, Status};
 
 mod exchange;
-pub use exchange::ResponseBody;
+pub use exchange::{ReadyToSend, ResponseBody};
 
 /// The largest response message taken: tonic's default, which the calls
 /// made through a `Channel` had.
