@@ -28,6 +28,7 @@ use tower::ServiceExt;
 
 use crate::Gateway;
 use crate::catalog::Catalog;
+use crate::guard::Admitted;
 use crate::passthrough::PassThrough;
 use crate::transcode::BadRequest;
 use crate::{connect_get, json_number};
@@ -88,6 +89,12 @@ pub async fn handle(
         return error(tonic::Code::Unimplemented, &why, &[]);
     }
     let (parts, body) = request.into_parts();
+    // Admitted before its body is read and decoded: a caller the call is
+    // not for, or past its rate, costs no more than its headers.
+    let admitted = match admit(&gateway, &method, &parts.headers, client).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
     let (encoding, body) = match posted {
         Some(encoding) => match posted_message(&parts, body, gateway.max_body_bytes).await {
             Ok(body) => (encoding, body),
@@ -124,8 +131,8 @@ pub async fn handle(
         Ok(grpc) => grpc,
         Err(why) => return error(tonic::Code::InvalidArgument, &why, &[]),
     };
-    let response = PassThrough::new(gateway, client).oneshot(grpc).await.unwrap_or_else(|never| match never {});
-    let (parts, body) = response.into_parts();
+    let response = PassThrough::new(gateway, client).admitted(admitted).oneshot(grpc).await;
+    let (parts, body) = response.unwrap_or_else(|never| match never {}).into_parts();
     let collected = match body.collect().await {
         Ok(collected) => collected,
         Err(status) => return from_status(&status),
@@ -156,6 +163,22 @@ pub async fn handle(
         }
     }
     response
+}
+
+/// Admits a Connect call of `method` (see [`crate::guard::admit`]), or
+/// answers why not as a Connect error, with the refusal's headers.
+pub(crate) async fn admit(
+    gateway: &Gateway,
+    method: &MethodDescriptor,
+    headers: &http::HeaderMap,
+    client: Option<SocketAddr>,
+) -> Result<Admitted, Response> {
+    let catalog = gateway.catalog();
+    crate::guard::admit(gateway, &catalog, method.full_name(), headers, client).await.map_err(|denied| {
+        let mut response = from_status(&denied.status());
+        response.headers_mut().extend(denied.headers());
+        response
+    })
 }
 
 /// The request message a POST carries: its body, uncompressed and within

@@ -71,6 +71,17 @@ pub async fn handle(
         return ended(tonic::Code::Unimplemented, &why, &[]);
     }
     let (parts, body) = request.into_parts();
+    // Admitted before its body is read and decoded, as a unary call is.
+    let catalog = gateway.catalog();
+    let admitted = match crate::guard::admit(&gateway, &catalog, method.full_name(), &parts.headers, client).await {
+        Ok(admitted) => admitted,
+        Err(denied) => {
+            let status = denied.status();
+            let mut response = ended(status.code(), status.message(), &connect::status_details(&status));
+            response.headers_mut().extend(denied.headers());
+            return response;
+        }
+    };
     let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -91,8 +102,8 @@ pub async fn handle(
         Ok(grpc) => grpc,
         Err(why) => return ended(tonic::Code::InvalidArgument, &why, &[]),
     };
-    let response = PassThrough::new(gateway, client).oneshot(grpc).await.unwrap_or_else(|never| match never {});
-    let (parts, upstream) = response.into_parts();
+    let response = PassThrough::new(gateway, client).admitted(admitted).oneshot(grpc).await;
+    let (parts, upstream) = response.unwrap_or_else(|never| match never {}).into_parts();
     let headers = parts.headers;
     // A trailers-only answer (an error, or an empty stream) carries its
     // status in the headers: the end of the stream, at once.

@@ -16,6 +16,7 @@ use crate::catalog::Catalog;
 use crate::ratelimit::{Allowance, Limited};
 
 /// What an admitted request carries on.
+#[derive(Debug, Clone)]
 pub struct Admitted {
     /// For the response's `RateLimit-*` headers, when there is a limit.
     pub allowance: Option<Allowance>,

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::Gateway;
+use crate::guard::Admitted;
 use resilience::CallError;
 
 /// Forwards a gRPC request to its upstream, after admission.
@@ -21,11 +22,19 @@ use resilience::CallError;
 pub struct PassThrough {
     gateway: Arc<Gateway>,
     client: Option<SocketAddr>,
+    /// The admission of a call its caller admitted before it did any work
+    /// for it (a Connect call, before its body is read and decoded).
+    admitted: Option<Admitted>,
 }
 
 impl PassThrough {
     pub fn new(gateway: Arc<Gateway>, client: Option<SocketAddr>) -> Self {
-        Self { gateway, client }
+        Self { gateway, client, admitted: None }
+    }
+
+    /// Forwards a call `admitted` already, without admitting it again.
+    pub fn admitted(self, admitted: Admitted) -> Self {
+        Self { admitted: Some(admitted), ..self }
     }
 }
 
@@ -39,7 +48,7 @@ impl Service<http::Request<Body>> for PassThrough {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let (gateway, client) = (self.gateway.clone(), self.client);
+        let (gateway, client, admitted) = (self.gateway.clone(), self.client, self.admitted.take());
         let path = request.uri().path().trim_start_matches('/').to_owned();
         let service = path.split('/').next().unwrap_or_default().to_owned();
         let method = path.replace('/', ".");
@@ -62,13 +71,17 @@ impl Service<http::Request<Body>> for PassThrough {
             let Some(upstream) = upstream else {
                 return Ok(tonic::Status::unimplemented(format!("no upstream serves {service}")).into_http());
             };
-            let catalog = gateway.catalog();
-            let admitted = match crate::guard::admit(&gateway, &catalog, &method, request.headers(), client).await {
-                Ok(admitted) => admitted,
-                Err(denied) => {
-                    let mut response = denied.status().into_http();
-                    response.headers_mut().extend(denied.headers());
-                    return Ok(response);
+            let admitted = match admitted {
+                Some(admitted) => admitted,
+                None => {
+                    match crate::guard::admit(&gateway, &gateway.catalog(), &method, request.headers(), client).await {
+                        Ok(admitted) => admitted,
+                        Err(denied) => {
+                            let mut response = denied.status().into_http();
+                            response.headers_mut().extend(denied.headers());
+                            return Ok(response);
+                        }
+                    }
                 }
             };
             // A service credential never comes from outside.

@@ -49,7 +49,7 @@ pub struct RateLimit {
 }
 
 /// Let through: what the `RateLimit-*` headers of the response say.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Allowance {
     limit: HeaderValue,
     remaining: u32,

@@ -301,3 +301,25 @@ async fn connect_client_and_bidi_streams_send_every_enveloped_message() {
     let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some(&body), &stream).await;
     assert_eq!(end_of(&reply.body)["error"]["message"], "the request body must be one enveloped message");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_call_is_admitted_before_its_body_is_read() {
+    let mut builder = crate::harness::Builder::new();
+    let upstream = builder.echo_upstream().await;
+    builder.route("echo.v1.EchoService", vec![format!("http://{upstream}")]);
+    builder.auth_mode = gateway::auth::AuthMode::Required;
+    let harness = builder.start().await;
+    // Bodies that would be refused as malformed, sent with no token to
+    // methods for signed-in callers: the caller is refused for who it is,
+    // before any of the body is decoded.
+    let json = [("content-type", "application/json")];
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some(r#"{"id":"#), &json).await;
+    assert_eq!((reply.status, reply.json()["code"].as_str()), (401, Some("unauthenticated")));
+    let proto = [("content-type", "application/proto")];
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", Some("\u{7}\u{7}"), &proto).await;
+    assert_eq!((reply.status, reply.json()["code"].as_str()), (401, Some("unauthenticated")));
+    let stream = [("content-type", "application/connect+json")];
+    let reply = harness.request("POST", "/echo.v1.EchoService/Repeat", Some("{}"), &stream).await;
+    let end: serde_json::Value = serde_json::from_slice(&envelopes(&reply.body)[0].1).unwrap();
+    assert_eq!((reply.status, end["error"]["code"].as_str()), (200, Some("unauthenticated")), "{end}");
+}
