@@ -22,6 +22,10 @@ pub const GATEWAY_REFLECTION_REFRESH: Setting = Setting {
 };
 pub const GATEWAY_MAX_BODY_BYTES: Setting =
     Setting { name: "GATEWAY_MAX_BODY_BYTES", help: "largest accepted request body (default 1048576)" };
+pub const GATEWAY_TRANSCODE_BYTES: Setting = Setting {
+    name: "GATEWAY_TRANSCODE_BYTES",
+    help: "request bytes turned into messages at once, at least GATEWAY_MAX_BODY_BYTES; a body that finds no room within 1s is refused with 503 (default: GATEWAY_MAX_BODY_BYTES)",
+};
 pub const GATEWAY_CORS_ORIGINS: Setting = Setting {
     name: "GATEWAY_CORS_ORIGINS",
     help: "origins allowed by CORS (gRPC-Web from browsers), comma-separated, or * (default: none)",
@@ -92,6 +96,7 @@ pub const SETTINGS: &[Setting] = &[
     GATEWAY_DESCRIPTOR_SETS,
     GATEWAY_REFLECTION_REFRESH,
     GATEWAY_MAX_BODY_BYTES,
+    GATEWAY_TRANSCODE_BYTES,
     GATEWAY_CORS_ORIGINS,
     GATEWAY_TIMEOUT,
     GATEWAY_CONNECT_TIMEOUT,
@@ -142,6 +147,9 @@ pub struct GatewayConfig {
     /// How often services learned from reflection are asked again.
     pub reflection_refresh: std::time::Duration,
     pub max_body_bytes: usize,
+    /// Bytes of request bodies being turned into messages at once (see
+    /// [`crate::transcoding`]).
+    pub transcode_bytes: usize,
     pub cors: Cors,
 }
 
@@ -191,6 +199,13 @@ impl GatewayConfig {
             return Err(settings.invalid(GATEWAY_REFLECTION_REFRESH, "must be more than zero").into());
         }
         let max_body_bytes = layers.parse_or(GATEWAY_MAX_BODY_BYTES.name, 1024 * 1024usize)?;
+        let transcode_bytes = layers.parse_or(GATEWAY_TRANSCODE_BYTES.name, max_body_bytes)?;
+        if transcode_bytes < max_body_bytes {
+            let why = format!(
+                "must be at least GATEWAY_MAX_BODY_BYTES ({max_body_bytes}), or the largest bodies are never read"
+            );
+            return Err(settings.invalid(GATEWAY_TRANSCODE_BYTES, why).into());
+        }
         let cors = match layers.string(GATEWAY_CORS_ORIGINS.name) {
             None => Cors::None,
             Some(origins) if origins.trim() == "*" => Cors::Any,
@@ -248,6 +263,7 @@ impl GatewayConfig {
             descriptor_files,
             reflection_refresh,
             max_body_bytes,
+            transcode_bytes,
             cors,
         })
     }
@@ -304,7 +320,17 @@ mod tests {
         );
         assert_eq!(config.upstreams[4].1, EndpointSource::Dns { host: "gears".to_owned(), port: 9001 });
         assert_eq!(config.max_body_bytes, 2048);
+        assert_eq!(config.transcode_bytes, 2048, "room for the largest body");
         assert!(matches!(config.cors, Cors::Origins(ref o) if o.len() == 2));
+    }
+
+    #[test]
+    fn the_transcoding_budget_holds_the_largest_body() {
+        let with =
+            |budget| [&SHOP[..], &[("GATEWAY_MAX_BODY_BYTES", "2048"), ("GATEWAY_TRANSCODE_BYTES", budget)]].concat();
+        assert_eq!(load(&with("3000")).unwrap().transcode_bytes, 3000);
+        let error = load(&with("2047")).unwrap_err().to_string();
+        assert!(error.contains("GATEWAY_TRANSCODE_BYTES") && error.contains("at least"), "{error}");
     }
 
     #[test]

@@ -105,6 +105,16 @@ pub async fn handle(
             Err(refused) => return refused.into_response(),
         },
     };
+    // Decoded within the budget of bodies being turned into messages.
+    let transcoding = match gateway.transcoding.enter(body.len()).await {
+        Ok(transcoding) => transcoding,
+        Err(busy) => {
+            let mut response = from_status(&busy.status());
+            let seconds = crate::transcoding::Busy::RETRY_AFTER_SECONDS;
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+            return response;
+        }
+    };
     let message = match encoding {
         // Checked here, as connect-go does: the upstream would call a
         // malformed message INTERNAL (tonic, as grpc-go), a 500 for the
@@ -124,6 +134,7 @@ pub async fn handle(
             }
         },
     };
+    drop(transcoding);
     let Some(framed) = envelope(0, &message) else {
         return error(tonic::Code::ResourceExhausted, "a request message of 4 GiB or more", &[]);
     };

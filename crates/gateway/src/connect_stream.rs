@@ -90,6 +90,16 @@ pub async fn handle(
         }
         Err(e) => return ended(tonic::Code::InvalidArgument, &format!("cannot read the request body: {e}"), &[]),
     };
+    // Checked within the budget of bodies being turned into messages.
+    let transcoding = match gateway.transcoding.enter(body.len()).await {
+        Ok(transcoding) => transcoding,
+        Err(busy) => {
+            let mut response = ended(tonic::Code::Unavailable, busy.status().message(), &[]);
+            let seconds = crate::transcoding::Busy::RETRY_AFTER_SECONDS;
+            response.headers_mut().insert(http::header::RETRY_AFTER, seconds.into());
+            return response;
+        }
+    };
     let messages = match request_messages(&method, content_type, &body) {
         Ok(messages) => messages,
         Err(refused) => {
@@ -98,6 +108,7 @@ pub async fn handle(
             return ended(tonic::Code::InvalidArgument, &refused.message, &details);
         }
     };
+    drop(transcoding);
     let grpc = match connect::grpc_request(&parts, messages) {
         Ok(grpc) => grpc,
         Err(why) => return ended(tonic::Code::InvalidArgument, &why, &[]),

@@ -33,6 +33,7 @@ pub mod template;
 #[cfg(test)]
 mod test_support;
 pub mod transcode;
+pub mod transcoding;
 pub mod upstream;
 mod wire_json;
 
@@ -70,6 +71,7 @@ pub struct Gateway {
     reflection_refresh: Duration,
     upstreams: Upstreams,
     max_body_bytes: usize,
+    transcoding: transcoding::Transcoding,
     /// Every descriptor set loaded, encoded: for reflection.
     descriptor_sets: Vec<&'static [u8]>,
     auth: auth::Authenticator,
@@ -172,6 +174,7 @@ impl Gateway {
             discovered,
             discovery: config.discovery.clone(),
             max_body_bytes: config.max_body_bytes,
+            transcoding: transcoding::Transcoding::new(config.transcode_bytes),
             descriptor_sets: sets,
         })
     }

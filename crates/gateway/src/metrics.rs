@@ -19,7 +19,12 @@ pub(crate) fn register() {
         "gateway_auth_failures_total",
         "Requests refused with 401 for a missing, invalid or expired token."
     );
+    describe_counter!(
+        "gateway_transcode_refused_total",
+        "Request bodies refused with 503 for want of room to turn them into messages (GATEWAY_TRANSCODE_BYTES)."
+    );
     counter!("gateway_rate_limited_total").absolute(0);
+    counter!("gateway_transcode_refused_total").absolute(0);
     counter!("gateway_auth_failures_total").absolute(0);
 }
 

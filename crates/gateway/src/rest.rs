@@ -119,11 +119,17 @@ async fn call(
             return bad_request("invalid Grpc-Timeout header: expected a number and a unit (H, M, S, m, u, n)");
         }
     };
-    // Framed once for every attempt.
+    // Framed once for every attempt, within the budget of bodies being
+    // turned into messages (`crate::transcoding`).
+    let transcoding = match gateway.transcoding.enter(body.len()).await {
+        Ok(transcoding) => transcoding,
+        Err(busy) => return busy_response(&busy),
+    };
     let messages = match request_frames(route, bindings, parts.uri.query(), &body) {
         Ok(framed) => framed,
         Err(refused) => return refused_request(&refused),
     };
+    drop(transcoding);
     let service = route.method.parent_service().full_name();
     let Some(upstream) = gateway.upstreams.get(service) else {
         return error_response(
@@ -257,6 +263,14 @@ fn is_json(content_type: &str, streamed: bool) -> bool {
     essence == "application/json"
         || essence.ends_with("+json")
         || (streamed && matches!(essence.as_str(), "application/x-ndjson" | "application/jsonl"))
+}
+
+/// A body refused for want of room to turn it into messages: 503, to be
+/// tried again shortly, as a call the bulkhead sheds.
+fn busy_response(busy: &crate::transcoding::Busy) -> Response {
+    let mut response = error_response(tonic::Code::Unavailable, busy.status().message(), Vec::new());
+    response.headers_mut().insert(header::RETRY_AFTER, crate::transcoding::Busy::RETRY_AFTER_SECONDS.into());
+    response
 }
 
 fn bad_request(message: &str) -> Response {

@@ -57,6 +57,7 @@ pub struct Builder {
     set: Vec<u8>,
     pub policy: resilience::Policy,
     pub max_body_bytes: usize,
+    pub transcode_bytes: usize,
     routes: Vec<(String, gateway::EndpointSource)>,
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
@@ -78,6 +79,7 @@ impl Builder {
             set,
             policy: resilience::Policy::default(),
             max_body_bytes: 1024 * 1024,
+            transcode_bytes: 2 * 1024 * 1024,
             routes: Vec::new(),
             etcd_endpoints: Vec::new(),
             etcd_prefix: String::new(),
@@ -139,6 +141,7 @@ impl Builder {
             descriptor_files: if self.load_echo_descriptors { vec![descriptor_file.clone()] } else { Vec::new() },
             reflection_refresh: self.reflection_refresh,
             max_body_bytes: self.max_body_bytes,
+            transcode_bytes: self.transcode_bytes,
             cors: Cors::Origins(vec!["https://app.example".to_owned()]),
         };
         let built = gateway::Gateway::new(&config).expect("the gateway starts");

@@ -29,7 +29,8 @@ const UPSTREAMS: [&str; 5] = [
     "circuit_breaker_state",
     "circuit_breaker_transitions_total",
 ];
-const GATEWAY: [&str; 2] = ["gateway_rate_limited_total", "gateway_auth_failures_total"];
+const GATEWAY: [&str; 3] =
+    ["gateway_rate_limited_total", "gateway_auth_failures_total", "gateway_transcode_refused_total"];
 /// Every service's database pool (SQL, or the MongoDB driver's).
 const POOL: [&str; 3] = ["db_client_connections", "db_client_connections_max", "db_client_connection_pending_requests"];
 const USERS: [&str; 1] = ["users_password_hashing_rejected_total"];
