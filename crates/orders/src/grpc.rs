@@ -28,7 +28,7 @@ impl OrdersApi {
     }
 
     pub fn into_server(self) -> OrderServiceServer<Self> {
-        OrderServiceServer::new(self)
+        OrderServiceServer::new(self).max_decoding_message_size(platform::server::MAX_REQUEST_MESSAGE_BYTES)
     }
 }
 

@@ -31,6 +31,14 @@ use crate::rpc_telemetry::{KnownMethods, RpcTelemetryLayer};
 use crate::serving_threads::ServingThreads;
 use crate::settings::Settings;
 
+/// The largest request message a service reads (a generated server's
+/// `max_decoding_message_size`), as large as the gateway's largest body by
+/// default. gRPC's own default is 4 MiB; a message is held decoded at many
+/// times its size (a list of empty items, 2 bytes each on the wire, is 32
+/// bytes each in memory, and twice that while its vector grows), and no
+/// request of the shop's contract comes near 1 MiB.
+pub const MAX_REQUEST_MESSAGE_BYTES: usize = 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("invalid file descriptor set for reflection: {0}")]

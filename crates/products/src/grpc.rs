@@ -22,7 +22,7 @@ impl ProductsApi {
     }
 
     pub fn into_server(self) -> ProductServiceServer<Self> {
-        ProductServiceServer::new(self)
+        ProductServiceServer::new(self).max_decoding_message_size(platform::server::MAX_REQUEST_MESSAGE_BYTES)
     }
 }
 

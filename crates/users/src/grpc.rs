@@ -25,7 +25,7 @@ impl UsersApi {
     }
 
     pub fn into_server(self) -> UserServiceServer<Self> {
-        UserServiceServer::new(self)
+        UserServiceServer::new(self).max_decoding_message_size(platform::server::MAX_REQUEST_MESSAGE_BYTES)
     }
 }
 

@@ -118,6 +118,12 @@ async fn refusals_name_the_problem_and_take_no_stock(backend: Backend, test: &st
     let status = create(&shop, flood).await.unwrap_err();
     assert_eq!(violated_fields(&status), ["items"]);
     assert!(status.message().len() < 200, "{status:?}");
+    // Past 1 MiB a request is not read at all (gRPC's default is 4 MiB).
+    let mut larger = order_for(&user, "", 0);
+    larger.items = vec![LineItem::default(); 600_000];
+    let status = create(&shop, larger).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{status:?}");
     assert_eq!(create(&shop, order_for(&user, "prod-123", 6)).await.unwrap_err().code(), Code::FailedPrecondition);
     assert_eq!(shop.stock("prod-123").await, (5, 0));
 }
