@@ -556,8 +556,7 @@ impl Frames {
 
     /// Frames `message`, already encoded, after those pushed before it.
     pub fn push_encoded(&mut self, message: &[u8]) -> Result<(), Status> {
-        let length =
-            u32::try_from(message.len()).map_err(|_| Status::invalid_argument("request message larger than 4 GiB"))?;
+        let length = frame_length(message.len())?;
         self.0.reserve(5 + message.len());
         self.0.put_u8(0);
         self.0.put_u32(length);
@@ -576,10 +575,14 @@ pub fn frame_onto<M: prost::Message>(framed: &mut BytesMut, message: &M) -> Resu
     let start = framed.len();
     framed.put_bytes(0, 5);
     message.encode(framed).map_err(|e| Status::internal(format!("cannot encode the request: {e}")))?;
-    let length = u32::try_from(framed.len() - start - 5)
-        .map_err(|_| Status::invalid_argument("request message larger than 4 GiB"))?;
+    let length = frame_length(framed.len() - start - 5)?;
     framed[start + 1..start + 5].copy_from_slice(&length.to_be_bytes());
     Ok(())
+}
+
+/// A message's length as its frame's prefix says it: 32 bits.
+fn frame_length(length: usize) -> Result<u32, Status> {
+    u32::try_from(length).map_err(|_| Status::invalid_argument("request message larger than 4 GiB"))
 }
 
 /// The gRPC status `headers` carry, if any. A status's details that are
