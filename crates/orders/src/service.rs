@@ -323,11 +323,7 @@ struct ValidOrder {
 fn validate(input: &NewOrder) -> Result<ValidOrder, Violations> {
     let mut violations = Violations::new();
     let user_id = violations.check("user_id", parse_user_id(&input.user_id));
-    let too_many = input.items.len() > MAX_ITEMS;
-    if too_many {
-        violations.add("items", format!("must list at most {MAX_ITEMS} lines, not {}", input.items.len()));
-    }
-    let listed = if too_many { &[][..] } else { &input.items[..] };
+    let listed = violations.at_most("items", &input.items, MAX_ITEMS, "lines");
     let mut lines: Vec<(String, String, i32)> = Vec::new();
     if !input.product_id.is_empty() || input.quantity != 0 {
         lines.push(("product_id".to_owned(), input.product_id.clone(), input.quantity));
@@ -335,7 +331,7 @@ fn validate(input: &NewOrder) -> Result<ValidOrder, Violations> {
     for (index, (product_id, quantity)) in listed.iter().enumerate() {
         lines.push((format!("items[{index}]"), product_id.clone(), *quantity));
     }
-    if lines.is_empty() && !too_many {
+    if lines.is_empty() && input.items.is_empty() {
         violations.add("items", "must name at least one product when product_id and quantity are not given");
     }
     let mut merged: BTreeMap<String, i32> = BTreeMap::new();

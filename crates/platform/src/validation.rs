@@ -54,6 +54,17 @@ impl Violations {
         }
     }
 
+    /// `list`, or none of it when it has more than `max` (`what`, say
+    /// "lines"), recorded as a violation of `field`: a request refused for
+    /// its length is not read on, to a violation per entry.
+    pub fn at_most<'a, T>(&mut self, field: &str, list: &'a [T], max: usize, what: &str) -> &'a [T] {
+        if list.len() <= max {
+            return list;
+        }
+        self.add(field, format!("must list at most {max} {what}, not {}", list.len()));
+        &[]
+    }
+
     /// Like [`Violations::check`] for an optional input: `None` stays `None`.
     pub fn check_optional<T, E: fmt::Display>(
         &mut self,
@@ -149,6 +160,15 @@ mod tests {
         let fields: Vec<_> = details.bad_request().unwrap().field_violations.iter().map(|v| v.field.clone()).collect();
         assert_eq!(fields.len(), MAX_REPORTED);
         assert_eq!((fields[0].as_str(), fields[19].as_str()), ("items[0].quantity", "items[19].quantity"));
+    }
+
+    #[test]
+    fn a_list_too_long_is_one_violation_and_is_not_read() {
+        let mut violations = Violations::new();
+        assert_eq!(violations.at_most("items", &[1, 2], 2, "lines"), [1, 2]);
+        assert!(violations.is_empty());
+        assert!(violations.at_most("items", &[1, 2, 3], 2, "lines").is_empty());
+        assert_eq!(violations.to_string(), "invalid request: items must list at most 2 lines, not 3");
     }
 
     #[test]

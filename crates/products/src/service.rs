@@ -196,11 +196,7 @@ impl Products {
         if items.is_empty() {
             violations.add("items", "must name at least one product");
         }
-        let too_many = items.len() > MAX_RESERVE_LINES;
-        if too_many {
-            violations.add("items", format!("must list at most {MAX_RESERVE_LINES} lines, not {}", items.len()));
-        }
-        let listed = if too_many { &[][..] } else { items };
+        let listed = violations.at_most("items", items, MAX_RESERVE_LINES, "lines");
         let mut merged: BTreeMap<ProductId, i32> = BTreeMap::new();
         for (index, (product_id, quantity)) in listed.iter().enumerate() {
             let product = violations.check(&format!("items[{index}].product_id"), ProductId::parse(product_id));
