@@ -91,7 +91,7 @@ pub async fn handle(
     let (parts, body) = request.into_parts();
     // Admitted before its body is read and decoded: a caller the call is
     // not for, or past its rate, costs no more than its headers.
-    let admitted = match admit(&gateway, &method, &parts.headers, client).await {
+    let admitted = match admit(&gateway, &method, &parts.headers, client, from_status).await {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
@@ -177,16 +177,18 @@ pub async fn handle(
 }
 
 /// Admits a Connect call of `method` (see [`crate::guard::admit`]), or
-/// answers why not as a Connect error, with the refusal's headers.
+/// answers why not: its status as `refusal` writes it (a unary call's
+/// error, a stream's end), with the refusal's headers.
 pub(crate) async fn admit(
     gateway: &Gateway,
     method: &MethodDescriptor,
     headers: &http::HeaderMap,
     client: Option<SocketAddr>,
+    refusal: impl FnOnce(&tonic::Status) -> Response,
 ) -> Result<Admitted, Response> {
     let catalog = gateway.catalog();
     crate::guard::admit(gateway, &catalog, method.full_name(), headers, client).await.map_err(|denied| {
-        let mut response = from_status(&denied.status());
+        let mut response = refusal(&denied.status());
         response.headers_mut().extend(denied.headers());
         response
     })

@@ -72,15 +72,10 @@ pub async fn handle(
     }
     let (parts, body) = request.into_parts();
     // Admitted before its body is read and decoded, as a unary call is.
-    let catalog = gateway.catalog();
-    let admitted = match crate::guard::admit(&gateway, &catalog, method.full_name(), &parts.headers, client).await {
+    let refusal = |status: &tonic::Status| ended(status.code(), status.message(), &connect::status_details(status));
+    let admitted = match connect::admit(&gateway, &method, &parts.headers, client, refusal).await {
         Ok(admitted) => admitted,
-        Err(denied) => {
-            let status = denied.status();
-            let mut response = ended(status.code(), status.message(), &connect::status_details(&status));
-            response.headers_mut().extend(denied.headers());
-            return response;
-        }
+        Err(refused) => return refused,
     };
     let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
