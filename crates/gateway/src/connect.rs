@@ -108,12 +108,7 @@ pub async fn handle(
     // Decoded within the budget of bodies being turned into messages.
     let transcoding = match gateway.transcoding.enter(body.len()).await {
         Ok(transcoding) => transcoding,
-        Err(busy) => {
-            let mut response = from_status(&busy.status());
-            let seconds = crate::transcoding::Busy::RETRY_AFTER_SECONDS;
-            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
-            return response;
-        }
+        Err(busy) => return busy.refusal(from_status),
     };
     let message = match encoding {
         // Checked here, as connect-go does: the upstream would call a

@@ -88,12 +88,7 @@ pub async fn handle(
     // Checked within the budget of bodies being turned into messages.
     let transcoding = match gateway.transcoding.enter(body.len()).await {
         Ok(transcoding) => transcoding,
-        Err(busy) => {
-            let mut response = ended(tonic::Code::Unavailable, busy.status().message(), &[]);
-            let seconds = crate::transcoding::Busy::RETRY_AFTER_SECONDS;
-            response.headers_mut().insert(http::header::RETRY_AFTER, seconds.into());
-            return response;
-        }
+        Err(busy) => return busy.refusal(|status| ended(status.code(), status.message(), &[])),
     };
     let messages = match request_messages(&method, content_type, &body) {
         Ok(messages) => messages,

@@ -123,7 +123,7 @@ async fn call(
     // turned into messages (`crate::transcoding`).
     let transcoding = match gateway.transcoding.enter(body.len()).await {
         Ok(transcoding) => transcoding,
-        Err(busy) => return busy_response(&busy),
+        Err(busy) => return busy.refusal(|status| error_response(status.code(), status.message(), Vec::new())),
     };
     let messages = match request_frames(route, bindings, parts.uri.query(), &body) {
         Ok(framed) => framed,
@@ -263,14 +263,6 @@ fn is_json(content_type: &str, streamed: bool) -> bool {
     essence == "application/json"
         || essence.ends_with("+json")
         || (streamed && matches!(essence.as_str(), "application/x-ndjson" | "application/jsonl"))
-}
-
-/// A body refused for want of room to turn it into messages: 503, to be
-/// tried again shortly, as a call the bulkhead sheds.
-fn busy_response(busy: &crate::transcoding::Busy) -> Response {
-    let mut response = error_response(tonic::Code::Unavailable, busy.status().message(), Vec::new());
-    response.headers_mut().insert(header::RETRY_AFTER, crate::transcoding::Busy::RETRY_AFTER_SECONDS.into());
-    response
 }
 
 fn bad_request(message: &str) -> Response {

@@ -16,6 +16,7 @@
 
 use std::time::Duration;
 
+use axum::response::Response;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// How long a body waits for room. Turning 1 MiB into messages takes tens
@@ -33,12 +34,15 @@ pub struct Transcoding {
 pub struct Busy;
 
 impl Busy {
-    pub fn status(&self) -> tonic::Status {
-        tonic::Status::unavailable("the gateway is busy reading other large requests; retry shortly")
+    /// The refusal: UNAVAILABLE, as `write` writes a status in the caller's
+    /// protocol (a REST error, a Connect error, a Connect stream's end),
+    /// with `Retry-After`, as a call the bulkhead sheds.
+    pub fn refusal(&self, write: impl FnOnce(&tonic::Status) -> Response) -> Response {
+        let status = tonic::Status::unavailable("the gateway is busy reading other large requests; retry shortly");
+        let mut response = write(&status);
+        response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        response
     }
-
-    /// For `Retry-After`.
-    pub const RETRY_AFTER_SECONDS: u64 = 1;
 }
 
 impl Transcoding {
@@ -89,6 +93,16 @@ mod tests {
         assert!(transcoding.enter(1).await.is_err());
         drop(whole);
         assert!(transcoding.enter(1000).await.is_ok());
+    }
+
+    #[test]
+    fn a_refusal_is_unavailable_and_says_when_to_try_again() {
+        let response = Busy.refusal(|status| {
+            assert_eq!(status.code(), tonic::Code::Unavailable);
+            crate::error::error_response(status.code(), status.message(), Vec::new())
+        });
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
     }
 
     #[tokio::test(start_paused = true)]
