@@ -173,7 +173,9 @@ pub async fn handle(
 
 /// Admits a Connect call of `method` (see [`crate::guard::admit`]), or
 /// answers why not: its status as `refusal` writes it (a unary call's
-/// error, a stream's end), with the refusal's headers.
+/// error, a stream's end), with the refusal's headers. A call its upstream
+/// would refuse now (every breaker open) is refused here too: one that
+/// cannot go costs no reading or decoding of its body.
 pub(crate) async fn admit(
     gateway: &Gateway,
     method: &MethodDescriptor,
@@ -182,11 +184,24 @@ pub(crate) async fn admit(
     refusal: impl FnOnce(&tonic::Status) -> Response,
 ) -> Result<Admitted, Response> {
     let catalog = gateway.catalog();
-    crate::guard::admit(gateway, &catalog, method.full_name(), headers, client).await.map_err(|denied| {
-        let mut response = refusal(&denied.status());
-        response.headers_mut().extend(denied.headers());
-        response
-    })
+    let admitted = match crate::guard::admit(gateway, &catalog, method.full_name(), headers, client).await {
+        Ok(admitted) => admitted,
+        Err(denied) => {
+            let mut response = refusal(&denied.status());
+            response.headers_mut().extend(denied.headers());
+            return Err(response);
+        }
+    };
+    if let Some(upstream) = gateway.upstreams.get(method.parent_service().full_name())
+        && let Some(refused) = upstream.refusing()
+    {
+        let mut response = refusal(&refused.status(&upstream.name));
+        if let Some(seconds) = refused.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        }
+        return Err(response);
+    }
+    Ok(admitted)
 }
 
 /// The request message a POST carries: its body, uncompressed and within

@@ -14,8 +14,8 @@ use crate::catalog::Catalog;
 use crate::error::{error_response, method_not_allowed, status_response};
 use crate::routes::{Lookup, Route};
 use crate::transcode::{BadRequest, request_frames};
-use resilience::CallError;
 use resilience::direct::Failed;
+use resilience::{CallError, Refusal};
 
 // Built once: a name given as a string is parsed again on every lookup.
 const METHOD_OVERRIDE: http::HeaderName = http::HeaderName::from_static("x-http-method-override");
@@ -98,6 +98,24 @@ async fn call(
         *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
         return response;
     }
+    let service = route.method.parent_service().full_name();
+    let Some(upstream) = gateway.upstreams.get(service) else {
+        return error_response(
+            tonic::Code::Unavailable,
+            &format!("no upstream is configured for {service}"),
+            Vec::new(),
+        );
+    };
+    // A stream's framing; read only for a stream (a unary answer has none).
+    let framing = if route.method.is_server_streaming() {
+        crate::stream_json::Framing::asked_by(&parts.headers)
+    } else {
+        crate::stream_json::Framing::Lines
+    };
+    // A call that cannot go now costs no reading or parsing of its body.
+    if let Some(refusal) = upstream.refusing() {
+        return refused_call(route, &refusal, &upstream.name, &catalog.pool, framing);
+    }
     let body = match Limited::new(body, gateway.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
@@ -130,25 +148,11 @@ async fn call(
         Err(refused) => return refused_request(&refused),
     };
     drop(transcoding);
-    let service = route.method.parent_service().full_name();
-    let Some(upstream) = gateway.upstreams.get(service) else {
-        return error_response(
-            tonic::Code::Unavailable,
-            &format!("no upstream is configured for {service}"),
-            Vec::new(),
-        );
-    };
 
     let metadata = crate::headers::request_metadata(&parts.headers, client);
     // Trailer metadata goes only to a caller that takes trailers, as
     // grpc-gateway sends it; a stream's goes to none (grpc-gateway's either).
     let accepts_trailers = !route.method.is_server_streaming() && crate::headers::accepts_trailers(&parts.headers);
-    // A stream's framing; read only for a stream (a unary answer has none).
-    let framing = if route.method.is_server_streaming() {
-        crate::stream_json::Framing::asked_by(&parts.headers)
-    } else {
-        crate::stream_json::Framing::Lines
-    };
     let path = &route.names.grpc_path;
     let outcome = if route.method.is_server_streaming() {
         // Tried again only until the stream starts, as any call: the
@@ -212,14 +216,24 @@ async fn call(
                 response
             }
         }
-        Err(CallError::Refused(refusal)) => {
-            let mut response = failed(route, &refusal.status(&upstream.name), &catalog.pool, framing);
-            if let Some(seconds) = refusal.retry_after() {
-                response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
-            }
-            response
-        }
+        Err(CallError::Refused(refusal)) => refused_call(route, &refusal, &upstream.name, &catalog.pool, framing),
     }
+}
+
+/// The answer to a call the stack refused before any attempt (every
+/// breaker open, the bulkhead full), with when to try again.
+fn refused_call(
+    route: &Route,
+    refusal: &Refusal,
+    upstream: &str,
+    pool: &prost_reflect::DescriptorPool,
+    framing: crate::stream_json::Framing,
+) -> Response {
+    let mut response = failed(route, &refusal.status(upstream), pool, framing);
+    if let Some(seconds) = refusal.retry_after() {
+        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+    }
+    response
 }
 
 /// The answer to a call that failed: the error body, or for a stream its

@@ -409,6 +409,19 @@ impl Upstream {
         }
     }
 
+    /// The refusal every call would meet now, before any attempt: no
+    /// endpoint is known, or every endpoint's breaker is open. For a caller
+    /// with work to do before it calls (a body to read and parse), which a
+    /// call that cannot go should not cost. Takes no trial slot; a call
+    /// that finds the breaker half-open the next moment still goes.
+    pub fn refusing(&self) -> Option<Refusal> {
+        let endpoints = self.endpoints();
+        if endpoints.is_empty() {
+            return Some(Refusal::NoEndpoints);
+        }
+        endpoints.iter().all(|e| e.breaker.open_remaining().is_some()).then(|| self.refused(&endpoints))
+    }
+
     fn refused(&self, endpoints: &[Arc<Endpoint>]) -> Refusal {
         crate::metrics::breaker_rejected(&self.name);
         crate::client_span::event("circuit breaker open: call refused", &self.name, []);

@@ -125,11 +125,25 @@ async fn failing_endpoints_open_their_breakers_and_calls_are_refused() {
     let policy =
         Policy { breaker: BreakerConfig { failure_threshold: 2, ..BreakerConfig::default() }, ..Policy::default() };
     let upstream = upstream(policy);
+    assert!(upstream.refusing().is_none(), "closed breakers refuse nothing");
     for _ in 0..4 {
         call(&upstream, false, |_| Err(unavailable())).await;
     }
+    // Told before any work is done for a call, and then by the call itself.
+    assert!(matches!(upstream.refusing(), Some(Refusal::BreakerOpen { .. })), "every breaker is open");
     let refused = upstream.call(METHOD, true, None, |_channel, _remaining| async { Ok::<(), tonic::Status>(()) }).await;
     assert!(matches!(refused, Err(CallError::Refused(Refusal::BreakerOpen { .. }))), "every breaker is open");
+
+    tokio::time::advance(BreakerConfig::default().open_for).await;
+    assert!(upstream.refusing().is_none(), "half-open breakers let trial calls go");
+    let trial = upstream.call(METHOD, true, None, |_channel, _remaining| async { Ok::<(), tonic::Status>(()) }).await;
+    assert!(trial.is_ok(), "a trial call went");
+}
+
+#[tokio::test]
+async fn an_upstream_with_no_endpoint_refuses_before_any_call() {
+    let upstream = Upstream::new("test", Policy::default());
+    assert!(matches!(upstream.refusing(), Some(Refusal::NoEndpoints)));
 }
 
 #[tokio::test(start_paused = true)]

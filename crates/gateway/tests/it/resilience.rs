@@ -49,6 +49,17 @@ async fn the_breaker_opens_after_five_failures_then_keeps_calls_off_the_upstream
         assert!(reply.headers.contains_key("retry-after"), "an open breaker says when to retry");
         assert!(reply.json()["message"].as_str().unwrap().contains("circuit breaker"));
     }
+    // A call that cannot go is refused before its body is read: a
+    // malformed one is told the breaker is open, not that it is malformed.
+    let malformed = Some(r#"{"id":"#);
+    let reply = harness.request("POST", "/v1/echo/x:shout", malformed, &[("content-type", "application/json")]).await;
+    assert_eq!(reply.status, 503, "{}", String::from_utf8_lossy(&reply.body));
+    assert!(reply.headers.contains_key("retry-after"));
+    assert!(reply.json()["message"].as_str().unwrap().contains("circuit breaker"));
+    let connect = [("content-type", "application/json"), ("connect-protocol-version", "1")];
+    let reply = harness.request("POST", "/echo.v1.EchoService/Echo", malformed, &connect).await;
+    assert_eq!((reply.status, reply.json()["code"].as_str()), (503, Some("unavailable")));
+    assert!(reply.headers.contains_key("retry-after"));
     assert_eq!(proxy.accepted(), reached, "no call reached the upstream while the breaker was open");
     eprintln!("fastest refusal while open: {fastest:?}");
 
