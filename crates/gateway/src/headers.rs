@@ -1,7 +1,7 @@
 //! HTTP headers <-> gRPC metadata, as grpc-gateway maps them:
 //! `Grpc-Metadata-Foo: v` -> `foo: v` (binary `-Bin` values base64-decoded),
-//! `Authorization` passed through, `X-Forwarded-For` and `X-Forwarded-Host`
-//! added, `Grpc-Timeout` as the deadline; response metadata comes back as
+//! `Authorization` passed through, the permanent headers as
+//! `grpcgateway-<name>`, `X-Forwarded-For` and `X-Forwarded-Host` added, `Grpc-Timeout` as the deadline; response metadata comes back as
 //! `Grpc-Metadata-<key>` headers.
 
 use std::cell::RefCell;
@@ -38,6 +38,8 @@ pub fn request_metadata(headers: &HeaderMap, client: Option<SocketAddr>) -> Meta
             key
         } else if matches!(name.as_str(), "authorization" | "traceparent" | "tracestate" | "idempotency-key") {
             name.clone()
+        } else if let Some(prefixed) = permanent(name) {
+            prefixed
         } else {
             continue;
         };
@@ -76,6 +78,43 @@ pub fn request_metadata(headers: &HeaderMap, client: Option<SocketAddr>) -> Meta
         metadata.append_bin(key, value);
     }
     metadata
+}
+
+/// grpc-gateway's permanent HTTP request headers (IANA's), which its
+/// default header matcher passes to the service as `grpcgateway-<name>`
+/// metadata, built once. Two of its list are left out: `Authorization`
+/// goes as itself (above), and `Cookie` not at all: a browser sends every
+/// cookie of the site, other applications' sessions too, and meshwork's
+/// services sign callers in by bearer token. `Host` is grpc-gateway's in
+/// name only (Go keeps it apart from the headers): it goes as
+/// `X-Forwarded-Host`.
+static PERMANENT: [(&str, HeaderName); 21] = [
+    ("accept", HeaderName::from_static("grpcgateway-accept")),
+    ("accept-charset", HeaderName::from_static("grpcgateway-accept-charset")),
+    ("accept-language", HeaderName::from_static("grpcgateway-accept-language")),
+    ("accept-ranges", HeaderName::from_static("grpcgateway-accept-ranges")),
+    ("cache-control", HeaderName::from_static("grpcgateway-cache-control")),
+    ("content-type", HeaderName::from_static("grpcgateway-content-type")),
+    ("date", HeaderName::from_static("grpcgateway-date")),
+    ("expect", HeaderName::from_static("grpcgateway-expect")),
+    ("from", HeaderName::from_static("grpcgateway-from")),
+    ("if-match", HeaderName::from_static("grpcgateway-if-match")),
+    ("if-modified-since", HeaderName::from_static("grpcgateway-if-modified-since")),
+    ("if-none-match", HeaderName::from_static("grpcgateway-if-none-match")),
+    ("if-schedule-tag-match", HeaderName::from_static("grpcgateway-if-schedule-tag-match")),
+    ("if-unmodified-since", HeaderName::from_static("grpcgateway-if-unmodified-since")),
+    ("max-forwards", HeaderName::from_static("grpcgateway-max-forwards")),
+    ("origin", HeaderName::from_static("grpcgateway-origin")),
+    ("pragma", HeaderName::from_static("grpcgateway-pragma")),
+    ("referer", HeaderName::from_static("grpcgateway-referer")),
+    ("user-agent", HeaderName::from_static("grpcgateway-user-agent")),
+    ("via", HeaderName::from_static("grpcgateway-via")),
+    ("warning", HeaderName::from_static("grpcgateway-warning")),
+];
+
+/// `name` as the service gets it, if it is a permanent header.
+fn permanent(name: &HeaderName) -> Option<HeaderName> {
+    PERMANENT.iter().find(|(plain, _)| *plain == name.as_str()).map(|(_, prefixed)| prefixed.clone())
 }
 
 /// A client's address as a header value. Formatting an address took 1,300
@@ -168,6 +207,9 @@ mod tests {
         headers.insert("grpc-metadata-blob-bin", "AQID".parse().unwrap());
         headers.insert("authorization", "Bearer t".parse().unwrap());
         headers.insert("x-other", "dropped".parse().unwrap());
+        headers.insert("user-agent", "curl/8".parse().unwrap());
+        headers.insert("accept-language", "fr-CH".parse().unwrap());
+        headers.insert("cookie", "session=secret".parse().unwrap());
         headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
         let metadata = request_metadata(&headers, Some("127.0.0.1:5000".parse().unwrap()));
         assert_eq!(metadata.get("tenant").unwrap(), "acme");
@@ -176,6 +218,10 @@ mod tests {
         headers.insert("grpc-metadata-x-meshwork-service-token", "forged".parse().unwrap());
         assert!(request_metadata(&headers, None).get("x-meshwork-service-token").is_none());
         assert!(metadata.get("x-other").is_none());
+        assert_eq!(metadata.get("grpcgateway-user-agent").unwrap(), "curl/8");
+        assert_eq!(metadata.get("grpcgateway-accept-language").unwrap(), "fr-CH");
+        assert!(metadata.get("grpcgateway-cookie").is_none() && metadata.get("cookie").is_none());
+        assert!(metadata.get("grpcgateway-authorization").is_none(), "the token goes once, as authorization");
         assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
         headers.append("grpc-metadata-tenant", "globex".parse().unwrap());
         let repeated = request_metadata(&headers, None);

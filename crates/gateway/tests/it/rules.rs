@@ -238,15 +238,23 @@ async fn metadata_travels_as_grpc_metadata_headers_both_ways() {
         ("X-Forwarded-For", "10.1.2.3"),
         ("Grpc-Metadata-Blob-Bin", "AQID"),
         ("X-Not-Forwarded", "dropped"),
+        ("User-Agent", "meshwork-test/1"),
+        ("Cookie", "session=secret"),
     ];
     let reply = harness.request("GET", "/v1/echo/m1", None, &headers).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.headers.get("grpc-metadata-x-echoed").unwrap(), "yes");
     let seen: Vec<String> = serde_json::from_value(reply.json()["metadata"].clone()).unwrap();
-    for expected in ["tenant=acme", "x-forwarded-for=10.1.2.3, 127.0.0.1", "blob-bin=[1, 2, 3]"] {
+    let expected = [
+        "tenant=acme",
+        "x-forwarded-for=10.1.2.3, 127.0.0.1",
+        "blob-bin=[1, 2, 3]",
+        "grpcgateway-user-agent=meshwork-test/1",
+    ];
+    for expected in expected {
         assert!(seen.iter().any(|s| s == expected), "{expected} not in {seen:?}");
     }
-    assert!(!seen.iter().any(|s| s.starts_with("x-not-forwarded")), "{seen:?}");
+    assert!(!seen.iter().any(|s| s.starts_with("x-not-forwarded") || s.contains("cookie")), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
