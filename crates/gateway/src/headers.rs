@@ -29,7 +29,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// not parsed and copied again as metadata values: the bearer token alone
 /// is hundreds of bytes), so the map is built as HTTP headers and becomes
 /// metadata whole. Binary (`-bin`) values are decoded and encoded again.
-pub fn request_metadata(headers: &HeaderMap, client: Option<SocketAddr>) -> MetadataMap {
+pub fn request_metadata(headers: &HeaderMap, uri: &http::Uri, client: Option<SocketAddr>) -> MetadataMap {
     let mut text = HeaderMap::new();
     let mut binary = Vec::new();
     for (name, value) in headers {
@@ -70,8 +70,13 @@ pub fn request_metadata(headers: &HeaderMap, client: Option<SocketAddr>) -> Meta
     if let Some(chain) = chain {
         text.insert(X_FORWARDED_FOR, chain);
     }
-    if let Some(host) = headers.get(http::header::HOST).filter(|v| v.to_str().is_ok()) {
-        text.insert(X_FORWARDED_HOST, host.clone());
+    // The host a proxy in front was asked for, as grpc-gateway keeps it;
+    // else the one this gateway was: `Host`, or over HTTP/2 `:authority`,
+    // which is not among the headers.
+    let host = headers.get(X_FORWARDED_HOST).or_else(|| headers.get(http::header::HOST)).cloned();
+    let host = host.or_else(|| uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
+    if let Some(host) = host.filter(|v| v.to_str().is_ok()) {
+        text.insert(X_FORWARDED_HOST, host);
     }
     let mut metadata = MetadataMap::from_headers(text);
     for (key, value) in binary {
@@ -202,6 +207,7 @@ mod tests {
 
     #[test]
     fn grpc_metadata_headers_become_metadata() {
+        let relative = http::Uri::from_static("/v1/echo/m1");
         let mut headers = HeaderMap::new();
         headers.insert("grpc-metadata-tenant", "acme".parse().unwrap());
         headers.insert("grpc-metadata-blob-bin", "AQID".parse().unwrap());
@@ -211,12 +217,12 @@ mod tests {
         headers.insert("accept-language", "fr-CH".parse().unwrap());
         headers.insert("cookie", "session=secret".parse().unwrap());
         headers.insert("x-forwarded-for", "10.0.0.1".parse().unwrap());
-        let metadata = request_metadata(&headers, Some("127.0.0.1:5000".parse().unwrap()));
+        let metadata = request_metadata(&headers, &relative, Some("127.0.0.1:5000".parse().unwrap()));
         assert_eq!(metadata.get("tenant").unwrap(), "acme");
         assert_eq!(metadata.get_bin("blob-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
         assert_eq!(metadata.get("authorization").unwrap(), "Bearer t");
         headers.insert("grpc-metadata-x-meshwork-service-token", "forged".parse().unwrap());
-        assert!(request_metadata(&headers, None).get("x-meshwork-service-token").is_none());
+        assert!(request_metadata(&headers, &relative, None).get("x-meshwork-service-token").is_none());
         assert!(metadata.get("x-other").is_none());
         assert_eq!(metadata.get("grpcgateway-user-agent").unwrap(), "curl/8");
         assert_eq!(metadata.get("grpcgateway-accept-language").unwrap(), "fr-CH");
@@ -224,14 +230,19 @@ mod tests {
         assert!(metadata.get("grpcgateway-authorization").is_none(), "the token goes once, as authorization");
         assert_eq!(metadata.get("x-forwarded-for").unwrap(), "10.0.0.1, 127.0.0.1");
         headers.append("grpc-metadata-tenant", "globex".parse().unwrap());
-        let repeated = request_metadata(&headers, None);
+        let repeated = request_metadata(&headers, &relative, None);
         let tenants: Vec<_> = repeated.get_all("tenant").iter().map(|v| v.to_str().unwrap().to_owned()).collect();
         assert_eq!(tenants, ["acme", "globex"], "every value of a repeated header is passed on");
         headers.insert("host", "shop.example.com".parse().unwrap());
         headers.insert("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap());
         headers.insert("grpc-metadata-note", HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap());
-        let metadata = request_metadata(&headers, None);
+        let metadata = request_metadata(&headers, &relative, None);
         assert_eq!(metadata.get("x-forwarded-host").unwrap(), "shop.example.com");
+        headers.insert("x-forwarded-host", "www.example.com".parse().unwrap());
+        let behind_a_proxy = request_metadata(&headers, &relative, None);
+        assert_eq!(behind_a_proxy.get("x-forwarded-host").unwrap(), "www.example.com", "the proxy's, as it came");
+        let http2 = request_metadata(&HeaderMap::new(), &"http://api.example.com/v1/echo/m1".parse().unwrap(), None);
+        assert_eq!(http2.get("x-forwarded-host").unwrap(), "api.example.com", "from :authority");
         assert_eq!(metadata.get("traceparent").unwrap(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert!(metadata.get("note").is_none(), "a value that is not visible ASCII is not sent as text metadata");
         assert_eq!(metadata.get_bin("blob-bin").unwrap().to_bytes().unwrap().as_ref(), [1, 2, 3]);
@@ -294,10 +305,10 @@ mod tests {
 
     #[test]
     fn each_call_forwards_its_own_client_address() {
-        let headers = HeaderMap::new();
+        let (headers, relative) = (HeaderMap::new(), http::Uri::from_static("/"));
         for address in ["10.0.0.1:1", "10.0.0.1:2", "10.0.0.2:1", "[::1]:3", "10.0.0.1:4"] {
             let client: SocketAddr = address.parse().unwrap();
-            let metadata = request_metadata(&headers, Some(client));
+            let metadata = request_metadata(&headers, &relative, Some(client));
             assert_eq!(metadata.get("x-forwarded-for").unwrap(), client.ip().to_string().as_str(), "{address}");
         }
     }

@@ -149,7 +149,7 @@ async fn call(
     };
     drop(transcoding);
 
-    let metadata = crate::headers::request_metadata(&parts.headers, client);
+    let metadata = crate::headers::request_metadata(&parts.headers, &parts.uri, client);
     // Trailer metadata goes only to a caller that takes trailers, as
     // grpc-gateway sends it; a stream's goes to none (grpc-gateway's either).
     let accepts_trailers = !route.method.is_server_streaming() && crate::headers::accepts_trailers(&parts.headers);
