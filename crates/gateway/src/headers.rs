@@ -1,7 +1,8 @@
 //! HTTP headers <-> gRPC metadata, as grpc-gateway maps them:
 //! `Grpc-Metadata-Foo: v` -> `foo: v` (binary `-Bin` values base64-decoded),
 //! `Authorization` passed through, the permanent headers as
-//! `grpcgateway-<name>`, `X-Forwarded-For` and `X-Forwarded-Host` added, `Grpc-Timeout` as the deadline; response metadata comes back as
+//! `grpcgateway-<name>`, `X-Forwarded-For` and `X-Forwarded-Host` added,
+//! `Grpc-Timeout` as the deadline; response metadata comes back as
 //! `Grpc-Metadata-<key>` headers.
 
 use std::cell::RefCell;
