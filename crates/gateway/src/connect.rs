@@ -196,9 +196,7 @@ pub(crate) async fn admit(
         && let Some(refused) = upstream.refusing()
     {
         let mut response = refusal(&refused.status(&upstream.name));
-        if let Some(seconds) = refused.retry_after() {
-            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
-        }
+        refused.write_retry_after(response.headers_mut());
         return Err(response);
     }
     Ok(admitted)

@@ -138,9 +138,7 @@ impl Service<http::Request<Body>> for PassThrough {
                 Err(CallError::Status(status)) => status.into_http(),
                 Err(CallError::Refused(refusal)) => {
                     let mut response = refusal.status(&upstream.name).into_http();
-                    if let Some(seconds) = refusal.retry_after() {
-                        response.headers_mut().insert(http::header::RETRY_AFTER, seconds.into());
-                    }
+                    refusal.write_retry_after(response.headers_mut());
                     response
                 }
             })

@@ -230,9 +230,7 @@ fn refused_call(
     framing: crate::stream_json::Framing,
 ) -> Response {
     let mut response = failed(route, &refusal.status(upstream), pool, framing);
-    if let Some(seconds) = refusal.retry_after() {
-        response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
-    }
+    refusal.write_retry_after(response.headers_mut());
     response
 }
 

@@ -179,12 +179,15 @@ impl Refusal {
         }
     }
 
-    /// Seconds for `Retry-After`.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            Self::BreakerOpen { retry_after } => Some(retry_after.as_secs().max(1)),
-            Self::Overloaded | Self::NoEndpoints => Some(1),
-        }
+    /// Tells the refused caller when to try again (`Retry-After`, whole
+    /// seconds), in the headers of its answer, whatever protocol that
+    /// answer speaks.
+    pub fn write_retry_after(&self, headers: &mut http::HeaderMap) {
+        let seconds = match self {
+            Self::BreakerOpen { retry_after } => retry_after.as_secs().max(1),
+            Self::Overloaded | Self::NoEndpoints => 1,
+        };
+        headers.insert(http::header::RETRY_AFTER, seconds.into());
     }
 }
 
