@@ -147,7 +147,12 @@ pub async fn handle(
     // A trailers-only answer (an error) carries its status in the headers.
     let status = tonic::Status::from_header_map(&trailers).or_else(|| tonic::Status::from_header_map(&parts.headers));
     if let Some(status) = status.filter(|s| s.code() != tonic::Code::Ok) {
-        return from_status(&status);
+        let mut response = from_status(&status);
+        // The stack's refusal (a full bulkhead) says when to try again.
+        if let Some(retry_after) = parts.headers.get(header::RETRY_AFTER) {
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
+        }
+        return response;
     }
     let framed = collected.to_bytes();
     let Some(payload) = framed.get(5..).filter(|_| framed[0] == 0) else {

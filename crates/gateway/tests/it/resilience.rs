@@ -161,6 +161,12 @@ async fn a_hanging_upstream_cannot_starve_another() {
     assert_eq!(shed.status, 503);
     let message = shed.json()["message"].as_str().unwrap().to_owned();
     assert!(message.contains("too many calls in flight"), "{message}");
+    assert!(shed.headers.contains_key("retry-after"));
+    // A Connect caller is told the same, and when to try again.
+    let connect = [("content-type", "application/json"), ("connect-protocol-version", "1")];
+    let shed = harness.request("POST", "/echo.v1.MirrorService/Mirror", Some(r#"{"id":"overflow"}"#), &connect).await;
+    assert_eq!((shed.status, shed.json()["code"].as_str()), (503, Some("unavailable")));
+    assert_eq!(shed.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
 
     // Meanwhile the other upstream answers every call.
     for i in 0..20 {
