@@ -148,10 +148,7 @@ pub async fn handle(
     let status = tonic::Status::from_header_map(&trailers).or_else(|| tonic::Status::from_header_map(&parts.headers));
     if let Some(status) = status.filter(|s| s.code() != tonic::Code::Ok) {
         let mut response = from_status(&status);
-        // The stack's refusal (a full bulkhead) says when to try again.
-        if let Some(retry_after) = parts.headers.get(header::RETRY_AFTER) {
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after.clone());
-        }
+        response.headers_mut().extend(retry_after(&parts.headers));
         return response;
     }
     let framed = collected.to_bytes();
@@ -205,6 +202,12 @@ pub(crate) async fn admit(
         return Err(response);
     }
     Ok(admitted)
+}
+
+/// The `Retry-After` of a pass-through's refusal (a full bulkhead), for a
+/// Connect answer rebuilt from its status: empty when it has none.
+pub(crate) fn retry_after(headers: &http::HeaderMap) -> http::HeaderMap {
+    headers.get(header::RETRY_AFTER).map(|value| (header::RETRY_AFTER, value.clone())).into_iter().collect()
 }
 
 /// The request message a POST carries: its body, uncompressed and within

@@ -110,9 +110,7 @@ pub async fn handle(
     // status in the headers: the end of the stream, at once.
     if let Some(status) = tonic::Status::from_header_map(&headers) {
         let end = end_stream_of(&status, &headers);
-        // The stack's refusal (a full bulkhead) says when to try again.
-        let retry_after = headers.get(header::RETRY_AFTER).map(|value| (header::RETRY_AFTER, value.clone()));
-        return answer(content_type, retry_after.into_iter().collect(), Body::from(end));
+        return answer(content_type, connect::retry_after(&headers), Body::from(end));
     }
     let headers = passed_on(&headers);
     let output = method.output();
