@@ -22,6 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
+use futures::future::Either;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::serving_threads::ServingThreads;
+use crate::watched;
 
 /// How long, and how many, connections may be held open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,10 +128,9 @@ pub(crate) async fn accept_until(
                 let request = request.map(|body| axum::body::Body::new(StallTimeout::new(body, limits.body_read)));
                 let response = app.clone().oneshot(request);
                 async move {
+                    // Handed to hyper as it is, not boxed again in axum's body.
                     let response = response.await?;
-                    Ok::<_, std::convert::Infallible>(
-                        response.map(|body| axum::body::Body::new(Counted { body, _in_flight: in_flight })),
-                    )
+                    Ok::<_, std::convert::Infallible>(response.map(|body| Counted { body, _in_flight: in_flight }))
                 }
             })
         };
@@ -181,21 +182,25 @@ where
     F: FnOnce(Pin<&mut C>),
 {
     let mut connection = pin!(connection);
-    let closing = tokio::select! {
-        result = connection.as_mut() => return log_end(result),
-        () = activity.idle_for(idle) => {
-            metrics::counter!("meshwork_connections_idle_closed_total").increment(1);
-            "idle"
+    let watch = pin!(async {
+        tokio::select! {
+            () = activity.idle_for(idle) => {
+                metrics::counter!("meshwork_connections_idle_closed_total").increment(1);
+                "idle"
+            }
+            () = stop.cancelled() => "server stopping",
         }
-        () = stop.cancelled() => "server stopping",
+    });
+    let closing = match watched::until(connection.as_mut(), watch).await {
+        Either::Left(result) => return log_end(result),
+        Either::Right(why) => why,
     };
     tracing::trace!(why = closing, "closing a connection");
     graceful_shutdown(connection.as_mut());
     // Requests that raced the GOAWAY are served; a peer that never closes
     // its side once nothing is in flight is cut off.
-    tokio::select! {
-        result = connection.as_mut() => log_end(result),
-        () = activity.idle_for(CLOSE_WAIT) => {}
+    if let Either::Left(result) = watched::until(connection.as_mut(), pin!(activity.idle_for(CLOSE_WAIT))).await {
+        log_end(result);
     }
 }
 

@@ -31,6 +31,7 @@ pub mod start;
 pub mod telemetry;
 mod trace_ids;
 pub mod validation;
+mod watched;
 
 pub use config::{ConfigError, EXIT_INVALID_CONFIG, Env};
 pub use error_code::ErrorCode;
