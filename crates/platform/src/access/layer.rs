@@ -14,7 +14,7 @@ use tower::{Layer, Service};
 use super::AuthMode;
 use super::policy::{AccessPolicy, Denial, Rule};
 use super::principal::{Caller, Principal};
-use super::service_tokens::{SERVICE_TOKEN_METADATA, ServiceTokens};
+use super::service_tokens::{SERVICE_TOKEN_HEADER, ServiceTokens};
 use super::user_tokens::UserTokens;
 
 /// What a server checks its callers with.
@@ -57,7 +57,7 @@ impl ServerAccess {
     /// Who sent a request with these headers, as far as that can be told
     /// without waiting: all but a user's token not verified here before.
     fn credential<'a>(&'a self, headers: &'a http::HeaderMap) -> Credential<'a> {
-        if let Some(token) = headers.get(SERVICE_TOKEN_METADATA) {
+        if let Some(token) = headers.get(SERVICE_TOKEN_HEADER) {
             let Some(services) = self.services.as_ref() else {
                 return Credential::Known(Err(Denial::Unauthenticated(
                     "this server accepts no service tokens (MESHWORK_SERVICE_SECRET)".into(),

@@ -20,7 +20,9 @@ mod user_tokens;
 pub use layer::{AccessLayer, ServerAccess};
 pub use policy::{ADMIN_ROLE, AccessPolicy, Denial, Rule, undeclared_methods};
 pub use principal::{Caller, Principal, UserIdentity};
-pub use service_tokens::{MIN_SECRET_BYTES, SERVICE_TOKEN_METADATA, ServiceTokens, load_or_generate_secret};
+pub use service_tokens::{
+    MIN_SECRET_BYTES, SERVICE_TOKEN_HEADER, SERVICE_TOKEN_METADATA, ServiceTokens, load_or_generate_secret,
+};
 pub use setup::{jwks_from_users, service_access};
 pub use user_tokens::{JwksSource, TokenError, UserTokens, bearer_token};
 
