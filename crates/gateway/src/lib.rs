@@ -304,8 +304,7 @@ async fn answer(gateway: Arc<Gateway>, request: http::Request<Body>) -> Response
         return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
     }
     if passthrough::is_grpc(request.headers()) {
-        let response = pass_through.oneshot(request.map(tonic::body::Body::new)).await;
-        return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
+        return pass_through.forward(request).await;
     }
     let catalog = gateway.catalog();
     if let Some(call) = connect::unary_call(&catalog, &request) {
