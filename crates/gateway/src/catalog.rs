@@ -10,6 +10,7 @@ use bytes::Bytes;
 use prost_reflect::DescriptorPool;
 
 use crate::auth::{Access, Authenticator};
+use crate::grpc_method::GrpcMethods;
 use crate::routes::{RouteError, RouteTable};
 
 /// Why a catalog cannot be built from these descriptors and settings.
@@ -35,6 +36,8 @@ pub struct Catalog {
     /// gateway): every fronted service it has descriptors of, learned ones
     /// included.
     pub reflection: platform::reflection::Reflection,
+    /// The methods of the fronted services, for calls passed through.
+    pub grpc: GrpcMethods,
     /// Services to be learned from reflection that this catalog does not
     /// describe yet: the gateway knows nothing of who may call them.
     pending: HashSet<String>,
@@ -63,11 +66,12 @@ impl Catalog {
                 .map_err(|error| CatalogError::Learned { service: service.clone(), reason: error.to_string() })?;
             learned_sets.push(set);
         }
-        let described =
-            fronted.iter().map(String::as_str).filter(|service| pool.get_service_by_name(service).is_some());
+        let described: Vec<&str> =
+            fronted.iter().map(String::as_str).filter(|service| pool.get_service_by_name(service).is_some()).collect();
         let sets = loaded_sets.iter().copied().chain(learned_sets.iter().map(|set| &set[..]));
-        let reflection = platform::reflection::Reflection::build(sets, described)
+        let reflection = platform::reflection::Reflection::build(sets, described.iter().copied())
             .map_err(|error| CatalogError::Reflection(error.to_string()))?;
+        let grpc = GrpcMethods::build(&pool, described.iter().copied());
         let is_learned = |service: &prost_reflect::ServiceDescriptor| {
             loaded.get_file_by_name(service.parent_file().name()).is_none()
         };
@@ -76,7 +80,7 @@ impl Catalog {
         let document = crate::openapi::document(&routes, |method| access.rule(method));
         let openapi = serde_json::to_vec_pretty(&document).expect("a JSON value serializes").into();
         let pending = to_learn.iter().filter(|service| pool.get_service_by_name(service).is_none()).cloned().collect();
-        Ok(Self { pool, routes, access, openapi, reflection, pending })
+        Ok(Self { pool, routes, access, openapi, reflection, grpc, pending })
     }
 
     /// Whether `service` is to be learned and is not yet.

@@ -15,6 +15,7 @@ pub mod connect;
 mod connect_get;
 pub mod connect_stream;
 pub mod error;
+pub mod grpc_method;
 pub mod guard;
 pub mod headers;
 mod healthz;

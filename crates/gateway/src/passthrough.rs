@@ -77,10 +77,10 @@ impl PassThrough {
         R: AnswerBody,
     {
         let Self { gateway, client, admitted } = self;
-        let path = request.uri().path().trim_start_matches('/').to_owned();
-        let service = path.split('/').next().unwrap_or_default().to_owned();
-        let method = path.replace('/', ".");
-        let upstream = gateway.upstreams.get(&service);
+        // The catalog of the call's start serves all of it.
+        let catalog = gateway.catalog();
+        let grpc_method = catalog.grpc.get(request.uri().path());
+        let upstream = gateway.upstreams.get(grpc_method.service());
         let client_timeout = request
             .headers()
             .get(platform::grpc_timeout::HEADER)
@@ -88,21 +88,24 @@ impl PassThrough {
             .and_then(platform::grpc_timeout::parse);
         let span = tracing::info_span!(
             "gateway",
-            otel.name = %path,
+            otel.name = grpc_method.path(),
             otel.kind = "server",
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = path.split('/').nth(1).unwrap_or_default(),
+            rpc.service = grpc_method.service(),
+            rpc.method = grpc_method.method(),
         );
         platform::telemetry::set_parent_from_headers(&span, request.headers());
         let forwarded = async move {
             let Some(upstream) = upstream else {
+                let service = grpc_method.service();
                 return tonic::Status::unimplemented(format!("no upstream serves {service}")).into_http();
             };
             let admitted = match admitted {
                 Some(admitted) => admitted,
                 None => {
-                    match crate::guard::admit(&gateway, &gateway.catalog(), &method, request.headers(), client).await {
+                    match crate::guard::admit(&gateway, &catalog, grpc_method.full_name(), request.headers(), client)
+                        .await
+                    {
                         Ok(admitted) => admitted,
                         Err(denied) => {
                             let mut response = denied.status().into_http();
@@ -123,9 +126,9 @@ impl PassThrough {
             // connection ready for it: one that cannot be reached leaves it
             // to the next try, as it leaves any call never sent.
             let unsent = std::sync::Mutex::new(Some(request));
-            let (unsent, method) = (&unsent, &method);
+            let (unsent, method) = (&unsent, grpc_method.full_name());
             let outcome = upstream
-                .call_endpoint(&path, false, client_timeout, |endpoint, _remaining| {
+                .call_endpoint(grpc_method.path(), false, client_timeout, |endpoint, _remaining| {
                     async move {
                         let connection = endpoint.ready_to_send().await?;
                         let mut request = unsent.lock().expect("request lock").take().ok_or_else(|| {
