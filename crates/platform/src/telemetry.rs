@@ -280,7 +280,8 @@ impl Injector for MetadataInjector<'_> {
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
     // No `traceparent`, no caller's context: the W3C propagator (the one
     // installed) would hand back an empty one, through its global lock and
-    // two header lookups (about 700 instructions, on every call served).
+    // two header lookups (290 instructions more than this, on every call
+    // served: callgrind, gRPC calls passed through the gateway).
     if !headers.contains_key(TRACEPARENT) && crate::trace_ids::set_remote_parent(span, &SpanContext::empty_context()) {
         return;
     }
