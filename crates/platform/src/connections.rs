@@ -94,7 +94,7 @@ pub(crate) async fn accept_until(
 ) -> Connections {
     let mut builder = AutoBuilder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read);
-    builder.http2().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new()).max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = Connections { stop: CancellationToken::new(), tasks: JoinSet::new() };
     loop {
@@ -203,6 +203,17 @@ where
         log_end(result);
     }
 }
+
+/// HTTP/2 streams a peer may reset before the server took them up, at
+/// once: as many as it may have open (hyper's default concurrency). h2's
+/// own default, 20, guards against the rapid-reset attack, but a service's
+/// callers carry many callers' calls on one connection and pass on each
+/// one's cancellation: when 200 callers of CreateOrder gave up together and
+/// products fell behind, orders' connection to it went past 20, h2 closed
+/// it with every call on it, and the stock releases in flight failed and
+/// opened the breaker (the orders cancellation test, one run in five). A
+/// reset stream waiting to be taken up costs less than an open one.
+const MAX_PENDING_ACCEPT_RESETS: usize = 200;
 
 /// How long a connection asked to close may stay open with nothing in flight.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);

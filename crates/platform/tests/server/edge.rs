@@ -89,6 +89,70 @@ async fn an_idle_http2_connection_gets_a_goaway_and_is_closed() {
     assert!(frame_types.contains(&GOAWAY), "frames received: {frame_types:?}");
 }
 
+/// HTTP/2 frames of `kind` on `stream` with `flags` and `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let length = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![length[1], length[2], length[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// The frame types the server sends, in order, until `done` says enough
+/// or the connection closes.
+async fn frame_types_until(stream: &mut TcpStream, done: impl Fn(u8, u8) -> bool) -> Vec<u8> {
+    let (mut received, mut types) = (Vec::new(), Vec::new());
+    let reading = async {
+        let mut buffer = [0_u8; 4096];
+        loop {
+            while received.len() >= 9 {
+                let length = usize::from(received[0]) << 16 | usize::from(received[1]) << 8 | usize::from(received[2]);
+                if received.len() < 9 + length {
+                    break;
+                }
+                let (kind, flags) = (received[3], received[4]);
+                types.push(kind);
+                received.drain(..9 + length);
+                if done(kind, flags) {
+                    return;
+                }
+            }
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, reading).await.expect("the server answers or closes");
+    types
+}
+
+#[tokio::test]
+async fn a_burst_of_cancelled_calls_does_not_cost_the_connection() {
+    // A caller that carries many callers' calls, all of them giving up at
+    // once: 100 requests, each reset as soon as it is sent, in one write.
+    // h2's default closes the connection past 20 resets waiting to be taken
+    // up, and every call still on it with it.
+    const HEADERS: u8 = 1;
+    const RST_STREAM: u8 = 3;
+    const PING: u8 = 6;
+    const GOAWAY: u8 = 7;
+    let server = TestServer::start(edge_server(limits())).await;
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    let mut burst = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    burst.extend(frame(4, 0, 0, &[]));
+    for id in (1..200).step_by(2) {
+        // POST, http, `/`: three entries of HPACK's static table.
+        burst.extend(frame(HEADERS, 0x4 | 0x1, id, &[0x83, 0x86, 0x84]));
+        burst.extend(frame(RST_STREAM, 0, id, &8_u32.to_be_bytes()));
+    }
+    burst.extend(frame(PING, 0, 0, b"stillok?"));
+    stream.write_all(&burst).await.unwrap();
+    let types = frame_types_until(&mut stream, |kind, flags| kind == PING && flags & 0x1 != 0).await;
+    assert!(!types.contains(&GOAWAY), "the connection was closed: frames {types:?}");
+    assert_eq!(types.last(), Some(&PING), "the ping is answered on the same connection: frames {types:?}");
+}
+
 #[tokio::test]
 async fn a_stalled_request_body_fails_and_its_connection_closes() {
     let server = TestServer::start(edge_server(limits())).await;
