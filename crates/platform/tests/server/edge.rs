@@ -77,14 +77,7 @@ async fn an_idle_http2_connection_gets_a_goaway_and_is_closed() {
     // SETTINGS ack, no PING ack, no request.
     stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
     stream.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-    let received = read_until_closed(&mut stream).await;
-    let mut frame_types = Vec::new();
-    let mut rest = received.as_slice();
-    while rest.len() >= 9 {
-        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
-        frame_types.push(rest[3]);
-        rest = &rest[(9 + length).min(rest.len())..];
-    }
+    let frame_types = frame_types_until(&mut stream, |_, _| false).await;
     const GOAWAY: u8 = 7;
     assert!(frame_types.contains(&GOAWAY), "frames received: {frame_types:?}");
 }
@@ -98,8 +91,8 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// The frame types the server sends, in order, until `done` says enough
-/// or the connection closes.
+/// The types of the frames the server sends, in order, until `done` says
+/// enough (given each one's type and flags) or the connection closes.
 async fn frame_types_until(stream: &mut TcpStream, done: impl Fn(u8, u8) -> bool) -> Vec<u8> {
     let (mut received, mut types) = (Vec::new(), Vec::new());
     let reading = async {
