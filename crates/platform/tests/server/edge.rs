@@ -37,20 +37,26 @@ fn edge_server(limits: ConnectionLimits) -> Server {
         .connection_limits(limits)
 }
 
-/// Everything the server sends until it closes the connection.
-async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+/// What the server sends, until `enough` (given all of it so far) says so
+/// or the connection closes.
+async fn read_until(stream: &mut TcpStream, enough: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let mut received = Vec::new();
     let reading = async {
         let mut buffer = [0_u8; 4096];
-        loop {
+        while !enough(&received) {
             match stream.read(&mut buffer).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => received.extend_from_slice(&buffer[..n]),
             }
         }
     };
-    tokio::time::timeout(PATIENCE, reading).await.expect("the server closes the connection");
+    tokio::time::timeout(PATIENCE, reading).await.expect("the server answers or closes the connection");
     received
+}
+
+/// Everything the server sends until it closes the connection.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    read_until(stream, |_| false).await
 }
 
 #[tokio::test]
@@ -91,32 +97,32 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// The type and flags of each whole HTTP/2 frame in `bytes`, in order.
+fn frames(bytes: &[u8]) -> Vec<(u8, u8)> {
+    let (mut frames, mut rest) = (Vec::new(), bytes);
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        if rest.len() < 9 + length {
+            break;
+        }
+        frames.push((rest[3], rest[4]));
+        rest = &rest[9 + length..];
+    }
+    frames
+}
+
 /// The types of the frames the server sends, in order, until `done` says
 /// enough (given each one's type and flags) or the connection closes.
 async fn frame_types_until(stream: &mut TcpStream, done: impl Fn(u8, u8) -> bool) -> Vec<u8> {
-    let (mut received, mut types) = (Vec::new(), Vec::new());
-    let reading = async {
-        let mut buffer = [0_u8; 4096];
-        loop {
-            while received.len() >= 9 {
-                let length = usize::from(received[0]) << 16 | usize::from(received[1]) << 8 | usize::from(received[2]);
-                if received.len() < 9 + length {
-                    break;
-                }
-                let (kind, flags) = (received[3], received[4]);
-                types.push(kind);
-                received.drain(..9 + length);
-                if done(kind, flags) {
-                    return;
-                }
-            }
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buffer[..n]),
-            }
+    let received =
+        read_until(stream, |received| frames(received).into_iter().any(|(kind, flags)| done(kind, flags))).await;
+    let mut types = Vec::new();
+    for (kind, flags) in frames(&received) {
+        types.push(kind);
+        if done(kind, flags) {
+            break;
         }
-    };
-    tokio::time::timeout(PATIENCE, reading).await.expect("the server answers or closes");
+    }
     types
 }
 
