@@ -240,7 +240,7 @@ pub fn server(
             }
         }
     });
-    let (report, learned, current) = (gateway.clone(), gateway.clone(), gateway.clone());
+    let (report, learned, current, forwarder) = (gateway.clone(), gateway.clone(), gateway.clone(), gateway.clone());
     // A proxy's requests need nothing from the shared runtime: serving
     // threads take a tenth or more off its CPU per request (see
     // `platform::serving_threads`).
@@ -252,7 +252,9 @@ pub fn server(
         // Reflection lists what the gateway fronts, learned services as soon
         // as they are learned: each stream answers from the catalog current
         // when it opens.
-        .reflection_from(move || current.catalog().reflection.clone());
+        .reflection_from(move || current.catalog().reflection.clone())
+        // Native gRPC, the bulk of a gateway's calls, skips the router.
+        .forward_grpc(move |request, caller| PassThrough::new(forwarder.clone(), Some(caller)).forward(request));
     let openapi = Router::new()
         .route("/openapi.json", axum::routing::get(openapi_json))
         .route("/healthz", axum::routing::get(healthz::handle))
@@ -304,7 +306,9 @@ async fn answer(gateway: Arc<Gateway>, request: http::Request<Body>) -> Response
         let response = service.oneshot(request.map(tonic::body::Body::new)).await;
         return response.map(IntoResponse::into_response).unwrap_or_else(|never| match never {});
     }
-    if passthrough::is_grpc(request.headers()) {
+    // Most native gRPC comes straight from the connection (`forward_grpc`
+    // above); a browser's, or one not sent as POST, comes this way.
+    if platform::forwarded_grpc::is_native_grpc(request.headers()) {
         return pass_through.forward(request).await;
     }
     let catalog = gateway.catalog();

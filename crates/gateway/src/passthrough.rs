@@ -199,11 +199,6 @@ pub fn is_grpc_web(headers: &http::HeaderMap) -> bool {
     content_type(headers).is_some_and(|t| t.starts_with("application/grpc-web"))
 }
 
-/// Whether the request speaks native gRPC.
-pub fn is_grpc(headers: &http::HeaderMap) -> bool {
-    content_type(headers).is_some_and(|t| t.starts_with("application/grpc") && !t.starts_with("application/grpc-web"))
-}
-
 fn content_type(headers: &http::HeaderMap) -> Option<&str> {
     headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+use crate::forwarded_grpc::ForwardedGrpc;
 use crate::serving_threads::ServingThreads;
 use crate::watched;
 
@@ -88,6 +89,7 @@ impl Connections {
 pub(crate) async fn accept_until(
     listener: TcpListener,
     app: Router,
+    forwarded: Option<Arc<ForwardedGrpc>>,
     limits: ConnectionLimits,
     threads: Option<&ServingThreads>,
     shutdown: &CancellationToken,
@@ -122,14 +124,20 @@ pub(crate) async fn accept_until(
         let activity = Activity::new();
         let app = app.clone().layer(axum::Extension(ConnectInfo(remote)));
         let service = {
-            let activity = activity.clone();
+            let (activity, forwarded) = (activity.clone(), forwarded.clone());
             tower::service_fn(move |request: http::Request<Incoming>| {
                 let in_flight = activity.begin();
                 let request = request.map(|body| axum::body::Body::new(StallTimeout::new(body, limits.body_read)));
-                let response = app.clone().oneshot(request);
+                let response = match &forwarded {
+                    Some(forwarded) if forwarded.takes(&request) => Either::Left(forwarded.forward(request, remote)),
+                    _ => Either::Right(app.clone().oneshot(request)),
+                };
                 async move {
+                    let response = match response {
+                        Either::Left(forwarded) => forwarded.await,
+                        Either::Right(routed) => routed.await?,
+                    };
                     // Handed to hyper as it is, not boxed again in axum's body.
-                    let response = response.await?;
                     Ok::<_, std::convert::Infallible>(response.map(|body| Counted { body, _in_flight: in_flight }))
                 }
             })

@@ -13,6 +13,7 @@ pub mod database;
 pub mod db_trace;
 pub mod discovery;
 pub mod error_code;
+pub mod forwarded_grpc;
 pub mod grpc_timeout;
 pub mod health;
 pub mod id;

@@ -24,6 +24,7 @@ use tonic_health::ServingStatus;
 
 use crate::access::{AccessLayer, ServerAccess};
 use crate::connections::{ConnectionLimits, accept_until};
+use crate::forwarded_grpc::{Forward, ForwardedGrpc};
 use crate::grpc_timeout::GrpcTimeoutLayer;
 use crate::health::{HealthSync, Readiness};
 use crate::reflection::{Current, PLATFORM_DESCRIPTOR_SETS, Reflection, ReflectionSource, V1, V1Alpha};
@@ -58,6 +59,9 @@ pub struct Server {
     /// Installs what serves the paths nothing else matches (the gateway);
     /// a JSON 404 otherwise.
     fallback: Option<Box<dyn FnOnce(Router) -> Router + Send>>,
+    /// Forwards native gRPC calls to services not served here, straight
+    /// from the connection (see [`Server::forward_grpc`]).
+    forward_grpc: Option<Box<Forward>>,
     /// What reflection answers from, when not the descriptor sets and the
     /// services served here (see [`Server::reflection_from`]).
     reflection: Option<ReflectionSource>,
@@ -79,6 +83,7 @@ impl Server {
             readiness: Readiness::default(),
             http: Router::new(),
             fallback: None,
+            forward_grpc: None,
             reflection: None,
             grace: Duration::from_secs(10),
             readiness_interval: Duration::from_secs(5),
@@ -180,6 +185,20 @@ impl Server {
         self
     }
 
+    /// Sends native gRPC calls to services not served here (health,
+    /// reflection and [`Server::grpc_service`]s are) straight from the
+    /// connection to `forward`, with the caller's address, instead of
+    /// through the router to the fallback; see `forwarded_grpc` for why,
+    /// and for the calls that still go through the router.
+    pub fn forward_grpc<F, Fut>(mut self, forward: F) -> Self
+    where
+        F: Fn(axum::extract::Request, std::net::SocketAddr) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = axum::response::Response> + Send + 'static,
+    {
+        self.forward_grpc = Some(Box::new(move |request, caller| Box::pin(forward(request, caller))));
+        self
+    }
+
     /// Answers reflection from what `current` gives at each stream, instead
     /// of from the registered descriptor sets and the services served here:
     /// for a server whose services are served elsewhere and change while it
@@ -224,6 +243,10 @@ impl Server {
                 Arc::new(move || fixed.clone())
             }
         };
+        let own =
+            [name_of(&health_service), <Current<V1> as NamedService>::NAME, <Current<V1Alpha> as NamedService>::NAME];
+        let served_here = own.into_iter().chain(self.services.iter().copied());
+        let forwarded = self.forward_grpc.map(|forward| Arc::new(ForwardedGrpc::new(served_here, forward)));
         let grpc = self
             .routes
             .add_service(health_service)
@@ -256,7 +279,7 @@ impl Server {
         let address = listener.local_addr()?;
         tracing::info!(%component, %address, "serving gRPC and HTTP");
         let threads = (self.serving_threads > 0).then(|| ServingThreads::get_or_start(self.serving_threads));
-        let connections = accept_until(listener, app, self.limits, threads, &shutdown).await;
+        let connections = accept_until(listener, app, forwarded, self.limits, threads, &shutdown).await;
         draining.store(true, Ordering::SeqCst);
         health.set(ServingStatus::NotServing).await;
         tracing::info!(%component, "stopped accepting; draining in-flight calls");
@@ -265,6 +288,10 @@ impl Server {
         tracing::info!(%component, "stopped");
         Ok(())
     }
+}
+
+fn name_of<S: NamedService>(_: &S) -> &'static str {
+    S::NAME
 }
 
 #[derive(Clone)]

@@ -303,3 +303,58 @@ async fn a_call_outliving_the_grace_period_is_cut(serving_threads: usize) {
     served.expect("serve returns after the grace period").unwrap().unwrap();
     assert!(in_flight.await.unwrap().is_err(), "the call that outlived the grace period was cut");
 }
+
+/// Sends one HTTP/2 POST with `headers` and gives the answer's headers.
+async fn h2_post(address: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (SocketAddr, http::HeaderMap) {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::post(format!("http://{address}{path}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = sender.send_request(request.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap()).await;
+    (local, response.unwrap().headers().clone())
+}
+
+#[tokio::test]
+async fn native_grpc_for_a_service_served_elsewhere_goes_straight_to_the_forwarder() {
+    let answered_by = |who: &'static str| {
+        move |caller: Option<SocketAddr>| {
+            let mut response = axum::response::Response::default();
+            response.headers_mut().insert("answered-by", http::HeaderValue::from_static(who));
+            if let Some(caller) = caller {
+                response.headers_mut().insert("caller", caller.to_string().parse().unwrap());
+            }
+            response
+        }
+    };
+    let (forwarder, fallback) = (answered_by("forwarder"), answered_by("fallback"));
+    let server = slow_server(SlowService::new(Duration::ZERO))
+        .fallback(tower::service_fn(move |_: axum::extract::Request| async move { Ok(fallback(None)) }))
+        .forward_grpc(move |_, caller| async move { forwarder(Some(caller)) });
+    let server = TestServer::start(server).await;
+    let grpc = ("content-type", "application/grpc");
+
+    let (caller, answer) = h2_post(server.address, "/elsewhere.v1.Service/Call", &[grpc]).await;
+    assert_eq!(answer["answered-by"], "forwarder");
+    assert_eq!(answer["caller"], caller.to_string().as_str(), "the forwarder is told who called");
+
+    // A browser's call goes through the router, and any CORS layer there.
+    let browser = [grpc, ("origin", "https://shop.example")];
+    let (_, answer) = h2_post(server.address, "/elsewhere.v1.Service/Call", &browser).await;
+    assert_eq!(answer["answered-by"], "fallback");
+    let (_, answer) =
+        h2_post(server.address, "/elsewhere.v1.Service/Call", &[("content-type", "application/grpc-web")]).await;
+    assert_eq!(answer["answered-by"], "fallback", "gRPC-Web is not native gRPC");
+
+    // What the server serves itself is served, not forwarded.
+    slow_service::call(server.channel().await).await.unwrap();
+    let health = health_check(server.channel().await, "").await.unwrap();
+    assert_eq!(health.status(), ServingStatus::Serving);
+    let (_, answer) = h2_post(server.address, "/test.v1.SlowService/Call", &[grpc]).await;
+    assert!(answer.get("answered-by").is_none(), "{answer:?}");
+}
