@@ -122,15 +122,24 @@ pub(crate) async fn accept_until(
         };
         let _ = stream.set_nodelay(true);
         let activity = Activity::new();
-        let app = app.clone().layer(axum::Extension(ConnectInfo(remote)));
         let service = {
-            let (activity, forwarded) = (activity.clone(), forwarded.clone());
+            let (activity, forwarded, app) = (activity.clone(), forwarded.clone(), app.clone());
             tower::service_fn(move |request: http::Request<Incoming>| {
                 let in_flight = activity.begin();
-                let request = request.map(|body| axum::body::Body::new(StallTimeout::new(body, limits.body_read)));
+                let mut request = request.map(|body| axum::body::Body::new(StallTimeout::new(body, limits.body_read)));
                 let response = match &forwarded {
                     Some(forwarded) if forwarded.takes(&request) => Either::Left(forwarded.forward(request, remote)),
-                    _ => Either::Right(app.clone().oneshot(request)),
+                    _ => {
+                        // Where axum's `ConnectInfo` extractor looks for it.
+                        // Put there by an `Extension` layer on the router,
+                        // it cost each request one more boxed service and
+                        // future: 58,900 instructions per trivial RPC
+                        // instead of 58,000 (callgrind, as in
+                        // `forwarded_grpc`), and the router rebuilt for each
+                        // connection.
+                        request.extensions_mut().insert(ConnectInfo(remote));
+                        Either::Right(app.clone().oneshot(request))
+                    }
                 };
                 async move {
                     let response = match response {

@@ -334,7 +334,11 @@ async fn native_grpc_for_a_service_served_elsewhere_goes_straight_to_the_forward
     };
     let (forwarder, fallback) = (answered_by("forwarder"), answered_by("fallback"));
     let server = slow_server(SlowService::new(Duration::ZERO))
-        .fallback(tower::service_fn(move |_: axum::extract::Request| async move { Ok(fallback(None)) }))
+        .fallback(tower::service_fn(move |request: axum::extract::Request| {
+            // Where axum's `ConnectInfo` extractor finds the caller.
+            let caller = request.extensions().get::<axum::extract::ConnectInfo<SocketAddr>>().map(|info| info.0);
+            async move { Ok(fallback(caller)) }
+        }))
         .forward_grpc(move |_, caller| async move { forwarder(Some(caller)) });
     let server = TestServer::start(server).await;
     let grpc = ("content-type", "application/grpc");
@@ -345,8 +349,9 @@ async fn native_grpc_for_a_service_served_elsewhere_goes_straight_to_the_forward
 
     // A browser's call goes through the router, and any CORS layer there.
     let browser = [grpc, ("origin", "https://shop.example")];
-    let (_, answer) = h2_post(server.address, "/elsewhere.v1.Service/Call", &browser).await;
+    let (caller, answer) = h2_post(server.address, "/elsewhere.v1.Service/Call", &browser).await;
     assert_eq!(answer["answered-by"], "fallback");
+    assert_eq!(answer["caller"], caller.to_string().as_str(), "the router's handlers are told who called");
     let (_, answer) =
         h2_post(server.address, "/elsewhere.v1.Service/Call", &[("content-type", "application/grpc-web")]).await;
     assert_eq!(answer["answered-by"], "fallback", "gRPC-Web is not native gRPC");
