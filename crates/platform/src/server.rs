@@ -174,7 +174,8 @@ impl Server {
     /// Serves every request no other route matches (HTTP and gRPC alike).
     /// Any service will do: a plain one is called straight from the
     /// server's router, without a second router's matching and boxing in
-    /// between (the gateway's every request comes this way).
+    /// between (the gateway's every request but native gRPC comes this way:
+    /// see [`Server::forward_grpc`]).
     pub fn fallback<S>(mut self, service: S) -> Self
     where
         S: tower::Service<axum::extract::Request, Error = Infallible> + Clone + Send + Sync + 'static,
