@@ -22,6 +22,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compil
     && rm -rf /var/lib/apt/lists/*
 ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY --from=plan /src/recipe.json recipe.json
+# The patched h2 ([patch.crates-io] in Cargo.toml) is a dependency to cook,
+# and the recipe names it without holding it.
+COPY third_party/h2 third_party/h2
 RUN cargo chef cook --release --locked --features etcd -p meshwork --recipe-path recipe.json
 COPY . .
 RUN cargo build --release --locked --features etcd -p meshwork \

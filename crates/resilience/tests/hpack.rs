@@ -1,0 +1,75 @@
+//! The h2 this workspace is built with (`third_party/h2`, see its
+//! MESHWORK.md): a header string under 512 bytes goes out as it is, not
+//! Huffman-coded, and a header of any length still arrives as it was sent,
+//! raw or coded.
+
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+const FIVE_SECONDS: Duration = Duration::from_secs(5);
+
+/// `len` bytes of what tokens and ids are made of: letters, digits, `-`,
+/// `_` and `.`, each with a Huffman code shorter than 8 bits, so a coded
+/// value is shorter than the value and never equal to it.
+fn value(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+    (0..len).map(|i| ALPHABET[(i * 7 + i / 3) % ALPHABET.len()] as char).collect()
+}
+
+/// Sends one request carrying `headers` from an h2 client on a connection
+/// to `address`, and keeps the connection open for as long as the test runs.
+fn send(address: std::net::SocketAddr, headers: Vec<(String, String)>) {
+    tokio::spawn(async move {
+        let socket = TcpStream::connect(address).await.unwrap();
+        let (sender, connection) = h2::client::handshake(socket).await.unwrap();
+        tokio::spawn(connection);
+        let mut sender = sender.ready().await.unwrap();
+        let mut request = http::Request::post(format!("http://{address}/pkg.Service/Method"));
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        let (response, _) = sender.send_request(request.body(()).unwrap(), true).unwrap();
+        let _ = response.await;
+    });
+}
+
+#[tokio::test]
+async fn a_header_value_under_512_bytes_goes_out_as_it_was_written() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // As long as the token the gateway's bench sends.
+    let authorization = format!("Bearer {}", value(377));
+    send(listener.local_addr().unwrap(), vec![("authorization".to_owned(), authorization.clone())]);
+
+    // What the client wrote, read as it comes: no server answers it.
+    let (mut socket, _) = listener.accept().await.unwrap();
+    let mut written = Vec::new();
+    let found = tokio::time::timeout(FIVE_SECONDS, async {
+        let mut chunk = [0u8; 4096];
+        while !written.windows(authorization.len()).any(|w| w == authorization.as_bytes()) {
+            let read = socket.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "the client closed the connection before its request was seen");
+            written.extend_from_slice(&chunk[..read]);
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "the value is not in the {} bytes the client wrote: Huffman-coded?", written.len());
+}
+
+#[tokio::test]
+async fn a_header_of_any_length_arrives_as_it_was_sent_raw_or_huffman_coded() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Around each edge: a length that takes one byte and more than one
+    // (127), and the threshold between raw and coded (512).
+    let lengths = [0, 1, 5, 126, 127, 128, 300, 511, 512, 513, 2000];
+    let sent: Vec<(String, String)> = lengths.iter().map(|&len| (format!("x-length-{len}"), value(len))).collect();
+    send(listener.local_addr().unwrap(), sent.clone());
+
+    let (socket, _) = listener.accept().await.unwrap();
+    let mut connection = h2::server::handshake(socket).await.unwrap();
+    let (request, _respond) = tokio::time::timeout(FIVE_SECONDS, connection.accept()).await.unwrap().unwrap().unwrap();
+    for (name, value) in &sent {
+        assert_eq!(request.headers().get(name).map(|v| v.as_bytes()), Some(value.as_bytes()), "{name}");
+    }
+}
