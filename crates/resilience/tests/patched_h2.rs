@@ -1,7 +1,8 @@
 //! The h2 this workspace is built with (`third_party/h2`, see its
 //! MESHWORK.md): a header string under 512 bytes goes out as it is, not
-//! Huffman-coded, and a header of any length still arrives as it was sent,
-//! raw or coded.
+//! Huffman-coded, a header of any length still arrives as it was sent, raw
+//! or coded, and a request with a connection-specific header is refused
+//! before it is sent, as by the published h2.
 
 use std::time::Duration;
 
@@ -72,4 +73,29 @@ async fn a_header_of_any_length_arrives_as_it_was_sent_raw_or_huffman_coded() {
     for (name, value) in &sent {
         assert_eq!(request.headers().get(name).map(|v| v.as_bytes()), Some(value.as_bytes()), "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_request_with_a_connection_specific_header_is_refused_before_it_is_sent() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sender, connection) = h2::client::handshake(TcpStream::connect(address).await.unwrap()).await.unwrap();
+    tokio::spawn(connection);
+    let mut sender = sender.ready().await.unwrap();
+    // HTTP/2 has no connection-specific headers (RFC 9113 §8.2.2); `te`
+    // may only say `trailers`.
+    for (name, value) in [
+        ("connection", "close"),
+        ("transfer-encoding", "chunked"),
+        ("upgrade", "h2c"),
+        ("keep-alive", "5"),
+        ("proxy-connection", "close"),
+        ("te", "gzip"),
+    ] {
+        let request = http::Request::post(format!("http://{address}/pkg.Service/Method")).header(name, value);
+        let refused = sender.send_request(request.body(()).unwrap(), true).err();
+        assert_eq!(refused.map(|e| e.to_string()).as_deref(), Some("user error: malformed headers"), "{name}");
+    }
+    let allowed = http::Request::post(format!("http://{address}/pkg.Service/Method")).header("te", "trailers");
+    assert!(sender.send_request(allowed.body(()).unwrap(), true).is_ok());
 }
