@@ -12,8 +12,8 @@ use tokio::net::{TcpListener, TcpStream};
 const FIVE_SECONDS: Duration = Duration::from_secs(5);
 
 /// `len` bytes of what tokens and ids are made of: letters, digits, `-`,
-/// `_` and `.`, each with a Huffman code shorter than 8 bits, so a coded
-/// value is shorter than the value and never equal to it.
+/// `_` and `.`, whose Huffman codes take 5 to 8 bits, so a coded value is
+/// shorter than the value and does not hold it.
 fn value(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
     (0..len).map(|i| ALPHABET[(i * 7 + i / 3) % ALPHABET.len()] as char).collect()
