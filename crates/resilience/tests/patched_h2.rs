@@ -4,8 +4,10 @@
 //! or coded, and a request with a connection-specific header is refused
 //! before it is sent, as by the published h2.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -19,18 +21,24 @@ fn value(len: usize) -> String {
     (0..len).map(|i| ALPHABET[(i * 7 + i / 3) % ALPHABET.len()] as char).collect()
 }
 
+/// An h2 client on a new connection to `address`, ready to send.
+async fn client(address: SocketAddr) -> h2::client::SendRequest<Bytes> {
+    let (sender, connection) = h2::client::handshake(TcpStream::connect(address).await.unwrap()).await.unwrap();
+    tokio::spawn(connection);
+    sender.ready().await.unwrap()
+}
+
+/// A unary call's request to `address`, headers to add.
+fn request(address: SocketAddr) -> http::request::Builder {
+    http::Request::post(format!("http://{address}/pkg.Service/Method"))
+}
+
 /// Sends one request carrying `headers` from an h2 client on a connection
 /// to `address`, and keeps the connection open for as long as the test runs.
-fn send(address: std::net::SocketAddr, headers: Vec<(String, String)>) {
+fn send(address: SocketAddr, headers: Vec<(String, String)>) {
     tokio::spawn(async move {
-        let socket = TcpStream::connect(address).await.unwrap();
-        let (sender, connection) = h2::client::handshake(socket).await.unwrap();
-        tokio::spawn(connection);
-        let mut sender = sender.ready().await.unwrap();
-        let mut request = http::Request::post(format!("http://{address}/pkg.Service/Method"));
-        for (name, value) in &headers {
-            request = request.header(name, value);
-        }
+        let mut sender = client(address).await;
+        let request = headers.iter().fold(request(address), |request, (name, value)| request.header(name, value));
         let (response, _) = sender.send_request(request.body(()).unwrap(), true).unwrap();
         let _ = response.await;
     });
@@ -79,9 +87,7 @@ async fn a_header_of_any_length_arrives_as_it_was_sent_raw_or_huffman_coded() {
 async fn a_request_with_a_connection_specific_header_is_refused_before_it_is_sent() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let (sender, connection) = h2::client::handshake(TcpStream::connect(address).await.unwrap()).await.unwrap();
-    tokio::spawn(connection);
-    let mut sender = sender.ready().await.unwrap();
+    let mut sender = client(address).await;
     // HTTP/2 has no connection-specific headers (RFC 9113 §8.2.2); `te`
     // may only say `trailers`.
     for (name, value) in [
@@ -92,10 +98,9 @@ async fn a_request_with_a_connection_specific_header_is_refused_before_it_is_sen
         ("proxy-connection", "close"),
         ("te", "gzip"),
     ] {
-        let request = http::Request::post(format!("http://{address}/pkg.Service/Method")).header(name, value);
-        let refused = sender.send_request(request.body(()).unwrap(), true).err();
+        let refused = sender.send_request(request(address).header(name, value).body(()).unwrap(), true).err();
         assert_eq!(refused.map(|e| e.to_string()).as_deref(), Some("user error: malformed headers"), "{name}");
     }
-    let allowed = http::Request::post(format!("http://{address}/pkg.Service/Method")).header("te", "trailers");
-    assert!(sender.send_request(allowed.body(()).unwrap(), true).is_ok());
+    let allowed = request(address).header("te", "trailers").body(()).unwrap();
+    assert!(sender.send_request(allowed, true).is_ok());
 }
