@@ -1,8 +1,10 @@
 //! The h2 this workspace is built with (`third_party/h2`, see its
 //! MESHWORK.md): a header string under 512 bytes goes out as it is, not
 //! Huffman-coded, a header of any length still arrives as it was sent, raw
-//! or coded, and a request with a connection-specific header is refused
-//! before it is sent, as by the published h2.
+//! or coded, the same coded token on every request of a connection is
+//! decoded once and still arrives as sent, and a request with a
+//! connection-specific header is refused before it is sent, as by the
+//! published h2.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -81,6 +83,42 @@ async fn a_header_of_any_length_arrives_as_it_was_sent_raw_or_huffman_coded() {
     for (name, value) in &sent {
         assert_eq!(request.headers().get(name).map(|v| v.as_bytes()), Some(value.as_bytes()), "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_token_repeated_on_one_connection_arrives_as_sent_every_time() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // Over 512 bytes, so this h2 Huffman-codes them, and `authorization`,
+    // which it never indexes: each request carries its token coded anew, as
+    // a client on nghttp2 sends one, and the server's decoder remembers the
+    // last (a short one it decodes anew each time).
+    let first = format!("Bearer {}", value(600));
+    let second = format!("Bearer {}", value(700));
+    let short = "Bearer short".to_owned();
+    let tokens = [&first, &first, &second, &first, &short, &first, &second, &second];
+    let sent: Vec<String> = tokens.iter().map(|token| token.to_string()).collect();
+
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(accepted) = connection.accept().await {
+            let (request, mut respond) = accepted.unwrap();
+            seen.push(request.headers()["authorization"].to_str().unwrap().to_owned());
+            respond.send_response(http::Response::new(()), true).unwrap();
+        }
+        seen
+    });
+    let mut sender = client(address).await;
+    for token in &sent {
+        let call = request(address).header("authorization", token).body(()).unwrap();
+        sender = sender.ready().await.unwrap();
+        let (response, _) = sender.send_request(call, true).unwrap();
+        assert_eq!(tokio::time::timeout(FIVE_SECONDS, response).await.unwrap().unwrap().status(), 200);
+    }
+    drop(sender);
+    assert_eq!(tokio::time::timeout(FIVE_SECONDS, server).await.unwrap().unwrap(), sent);
 }
 
 #[tokio::test]
