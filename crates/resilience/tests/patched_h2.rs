@@ -92,7 +92,7 @@ async fn a_token_repeated_on_one_connection_arrives_as_sent_every_time() {
     // Over 512 bytes, so this h2 Huffman-codes them, and `authorization`,
     // which it never indexes: each request carries its token coded anew, as
     // a client on nghttp2 sends one, and the server's decoder remembers the
-    // last (a short one it decodes anew each time).
+    // last. The short one goes raw, between them.
     let first = format!("Bearer {}", value(600));
     let second = format!("Bearer {}", value(700));
     let short = "Bearer short".to_owned();
