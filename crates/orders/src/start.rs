@@ -79,10 +79,10 @@ pub fn assemble(
     crate::metrics::register();
     let discovery = Discovery::from_settings(settings);
     let users = discovery
-        .upstream("users", &upstreams.users, shutdown)
+        .upstream("users", settings.call_policy.clone(), &upstreams.users, shutdown)
         .map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
     let products = discovery
-        .upstream("products", &upstreams.products, shutdown)
+        .upstream("products", settings.call_policy.clone(), &upstreams.products, shutdown)
         .map_err(|e| settings.invalid(settings::PRODUCT_SERVICE_URL, e))?;
     let (access, service) = service_access(settings, "orders", jwks_from_users(users.clone()))?;
     let dependencies = Arc::new(GrpcDependencies::new(users, products, service));

@@ -12,16 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::settings::{self, Settings};
 
-/// Where discovery looks and how often, and the policy of the upstreams
-/// it makes.
+/// Where discovery looks and how often.
 #[derive(Debug, Clone)]
 pub struct Discovery {
     pub dns_refresh: Duration,
     /// etcd for `etcd://` sources (empty: none configured).
     pub etcd_endpoints: Vec<String>,
     pub etcd_prefix: String,
-    /// For [`Discovery::upstream`]: the services' (`MESHWORK_CALL_*`).
-    pub policy: Policy,
 }
 
 impl Discovery {
@@ -30,7 +27,6 @@ impl Discovery {
             dns_refresh: settings.dns_refresh,
             etcd_endpoints: settings.etcd_endpoints.clone(),
             etcd_prefix: settings.etcd_prefix.clone(),
-            policy: settings.call_policy.clone(),
         }
     }
 
@@ -74,15 +70,16 @@ impl Discovery {
         Ok(())
     }
 
-    /// An upstream named `name` (for logs and metrics) under this
-    /// discovery's policy, its endpoints following `source`.
+    /// An upstream named `name` (for logs and metrics) under `policy`, its
+    /// endpoints following `source`.
     pub fn upstream(
         &self,
         name: &str,
+        policy: Policy,
         source: &EndpointSource,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Upstream>, String> {
-        let upstream = Arc::new(Upstream::new(name, self.policy.clone()));
+        let upstream = Arc::new(Upstream::new(name, policy));
         self.follow(&upstream, source, shutdown)?;
         Ok(upstream)
     }

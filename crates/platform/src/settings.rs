@@ -282,8 +282,6 @@ mod tests {
         assert_eq!(policy.breaker.failure_threshold, defaults.breaker.failure_threshold, "unset: the default");
         assert_eq!(policy.bulkhead.max_queued, 0, "no queue is a choice, not a mistake");
         assert_eq!(policy.strategy, resilience::Strategy::PowerOfTwoChoices);
-        let discovery = crate::discovery::Discovery::from_settings(&settings);
-        assert_eq!(discovery.policy.breaker.open_for, Duration::from_secs(10), "the upstreams it makes have it");
     }
 
     #[test]

@@ -56,10 +56,10 @@ pub fn serve(
 ) -> Result<platform::Server, ConfigError> {
     let discovery = Discovery::from_settings(settings);
     let users = discovery
-        .upstream("users", &upstreams.users, &shutdown)
+        .upstream("users", settings.call_policy.clone(), &upstreams.users, &shutdown)
         .map_err(|e| settings.invalid(settings::USER_SERVICE_URL, e))?;
     let orders = discovery
-        .upstream("orders", &upstreams.orders, &shutdown)
+        .upstream("orders", settings.call_policy.clone(), &upstreams.orders, &shutdown)
         .map_err(|e| settings.invalid(settings::ORDER_SERVICE_URL, e))?;
     let (access, service) = service_access(settings, "products", jwks_from_users(users))?;
     let ledger = Arc::new(OrdersService::new(orders, service));

@@ -132,7 +132,6 @@ impl Builder {
                 dns_refresh: std::time::Duration::from_secs(10),
                 etcd_endpoints: self.etcd_endpoints,
                 etcd_prefix: self.etcd_prefix,
-                policy: resilience::Policy::default(),
             },
             auth: gateway::auth::AuthConfig::new(self.auth_mode, "meshwork"),
             rate_limit: gateway::ratelimit::RateLimitConfig::off(),
