@@ -44,6 +44,9 @@ struct LastCoded {
 impl LastCoded {
     /// Shorter strings decode in about what comparing them costs.
     const MIN_LEN: usize = 64;
+    /// Longer ones are decoded anew, so that a connection holds no more
+    /// than this beside its header table. A token with many claims fits.
+    const MAX_LEN: usize = 8 << 10;
 }
 
 /// Represents all errors that can be encountered while performing the decoding
@@ -380,7 +383,7 @@ impl Decoder {
     }
 
     fn decode_huffman(&mut self, raw: &[u8]) -> Result<Bytes, DecoderError> {
-        if raw.len() < LastCoded::MIN_LEN {
+        if !(LastCoded::MIN_LEN..=LastCoded::MAX_LEN).contains(&raw.len()) {
             return huffman::decode(raw, &mut self.buffer).map(BytesMut::freeze);
         }
         if raw == &self.last_coded.coded[..] {
@@ -1105,11 +1108,15 @@ mod test {
         assert_eq!(again, token.as_bytes());
         assert_eq!(first.as_ptr(), again.as_ptr(), "the remembered bytes");
 
-        // Under the memo's length every string is decoded anew.
-        let coded = huff_encode(b"Bearer abc");
-        let first = de.decode_huffman(&coded).unwrap();
-        let again = de.decode_huffman(&coded).unwrap();
-        assert_eq!(first, again);
-        assert_ne!(first.as_ptr(), again.as_ptr());
+        // Under the memo's length and over it, every string is decoded anew.
+        let long = "Bearer ".to_string() + &"eyJzdWIiOiJ1LTEifQ".repeat(1000);
+        for value in [&b"Bearer abc"[..], long.as_bytes()] {
+            let coded = huff_encode(value);
+            assert!(!(LastCoded::MIN_LEN..=LastCoded::MAX_LEN).contains(&coded.len()));
+            let first = de.decode_huffman(&coded).unwrap();
+            let again = de.decode_huffman(&coded).unwrap();
+            assert_eq!((&first[..], &again[..]), (value, value));
+            assert_ne!(first.as_ptr(), again.as_ptr());
+        }
     }
 }
