@@ -307,6 +307,12 @@ impl Schemas {
             properties.insert(field.json_name().to_owned(), schema);
         }
         let mut schema = json!({ "type": "object", "properties": properties });
+        if direction == Direction::Request {
+            // The gateway refuses a body with a field its message lacks (400
+            // naming it), so a request may hold only these properties. An
+            // answer may gain fields as the contract grows: it stays open.
+            schema["additionalProperties"] = Json::Bool(false);
+        }
         if !required.is_empty() {
             schema["required"] = Json::Array(required);
         }

@@ -66,8 +66,17 @@ async fn the_openapi_document_describes_the_routes_and_validates() {
         (&price["examples"][0], &price["description"]),
         (&serde_json::json!(29.99), &serde_json::json!("Decimal, in whole cents."))
     );
-    let filter = &schemas["shop.products.v1.ProductFilter"];
-    assert!(filter.get("required").is_none(), "a request requires nothing");
+    let line_item = &schemas["shop.orders.v1.LineItem"];
+    assert_eq!(line_item["type"], "object", "{line_item}");
+    assert!(line_item.get("required").is_none(), "a request requires nothing");
+    // A request holds its message's fields and no others, as the gateway
+    // refuses the rest; an answer may gain fields.
+    assert_eq!(schemas["shop.products.v1.CreateProductRequest"]["additionalProperties"], false);
+    assert_eq!(line_item["additionalProperties"], false, "inside a request too");
+    let update = &document["paths"]["/products/{id}"]["patch"]["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(update["additionalProperties"], false, "a body less the fields in its path: {update}");
+    assert!(update["properties"].get("id").is_none(), "{update}");
+    assert!(product.get("additionalProperties").is_none(), "{product}");
 
     let file = std::env::temp_dir().join(format!("openapi-{}.json", uuid::Uuid::new_v4().simple()));
     std::fs::write(&file, &reply.body).unwrap();
