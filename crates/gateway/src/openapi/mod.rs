@@ -228,7 +228,8 @@ fn is_well_known(message: &MessageDescriptor) -> bool {
 
 /// Which way a message goes. A response has every field the gateway always
 /// emits `required` (all but those of a oneof, proto3 `optional` included),
-/// and an unset message field as `null`; a request requires nothing.
+/// and an unset message field as `null`; a request requires nothing, and
+/// holds no property but its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Direction {
     Request,
@@ -309,8 +310,8 @@ impl Schemas {
         let mut schema = json!({ "type": "object", "properties": properties });
         if direction == Direction::Request {
             // The gateway refuses a body with a field its message lacks (400
-            // naming it), so a request may hold only these properties. An
-            // answer may gain fields as the contract grows: it stays open.
+            // naming it). An answer may gain fields as the contract grows:
+            // it stays open.
             schema["additionalProperties"] = Json::Bool(false);
         }
         if !required.is_empty() {
