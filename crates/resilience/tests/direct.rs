@@ -335,3 +335,50 @@ async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
     assert_eq!(how, "reset");
     drop(chunks);
 }
+
+#[tokio::test]
+async fn a_passed_through_request_loses_its_hop_by_hop_headers_and_keeps_the_rest() {
+    // An upstream that tells the headers of each request it gets.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (seen, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        while let Some(Ok((request, mut respond))) = connection.accept().await {
+            seen.send(request.headers().clone()).unwrap();
+            let mut stream = respond.send_response(http::Response::new(()), false).unwrap();
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            stream.send_trailers(trailers).unwrap();
+        }
+    });
+    let connection = connection(&format!("http://{address}"));
+    let call = |request: http::request::Builder| {
+        let request = request.header("content-type", "application/grpc").header("x-kept", "yes");
+        connection.exchange(request.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap())
+    };
+
+    // As a gRPC-Web call over HTTP/1 may come: HTTP/2 forbids these, and
+    // h2 would refuse to send them (RFC 9113 §8.2.2).
+    let from_http1 = http::Request::post("/test.v1.Test/Get")
+        .header("connection", "keep-alive")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-connection", "keep-alive")
+        .header("transfer-encoding", "chunked")
+        .header("upgrade", "websocket")
+        .header("te", "gzip");
+    assert_eq!(call(from_http1).await.unwrap().status(), http::StatusCode::OK);
+    let headers = heard.recv().await.unwrap();
+    for gone in ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"] {
+        assert!(!headers.contains_key(gone), "{gone} was passed on: {headers:?}");
+    }
+    assert_eq!(headers["x-kept"], "yes");
+
+    // A gRPC call's own `te` stays.
+    let grpc = http::Request::post("/test.v1.Test/Get").header("te", "trailers");
+    assert_eq!(call(grpc).await.unwrap().status(), http::StatusCode::OK);
+    let headers = heard.recv().await.unwrap();
+    assert_eq!(headers["te"], "trailers");
+    assert_eq!(headers["x-kept"], "yes");
+}

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
 use http::uri::PathAndQuery;
-use http::{HeaderName, Version};
+use http::{HeaderMap, HeaderName, Version};
 use http_body::{Body, Frame};
 use tonic::Status;
 
@@ -26,6 +26,30 @@ const HOP_BY_HOP: [HeaderName; 5] = [
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
 ];
+
+/// Takes out of `headers` those of [`HOP_BY_HOP`] and a `te` other than
+/// `trailers`. Nearly every request has none of them, so the names are
+/// walked once to find any before one is looked up: a lookup hashes its
+/// name and probes the map, and the five removals and the `te` lookup had
+/// taken about 1,000 instructions a passed-through call (callgrind).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let (mut hop_by_hop, mut te) = (false, false);
+    for name in headers.keys() {
+        match name.as_str() {
+            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" => hop_by_hop = true,
+            "te" => te = true,
+            _ => {}
+        }
+    }
+    if hop_by_hop {
+        for name in HOP_BY_HOP {
+            headers.remove(name);
+        }
+    }
+    if te && headers[http::header::TE] != "trailers" {
+        headers.remove(http::header::TE);
+    }
+}
 
 impl DirectConnection {
     /// Sends `request` (whose URI needs only its path), its body as it
@@ -65,12 +89,7 @@ impl ReadyToSend<'_> {
         let path = head.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         head.uri = connection.target.uri(path);
         head.version = Version::HTTP_2;
-        for name in HOP_BY_HOP {
-            head.headers.remove(name);
-        }
-        if head.headers.get(http::header::TE).is_some_and(|te| te != "trailers") {
-            head.headers.remove(http::header::TE);
-        }
+        strip_hop_by_hop(&mut head.headers);
 
         let end_of_stream = body.is_end_stream();
         let in_flight = InFlight::enter(live.calls.clone());
