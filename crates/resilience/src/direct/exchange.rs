@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use h2::{Reason, RecvStream, SendStream};
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, Version};
+use http::{HeaderMap, Version};
 use http_body::{Body, Frame};
 use tonic::Status;
 
@@ -17,15 +17,10 @@ use super::{DirectConnection, InFlight, Live, sent};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Headers of one HTTP/1 hop that HTTP/2 forbids (RFC 9113 §8.2.2; a
-/// gRPC-Web call may come over HTTP/1 with them). `te` may only say
-/// `trailers`, which a gRPC call's does.
-const HOP_BY_HOP: [HeaderName; 5] = [
-    http::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
+/// gRPC-Web call may come over HTTP/1 with them), as the names a
+/// `HeaderMap` holds (lower case). `te` may only say `trailers`, which a
+/// gRPC call's does.
+const HOP_BY_HOP: [&str; 5] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"];
 
 /// Takes out of `headers` those of [`HOP_BY_HOP`] and a `te` other than
 /// `trailers`. Nearly every request has none of them, so the names are
@@ -35,11 +30,8 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let (mut hop_by_hop, mut te) = (false, false);
     for name in headers.keys() {
-        match name.as_str() {
-            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" => hop_by_hop = true,
-            "te" => te = true,
-            _ => {}
-        }
+        hop_by_hop |= HOP_BY_HOP.contains(&name.as_str());
+        te |= name == http::header::TE;
     }
     if hop_by_hop {
         for name in HOP_BY_HOP {
