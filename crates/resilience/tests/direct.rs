@@ -336,12 +336,12 @@ async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
     drop(chunks);
 }
 
-#[tokio::test]
-async fn a_passed_through_request_loses_its_hop_by_hop_headers_and_keeps_the_rest() {
-    // An upstream that tells the headers of each request it gets.
+/// An upstream that tells the headers of each request it gets, and answers
+/// each with an OK status and no message.
+async fn telling_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<http::HeaderMap>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let (seen, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let (seen, heard) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
         let mut connection = h2::server::handshake(socket).await.unwrap();
@@ -353,6 +353,12 @@ async fn a_passed_through_request_loses_its_hop_by_hop_headers_and_keeps_the_res
             stream.send_trailers(trailers).unwrap();
         }
     });
+    (address, heard)
+}
+
+#[tokio::test]
+async fn a_passed_through_request_loses_its_hop_by_hop_headers_and_keeps_the_rest() {
+    let (address, mut heard) = telling_upstream().await;
     let connection = connection(&format!("http://{address}"));
     let call = |request: http::request::Builder| {
         let request = request.header("content-type", "application/grpc").header("x-kept", "yes");
@@ -381,4 +387,37 @@ async fn a_passed_through_request_loses_its_hop_by_hop_headers_and_keeps_the_res
     let headers = heard.recv().await.unwrap();
     assert_eq!(headers["te"], "trailers");
     assert_eq!(headers["x-kept"], "yes");
+}
+
+#[tokio::test]
+async fn a_callers_metadata_cannot_say_the_calls_own_headers_or_a_status() {
+    let (address, mut heard) = telling_upstream().await;
+    let connection = connection(&format!("http://{address}"));
+    let mut metadata = http::HeaderMap::new();
+    for (name, value) in [
+        ("grpc-status", "13"),
+        ("grpc-message", "made up"),
+        ("grpc-message-type", "made.Up"),
+        ("content-type", "text/plain"),
+        ("te", "gzip"),
+        ("user-agent", "someone-else/1.0"),
+        ("x-kept", "yes"),
+    ] {
+        metadata.insert(name, http::HeaderValue::from_static(value));
+    }
+    metadata.append("content-type", http::HeaderValue::from_static("application/json"));
+    let request = Framed::encode(&[HealthCheckRequest::default()]).unwrap();
+    // The upstream answers no message; what it was sent is what counts.
+    let _ = connection.unary(&CHECK, metadata, &request, FIVE_SECONDS).await;
+
+    let headers = heard.recv().await.unwrap();
+    for gone in ["grpc-status", "grpc-message", "grpc-message-type"] {
+        assert!(!headers.contains_key(gone), "{gone} was passed on: {headers:?}");
+    }
+    let content_types: Vec<_> = headers.get_all("content-type").iter().collect();
+    assert_eq!(content_types, ["application/grpc"], "the call's own, alone");
+    assert_eq!(headers["te"], "trailers");
+    assert!(headers["user-agent"].to_str().unwrap().starts_with("grpc-rust-meshwork/"));
+    assert_eq!(headers["x-kept"], "yes");
+    assert!(headers.contains_key("grpc-timeout"));
 }

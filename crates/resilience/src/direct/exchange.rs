@@ -19,27 +19,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Takes out of `headers` those of one HTTP/1 hop that HTTP/2 forbids (RFC
 /// 9113 §8.2.2; a gRPC-Web call may come over HTTP/1 with them), and a `te`
 /// other than `trailers` (a gRPC call's says `trailers`).
-///
-/// Nearly every request has none of them, so the names are walked once,
-/// matched as strings (the names a `HeaderMap` holds are lower case), and
-/// only those found are looked up to be removed. Five removals by name and
-/// a lookup of `te`, each hashing its name and probing the map, had taken
-/// about 750 instructions a passed-through call; this takes about 280
-/// (callgrind).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut found = Vec::new();
-    for name in headers.keys() {
-        match name.as_str() {
-            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" => {
-                found.push(name.clone())
-            }
-            "te" if headers[name] != "trailers" => found.push(name.clone()),
-            _ => {}
-        }
-    }
-    for name in found {
-        headers.remove(name);
-    }
+    super::remove_where(headers, |name, value| match name {
+        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" => true,
+        "te" => value != "trailers",
+        _ => false,
+    });
 }
 
 impl DirectConnection {

@@ -60,15 +60,25 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 // Names built once: a name given as a string is parsed again on every lookup.
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
-/// Metadata a caller may not set: the call's own headers, and a status.
-const RESERVED: [HeaderName; 6] = [
-    TE,
-    USER_AGENT,
-    CONTENT_TYPE,
-    HeaderName::from_static("grpc-message"),
-    HeaderName::from_static("grpc-message-type"),
-    GRPC_STATUS,
-];
+/// Takes out of `headers` every one that `unwanted` picks (given its name,
+/// which a `HeaderMap` holds in lower case, and a value).
+///
+/// Nearly every request has none of those asked for, so the headers are
+/// walked once and only those found are looked up to be removed: a removal
+/// by name hashes the name and probes the map whether it is there or not
+/// (five such removals and a lookup had taken about 750 instructions a
+/// passed-through call, a walk about 280; callgrind).
+fn remove_where(headers: &mut HeaderMap, unwanted: impl Fn(&str, &HeaderValue) -> bool) {
+    let mut found = Vec::new();
+    for (name, value) in headers.iter() {
+        if unwanted(name.as_str(), value) {
+            found.push(name.clone());
+        }
+    }
+    for name in found {
+        headers.remove(name);
+    }
+}
 
 /// Where the calls go and how the connection is kept.
 #[derive(Debug)]
@@ -278,9 +288,10 @@ impl DirectConnection {
     /// The head of a gRPC call of `path`: the caller's `metadata`, less what
     /// only the call itself may say, and the call's own headers.
     fn call_head(&self, path: &PathAndQuery, mut metadata: HeaderMap, timeout: Duration) -> Request<()> {
-        for name in RESERVED {
-            metadata.remove(name);
-        }
+        // Only the callee answers with a status. The call's own headers
+        // below replace whatever the caller set under their names, as an
+        // insert drops every value the name had.
+        remove_where(&mut metadata, |name, _| matches!(name, "grpc-status" | "grpc-message" | "grpc-message-type"));
         metadata.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         metadata.insert(TE, HeaderValue::from_static("trailers"));
         metadata
