@@ -4,7 +4,10 @@
 //! again (once for all the calls that find it missing), a dead one is
 //! found by its unanswered ping, and a connection that could not be made
 //! is a request never sent. A generated client's calls go over the same
-//! connection as the forwarded ones.
+//! connection as the forwarded ones. Passed-through calls stream their
+//! bodies and are reset when given up; against an upstream that tells
+//! what it got, a call's head carries neither HTTP/1's hop-by-hop headers
+//! nor a status or call header the caller's metadata tried to set.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
