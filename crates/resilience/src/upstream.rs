@@ -339,8 +339,10 @@ impl Upstream {
             .into_iter()
             .flatten()
             .fold(self.policy.timeout, Duration::min);
+        // Both waits below end at this deadline: `timeout_at` reads no
+        // clock, where `timeout` read it again to find its own.
         let deadline = Instant::now() + timeout;
-        let _slot = match tokio::time::timeout(timeout, self.bulkhead.enter()).await {
+        let _slot = match tokio::time::timeout_at(deadline, self.bulkhead.enter()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => {
                 crate::metrics::shed(&self.name);
@@ -364,12 +366,12 @@ impl Upstream {
                 // Its last trial slot went to another call a moment ago.
                 return Err(CallError::Refused(self.refused(&endpoints)));
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
             endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
+            let remaining = deadline.saturating_duration_since(started);
             let span = crate::client_span::attempt(method, &endpoint.url, retries);
             let attempted = crate::in_span(&span, span.in_scope(|| attempt(endpoint.clone(), remaining)));
-            let outcome = match tokio::time::timeout(remaining, attempted).await {
+            let outcome = match tokio::time::timeout_at(deadline, attempted).await {
                 Ok(outcome) => outcome.map_err(|failure| transport_failure(failure, &endpoint.url)),
                 Err(_) => Err(Failure::Sent(deadline_exceeded(timeout).into())),
             };
