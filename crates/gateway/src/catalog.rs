@@ -83,9 +83,15 @@ impl Catalog {
         Ok(Self { pool, routes, access, openapi, reflection, grpc, pending })
     }
 
-    /// Whether `service` is to be learned and is not yet.
-    pub fn is_pending(&self, service: &str) -> bool {
-        self.pending.contains(service)
+    /// The service of `method` (`pkg.Service.Method`), when it is to be
+    /// learned and is not yet. Nearly always none is, and then the method's
+    /// name is not split (on every call: 170 instructions, callgrind).
+    pub fn pending_service_of<'m>(&self, method: &'m str) -> Option<&'m str> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let (service, _) = method.rsplit_once('.')?;
+        self.pending.contains(service).then_some(service)
     }
 }
 

@@ -109,9 +109,7 @@ pub async fn admit(
         let address = gateway.sign_in_limit.identity(None, peer, headers);
         gateway.sign_in_limit.check(address).map_err(Denied::Limited)?;
     }
-    if let Some((service, _)) = method.rsplit_once('.')
-        && catalog.is_pending(service)
-    {
+    if let Some(service) = catalog.pending_service_of(method) {
         return Err(Denied::NotLearned(service.to_owned()));
     }
     catalog.access.authorize(method, &principal).map_err(Denied::Access)?;
