@@ -164,7 +164,7 @@ impl PassThrough {
                 }
             }
         };
-        tracing::Instrument::instrument(forwarded, span)
+        resilience::in_span(span, forwarded)
     }
 }
 
