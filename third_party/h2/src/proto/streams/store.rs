@@ -11,7 +11,9 @@ use std::ops;
 #[derive(Debug)]
 pub(super) struct Store {
     slab: slab::Slab<Stream>,
-    ids: IndexMap<StreamId, SlabIndex>,
+    // meshwork's change: hashed with foldhash, seeded per process, not the
+    // standard SipHash (MESHWORK.md, 6).
+    ids: IndexMap<StreamId, SlabIndex, foldhash::fast::RandomState>,
 }
 
 /// "Pointer" to an entry in the store
@@ -82,7 +84,7 @@ impl Store {
     pub fn new() -> Self {
         Store {
             slab: slab::Slab::new(),
-            ids: IndexMap::new(),
+            ids: IndexMap::default(),
         }
     }
 
