@@ -20,7 +20,7 @@ pub struct GrpcMethod {
     /// Where the service's name ends in `path`.
     service_end: usize,
     /// Where the method's name ends in `path`: found once, as the service's
-    /// end is, not by a search on every call (90 instructions, callgrind).
+    /// end is, not by a search on every call (140 instructions, callgrind).
     method_end: usize,
 }
 

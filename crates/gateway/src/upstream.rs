@@ -10,7 +10,7 @@ use resilience::{EndpointSource, Policy, Upstream};
 #[derive(Clone, Default)]
 pub struct Upstreams {
     /// Looked up on every call: foldhash, not the standard SipHash, which
-    /// took 250 instructions more for a service's name (callgrind). The
+    /// took 170 instructions more for a service's name (callgrind). The
     /// table is made at start and never grows, so names a caller chooses
     /// cannot be made to collide in it to any effect.
     by_service: HashMap<String, Arc<Upstream>, foldhash::fast::RandomState>,

@@ -111,8 +111,9 @@ pub(crate) fn set_remote_parent(span: &tracing::Span, remote: &SpanContext) -> b
 ///
 /// Its digits are put in their places in a fixed template, not pushed onto
 /// a `String` a `char` at a time, each push checking the capacity and
-/// encoding the `char`: 400 instructions instead of 600 (callgrind, on
-/// every call the gateway forwards).
+/// encoding the `char`: 400 instructions instead of 600 with the `String`
+/// made (callgrind, the two side by side in a program of their own), on
+/// every call the gateway forwards.
 pub(crate) fn traceparent(ids: &SpanContext) -> String {
     fn hex(out: &mut [u8], bytes: &[u8]) {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
