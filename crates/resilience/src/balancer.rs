@@ -50,6 +50,13 @@ impl Balancer {
     /// An endpoint whose breaker is not open (skipping `avoid`, the one
     /// that just failed, when another is available), or none.
     pub fn pick<'a, C: Candidate>(&self, endpoints: &'a [Arc<C>], avoid: Option<&C>) -> Option<&'a Arc<C>> {
+        // One endpoint (a service reached through one address, as behind a
+        // Kubernetes Service) has no other to prefer: no lists to build
+        // (the two allocations were 110 of the 180 instructions a pick took:
+        // callgrind, calls passed through the gateway).
+        if let [only] = endpoints {
+            return (only.breaker().state() != BreakerState::Open).then_some(only);
+        }
         let usable: Vec<&Arc<C>> = endpoints.iter().filter(|e| e.breaker().state() != BreakerState::Open).collect();
         let preferred: Vec<&Arc<C>> = match avoid {
             Some(avoid) if usable.len() > 1 => {
@@ -117,6 +124,19 @@ mod tests {
             endpoints[1].breaker.record(Outcome::Failure);
         }
         assert!(balancer.pick(&endpoints, None).is_none(), "every endpoint ejected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_endpoint_is_picked_until_its_breaker_opens() {
+        let single = [endpoint("only", 0)];
+        let balancer = Balancer::new(Strategy::PowerOfTwoChoices);
+        assert_eq!(balancer.pick(&single, None).unwrap().name, "only");
+        for _ in 0..5 {
+            single[0].breaker.try_acquire().unwrap();
+            single[0].breaker.record(Outcome::Failure);
+        }
+        assert!(balancer.pick(&single, None).is_none(), "its breaker is open");
+        assert!(balancer.pick(&single, Some(&single[0])).is_none(), "avoided or not");
     }
 
     #[test]
