@@ -419,6 +419,36 @@ async fn a_request_that_came_whole_but_waits_on_the_window_is_reset_when_given_u
     assert_eq!(how, "reset");
 }
 
+#[tokio::test]
+async fn a_request_still_coming_stops_being_read_when_the_upstream_resets_it() {
+    // An upstream that answers, then resets the request's stream without
+    // reading the rest of it (as a server giving up on a request does).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (answered, reset) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::Builder::new().handshake::<_, bytes::Bytes>(socket).await.unwrap();
+        let (_request, mut respond) = connection.accept().await.unwrap().unwrap();
+        tokio::spawn(async move { while connection.accept().await.is_some() {} });
+        let response = http::Response::builder().header("content-type", "application/grpc").body(()).unwrap();
+        let mut stream = respond.send_response(response, false).unwrap();
+        let _ = reset.await;
+        stream.send_reset(h2::Reason::CANCEL);
+    });
+    let connection = connection(&format!("http://{address}"));
+
+    let (chunks, body) = tokio::sync::mpsc::channel(1);
+    chunks.send(Ok(http_body::Frame::data(framed(b"first")))).await.unwrap();
+    let response = connection.exchange(grpc_request("/test.v1.Test/Upload", streamed(body))).await.unwrap();
+    answered.send(()).unwrap();
+    // The answer is held, so the caller still wants it: the reset alone
+    // tells the pump, waiting on the caller's body, to stop, and it lets
+    // go of the body.
+    tokio::time::timeout(FIVE_SECONDS, chunks.closed()).await.expect("the pump stopped");
+    drop(response);
+}
+
 /// An upstream that tells the headers of each request it gets, and answers
 /// each with an OK status and no message.
 async fn telling_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<http::HeaderMap>) {

@@ -133,11 +133,6 @@ where
             return Poll::Ready(Ok(()));
         }
         loop {
-            // Woken if the server resets the stream meanwhile.
-            if let Poll::Ready(reason) = pump.stream.poll_reset(cx) {
-                tracing::debug!(?reason, "the upstream reset the stream before the request was sent");
-                return Poll::Ready(Ok(()));
-            }
             if let Some((_, end_of_stream)) = &pump.waiting {
                 let end_of_stream = *end_of_stream;
                 while pump.stream.capacity() == 0 {
@@ -155,7 +150,21 @@ where
             }
             // The next frame before any capacity is asked for: capacity
             // asked for early is held from every other stream (hyper #4003).
-            match ready!(Pin::new(&mut pump.body).poll_frame(cx)) {
+            let Poll::Ready(frame) = Pin::new(&mut pump.body).poll_frame(cx) else {
+                // Woken too if the upstream resets the stream meanwhile (a
+                // wait for capacity is woken by that already). Asked only
+                // here, where the pump waits on the caller: asked on every
+                // turn, it left the call's task with the stream to be woken
+                // for nothing when the stream opened, after the pump had
+                // sent all: a poll of the call more, 1,100 instructions
+                // (callgrind, 2,000 calls passed through the gateway).
+                if let Poll::Ready(reason) = pump.stream.poll_reset(cx) {
+                    tracing::debug!(?reason, "the upstream reset the stream before the request was sent");
+                    return Poll::Ready(Ok(()));
+                }
+                return Poll::Pending;
+            };
+            match frame {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         let end_of_stream = pump.body.is_end_stream();
