@@ -4,7 +4,8 @@
 //! or coded, the same coded token on every request of a connection is
 //! decoded once and still arrives as sent, and a request with a
 //! connection-specific header is refused before it is sent, as by the
-//! published h2.
+//! published h2. A client connection still ends when its last handle goes,
+//! though a closed stream's dropped handle no longer wakes it otherwise.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -143,4 +144,45 @@ async fn a_request_with_a_connection_specific_header_is_refused_before_it_is_sen
     }
     let allowed = request(address).header("te", "trailers").body(()).unwrap();
     assert!(sender.send_request(allowed, true).is_ok());
+}
+
+/// Answers every request on each connection to it with an empty 200 and
+/// its end, and keeps the connection open for as long as the client does.
+async fn answering_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut connection = h2::server::handshake(socket).await.unwrap();
+                while let Some(Ok((_, mut respond))) = connection.accept().await {
+                    let _ = respond.send_response(http::Response::new(()), true);
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_client_connection_ends_when_its_last_handle_goes_whichever_goes_last() {
+    let address = answering_server().await;
+    for stream_last in [true, false] {
+        let (sender, connection) = h2::client::handshake(TcpStream::connect(address).await.unwrap()).await.unwrap();
+        let connection = tokio::spawn(connection);
+        let mut sender = sender.ready().await.unwrap();
+        let (response, _) = sender.send_request(request(address).body(()).unwrap(), true).unwrap();
+        // The stream is closed (its answer and end came), its handle still held.
+        let body = response.await.unwrap().into_body();
+        assert!(body.is_end_stream());
+        if stream_last {
+            drop(sender);
+            drop(body);
+        } else {
+            drop(body);
+            drop(sender);
+        }
+        let ended = tokio::time::timeout(FIVE_SECONDS, connection).await;
+        assert!(ended.is_ok(), "the connection ended (the stream's handle dropped last: {stream_last})");
+    }
 }

@@ -1657,6 +1657,9 @@ fn drop_stream_ref(inner: &Mutex<Inner>, key: store::Key) {
 
     let me = &mut *me;
     me.refs -= 1;
+    // meshwork's change (MESHWORK.md, 7): whether the
+    // connection's own handle is all that is left.
+    let only_the_connection_left = me.refs == 1;
     let mut stream = me.store.resolve(key);
 
     tracing::trace!("drop_stream_ref; stream={:?}", stream);
@@ -1670,7 +1673,15 @@ fn drop_stream_ref(inner: &Mutex<Inner>, key: store::Key) {
     // closed (does not have to go through logic below
     // of canceling the stream), we should notify the task
     // (connection) so that it can close properly
-    if stream.ref_count == 0 && stream.is_closed() {
+    //
+    // meshwork's change: only when this was the last handle but the
+    // connection's. A closed stream's count was taken off when it closed,
+    // where the connection's task runs or is woken to send its last frame;
+    // what a closed stream's drop can change is only whether the
+    // connection has handles left (`has_streams_or_other_references`).
+    // Woken on every call's drop, the task was polled for nothing once a
+    // call.
+    if stream.ref_count == 0 && stream.is_closed() && only_the_connection_left {
         if let Some(task) = actions.task.take() {
             task.wake();
         }
