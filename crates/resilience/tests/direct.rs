@@ -305,15 +305,22 @@ async fn a_request_body_that_fails_is_the_callers_error_whenever_it_fails() {
     assert_eq!(refused.unwrap_err().code(), tonic::Code::InvalidArgument);
 }
 
-#[tokio::test]
-async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
-    // An upstream that reads the request to its end and says how it ended.
+/// HTTP/2's initial window, which h2's server keeps unless told otherwise.
+const DEFAULT_WINDOW: u32 = 65_535;
+
+/// An upstream, its streams' window `window` bytes, that reads the first
+/// request to its end without opening the window again, and says how the
+/// request ended: "ended" or "reset".
+async fn upstream_telling_how_the_request_ended(
+    window: u32,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<&'static str>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (ending, ended) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
-        let mut connection = h2::server::handshake(socket).await.unwrap();
+        let mut connection =
+            h2::server::Builder::new().initial_window_size(window).handshake::<_, bytes::Bytes>(socket).await.unwrap();
         let (request, _respond) = connection.accept().await.unwrap().unwrap();
         tokio::spawn(async move { while connection.accept().await.is_some() {} });
         let mut body = request.into_body();
@@ -326,6 +333,12 @@ async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
         }
         ending.send(how).unwrap();
     });
+    (address, ended)
+}
+
+#[tokio::test]
+async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
+    let (address, ended) = upstream_telling_how_the_request_ended(DEFAULT_WINDOW).await;
     let connection = connection(&format!("http://{address}"));
 
     let (chunks, body) = tokio::sync::mpsc::channel(1);
@@ -387,27 +400,8 @@ async fn a_request_that_came_whole_is_sent_within_the_upstreams_window() {
 
 #[tokio::test]
 async fn a_request_that_came_whole_but_waits_on_the_window_is_reset_when_given_up() {
-    // An upstream that never opens its small window: the request cannot
-    // all go. It reads what it can and says how the request ended.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (ending, ended) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.unwrap();
-        let mut connection =
-            h2::server::Builder::new().initial_window_size(1024).handshake::<_, bytes::Bytes>(socket).await.unwrap();
-        let (request, _respond) = connection.accept().await.unwrap().unwrap();
-        tokio::spawn(async move { while connection.accept().await.is_some() {} });
-        let mut body = request.into_body();
-        let mut how = "ended";
-        while let Some(chunk) = body.data().await {
-            if chunk.is_err() {
-                how = "reset";
-                break;
-            }
-        }
-        ending.send(how).unwrap();
-    });
+    // The upstream never opens its small window: the request cannot all go.
+    let (address, ended) = upstream_telling_how_the_request_ended(1024).await;
     let connection = connection(&format!("http://{address}"));
 
     let body = http_body_util::Full::new(framed(&[7u8; 10_000]));
