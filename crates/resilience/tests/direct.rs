@@ -356,6 +356,8 @@ async fn a_request_still_coming_when_its_answer_is_given_up_is_reset_at_once() {
 
 #[tokio::test]
 async fn a_request_that_came_whole_is_sent_within_the_upstreams_window() {
+    use http_body_util::BodyExt;
+
     // An upstream with a window far smaller than the request: it reads the
     // body to its end, opening the window as it takes each chunk (h2 fails
     // the connection if more is sent than the window allows), and answers
@@ -391,7 +393,6 @@ async fn a_request_that_came_whole_is_sent_within_the_upstreams_window() {
     let body = http_body_util::Full::new(framed(&message));
     let call = connection.exchange(grpc_request("/test.v1.Test/Upload", body));
     let response = tokio::time::timeout(FIVE_SECONDS, call).await.expect("answered").unwrap();
-    use http_body_util::BodyExt;
     let collected = tokio::time::timeout(FIVE_SECONDS, response.into_body().collect()).await.unwrap().unwrap();
     let trailers = collected.trailers().cloned().expect("trailers");
     assert_eq!(trailers.get("grpc-status").unwrap(), "0");
